@@ -1,0 +1,315 @@
+/**
+ * One connected peer: the only writer to its socket, with a bounded outbox
+ * that coalesces whatever is pending into one frame.
+ *
+ * A client knows nothing of hubs or rooms: when it ends, for whatever reason,
+ * it tells its owner once, through `onEnd`.
+ *
+ * @module
+ */
+
+/**
+ * Messages a client may have waiting while its socket is backed up. Like
+ * gorilla's `send` channel: a peer that falls this far behind is not coming
+ * back, and waiting on it would let one reader hold memory for everyone.
+ */
+export const DEFAULT_MAX_QUEUE = 256;
+
+/**
+ * Bytes handed to the socket but not yet written to the kernel, above which
+ * the peer counts as backed up. `bufferedAmount` only grows once the kernel's
+ * own send buffer (hundreds of KiB) is full, so 64 KiB on top of that means
+ * the peer has stopped reading, not that it is merely busy.
+ */
+export const DEFAULT_HIGH_WATER_BYTES = 64 * 1024;
+
+/**
+ * How often a backed-up socket is looked at again. Deno has no "drain" event,
+ * so a blocked client is polled; 10 ms keeps the wake-ups rare and the delay
+ * well below what a person notices.
+ */
+export const BLOCKED_RETRY_MS = 10;
+
+/** Close code for a peer evicted because it stopped reading. */
+export const CLOSE_SLOW_CONSUMER = 4008;
+
+/** The part of a WebSocket a client writes to (a fake in unit tests). */
+export interface ClientSocket {
+  /** Bytes queued by `send` and not yet written out. */
+  readonly bufferedAmount: number;
+  /** Sends one text frame; never blocks. */
+  send(data: string): void;
+  /** Starts the closing handshake. */
+  close(code?: number, reason?: string): void;
+}
+
+/** Why a client ended: the close code and reason, as seen by the server. */
+export interface ClientEnd {
+  /** The close code we sent, or the peer's (1005 when it gave none). */
+  code: number;
+  /** The close reason we sent, or the peer's. */
+  reason: string;
+  /** True when the server ended it (eviction, shutdown, bad input). */
+  byServer: boolean;
+}
+
+/** Options for a {@linkcode Client}. */
+export interface ClientOptions {
+  /** The name this client chats under. */
+  username: string;
+  /** Shared turn-end flushing; clients of one process share one. */
+  flusher: Flusher;
+  /** Most messages held while the socket is backed up. Default 256. */
+  maxQueue?: number;
+  /** `bufferedAmount` above which the socket counts as backed up. */
+  highWaterBytes?: number;
+  /** Called exactly once, when the client ends for any reason. */
+  onEnd?: (client: Client, end: ClientEnd) => void;
+}
+
+/**
+ * A connected peer.
+ *
+ * Invariants: one writer per socket (only this class calls `send`); frames
+ * leave in the order messages were delivered; `onEnd` runs exactly once.
+ *
+ * @example
+ * ```ts
+ * import { Client, Flusher } from "./client.ts";
+ * const flusher = new Flusher();
+ * const socket = { bufferedAmount: 0, send() {}, close() {} };
+ * const client = new Client(socket, { username: "alice", flusher });
+ * client.deliver('{"type":"message","text":"hi"}');
+ * flusher.stop();
+ * ```
+ */
+export class Client {
+  /** The name this client chats under. */
+  readonly username: string;
+  #socket: ClientSocket;
+  #flusher: Flusher;
+  #maxQueue: number;
+  #highWater: number;
+  #onEnd?: (client: Client, end: ClientEnd) => void;
+  /** Messages waiting for the end of the turn (or for the socket to drain). */
+  #outbox: string[] = [];
+  /** True while this client sits in the flusher's list. */
+  #queued = false;
+  #ended = false;
+
+  /** Wraps a socket; the caller wires the socket's events to this client. */
+  constructor(socket: ClientSocket, options: ClientOptions) {
+    this.username = options.username;
+    this.#socket = socket;
+    this.#flusher = options.flusher;
+    this.#maxQueue = options.maxQueue ?? DEFAULT_MAX_QUEUE;
+    this.#highWater = options.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES;
+    this.#onEnd = options.onEnd;
+  }
+
+  /** True once the client has ended; it then drops whatever it is given. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** Messages waiting in the outbox. */
+  get pending(): number {
+    return this.#outbox.length;
+  }
+
+  /**
+   * Hands one serialized message to this client. Never blocks: when the
+   * socket is idle the message leaves at once as its own frame; otherwise it
+   * waits and leaves with the rest of the turn's messages as one frame.
+   */
+  deliver(message: string): void {
+    if (this.#ended) return;
+    if (this.#queued) {
+      // A frame already left this turn, or the socket is busy: coalesce.
+      if (this.#outbox.push(message) > this.#maxQueue) this.#overflow();
+      return;
+    }
+    if (this.#socket.bufferedAmount === 0) {
+      if (!this.#write(message)) return;
+    } else {
+      this.#outbox.push(message);
+    }
+    this.#queued = true;
+    this.#flusher.add(this);
+  }
+
+  /**
+   * Sends what the outbox holds as one frame if the socket can take it.
+   * Returns false when the socket is still backed up (try again later).
+   * Called by the {@linkcode Flusher}; `memo` lets clients with identical
+   * pending batches share one joined string.
+   */
+  flush(memo: FrameMemo): boolean {
+    if (this.#ended) return true;
+    const outbox = this.#outbox;
+    if (outbox.length === 0) {
+      this.#queued = false;
+      return true;
+    }
+    if (this.#socket.bufferedAmount >= this.#highWater) return false;
+    this.#outbox = [];
+    this.#queued = false;
+    this.#write(joinFrame(outbox, memo));
+    return true;
+  }
+
+  /** Closes the connection with a code and reason; ends the client. */
+  close(code: number, reason: string): void {
+    if (this.#ended) return;
+    try {
+      this.#socket.close(code, reason);
+    } catch {
+      // Already closing or closed: ending is all that is left to do.
+    }
+    this.#end({ code, reason, byServer: true });
+  }
+
+  /** Tells the client its socket closed (Deno may say so twice). */
+  socketClosed(code = 1005, reason = ""): void {
+    this.#end({ code, reason, byServer: false });
+  }
+
+  /** The outbox grew past its bound: flush now if we can, else evict. */
+  #overflow(): void {
+    if (this.#socket.bufferedAmount < this.#highWater) {
+      const outbox = this.#outbox;
+      this.#outbox = [];
+      this.#write(outbox.join("\n"));
+      return;
+    }
+    this.evictSlowClient();
+  }
+
+  /** Cuts off a peer that stopped reading, so it slows nobody else. */
+  evictSlowClient(): void {
+    this.close(CLOSE_SLOW_CONSUMER, "slow consumer");
+  }
+
+  #write(frame: string): boolean {
+    try {
+      this.#socket.send(frame);
+      return true;
+    } catch {
+      // The socket closed under us; its close event may not have run yet.
+      this.#end({ code: 1006, reason: "send failed", byServer: false });
+      return false;
+    }
+  }
+
+  #end(end: ClientEnd): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#outbox = [];
+    this.#onEnd?.(this, end);
+  }
+}
+
+/**
+ * The last batch joined during one flush, so clients that were sent the same
+ * messages share one string instead of each joining its own copy.
+ */
+export interface FrameMemo {
+  /** The batch last joined, compared element by element (by identity). */
+  batch: string[];
+  /** That batch as one frame. */
+  frame: string;
+}
+
+/**
+ * Joins a batch into one frame's text, reusing the memo when the batch holds
+ * the same messages as the one before it.
+ *
+ * @example
+ * ```ts
+ * import { joinFrame } from "./client.ts";
+ * const memo = { batch: [], frame: "" };
+ * joinFrame(["a", "b"], memo); // "a\nb"
+ * ```
+ */
+export function joinFrame(batch: string[], memo: FrameMemo): string {
+  if (batch.length === 1) return batch[0];
+  const last = memo.batch;
+  if (last.length === batch.length) {
+    let same = true;
+    for (let i = 0; i < batch.length; i++) {
+      if (last[i] !== batch[i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return memo.frame;
+  }
+  memo.batch = batch;
+  memo.frame = batch.join("\n");
+  return memo.frame;
+}
+
+/**
+ * Flushes, once per event-loop turn, every client that was written to during
+ * the turn: each sends what piled up as one frame. A client whose socket was
+ * idle already sent its first message at once, so the timer is never on the
+ * latency path of a quiet chat; it only batches a busy one.
+ *
+ * @example
+ * ```ts
+ * import { Flusher } from "./client.ts";
+ * const flusher = new Flusher();
+ * // ... hand it to clients through their options ...
+ * flusher.stop();
+ * ```
+ */
+export class Flusher {
+  #due: Client[] = [];
+  #blocked: Client[] = [];
+  #turnTimer: ReturnType<typeof setImmediate> | undefined;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /** Puts a client on this turn's list (it asks once per turn). */
+  add(client: Client): void {
+    this.#due.push(client);
+    this.#turnTimer ??= setImmediate(this.#flushTurn);
+  }
+
+  /** Clients waiting for their backed-up socket to drain. */
+  get blockedCount(): number {
+    return this.#blocked.length;
+  }
+
+  /** Cancels pending flushes (at shutdown); clients are closed by others. */
+  stop(): void {
+    if (this.#turnTimer !== undefined) clearImmediate(this.#turnTimer);
+    clearTimeout(this.#retryTimer);
+    this.#turnTimer = this.#retryTimer = undefined;
+    this.#due = [];
+    this.#blocked = [];
+  }
+
+  #flushTurn = (): void => {
+    this.#turnTimer = undefined;
+    const due = this.#due;
+    this.#due = [];
+    this.#flushAll(due);
+  };
+
+  #retryBlocked = (): void => {
+    this.#retryTimer = undefined;
+    const blocked = this.#blocked;
+    this.#blocked = [];
+    this.#flushAll(blocked);
+  };
+
+  #flushAll(clients: Client[]): void {
+    const memo: FrameMemo = { batch: [], frame: "" };
+    for (const client of clients) {
+      if (!client.flush(memo)) this.#blocked.push(client);
+    }
+    if (this.#blocked.length > 0) {
+      this.#retryTimer ??= setTimeout(this.#retryBlocked, BLOCKED_RETRY_MS);
+    }
+  }
+}
