@@ -179,7 +179,7 @@ export class Client {
     if (this.#socket.bufferedAmount < this.#highWater) {
       const outbox = this.#outbox;
       this.#outbox = [];
-      this.#write(outbox.join("\n"));
+      this.#write(joinFrame(outbox, this.#flusher.memo));
       return;
     }
     this.evictSlowClient();
@@ -264,6 +264,8 @@ export function joinFrame(batch: string[], memo: FrameMemo): string {
  * ```
  */
 export class Flusher {
+  /** Batches joined since the last flush, shared by identical outboxes. */
+  memo: FrameMemo = { batch: [], frame: "" };
   #due: Client[] = [];
   #blocked: Client[] = [];
   #turnTimer: ReturnType<typeof setImmediate> | undefined;
@@ -304,10 +306,12 @@ export class Flusher {
   };
 
   #flushAll(clients: Client[]): void {
-    const memo: FrameMemo = { batch: [], frame: "" };
+    const memo = this.memo;
     for (const client of clients) {
       if (!client.flush(memo)) this.#blocked.push(client);
     }
+    // Let the joined batches be collected once they are sent.
+    this.memo = { batch: [], frame: "" };
     if (this.#blocked.length > 0) {
       this.#retryTimer ??= setTimeout(this.#retryBlocked, BLOCKED_RETRY_MS);
     }

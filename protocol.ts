@@ -221,9 +221,18 @@ export function parseClientMessage(frame: string): Validated<ClientCommand> {
  * timestamp(new Date(0)); // "1970-01-01T00:00:00.000Z"
  * ```
  */
-export function timestamp(now: Date = new Date()): string {
-  return now.toISOString();
+export function timestamp(now?: Date): string {
+  if (now !== undefined) return now.toISOString();
+  const ms = Date.now();
+  if (ms !== clock.ms) {
+    clock.ms = ms;
+    clock.iso = new Date(ms).toISOString();
+  }
+  return clock.iso;
 }
+
+/** The last stamp made: a busy server stamps many messages per millisecond. */
+const clock = { ms: Number.NaN, iso: "" };
 
 /**
  * Builds the `error` reply for a refused frame.
