@@ -16,17 +16,19 @@
 export const DEFAULT_MAX_QUEUE = 256;
 
 /**
- * Bytes handed to the socket but not yet written to the kernel, above which
- * the peer counts as backed up. `bufferedAmount` only grows once the kernel's
- * own send buffer (hundreds of KiB) is full, so 64 KiB on top of that means
- * the peer has stopped reading, not that it is merely busy.
+ * Bytes handed to the socket but not yet written out, above which the socket
+ * counts as backed up. Deno raises `bufferedAmount` as soon as `send` is
+ * called and lowers it only when the write completes (between turns), so it
+ * is read at turn ends only; 64 KiB still pending then is a few hundred
+ * chat lines the kernel would not take.
  */
 export const DEFAULT_HIGH_WATER_BYTES = 64 * 1024;
 
 /**
  * How often a backed-up socket is looked at again. Deno has no "drain" event,
  * so a blocked client is polled; 10 ms keeps the wake-ups rare and the delay
- * well below what a person notices.
+ * well below what a person notices. A socket still backed up when looked at
+ * again has had 10 ms to drain and did not: its peer has stopped reading.
  */
 export const BLOCKED_RETRY_MS = 10;
 
@@ -95,6 +97,8 @@ export class Client {
   #outbox: string[] = [];
   /** True while this client sits in the flusher's list. */
   #queued = false;
+  /** Consecutive flushes that found the socket backed up. */
+  #blockedFlushes = 0;
   #ended = false;
 
   /** Wraps a socket; the caller wires the socket's events to this client. */
@@ -151,7 +155,11 @@ export class Client {
       this.#queued = false;
       return true;
     }
-    if (this.#socket.bufferedAmount >= this.#highWater) return false;
+    if (this.#socket.bufferedAmount >= this.#highWater) {
+      this.#blockedFlushes++;
+      return false;
+    }
+    this.#blockedFlushes = 0;
     this.#outbox = [];
     this.#queued = false;
     this.#write(joinFrame(outbox, memo));
@@ -174,9 +182,14 @@ export class Client {
     this.#end({ code, reason, byServer: false });
   }
 
-  /** The outbox grew past its bound: flush now if we can, else evict. */
+  /**
+   * The outbox grew past its bound. A client seen backed up at two flushes
+   * in a row (one retry interval apart) has stopped reading: evict it.
+   * Anything else is a burst within a turn, which the socket takes as one
+   * frame now; `bufferedAmount` cannot tell the two apart mid-turn.
+   */
   #overflow(): void {
-    if (this.#socket.bufferedAmount < this.#highWater) {
+    if (this.#blockedFlushes < 2) {
       const outbox = this.#outbox;
       this.#outbox = [];
       this.#write(joinFrame(outbox, this.#flusher.memo));

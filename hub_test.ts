@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  BLOCKED_RETRY_MS,
   Client,
   type ClientEnd,
   type ClientSocket,
@@ -51,6 +52,10 @@ function addPeer(hub: Hub, username: string, onEnd?: () => void): Peer {
   });
   hub.register(client);
   return { socket, client, ends };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Lets the flusher's end-of-turn flush run (immediates run in order). */
@@ -164,10 +169,17 @@ Deno.test("a stalled client is evicted with 4008; the others get everything in o
   });
   stalled.socket.bufferedAmount = DEFAULT_HIGH_WATER_BYTES;
   const sent: string[] = [];
-  for (let i = 0; i < DEFAULT_MAX_QUEUE + 10; i++) {
-    sent.push(`m${i}`);
-    hub.broadcastText(`m${i}`);
-    if (i % 7 === 0) await nextTurn();
+  function send(): void {
+    sent.push(`m${sent.length}`);
+    hub.broadcastText(sent.at(-1)!);
+  }
+  send();
+  await nextTurn(); // the turn's flush finds it backed up
+  await sleep(BLOCKED_RETRY_MS * 3); // and so does the retry: stalled
+  assert.equal(stalled.client.ended, false, "waiting is not a crime");
+  while (sent.length < DEFAULT_MAX_QUEUE + 10) {
+    send();
+    if (sent.length % 7 === 0) await nextTurn();
   }
   await nextTurn();
   assert.equal(stalled.client.ended, true);
@@ -193,6 +205,25 @@ Deno.test("a stalled client is evicted with 4008; the others get everything in o
   for (const { socket } of good) assert.deepEqual(socket.messages(), expected);
   // Nothing was written to the stalled socket while it was backed up.
   assert.deepEqual(stalled.socket.frames, []);
+  hub.close(1001, "done");
+});
+
+Deno.test("a socket backed up at one turn end is not evicted by the next burst", async () => {
+  const hub = new Hub();
+  const { socket, client } = addPeer(hub, "a");
+  socket.bufferedAmount = DEFAULT_HIGH_WATER_BYTES;
+  hub.broadcastText("m0");
+  await nextTurn(); // backed up once: maybe just this turn's own writes
+  const sent = ["m0"];
+  for (let i = 1; i <= DEFAULT_MAX_QUEUE * 2; i++) {
+    sent.push(`m${i}`);
+    hub.broadcastText(`m${i}`);
+  }
+  assert.equal(client.ended, false);
+  socket.bufferedAmount = 0;
+  await sleep(BLOCKED_RETRY_MS * 3);
+  assert.equal(client.ended, false);
+  assert.deepEqual(socket.messages(), sent);
   hub.close(1001, "done");
 });
 

@@ -185,9 +185,16 @@ export async function startServer(
         `username "${username}" is already online; choose another`,
       );
     }
-    const { socket, response } = Deno.upgradeWebSocket(request, {
-      idleTimeout,
-    });
+    let upgraded;
+    try {
+      upgraded = Deno.upgradeWebSocket(request, { idleTimeout });
+    } catch (error) {
+      return textResponse(
+        400,
+        `bad WebSocket handshake: ${(error as Error).message}`,
+      );
+    }
+    const { socket, response } = upgraded;
     const client = new Client(socket, {
       username,
       flusher: room.hub.flusher,
@@ -195,7 +202,6 @@ export async function startServer(
       highWaterBytes: options.highWaterBytes,
       onEnd: onClientEnd,
     });
-    room.reserve(client);
     openSockets.set(
       socket,
       new Promise((resolve) => {
@@ -206,7 +212,15 @@ export async function startServer(
         });
       }),
     );
-    socket.addEventListener("open", () => room.join(client));
+    const reserved = room.reserve(client);
+    socket.addEventListener("open", () => {
+      // Shutdown may have begun between the upgrade and the open.
+      if (shuttingDown || !reserved) {
+        client.close(CloseCode.goingAway, "server shutting down");
+      } else {
+        room.join(client);
+      }
+    });
     socket.addEventListener("message", (event) => {
       handleFrame(client, event.data);
     });

@@ -1,0 +1,104 @@
+/**
+ * History benchmarks, `deno bench -A history_bench.ts`: one iteration is
+ * 10,000 appends to one room (default limit, so trimming is on), awaited
+ * until all are stored; appends per second = 10,000 / time per iteration.
+ *
+ * - "per turn": 100 appends in each of 100 event-loop turns (a busy
+ *   server: group commits of about a turn's worth).
+ * - "one turn": all 10,000 in one turn (split only by KV's limits).
+ * - "awaited": 100 appends, each awaited before the next (a quiet chat:
+ *   one commit per message, the latency floor).
+ *
+ * Each runs on a file in a temporary directory and in memory.
+ *
+ * @module
+ */
+
+import { History, type StoredMessage } from "./history.ts";
+
+/** Appends per iteration of the throughput benchmarks. */
+const APPENDS = 10_000;
+
+/** Appends made in each turn in the "per turn" benchmarks. */
+const PER_TURN = 100;
+
+/** Appends in the "awaited" benchmarks (each costs a whole commit). */
+const AWAITED = 100;
+
+const dir = Deno.makeTempDirSync({ prefix: "hubchat_history_bench_" });
+globalThis.addEventListener("unload", () => {
+  Deno.removeSync(dir, { recursive: true });
+});
+
+let stores = 0;
+
+/** A fresh history, on a file of its own or in memory. */
+function openStore(onDisk: boolean): Promise<History> {
+  return History.open(onDisk ? `${dir}/bench-${stores++}.db` : ":memory:");
+}
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+function append(history: History, i: number): Promise<StoredMessage> {
+  return history.append("lobby", {
+    username: "bench",
+    text: `message ${i}`,
+    timestamp: new Date().toISOString(),
+  });
+}
+
+for (const onDisk of [true, false]) {
+  const where = onDisk ? "file" : "memory";
+
+  Deno.bench({
+    name: `history (${where}): 10,000 appends, 100 per turn`,
+    group: where,
+    baseline: true,
+    n: 10,
+    warmup: 1,
+    async fn(b) {
+      const history = await openStore(onDisk);
+      b.start();
+      const all: Promise<StoredMessage>[] = [];
+      for (let i = 0; i < APPENDS; i++) {
+        all.push(append(history, i));
+        if ((i + 1) % PER_TURN === 0) await nextTurn();
+      }
+      await Promise.all(all);
+      b.end();
+      await history.close();
+    },
+  });
+
+  Deno.bench({
+    name: `history (${where}): 10,000 appends in one turn`,
+    group: where,
+    n: 10,
+    warmup: 1,
+    async fn(b) {
+      const history = await openStore(onDisk);
+      b.start();
+      const all: Promise<StoredMessage>[] = [];
+      for (let i = 0; i < APPENDS; i++) all.push(append(history, i));
+      await Promise.all(all);
+      b.end();
+      await history.close();
+    },
+  });
+
+  Deno.bench({
+    name: `history (${where}): 100 appends, each awaited`,
+    group: where,
+    n: 10,
+    warmup: 1,
+    async fn(b) {
+      const history = await openStore(onDisk);
+      b.start();
+      for (let i = 0; i < AWAITED; i++) await append(history, i);
+      b.end();
+      await history.close();
+    },
+  });
+}

@@ -1,0 +1,576 @@
+import assert from "node:assert/strict";
+import {
+  DEFAULT_HISTORY_LIMIT,
+  History,
+  type HistoryEntry,
+  type StoredMessage,
+} from "./history.ts";
+
+/** Longest any one test may take; a hang fails instead of stalling CI. */
+const TEST_DEADLINE_MS = 30_000;
+
+/** Runs `body`, failing if it takes longer than `ms`. */
+async function within<T>(
+  ms: number,
+  what: string,
+  body: () => Promise<T>,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`${what}: took longer than ${ms} ms`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([body(), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A test bounded by {@linkcode TEST_DEADLINE_MS}. */
+function test(name: string, body: () => Promise<void>): void {
+  Deno.test(name, () => within(TEST_DEADLINE_MS, name, body));
+}
+
+/** Runs `body` with a fresh temporary directory, removed afterwards. */
+async function withTempDir(body: (dir: string) => Promise<void>) {
+  const dir = await Deno.makeTempDir({ prefix: "hubchat_history_" });
+  try {
+    await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function entry(username: string, text: string, to?: string): HistoryEntry {
+  const value: HistoryEntry = {
+    username,
+    text,
+    timestamp: "2026-11-22T10:00:00.000Z",
+  };
+  if (to !== undefined) value.to = to;
+  return value;
+}
+
+function ids(messages: StoredMessage[]): number[] {
+  return messages.map((message) => message.id);
+}
+
+function range(from: number, to: number): number[] {
+  const out: number[] = [];
+  for (let i = from; i <= to; i++) out.push(i);
+  return out;
+}
+
+/** Every key stored under `["room", room, "msg"]`, read from KV directly. */
+async function storedIds(path: string, room: string): Promise<number[]> {
+  const kv = await Deno.openKv(path);
+  try {
+    const out: number[] = [];
+    for await (const { key } of kv.list({ prefix: ["room", room, "msg"] })) {
+      out.push(key[3] as number);
+    }
+    return out;
+  } finally {
+    kv.close();
+  }
+}
+
+test("ids increase by one per room, independently across rooms", async () => {
+  const history = await History.open(":memory:");
+  try {
+    const a1 = await history.append("a", entry("ann", "1"));
+    const b1 = await history.append("b", entry("bob", "1"));
+    const a2 = await history.append("a", entry("ann", "2"));
+    const a3 = await history.append("a", entry("ann", "3"));
+    const b2 = await history.append("b", entry("bob", "2"));
+    assert.deepEqual([a1.id, a2.id, a3.id], [1, 2, 3]);
+    assert.deepEqual([b1.id, b2.id], [1, 2]);
+    assert.deepEqual(a2, {
+      type: "message",
+      id: 2,
+      room: "a",
+      username: "ann",
+      text: "2",
+      timestamp: "2026-11-22T10:00:00.000Z",
+    });
+    assert.ok(Object.isFrozen(a2));
+    assert.equal(history.latestId("a"), 3);
+    assert.equal(history.latestId("b"), 2);
+    assert.equal(history.latestId("nowhere"), 0);
+    assert.deepEqual(history.listRooms(), ["a", "b"]);
+    assert.equal(history.limit, DEFAULT_HISTORY_LIMIT);
+  } finally {
+    await history.close();
+  }
+});
+
+test("one turn's appends share one commit and resolve in id order", async () => {
+  const history = await History.open(":memory:");
+  try {
+    const before = history.commits;
+    const settled: string[] = [];
+    const all: Promise<StoredMessage>[] = [];
+    for (let i = 0; i < 10; i++) {
+      const room = i % 2 === 0 ? "even" : "odd";
+      all.push(
+        history.append(room, entry("ann", `${i}`)).then((message) => {
+          settled.push(`${message.room}:${message.id}`);
+          return message;
+        }),
+      );
+    }
+    // Nothing is visible before it is stored.
+    assert.deepEqual(history.recent("even", "ann"), []);
+    assert.equal(history.latestId("even"), 0);
+    await Promise.all(all);
+    assert.equal(history.commits, before + 1);
+    assert.deepEqual(settled, [
+      "even:1",
+      "odd:1",
+      "even:2",
+      "odd:2",
+      "even:3",
+      "odd:3",
+      "even:4",
+      "odd:4",
+      "even:5",
+      "odd:5",
+    ]);
+  } finally {
+    await history.close();
+  }
+});
+
+test("a burst of 2,500 appends resolves in order over several commits", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/history.db`;
+    const history = await History.open(path, { limit: 5000 });
+    const order: number[] = [];
+    try {
+      const all: Promise<StoredMessage>[] = [];
+      for (let i = 0; i < 2500; i++) {
+        all.push(
+          history.append("lobby", entry("ann", `m${i}`)).then((message) => {
+            order.push(message.id);
+            return message;
+          }),
+        );
+      }
+      const stored = await Promise.all(all);
+      assert.deepEqual(ids(stored), range(1, 2500));
+      assert.deepEqual(order, range(1, 2500));
+      // KV takes at most 1000 mutations per commit.
+      assert.ok(history.commits >= 3, `${history.commits} commits`);
+      assert.equal(stored[2499].text, "m2499");
+    } finally {
+      await history.close();
+    }
+    assert.deepEqual(await storedIds(path, "lobby"), range(1, 2500));
+    const reopened = await History.open(path, { limit: 5000 });
+    try {
+      const kept = reopened.recent("lobby", "bob");
+      assert.deepEqual(ids(kept), range(1, 2500));
+      assert.equal(kept[1234].text, "m1234");
+      assert.equal((await reopened.append("lobby", entry("x", "y"))).id, 2501);
+    } finally {
+      await reopened.close();
+    }
+  });
+});
+
+test("commits split to stay within KV's byte and key-size limits", async () => {
+  const history = await History.open(":memory:", { limit: 1000 });
+  try {
+    // 400 messages of 2000 two-byte characters: about 1.6 MB in one turn,
+    // over KV's 800 KiB per commit.
+    const big = "ж".repeat(2000);
+    const bigOnes: Promise<StoredMessage>[] = [];
+    for (let i = 0; i < 400; i++) {
+      bigOnes.push(history.append("big", entry("ann", big)));
+    }
+    const before = history.commits;
+    assert.deepEqual(ids(await Promise.all(bigOnes)), range(1, 400));
+    assert.ok(history.commits - before >= 2);
+
+    // 600 rooms with 200-character names: their keys alone are over KV's
+    // 80 KiB of set keys per commit.
+    const rooms: Promise<StoredMessage>[] = [];
+    for (let i = 0; i < 600; i++) {
+      const room = `${i}`.padStart(200, "r");
+      rooms.push(history.append(room, entry("ann", "hi")));
+    }
+    const stored = await Promise.all(rooms);
+    assert.ok(stored.every((message) => message.id === 1));
+    assert.equal(history.listRooms().length, 601);
+  } finally {
+    await history.close();
+  }
+});
+
+test("trimming keeps exactly the last N, in memory and in KV", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/history.db`;
+    const history = await History.open(path, { limit: 5 });
+    try {
+      for (let i = 1; i <= 12; i++) {
+        await history.append("lobby", entry("ann", `${i}`));
+      }
+      assert.deepEqual(ids(history.recent("lobby", "ann")), range(8, 12));
+      // A burst longer than the limit: the pushed-out part is never written.
+      const burst: Promise<StoredMessage>[] = [];
+      for (let i = 0; i < 20; i++) {
+        burst.push(history.append("lobby", entry("ann", "burst")));
+      }
+      assert.deepEqual(ids(await Promise.all(burst)), range(13, 32));
+      assert.deepEqual(ids(history.recent("lobby", "ann")), range(28, 32));
+    } finally {
+      await history.close();
+    }
+    assert.deepEqual(await storedIds(path, "lobby"), range(28, 32));
+    const kv = await Deno.openKv(path);
+    try {
+      const meta = await kv.get(["room", "lobby", "meta"]);
+      assert.deepEqual(meta.value, { lastId: 32, trimmedId: 27 });
+    } finally {
+      kv.close();
+    }
+  });
+});
+
+test("reopening keeps history and ids continue; parent dirs are made", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/nested/deeper/history.db`;
+    const first = await History.open(path);
+    try {
+      await first.append("lobby", entry("ann", "one"));
+      await first.append("lobby", entry("bob", "two", "ann"));
+      await first.append("other", entry("bob", "elsewhere"));
+    } finally {
+      await first.close();
+    }
+    const second = await History.open(path);
+    try {
+      assert.deepEqual(second.listRooms(), ["lobby", "other"]);
+      assert.deepEqual(second.recent("lobby", "ann"), [
+        {
+          type: "message",
+          id: 1,
+          room: "lobby",
+          username: "ann",
+          text: "one",
+          timestamp: "2026-11-22T10:00:00.000Z",
+        },
+        {
+          type: "message",
+          id: 2,
+          room: "lobby",
+          username: "bob",
+          text: "two",
+          timestamp: "2026-11-22T10:00:00.000Z",
+          to: "ann",
+        },
+      ]);
+      assert.equal(second.latestId("lobby"), 2);
+      assert.equal((await second.append("lobby", entry("ann", "3"))).id, 3);
+      assert.equal((await second.append("other", entry("ann", "2"))).id, 2);
+    } finally {
+      await second.close();
+    }
+  });
+});
+
+test("reopening with a smaller limit trims the store", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/history.db`;
+    const first = await History.open(path, { limit: 50 });
+    try {
+      const all: Promise<StoredMessage>[] = [];
+      for (let i = 0; i < 30; i++) {
+        all.push(first.append("lobby", entry("ann", `${i}`)));
+      }
+      await Promise.all(all);
+    } finally {
+      await first.close();
+    }
+    const second = await History.open(path, { limit: 10 });
+    try {
+      assert.deepEqual(ids(second.recent("lobby", "ann")), range(21, 30));
+      assert.deepEqual(second.since("lobby", 20, "ann").gap, false);
+      assert.deepEqual(second.since("lobby", 19, "ann").gap, true);
+    } finally {
+      await second.close();
+    }
+    assert.deepEqual(await storedIds(path, "lobby"), range(21, 30));
+  });
+});
+
+test("direct messages are seen only by their sender and recipient", async () => {
+  const history = await History.open(":memory:");
+  try {
+    await history.append("lobby", entry("ann", "public 1"));
+    await history.append("lobby", entry("ann", "to bob", "bob"));
+    await history.append("lobby", entry("carol", "to ann", "ann"));
+    await history.append("lobby", entry("bob", "public 2"));
+    const texts = (messages: StoredMessage[]) => messages.map((m) => m.text);
+    assert.deepEqual(texts(history.recent("lobby", "ann")), [
+      "public 1",
+      "to bob",
+      "to ann",
+      "public 2",
+    ]);
+    assert.deepEqual(texts(history.recent("lobby", "bob")), [
+      "public 1",
+      "to bob",
+      "public 2",
+    ]);
+    assert.deepEqual(texts(history.recent("lobby", "carol")), [
+      "public 1",
+      "to ann",
+      "public 2",
+    ]);
+    assert.deepEqual(texts(history.recent("lobby", "dave")), [
+      "public 1",
+      "public 2",
+    ]);
+    assert.deepEqual(texts(history.recent("lobby", "")), [
+      "public 1",
+      "public 2",
+    ]);
+    assert.deepEqual(texts(history.since("lobby", 1, "dave").messages), [
+      "public 2",
+    ]);
+    assert.deepEqual(texts(history.since("lobby", 1, "bob").messages), [
+      "to bob",
+      "public 2",
+    ]);
+  } finally {
+    await history.close();
+  }
+});
+
+test("since: exact, no gap, gap, and beyond the latest id", async () => {
+  const history = await History.open(":memory:", { limit: 5 });
+  try {
+    for (let i = 1; i <= 12; i++) {
+      await history.append("lobby", entry("ann", `${i}`));
+    }
+    // Kept: 8..12; trimmed: 1..7.
+    assert.deepEqual(history.since("lobby", 12, "bob"), {
+      messages: [],
+      gap: false,
+    });
+    const after10 = history.since("lobby", 10, "bob");
+    assert.equal(after10.gap, false);
+    assert.deepEqual(ids(after10.messages), [11, 12]);
+    const after7 = history.since("lobby", 7, "bob");
+    assert.equal(after7.gap, false);
+    assert.deepEqual(ids(after7.messages), range(8, 12));
+    const after6 = history.since("lobby", 6, "bob");
+    assert.equal(after6.gap, true);
+    assert.deepEqual(ids(after6.messages), range(8, 12));
+    const fromScratch = history.since("lobby", 0, "bob");
+    assert.equal(fromScratch.gap, true);
+    assert.deepEqual(ids(fromScratch.messages), range(8, 12));
+    // A client that saw more than this store knows (say it was wiped).
+    const beyond = history.since("lobby", 99, "bob");
+    assert.equal(beyond.gap, true);
+    assert.deepEqual(ids(beyond.messages), range(8, 12));
+    // Rooms without history.
+    assert.deepEqual(history.since("empty", 0, "bob"), {
+      messages: [],
+      gap: false,
+    });
+    assert.deepEqual(history.since("empty", 3, "bob"), {
+      messages: [],
+      gap: true,
+    });
+    assert.throws(() => history.since("lobby", -1, "bob"), RangeError);
+    assert.throws(() => history.since("lobby", 1.5, "bob"), RangeError);
+    assert.throws(() => history.since("lobby", NaN, "bob"), RangeError);
+  } finally {
+    await history.close();
+  }
+});
+
+test("a failed commit rejects exactly its appends; the view stays stored", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const history = await History.fromKv(kv);
+  const realAtomic = kv.atomic.bind(kv);
+  try {
+    await history.append("lobby", entry("ann", "kept 1"));
+    let failNext = true;
+    kv.atomic = () => {
+      const operation = realAtomic();
+      if (failNext) {
+        failNext = false;
+        operation.commit = () => Promise.reject(new Error("disk on fire"));
+      }
+      return operation;
+    };
+    const failed = [
+      history.append("lobby", entry("ann", "lost 2")),
+      history.append("lobby", entry("ann", "lost 3")),
+    ];
+    const results = await Promise.allSettled(failed);
+    for (const [i, result] of results.entries()) {
+      assert.equal(result.status, "rejected");
+      assert.match(
+        (result as PromiseRejectedResult).reason.message,
+        new RegExp(`^history: message ${i + 2} in room "lobby" was not stored`),
+      );
+      assert.match(
+        (result as PromiseRejectedResult).reason.message,
+        /disk on fire/,
+      );
+    }
+    assert.deepEqual(ids(history.recent("lobby", "ann")), [1]);
+    assert.equal(history.latestId("lobby"), 1);
+    const next = await history.append("lobby", entry("ann", "kept 4"));
+    assert.equal(next.id, 4);
+    assert.deepEqual(ids(history.recent("lobby", "ann")), [1, 4]);
+    // Ids skipped by the failure are no gap: they were never seen.
+    assert.deepEqual(history.since("lobby", 0, "ann"), {
+      messages: history.recent("lobby", "ann"),
+      gap: false,
+    });
+    assert.deepEqual(history.since("lobby", 1, "ann").gap, false);
+    const stored: number[] = [];
+    for await (const { key } of kv.list({ prefix: ["room", "lobby", "msg"] })) {
+      stored.push(key[3] as number);
+    }
+    assert.deepEqual(stored, [1, 4]);
+  } finally {
+    await history.close();
+  }
+});
+
+test("close waits for pending appends; later appends are refused", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/history.db`;
+    const history = await History.open(path);
+    const pending: Promise<StoredMessage>[] = [];
+    for (let i = 0; i < 50; i++) {
+      pending.push(history.append("lobby", entry("ann", `${i}`)));
+    }
+    const closing = history.close();
+    assert.equal(history.close(), closing);
+    await assert.rejects(
+      history.append("lobby", entry("ann", "late")),
+      /history: closed; cannot store a message in room "lobby"/,
+    );
+    await closing;
+    assert.deepEqual(ids(await Promise.all(pending)), range(1, 50));
+    assert.deepEqual(await storedIds(path, "lobby"), range(1, 50));
+  });
+});
+
+test("invalid input is refused without using an id", async () => {
+  const history = await History.open(":memory:");
+  try {
+    await assert.rejects(history.append("", entry("ann", "x")), TypeError);
+    await assert.rejects(
+      history.append("lobby", entry("", "x")),
+      /entry\.username must be a non-empty string/,
+    );
+    await assert.rejects(
+      history.append("lobby", { ...entry("ann", "x"), to: "" }),
+      /entry\.to must be a non-empty string/,
+    );
+    await assert.rejects(
+      history.append("lobby", entry("ann", "x".repeat(40_000))),
+      RangeError,
+    );
+    await assert.rejects(
+      history.append("r".repeat(3000), entry("ann", "x")),
+      /room name is too long/,
+    );
+    assert.equal((await history.append("lobby", entry("ann", "ok"))).id, 1);
+    assert.deepEqual(history.listRooms(), ["lobby"]);
+    await assert.rejects(History.open(":memory:", { limit: 0 }), RangeError);
+  } finally {
+    await history.close();
+  }
+});
+
+/** The child of the kill test: appends forever, printing each stored id. */
+const CHILD_SCRIPT = `
+import { History } from ${JSON.stringify(import.meta.resolve("./history.ts"))};
+const history = await History.open(Deno.args[0], { limit: 1_000_000 });
+for (let n = 0; ; n++) {
+  // A few appends per turn, never awaited in line, so commits overlap them.
+  for (let i = 0; i < 20; i++) {
+    history
+      .append("lobby", { username: "child", text: "m" + n + "." + i, timestamp: new Date().toISOString() })
+      .then((message) => console.log(message.id));
+  }
+  await new Promise((resolve) => setTimeout(resolve, 1));
+}
+`;
+
+/** Ids the child must print before it is killed. */
+const KILL_AFTER_IDS = 3000;
+
+test("every id acknowledged before a SIGKILL is stored", async () => {
+  await withTempDir(async (dir) => {
+    const script = `${dir}/child.ts`;
+    const path = `${dir}/history.db`;
+    await Deno.writeTextFile(script, CHILD_SCRIPT);
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--unstable-kv", script, path],
+      cwd: dir,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    // Whatever happens, the child does not outlive the test.
+    const guard = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    }, TEST_DEADLINE_MS - 5000);
+    const acknowledged: number[] = [];
+    let stderr = "";
+    try {
+      const errors = new Response(child.stderr).text();
+      let buffer = "";
+      let killed = false;
+      for await (
+        const chunk of child.stdout.pipeThrough(new TextDecoderStream())
+      ) {
+        buffer += chunk;
+        const lines = buffer.split("\n");
+        buffer = lines.pop()!; // an unfinished line is not an acknowledgement
+        for (const line of lines) acknowledged.push(Number(line));
+        if (!killed && acknowledged.length >= KILL_AFTER_IDS) {
+          child.kill("SIGKILL");
+          killed = true;
+        }
+      }
+      const status = await child.status;
+      stderr = await errors;
+      assert.equal(status.signal, "SIGKILL", `child ended early: ${stderr}`);
+    } finally {
+      clearTimeout(guard);
+    }
+    assert.ok(acknowledged.length >= KILL_AFTER_IDS, stderr);
+    assert.deepEqual(acknowledged, range(1, acknowledged.length));
+
+    const history = await History.open(path, { limit: 1_000_000 });
+    try {
+      const kept = ids(history.recent("lobby", "anyone"));
+      const latest = history.latestId("lobby");
+      assert.ok(latest >= acknowledged.length);
+      // Every acknowledged id is there, and nothing is missing in between.
+      assert.deepEqual(kept, range(1, latest));
+      const next = await history.append("lobby", entry("ann", "after"));
+      assert.equal(next.id, latest + 1);
+    } finally {
+      await history.close();
+    }
+  });
+});

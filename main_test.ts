@@ -1,0 +1,255 @@
+/**
+ * Tests of the command line: `parseInvocation` on its own, and the real
+ * program run as a child process (start, serve, stop on SIGTERM).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { type Invocation, parseInvocation, UsageError } from "./main.ts";
+import type { ServerOptions } from "./server.ts";
+import { ChatClient, withTimeout } from "./test_util.ts";
+
+/**
+ * The address a server started with these options listens on: what
+ * `startServer` would fill in for options left out.
+ */
+function effective(invocation: Invocation): { port: number; host: string } {
+  assert.equal(invocation.help, false);
+  const { options } = invocation as { options: ServerOptions };
+  return {
+    port: options.port ?? 8080,
+    host: options.hostname ?? "127.0.0.1",
+  };
+}
+
+Deno.test("parseInvocation: defaults are 127.0.0.1:8080", () => {
+  assert.deepEqual(effective(parseInvocation([], {})), {
+    port: 8080,
+    host: "127.0.0.1",
+  });
+});
+
+Deno.test("parseInvocation: --port and --host, spaced or with =", () => {
+  assert.deepEqual(effective(parseInvocation(["--port", "0"], {})), {
+    port: 0,
+    host: "127.0.0.1",
+  });
+  assert.deepEqual(
+    effective(parseInvocation(["--port=65535", "--host=0.0.0.0"], {})),
+    { port: 65535, host: "0.0.0.0" },
+  );
+  assert.deepEqual(
+    effective(parseInvocation(["--host", "::1", "--port", "9000"], {})),
+    { port: 9000, host: "::1" },
+  );
+});
+
+Deno.test("parseInvocation: PORT and HOST from the environment", () => {
+  assert.deepEqual(
+    effective(parseInvocation([], { PORT: "3000", HOST: "0.0.0.0" })),
+    { port: 3000, host: "0.0.0.0" },
+  );
+});
+
+Deno.test("parseInvocation: flags win over the environment", () => {
+  assert.deepEqual(
+    effective(
+      parseInvocation(["--port", "1234", "--host", "127.0.0.2"], {
+        PORT: "3000",
+        HOST: "0.0.0.0",
+      }),
+    ),
+    { port: 1234, host: "127.0.0.2" },
+  );
+});
+
+Deno.test("parseInvocation: HOSTNAME is ignored", () => {
+  assert.deepEqual(
+    effective(parseInvocation([], { HOSTNAME: "build-box-17" })),
+    { port: 8080, host: "127.0.0.1" },
+  );
+  assert.deepEqual(
+    effective(
+      parseInvocation([], { HOSTNAME: "build-box-17", HOST: "0.0.0.0" }),
+    ),
+    { port: 8080, host: "0.0.0.0" },
+  );
+});
+
+Deno.test("parseInvocation: bad ports are a UsageError naming the source", () => {
+  for (const bad of ["abc", "-1", "65536", "1.5", "0x10", "1e3", "80a", ""]) {
+    assert.throws(
+      () => parseInvocation([`--port=${bad}`], {}),
+      (error: unknown) =>
+        error instanceof UsageError && /--port/.test(error.message),
+      `--port=${bad}`,
+    );
+    assert.throws(
+      () => parseInvocation([], { PORT: bad }),
+      (error: unknown) =>
+        error instanceof UsageError && /PORT/.test(error.message),
+      `PORT=${bad}`,
+    );
+  }
+  // A good flag hides a bad variable: flags win.
+  assert.equal(
+    effective(parseInvocation(["--port", "80"], { PORT: "nope" })).port,
+    80,
+  );
+});
+
+Deno.test("parseInvocation: unknown flags, positionals, missing values and empty hosts", () => {
+  const cases: [string[], Record<string, string>][] = [
+    [["--verbose"], {}],
+    [["serve"], {}],
+    [["--port"], {}],
+    [["--host", ""], {}],
+    [[], { HOST: "   " }],
+  ];
+  for (const [args, env] of cases) {
+    assert.throws(
+      () => parseInvocation(args, env),
+      UsageError,
+      JSON.stringify({ args, env }),
+    );
+  }
+});
+
+Deno.test("parseInvocation: -h and --help ask for help", () => {
+  assert.deepEqual(parseInvocation(["-h"], {}), { help: true });
+  assert.deepEqual(parseInvocation(["--help"], {}), { help: true });
+  assert.deepEqual(parseInvocation(["--port", "1", "--help"], {}), {
+    help: true,
+  });
+});
+
+/** A running `deno run -A main.ts ...` with its output streams. */
+interface MainProcess {
+  child: Deno.ChildProcess;
+  /** Reads the next line of standard output (null at its end). */
+  readLine(what: string, ms?: number): Promise<string | null>;
+  /** The exit status, once the process ends. */
+  status: Promise<Deno.CommandStatus>;
+  /** Kills the process if it still runs and releases its streams. */
+  cleanup(): Promise<{ stdout: string; stderr: string }>;
+}
+
+/** Starts `main.ts` with `args` as a child process. */
+function spawnMain(args: string[]): MainProcess {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "main.ts", ...args],
+    cwd: new URL(".", import.meta.url),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  let exited = false;
+  const status = child.status.then((status) => {
+    exited = true;
+    return status;
+  });
+  const stderr = new Response(child.stderr).text();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  let stdoutDone = false;
+  let pending: Promise<ReadableStreamReadResult<string>> | undefined;
+  async function readLine(what: string, ms = 20_000): Promise<string | null> {
+    const deadline = Date.now() + ms;
+    while (!buffered.includes("\n")) {
+      if (stdoutDone) return null;
+      pending ??= reader.read();
+      const chunk = await withTimeout(
+        pending,
+        what,
+        Math.max(1, deadline - Date.now()),
+      );
+      pending = undefined;
+      if (chunk.done) stdoutDone = true;
+      else buffered += chunk.value;
+    }
+    const newline = buffered.indexOf("\n");
+    const line = buffered.slice(0, newline);
+    buffered = buffered.slice(newline + 1);
+    return line;
+  }
+  async function cleanup(): Promise<{ stdout: string; stderr: string }> {
+    if (!exited) {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // It ended in the meantime.
+      }
+    }
+    await status;
+    let rest = buffered;
+    while (!stdoutDone) {
+      const chunk = await (pending ?? reader.read());
+      pending = undefined;
+      if (chunk.done) stdoutDone = true;
+      else rest += chunk.value;
+    }
+    return { stdout: rest, stderr: await stderr };
+  }
+  return { child, readLine, status, cleanup };
+}
+
+Deno.test("main.ts serves on --port 0 and exits 0 on SIGTERM", async () => {
+  const main = spawnMain(["--port", "0", "--host", "127.0.0.1"]);
+  let client: ChatClient | undefined;
+  try {
+    const line = await main.readLine("the listening line");
+    const match = /^hubchat listening on http:\/\/127\.0\.0\.1:(\d+)\/$/.exec(
+      line ?? "",
+    );
+    assert.ok(match, `unexpected first line: ${line}`);
+    const port = Number(match[1]);
+    assert.ok(port > 0);
+
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+    assert.deepEqual(await health.json(), { status: "ok", clients: 0 });
+    client = await ChatClient.join(port, "ann");
+
+    main.child.kill("SIGTERM");
+    const end = await withTimeout(client.closed, "the client's close", 10_000);
+    assert.deepEqual(end, { code: 1001, reason: "server shutting down" });
+    const status = await withTimeout(main.status, "the exit", 10_000);
+    assert.equal(status.code, 0);
+    assert.equal(status.success, true);
+  } finally {
+    await client?.close();
+    await main.cleanup();
+  }
+});
+
+Deno.test("main.ts --help prints the usage and exits 0", async () => {
+  const main = spawnMain(["--help"]);
+  let status: Deno.CommandStatus;
+  let output: { stdout: string; stderr: string };
+  try {
+    status = await withTimeout(main.status, "the exit", 20_000);
+  } finally {
+    output = await main.cleanup();
+  }
+  assert.equal(status.code, 0);
+  assert.match(output.stdout, /^hubchat/);
+  assert.match(output.stdout, /Usage: /);
+  assert.match(output.stdout, /--port/);
+  assert.match(output.stdout, /--host/);
+  assert.equal(output.stderr, "");
+});
+
+Deno.test("main.ts with a bad port says why and exits 2", async () => {
+  const main = spawnMain(["--port", "http"]);
+  let status: Deno.CommandStatus;
+  let output: { stdout: string; stderr: string };
+  try {
+    status = await withTimeout(main.status, "the exit", 20_000);
+  } finally {
+    output = await main.cleanup();
+  }
+  assert.equal(status.code, 2);
+  assert.equal(output.stdout, "");
+  assert.match(output.stderr, /^hubchat: --port is "http"/);
+});

@@ -1,0 +1,407 @@
+/**
+ * A tiny metrics registry rendered in the Prometheus text exposition format,
+ * version 0.0.4: counters (optionally with one label), gauges and
+ * histograms. No packages, no timers; the hot paths are a field increment
+ * (counters, gauges) or a short loop over a few buckets (histograms).
+ *
+ * ```ts
+ * import { PROMETHEUS_CONTENT_TYPE, Registry } from "./metrics.ts";
+ * const registry = new Registry();
+ * const sent = registry.counter("hubchat_messages_total", "Chat lines sent.");
+ * sent.inc();
+ * new Response(registry.render(), {
+ *   headers: { "content-type": PROMETHEUS_CONTENT_TYPE },
+ * });
+ * ```
+ *
+ * @module
+ */
+
+/** The `Content-Type` of {@linkcode Registry.render}'s output. */
+export const PROMETHEUS_CONTENT_TYPE =
+  "text/plain; version=0.0.4; charset=utf-8";
+
+/**
+ * Most buckets a histogram may have. Each observation walks them, so the
+ * bound keeps `observe` cheap; 15 spans 1 ms to 10 s at a useful resolution.
+ */
+export const MAX_BUCKETS = 15;
+
+/**
+ * Most distinct values a labelled counter keeps. Label values must come from
+ * a bounded set (error codes, close codes); this guards memory and the
+ * scraper if one is fed from peer input by mistake. Values beyond it are
+ * counted under {@linkcode OVERFLOW_LABEL_VALUE}.
+ */
+export const MAX_LABEL_VALUES = 256;
+
+/** The label value that collects values beyond {@linkcode MAX_LABEL_VALUES}. */
+export const OVERFLOW_LABEL_VALUE = "_other";
+
+/** Prometheus metric names. */
+const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+/** Prometheus label names; `__` is reserved for Prometheus itself. */
+const LABEL_NAME = /^(?!__)[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+/** The label names a counter takes: none, or exactly one. */
+export type LabelNames = readonly [] | readonly [string];
+
+/** Anything a {@linkcode Registry} can render. */
+export interface Metric {
+  /** The metric's name, like `hubchat_messages_total`. */
+  readonly name: string;
+  /** One line saying what it measures. */
+  readonly help: string;
+  /** Appends the metric's HELP, TYPE and sample lines to `lines`. */
+  renderTo(lines: string[]): void;
+}
+
+/** Formats a sample value as Prometheus does (`+Inf`, `-Inf`, `NaN`). */
+function formatValue(value: number): string {
+  if (value === Infinity) return "+Inf";
+  if (value === -Infinity) return "-Inf";
+  return String(value); // "NaN" for NaN, as the format wants
+}
+
+/** Escapes a label value: backslash, double quote and newline. */
+function escapeLabelValue(value: string): string {
+  return value.replace(/[\\"\n]/g, escapeChar);
+}
+
+/** Escapes HELP text: backslash and newline (quotes are fine there). */
+function escapeHelp(help: string): string {
+  return help.replace(/[\\\n]/g, escapeChar);
+}
+
+function escapeChar(char: string): string {
+  return char === "\n" ? "\\n" : `\\${char}`;
+}
+
+function header(lines: string[], metric: Metric, type: string): void {
+  lines.push(`# HELP ${metric.name} ${escapeHelp(metric.help)}`);
+  lines.push(`# TYPE ${metric.name} ${type}`);
+}
+
+/**
+ * A number that only goes up, with no label or exactly one. Unlabelled,
+ * `inc()` adds to a field; labelled, it adds to a `Map` entry keyed by the
+ * label's value.
+ *
+ * @example
+ * ```ts
+ * import { Registry } from "./metrics.ts";
+ * const registry = new Registry();
+ * const errors = registry.counter(
+ *   "hubchat_errors_total",
+ *   "Frames refused, by error code.",
+ *   ["code"],
+ * );
+ * errors.inc("invalid_json");
+ * errors.inc("empty_text", 0); // shows as 0 before the first one
+ * ```
+ */
+export class Counter implements Metric {
+  /** The metric's name. */
+  readonly name: string;
+  /** What it counts. */
+  readonly help: string;
+  /** The label's name, or null for an unlabelled counter. */
+  readonly labelName: string | null;
+  #value = 0;
+  #byLabel = new Map<string, number>();
+
+  /** Use {@linkcode Registry.counter}, which also registers the counter. */
+  constructor(name: string, help: string, labelNames: LabelNames = []) {
+    this.name = name;
+    this.help = help;
+    if (labelNames.length > 1) {
+      throw new TypeError(
+        `counter ${name} has ${labelNames.length} labels; expected at most one`,
+      );
+    }
+    const labelName = labelNames[0] ?? null;
+    if (labelName !== null && (!LABEL_NAME.test(labelName))) {
+      throw new TypeError(
+        `label name "${labelName}" of ${name} is invalid; expected [a-zA-Z_][a-zA-Z0-9_]* not starting with "__"`,
+      );
+    }
+    this.labelName = labelName;
+  }
+
+  /**
+   * Adds `by` (default 1) to the counter, or to the series of `label` (the
+   * label's value) for a labelled counter. Throws a `TypeError` when a label
+   * is given to an unlabelled counter or missing on a labelled one, and a
+   * `RangeError` when `by` is negative or not finite (counters only go up).
+   */
+  inc(label?: string, by = 1): void {
+    if (!(by >= 0 && by < Infinity)) {
+      throw new RangeError(
+        `counter ${this.name} incremented by ${by}; expected a finite number >= 0`,
+      );
+    }
+    if (this.labelName === null) {
+      if (label !== undefined) {
+        throw new TypeError(
+          `counter ${this.name} has no label; got "${label}"`,
+        );
+      }
+      this.#value += by;
+      return;
+    }
+    if (label === undefined) {
+      throw new TypeError(
+        `counter ${this.name} needs a value for label "${this.labelName}"`,
+      );
+    }
+    const current = this.#byLabel.get(label);
+    if (current !== undefined) {
+      this.#byLabel.set(label, current + by);
+    } else if (this.#byLabel.size < MAX_LABEL_VALUES) {
+      this.#byLabel.set(label, by);
+    } else {
+      const other = this.#byLabel.get(OVERFLOW_LABEL_VALUE) ?? 0;
+      this.#byLabel.set(OVERFLOW_LABEL_VALUE, other + by);
+    }
+  }
+
+  /** The current value, of the series of `label` for a labelled counter. */
+  get(label?: string): number {
+    if (this.labelName === null) return this.#value;
+    return this.#byLabel.get(label ?? "") ?? 0;
+  }
+
+  /** Appends HELP, TYPE and samples (label values sorted) to `lines`. */
+  renderTo(lines: string[]): void {
+    header(lines, this, "counter");
+    if (this.labelName === null) {
+      lines.push(`${this.name} ${formatValue(this.#value)}`);
+      return;
+    }
+    const labels = [...this.#byLabel.keys()].sort();
+    for (const label of labels) {
+      lines.push(
+        `${this.name}{${this.labelName}="${escapeLabelValue(label)}"} ${
+          formatValue(this.#byLabel.get(label)!)
+        }`,
+      );
+    }
+  }
+}
+
+/**
+ * A number that goes up and down, set by the program or read from a
+ * callback at render time.
+ *
+ * @example
+ * ```ts
+ * import { Registry } from "./metrics.ts";
+ * const registry = new Registry();
+ * const clients = registry.gauge("hubchat_clients", "Clients connected.");
+ * clients.inc();
+ * clients.dec();
+ * // Or read at scrape time, with nothing to keep in step:
+ * const seconds = () => performance.now() / 1000;
+ * registry.gauge("hubchat_uptime_seconds", "Seconds since start.", seconds);
+ * ```
+ */
+export class Gauge implements Metric {
+  /** The metric's name. */
+  readonly name: string;
+  /** What it measures. */
+  readonly help: string;
+  #value = 0;
+  #collect: (() => number) | null;
+
+  /** Use {@linkcode Registry.gauge}, which also registers the gauge. */
+  constructor(name: string, help: string, collect?: () => number) {
+    this.name = name;
+    this.help = help;
+    this.#collect = collect ?? null;
+  }
+
+  /** Sets the value. */
+  set(value: number): void {
+    this.#value = value;
+  }
+
+  /** Adds `by` (default 1). */
+  inc(by = 1): void {
+    this.#value += by;
+  }
+
+  /** Subtracts `by` (default 1). */
+  dec(by = 1): void {
+    this.#value -= by;
+  }
+
+  /** The current value (the callback's answer, for a collected gauge). */
+  get(): number {
+    return this.#collect === null ? this.#value : this.#collect();
+  }
+
+  /** Appends HELP, TYPE and the sample to `lines`. */
+  renderTo(lines: string[]): void {
+    header(lines, this, "gauge");
+    lines.push(`${this.name} ${formatValue(this.get())}`);
+  }
+}
+
+/**
+ * Counts observations into buckets of upper bounds, and keeps their sum and
+ * count. Rendered cumulatively (`_bucket{le="..."}` up to `+Inf`, `_sum`,
+ * `_count`); stored per bucket, so `observe` stops at the first bucket that
+ * fits and allocates nothing.
+ *
+ * @example
+ * ```ts
+ * import { Registry } from "./metrics.ts";
+ * const registry = new Registry();
+ * const latency = registry.histogram(
+ *   "hubchat_broadcast_seconds",
+ *   "Time to fan one message out.",
+ *   [0.0001, 0.001, 0.01, 0.1],
+ * );
+ * latency.observe(0.0004);
+ * ```
+ */
+export class Histogram implements Metric {
+  /** The metric's name. */
+  readonly name: string;
+  /** What it measures. */
+  readonly help: string;
+  /** The upper bounds, increasing, without `+Inf`. */
+  readonly buckets: readonly number[];
+  #bounds: Float64Array;
+  /** One slot per bound, then one for `+Inf`; not cumulative. */
+  #counts: Float64Array;
+  #sum = 0;
+  #count = 0;
+
+  /** Use {@linkcode Registry.histogram}, which also registers it. */
+  constructor(name: string, help: string, buckets: readonly number[]) {
+    this.name = name;
+    this.help = help;
+    if (buckets.length === 0 || buckets.length > MAX_BUCKETS) {
+      throw new RangeError(
+        `histogram ${name} has ${buckets.length} buckets; expected 1 to ${MAX_BUCKETS} (+Inf is added)`,
+      );
+    }
+    for (let i = 0; i < buckets.length; i++) {
+      if (
+        !Number.isFinite(buckets[i]) || (i > 0 && buckets[i] <= buckets[i - 1])
+      ) {
+        throw new RangeError(
+          `histogram ${name} buckets are [${
+            buckets.join(", ")
+          }]; expected finite, strictly increasing bounds`,
+        );
+      }
+    }
+    this.buckets = Object.freeze([...buckets]);
+    this.#bounds = Float64Array.from(buckets);
+    this.#counts = new Float64Array(buckets.length + 1);
+  }
+
+  /** Records one value. `NaN` is ignored: it would poison `_sum` forever. */
+  observe(value: number): void {
+    if (value !== value) return; // NaN
+    const bounds = this.#bounds;
+    let i = 0;
+    while (i < bounds.length && value > bounds[i]) i++;
+    this.#counts[i]++;
+    this.#sum += value;
+    this.#count++;
+  }
+
+  /** How many values were observed. */
+  get count(): number {
+    return this.#count;
+  }
+
+  /** The sum of the values observed. */
+  get sum(): number {
+    return this.#sum;
+  }
+
+  /** Appends HELP, TYPE, the cumulative buckets, sum and count to `lines`. */
+  renderTo(lines: string[]): void {
+    header(lines, this, "histogram");
+    let cumulative = 0;
+    for (let i = 0; i < this.#counts.length; i++) {
+      cumulative += this.#counts[i];
+      const le = i < this.#bounds.length
+        ? formatValue(this.#bounds[i])
+        : "+Inf";
+      lines.push(`${this.name}_bucket{le="${le}"} ${formatValue(cumulative)}`);
+    }
+    lines.push(`${this.name}_sum ${formatValue(this.#sum)}`);
+    lines.push(`${this.name}_count ${formatValue(this.#count)}`);
+  }
+}
+
+/**
+ * A set of metrics, rendered together in registration order. Names are
+ * checked when registered, and each may be registered once.
+ *
+ * @example
+ * ```ts
+ * import { Registry } from "./metrics.ts";
+ * const registry = new Registry();
+ * registry.counter("hubchat_connections_total", "Connections accepted.").inc();
+ * registry.render();
+ * // # HELP hubchat_connections_total Connections accepted.
+ * // # TYPE hubchat_connections_total counter
+ * // hubchat_connections_total 1
+ * ```
+ */
+export class Registry {
+  #metrics = new Map<string, Metric>();
+
+  /** Creates and registers a counter with no label or exactly one. */
+  counter(name: string, help: string, labelNames: LabelNames = []): Counter {
+    return this.register(new Counter(name, help, labelNames));
+  }
+
+  /**
+   * Creates and registers a gauge; with `collect`, its value is read from it
+   * at every render instead of being set.
+   */
+  gauge(name: string, help: string, collect?: () => number): Gauge {
+    return this.register(new Gauge(name, help, collect));
+  }
+
+  /**
+   * Creates and registers a histogram with the given upper bounds (1 to 15,
+   * finite, strictly increasing; `+Inf` is added).
+   */
+  histogram(name: string, help: string, buckets: readonly number[]): Histogram {
+    return this.register(new Histogram(name, help, buckets));
+  }
+
+  /**
+   * Registers a metric. Throws a `TypeError` for an invalid or already
+   * registered name.
+   */
+  register<M extends Metric>(metric: M): M {
+    if (!METRIC_NAME.test(metric.name)) {
+      throw new TypeError(
+        `metric name "${metric.name}" is invalid; expected [a-zA-Z_:][a-zA-Z0-9_:]*`,
+      );
+    }
+    if (this.#metrics.has(metric.name)) {
+      throw new TypeError(
+        `metric ${metric.name} is already registered; expected unique names`,
+      );
+    }
+    this.#metrics.set(metric.name, metric);
+    return metric;
+  }
+
+  /** Every metric in the text exposition format 0.0.4, ending in `\n`. */
+  render(): string {
+    const lines: string[] = [];
+    for (const metric of this.#metrics.values()) metric.renderTo(lines);
+    return lines.length === 0 ? "" : lines.join("\n") + "\n";
+  }
+}

@@ -1,0 +1,930 @@
+/**
+ * Helpers for hubchat's integration tests over real sockets: bounded waits,
+ * a chat client on Deno's own WebSocket, and a raw TCP WebSocket client that
+ * can misbehave on purpose (never read, never answer a ping, drop the
+ * connection without a close frame).
+ *
+ * Every wait here is bounded and clears its timer, and every socket is
+ * closed by its owner's `close`, so tests that use them pass Deno's
+ * sanitizers.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import type { ServerMessage } from "./protocol.ts";
+import { type ChatServer, type ServerOptions, startServer } from "./server.ts";
+
+/** Default bound on one wait, in milliseconds: generous, never asserted. */
+export const WAIT_MS = 5000;
+
+/** ISO 8601, UTC, with milliseconds: the protocol's timestamps. */
+export const ISO_UTC_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+/** The name the server makes up for a client that asked for none. */
+export const GUEST_NAME = /^guest-[0-9a-f]{4}$/;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * Waits for a promise, or rejects after `ms` milliseconds saying what was
+ * awaited. The timer is cleared either way.
+ *
+ * @example
+ * ```ts
+ * import { withTimeout } from "./test_util.ts";
+ * await withTimeout(Promise.resolve(1), "one", 100);
+ * ```
+ */
+export function withTimeout<T>(
+  promise: Promise<T>,
+  what: string,
+  ms: number = WAIT_MS,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(new Error(`timed out after ${ms} ms waiting for ${what}`));
+    }, ms);
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}
+
+/** Resolves after `ms` milliseconds (its timer always completes). */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Polls `check` every 10 ms until it holds, or rejects after `ms`.
+ *
+ * @example
+ * ```ts
+ * import { waitUntil } from "./test_util.ts";
+ * await waitUntil(() => true, "truth");
+ * ```
+ */
+export async function waitUntil(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  ms: number = WAIT_MS,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${ms} ms waiting until ${what}`);
+    }
+    await sleep(10);
+  }
+}
+
+/** One pending `next` of an {@linkcode Inbox}. */
+interface Waiter<T> {
+  resolve(item: T): void;
+  reject(error: Error): void;
+}
+
+/**
+ * A queue of things received, read in order with bounded waits. Once ended,
+ * reads past the last item reject at once with the end's reason.
+ */
+export class Inbox<T> {
+  #items: T[] = [];
+  #head = 0;
+  #waiters: Waiter<T>[] = [];
+  #end: Error | undefined;
+
+  /** Items received and not yet read. */
+  get size(): number {
+    return this.#items.length - this.#head;
+  }
+
+  /** True once `end` was called. */
+  get ended(): boolean {
+    return this.#end !== undefined;
+  }
+
+  /** Adds an item, handing it to the oldest waiting reader if any. */
+  push(item: T): void {
+    const waiter = this.#waiters.shift();
+    if (waiter) {
+      waiter.resolve(item);
+      return;
+    }
+    this.#items.push(item);
+  }
+
+  /** Marks the end of input: waiting and later readers get `reason`. */
+  end(reason: Error): void {
+    if (this.#end) return;
+    this.#end = reason;
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(reason);
+  }
+
+  /** Takes every item received so far. */
+  drain(): T[] {
+    const items = this.#items.slice(this.#head);
+    this.#items = [];
+    this.#head = 0;
+    return items;
+  }
+
+  /** The next item, waiting at most `ms` for it. */
+  next(what = "the next item", ms: number = WAIT_MS): Promise<T> {
+    if (this.#head < this.#items.length) {
+      const item = this.#items[this.#head++];
+      if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+        this.#items = this.#items.slice(this.#head);
+        this.#head = 0;
+      }
+      return Promise.resolve(item);
+    }
+    if (this.#end) return Promise.reject(this.#end);
+    return new Promise<T>((resolve, reject) => {
+      const waiter: Waiter<T> = {
+        resolve(item: T): void {
+          clearTimeout(timer);
+          resolve(item);
+        },
+        reject(error: Error): void {
+          clearTimeout(timer);
+          reject(error);
+        },
+      };
+      const timer = setTimeout(() => {
+        const index = this.#waiters.indexOf(waiter);
+        if (index >= 0) this.#waiters.splice(index, 1);
+        reject(new Error(`timed out after ${ms} ms waiting for ${what}`));
+      }, ms);
+      this.#waiters.push(waiter);
+    });
+  }
+}
+
+/** How a WebSocket ended, as its close event told. */
+export interface CloseInfo {
+  /** The close code (1005 when none was given, 1006 when abnormal). */
+  code: number;
+  /** The close reason. */
+  reason: string;
+}
+
+/**
+ * The URL of the chat endpoint. `username` undefined leaves the parameter
+ * out; any string (even empty) is sent, percent-encoded.
+ */
+export function chatUrl(port: number, username?: string): string {
+  const base = `ws://127.0.0.1:${port}/ws`;
+  if (username === undefined) return base;
+  return `${base}?username=${encodeURIComponent(username)}`;
+}
+
+/**
+ * Parses one frame from the server into its messages, one JSON document per
+ * `\n`-separated line; throws if a line is not a JSON object.
+ */
+export function parseFrame(frame: string): ServerMessage[] {
+  return frame.split("\n").map((line) => {
+    const value = JSON.parse(line);
+    assert.ok(
+      typeof value === "object" && value !== null && !Array.isArray(value),
+      `server sent a line that is not a JSON object: ${line.slice(0, 80)}`,
+    );
+    return value as ServerMessage;
+  });
+}
+
+/**
+ * A well-behaved chat client on Deno's WebSocket: it reads every frame,
+ * splits it into messages, and answers pings (Deno does that itself).
+ */
+export class ChatClient {
+  /** The underlying socket. */
+  readonly socket: WebSocket;
+  /** Resolves with the close code and reason once the socket closed. */
+  readonly closed: Promise<CloseInfo>;
+  /** Frames received so far. */
+  frames = 0;
+  /** The name the server gave us (set by {@linkcode ChatClient.join}). */
+  username = "";
+  #inbox = new Inbox<ServerMessage>();
+  #label: string;
+
+  private constructor(socket: WebSocket, label: string) {
+    this.socket = socket;
+    this.#label = label;
+    socket.addEventListener("message", (event) => {
+      this.frames++;
+      if (typeof event.data !== "string") {
+        this.#inbox.end(new Error(`${label}: server sent a binary frame`));
+        return;
+      }
+      let messages: ServerMessage[];
+      try {
+        messages = parseFrame(event.data);
+      } catch (error) {
+        this.#inbox.end(
+          new Error(`${label}: bad frame: ${(error as Error).message}`),
+        );
+        return;
+      }
+      for (const message of messages) this.#inbox.push(message);
+    });
+    this.closed = new Promise((resolve) => {
+      socket.addEventListener("close", (event) => {
+        this.#inbox.end(
+          new Error(
+            `${label}: socket closed (${event.code} ${event.reason}) before the awaited message`,
+          ),
+        );
+        resolve({ code: event.code, reason: event.reason });
+      });
+    });
+  }
+
+  /**
+   * Opens a socket to `url` and resolves once it is open; rejects (after
+   * the socket closed) if the server refused the upgrade.
+   */
+  static async open(url: string, label = url): Promise<ChatClient> {
+    const socket = new WebSocket(url);
+    const client = new ChatClient(socket, label);
+    const opened = new Promise<boolean>((resolve) => {
+      socket.addEventListener("open", () => resolve(true));
+      client.closed.then(() => resolve(false));
+    });
+    if (!(await withTimeout(opened, `${label} to open`))) {
+      const end = await client.closed;
+      throw new Error(`${label}: refused (${end.code} ${end.reason})`);
+    }
+    return client;
+  }
+
+  /**
+   * Connects under `username` (none: a guest), checks that the first two
+   * messages are our welcome and our own join, and returns the client.
+   */
+  static async join(port: number, username?: string): Promise<ChatClient> {
+    const label = username === undefined ? "guest" : username;
+    const client = await ChatClient.open(chatUrl(port, username), label);
+    try {
+      const welcome = await client.next(`${label}'s welcome`);
+      assert.equal(welcome.type, "welcome", `${label}: first message`);
+      client.username = (welcome as { username: string }).username;
+      client.#label = client.username;
+      const join = await client.next(`${label}'s own join`);
+      assert.equal(join.type, "join", `${label}: second message`);
+      assert.equal((join as { username: string }).username, client.username);
+    } catch (error) {
+      await client.close();
+      throw error;
+    }
+    return client;
+  }
+
+  /** Messages received and not yet read. */
+  get pending(): number {
+    return this.#inbox.size;
+  }
+
+  /** The next message, waiting at most `ms` for it. */
+  next(what = "a message", ms: number = WAIT_MS): Promise<ServerMessage> {
+    return this.#inbox.next(`${this.#label}: ${what}`, ms);
+  }
+
+  /** Reads the next message and checks it is a chat line with this text. */
+  async expectMessage(from: string, text: string): Promise<void> {
+    const message = await this.next(`message "${text.slice(0, 30)}"`);
+    assert.equal(message.type, "message", `${this.#label}: expected a message`);
+    assert.equal((message as { username: string }).username, from);
+    assert.equal((message as { text: string }).text, text);
+  }
+
+  /** Reads the next message and checks it is a presence event. */
+  async expectPresence(
+    type: "join" | "leave",
+    username: string,
+    online?: number,
+  ): Promise<void> {
+    const message = await this.next(`${type} of ${username}`);
+    assert.equal(message.type, type, `${this.#label}: expected a ${type}`);
+    assert.equal((message as { username: string }).username, username);
+    if (online !== undefined) {
+      assert.equal((message as { online: number }).online, online);
+    }
+  }
+
+  /** Sends a value as JSON text. */
+  send(value: unknown): void {
+    this.socket.send(JSON.stringify(value));
+  }
+
+  /** Sends a chat line. */
+  say(text: string): void {
+    this.send({ type: "message", text });
+  }
+
+  /** Sends a frame as is (text or binary). */
+  sendRaw(data: string | Uint8Array<ArrayBuffer>): void {
+    this.socket.send(data);
+  }
+
+  /** Closes the socket (if still open) and waits for the close event. */
+  async close(code?: number, reason?: string): Promise<CloseInfo> {
+    if (
+      this.socket.readyState === WebSocket.OPEN ||
+      this.socket.readyState === WebSocket.CONNECTING
+    ) {
+      try {
+        this.socket.close(code, reason);
+      } catch {
+        // Closing already: the close event is still to come.
+      }
+    }
+    return await withTimeout(this.closed, `${this.#label} to close`);
+  }
+}
+
+/** An HTTP response as read off a raw socket. */
+export interface RawReply {
+  /** The status code. */
+  status: number;
+  /** Headers, lower-cased names. */
+  headers: Headers;
+  /** The body, decoded as UTF-8 (empty for 101). */
+  body: string;
+}
+
+/** One WebSocket frame as it came off the wire. */
+export interface WsFrame {
+  /** The FIN bit. */
+  fin: boolean;
+  /** The opcode: 0 continuation, 1 text, 2 binary, 8 close, 9 ping, 10 pong. */
+  opcode: number;
+  /** The (unmasked) payload. */
+  payload: Uint8Array;
+}
+
+/** WebSocket opcodes. */
+export const Opcode = {
+  continuation: 0x0,
+  text: 0x1,
+  binary: 0x2,
+  close: 0x8,
+  ping: 0x9,
+  pong: 0xa,
+} as const;
+
+const WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+async function expectedAccept(key: string): Promise<string> {
+  const digest = await crypto.subtle.digest(
+    "SHA-1",
+    encoder.encode(key + WS_GUID),
+  );
+  return btoa(String.fromCharCode(...new Uint8Array(digest)));
+}
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const joined = new Uint8Array(a.length + b.length);
+  joined.set(a, 0);
+  joined.set(b, a.length);
+  return joined;
+}
+
+function indexOfBytes(haystack: Uint8Array, needle: Uint8Array): number {
+  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
+    for (let j = 0; j < needle.length; j++) {
+      if (haystack[i + j] !== needle[j]) continue outer;
+    }
+    return i;
+  }
+  return -1;
+}
+
+/**
+ * A TCP connection to the server, with buffered reads that are bounded in
+ * time. At most one read is in flight; `close` waits for it to settle.
+ */
+export class RawConnection {
+  /** The TCP connection. */
+  readonly conn: Deno.TcpConn;
+  #buffer: Uint8Array = new Uint8Array(0);
+  #reading: Promise<Uint8Array | null> | undefined;
+  #eof = false;
+  #closed = false;
+
+  private constructor(conn: Deno.TcpConn) {
+    this.conn = conn;
+  }
+
+  /** Connects to 127.0.0.1 on `port`. */
+  static async connect(port: number): Promise<RawConnection> {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    return new RawConnection(conn);
+  }
+
+  /** Bytes read from the socket and not yet consumed. */
+  get buffered(): number {
+    return this.#buffer.length;
+  }
+
+  /** True once the peer closed its side (or reset the connection). */
+  get eof(): boolean {
+    return this.#eof;
+  }
+
+  /** Writes every byte. */
+  async write(bytes: Uint8Array): Promise<void> {
+    let written = 0;
+    while (written < bytes.length) {
+      written += await this.conn.write(bytes.subarray(written));
+    }
+  }
+
+  async #readChunk(): Promise<Uint8Array | null> {
+    const chunk = new Uint8Array(64 * 1024);
+    try {
+      const n = await this.conn.read(chunk);
+      return n === null ? null : chunk.subarray(0, n);
+    } catch (error) {
+      if (error instanceof Deno.errors.ConnectionReset) return null;
+      throw error;
+    }
+  }
+
+  /** Reads one more chunk into the buffer; false at end of stream. */
+  async fill(what: string, deadline: number): Promise<boolean> {
+    if (this.#eof) return false;
+    this.#reading ??= this.#readChunk();
+    const ms = Math.max(1, deadline - Date.now());
+    const chunk = await withTimeout(this.#reading, what, ms);
+    this.#reading = undefined;
+    if (chunk === null) {
+      this.#eof = true;
+      return false;
+    }
+    this.#buffer = this.#buffer.length === 0
+      ? chunk
+      : concatBytes(this.#buffer, chunk);
+    return true;
+  }
+
+  /** Takes exactly `n` bytes, reading as needed; null if the stream ends. */
+  async readExact(
+    n: number,
+    what: string,
+    deadline: number,
+  ): Promise<Uint8Array | null> {
+    while (this.#buffer.length < n) {
+      if (!(await this.fill(what, deadline))) return null;
+    }
+    const bytes = this.#buffer.subarray(0, n);
+    this.#buffer = this.#buffer.subarray(n);
+    return bytes;
+  }
+
+  /** Takes everything up to and including `delimiter`; null at the end. */
+  async readUntil(
+    delimiter: Uint8Array,
+    what: string,
+    deadline: number,
+  ): Promise<Uint8Array | null> {
+    let from = 0;
+    for (;;) {
+      const at = indexOfBytes(this.#buffer.subarray(from), delimiter);
+      if (at >= 0) return this.readExact(from + at + delimiter.length, what, 0);
+      from = Math.max(0, this.#buffer.length - delimiter.length + 1);
+      if (!(await this.fill(what, deadline))) return null;
+    }
+  }
+
+  /** Takes everything until the peer closes. */
+  async readToEnd(what: string, deadline: number): Promise<Uint8Array> {
+    while (await this.fill(what, deadline)) {
+      // Keep reading.
+    }
+    const rest = this.#buffer;
+    this.#buffer = new Uint8Array(0);
+    return rest;
+  }
+
+  /**
+   * Reads an HTTP/1.1 response: status line and headers, then a body of
+   * `content-length` bytes, or a chunked body, or (101) none.
+   */
+  async readResponse(ms: number = WAIT_MS): Promise<RawReply> {
+    const deadline = Date.now() + ms;
+    const head = await this.readUntil(
+      encoder.encode("\r\n\r\n"),
+      "an HTTP response head",
+      deadline,
+    );
+    if (head === null) throw new Error("connection closed before a response");
+    const lines = decoder.decode(head).split("\r\n");
+    const match = /^HTTP\/1\.1 (\d{3})/.exec(lines[0]);
+    if (!match) throw new Error(`bad status line: ${lines[0]}`);
+    const status = Number(match[1]);
+    const headers = new Headers();
+    for (const line of lines.slice(1)) {
+      if (line === "") continue;
+      const colon = line.indexOf(":");
+      headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
+    }
+    let body = "";
+    const length = headers.get("content-length");
+    if (status === 101 || status === 204 || status === 304) {
+      body = "";
+    } else if (length !== null) {
+      const bytes = await this.readExact(
+        Number(length),
+        "an HTTP body",
+        deadline,
+      );
+      if (bytes === null) throw new Error("connection closed inside a body");
+      body = decoder.decode(bytes);
+    } else if (headers.get("transfer-encoding")?.includes("chunked")) {
+      const parts: Uint8Array[] = [];
+      for (;;) {
+        const sizeLine = await this.readUntil(
+          encoder.encode("\r\n"),
+          "a chunk size",
+          deadline,
+        );
+        if (sizeLine === null) throw new Error("connection closed in a chunk");
+        const size = parseInt(decoder.decode(sizeLine), 16);
+        const chunk = await this.readExact(size + 2, "a chunk", deadline);
+        if (chunk === null) throw new Error("connection closed in a chunk");
+        if (size === 0) break;
+        parts.push(chunk.subarray(0, size));
+      }
+      body = parts.map((part) => decoder.decode(part)).join("");
+    } else {
+      body = decoder.decode(await this.readToEnd("an HTTP body", deadline));
+    }
+    return { status, headers, body };
+  }
+
+  /** Closes the connection (idempotent) and waits for a pending read. */
+  async close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      try {
+        this.conn.close();
+      } catch {
+        // Already closed.
+      }
+    }
+    const reading = this.#reading;
+    this.#reading = undefined;
+    if (reading) await reading.catch(() => null);
+  }
+}
+
+/** Builds the opening handshake's request text. */
+function handshakeRequest(
+  port: number,
+  path: string,
+  key: string,
+  extraHeaders: string[] = [],
+): string {
+  return [
+    `GET ${path} HTTP/1.1`,
+    `Host: 127.0.0.1:${port}`,
+    "Upgrade: websocket",
+    "Connection: Upgrade",
+    `Sec-WebSocket-Key: ${key}`,
+    "Sec-WebSocket-Version: 13",
+    ...extraHeaders,
+    "",
+    "",
+  ].join("\r\n");
+}
+
+/** A fresh random `Sec-WebSocket-Key`. */
+function newKey(): string {
+  return btoa(
+    String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))),
+  );
+}
+
+/** The query string part of the chat path for `username`. */
+function chatPath(username?: string): string {
+  return username === undefined
+    ? "/ws"
+    : `/ws?username=${encodeURIComponent(username)}`;
+}
+
+/**
+ * Sends a WebSocket upgrade for `username` over raw TCP and returns the
+ * server's answer, then closes the connection. For checking refusals
+ * (400, 409, 503) by their status line and body.
+ *
+ * @example
+ * ```ts
+ * import { rawUpgradeReply } from "./test_util.ts";
+ * // const reply = await rawUpgradeReply(server.port, "a<b"); // 400
+ * ```
+ */
+export async function rawUpgradeReply(
+  port: number,
+  username?: string,
+): Promise<RawReply> {
+  const connection = await RawConnection.connect(port);
+  try {
+    await connection.write(
+      encoder.encode(handshakeRequest(port, chatPath(username), newKey())),
+    );
+    return await connection.readResponse();
+  } finally {
+    await connection.close();
+  }
+}
+
+/** Encodes one client frame: masked with a random key, as RFC 6455 wants. */
+function maskedFrame(
+  opcode: number,
+  payload: Uint8Array,
+  fin = true,
+): Uint8Array {
+  const length = payload.length;
+  const headerLength = length < 126 ? 2 : length < 65536 ? 4 : 10;
+  const frame = new Uint8Array(headerLength + 4 + length);
+  frame[0] = (fin ? 0x80 : 0) | opcode;
+  const view = new DataView(frame.buffer);
+  if (length < 126) {
+    frame[1] = 0x80 | length;
+  } else if (length < 65536) {
+    frame[1] = 0x80 | 126;
+    view.setUint16(2, length);
+  } else {
+    frame[1] = 0x80 | 127;
+    view.setBigUint64(2, BigInt(length));
+  }
+  const mask = crypto.getRandomValues(new Uint8Array(4));
+  frame.set(mask, headerLength);
+  for (let i = 0; i < length; i++) {
+    frame[headerLength + 4 + i] = payload[i] ^ mask[i & 3];
+  }
+  return frame;
+}
+
+/**
+ * A WebSocket client on raw TCP. It does only what it is told: it reads
+ * frames only when asked, answers pings only if asked, and can vanish
+ * without a close frame. Frames it sends are masked, as a client's must be.
+ */
+export class RawWebSocket {
+  /** The TCP connection under it. */
+  readonly connection: RawConnection;
+  /** The 101 response. */
+  readonly handshake: RawReply;
+  /** Pings received while reading. */
+  pings = 0;
+  #queue: ServerMessage[] = [];
+
+  private constructor(connection: RawConnection, handshake: RawReply) {
+    this.connection = connection;
+    this.handshake = handshake;
+  }
+
+  /**
+   * Connects and completes the opening handshake (checking the 101 and its
+   * `Sec-WebSocket-Accept`); reads nothing past the response head.
+   */
+  static async connect(
+    port: number,
+    username?: string,
+  ): Promise<RawWebSocket> {
+    const connection = await RawConnection.connect(port);
+    try {
+      const key = newKey();
+      await connection.write(
+        encoder.encode(handshakeRequest(port, chatPath(username), key)),
+      );
+      const reply = await connection.readResponse();
+      assert.equal(
+        reply.status,
+        101,
+        `raw upgrade refused: ${reply.status} ${reply.body}`,
+      );
+      assert.equal(
+        reply.headers.get("sec-websocket-accept"),
+        await expectedAccept(key),
+      );
+      return new RawWebSocket(connection, reply);
+    } catch (error) {
+      await connection.close();
+      throw error;
+    }
+  }
+
+  /** Sends one frame, masked. */
+  async sendFrame(
+    opcode: number,
+    payload: Uint8Array,
+    fin = true,
+  ): Promise<void> {
+    await this.connection.write(maskedFrame(opcode, payload, fin));
+  }
+
+  /** Sends a text frame. */
+  sendText(text: string): Promise<void> {
+    return this.sendFrame(Opcode.text, encoder.encode(text));
+  }
+
+  /** Sends text frames back to back, all in one TCP write. */
+  async sendTexts(texts: string[]): Promise<void> {
+    const frames = texts.map((text) =>
+      maskedFrame(Opcode.text, encoder.encode(text))
+    );
+    const all = new Uint8Array(
+      frames.reduce((sum, frame) => sum + frame.length, 0),
+    );
+    let offset = 0;
+    for (const frame of frames) {
+      all.set(frame, offset);
+      offset += frame.length;
+    }
+    await this.connection.write(all);
+  }
+
+  /** Sends a close frame with a code and reason. */
+  sendClose(code = 1000, reason = ""): Promise<void> {
+    const reasonBytes = encoder.encode(reason);
+    const payload = new Uint8Array(2 + reasonBytes.length);
+    new DataView(payload.buffer).setUint16(0, code);
+    payload.set(reasonBytes, 2);
+    return this.sendFrame(Opcode.close, payload);
+  }
+
+  /** Reads one frame; null if the connection ended. Server frames are unmasked. */
+  async readFrame(ms: number = WAIT_MS): Promise<WsFrame | null> {
+    const deadline = Date.now() + ms;
+    const what = "a WebSocket frame";
+    const head = await this.connection.readExact(2, what, deadline);
+    if (head === null) return null;
+    const fin = (head[0] & 0x80) !== 0;
+    const opcode = head[0] & 0x0f;
+    assert.equal(head[1] & 0x80, 0, "server frames must not be masked");
+    let length = head[1] & 0x7f;
+    if (length === 126) {
+      const ext = await this.connection.readExact(2, what, deadline);
+      if (ext === null) return null;
+      length = new DataView(ext.buffer, ext.byteOffset, 2).getUint16(0);
+    } else if (length === 127) {
+      const ext = await this.connection.readExact(8, what, deadline);
+      if (ext === null) return null;
+      length = Number(
+        new DataView(ext.buffer, ext.byteOffset, 8).getBigUint64(0),
+      );
+    }
+    const payload = await this.connection.readExact(length, what, deadline);
+    if (payload === null) return null;
+    return { fin, opcode, payload: payload.slice() };
+  }
+
+  /**
+   * Reads frames until a text message or a close frame (pings are counted,
+   * and answered only if `answerPings`). Returns the text message's
+   * messages, or the close code and reason, or null when the connection
+   * ended without a close frame.
+   */
+  async readEvent(
+    options: { answerPings?: boolean; ms?: number } = {},
+  ): Promise<
+    | { kind: "messages"; messages: ServerMessage[] }
+    | { kind: "close"; code: number; reason: string }
+    | null
+  > {
+    const deadline = Date.now() + (options.ms ?? WAIT_MS);
+    let parts: Uint8Array[] = [];
+    for (;;) {
+      const frame = await this.readFrame(Math.max(1, deadline - Date.now()));
+      if (frame === null) return null;
+      switch (frame.opcode) {
+        case Opcode.ping:
+          this.pings++;
+          if (options.answerPings) {
+            await this.sendFrame(Opcode.pong, frame.payload);
+          }
+          continue;
+        case Opcode.pong:
+          continue;
+        case Opcode.close: {
+          const view = new DataView(
+            frame.payload.buffer,
+            frame.payload.byteOffset,
+            frame.payload.length,
+          );
+          const code = frame.payload.length >= 2 ? view.getUint16(0) : 1005;
+          const reason = decoder.decode(frame.payload.subarray(2));
+          return { kind: "close", code, reason };
+        }
+        case Opcode.text:
+        case Opcode.continuation:
+          parts.push(frame.payload);
+          if (!frame.fin) continue;
+          {
+            const bytes = parts.reduce(concatBytes, new Uint8Array(0));
+            parts = [];
+            return {
+              kind: "messages",
+              messages: parseFrame(decoder.decode(bytes)),
+            };
+          }
+        default:
+          throw new Error(`unexpected opcode ${frame.opcode} from server`);
+      }
+    }
+  }
+
+  /**
+   * The next message, read as a well-behaved client would: pings are
+   * answered, frames are split into messages. Throws if the connection
+   * ends (with or without a close frame) first.
+   */
+  async next(what = "a message", ms: number = WAIT_MS): Promise<ServerMessage> {
+    const deadline = Date.now() + ms;
+    while (this.#queue.length === 0) {
+      const event = await this.readEvent({
+        answerPings: true,
+        ms: Math.max(1, deadline - Date.now()),
+      }).catch((error: Error) => {
+        throw new Error(`${what}: ${error.message}`);
+      });
+      if (event === null || event.kind === "close") {
+        throw new Error(
+          `connection ended before ${what}: ${JSON.stringify(event)}`,
+        );
+      }
+      this.#queue.push(...event.messages);
+    }
+    return this.#queue.shift()!;
+  }
+
+  /** Drops the TCP connection, with no close frame. */
+  close(): Promise<void> {
+    return this.connection.close();
+  }
+}
+
+/** Things to close at the end of a test, most recent first. */
+export interface Closer {
+  /** Closes the thing and waits for it to be closed. */
+  close(): Promise<unknown>;
+}
+
+/**
+ * Starts a server on 127.0.0.1, port 0, runs `body`, then closes everything
+ * `body` tracked and shuts the server down, even when `body` throws.
+ *
+ * @example
+ * ```ts
+ * import { withServer, ChatClient } from "./test_util.ts";
+ * await withServer({}, async (server, track) => {
+ *   const ann = track(await ChatClient.join(server.port, "ann"));
+ *   ann.say("hi");
+ * });
+ * ```
+ */
+export async function withServer(
+  options: ServerOptions,
+  body: (
+    server: ChatServer,
+    track: <T extends Closer>(closer: T) => T,
+  ) => Promise<void>,
+): Promise<void> {
+  const server = await startServer({
+    ...options,
+    port: 0,
+    hostname: "127.0.0.1",
+  });
+  const closers: Closer[] = [];
+  function track<T extends Closer>(closer: T): T {
+    closers.push(closer);
+    return closer;
+  }
+  let failure: { error: unknown } | undefined;
+  try {
+    await body(server, track);
+  } catch (error) {
+    failure = { error };
+  }
+  const errors: unknown[] = [];
+  for (const closer of closers.reverse()) {
+    try {
+      await closer.close();
+    } catch (error) {
+      errors.push(error);
+    }
+  }
+  try {
+    await withTimeout(server.shutdown(), "server shutdown", 10_000);
+  } catch (error) {
+    errors.push(error);
+  }
+  if (failure) throw failure.error;
+  if (errors.length > 0) throw new AggregateError(errors, "cleanup failed");
+}
