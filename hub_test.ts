@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   BLOCKED_RETRY_MS,
+  BUSY_FLUSH_MS,
   Client,
   type ClientEnd,
   type ClientSocket,
@@ -54,6 +55,12 @@ function addPeer(hub: Hub, username: string, onEnd?: () => void): Peer {
   return { socket, client, ends };
 }
 
+/** Lets every pending flush run: the turn's, then the busy tick's. */
+async function settle(): Promise<void> {
+  await nextTurn();
+  await sleep(BUSY_FLUSH_MS);
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -69,9 +76,9 @@ Deno.test("broadcast reaches every client, including across turns", async () => 
   hub.broadcastText("one");
   hub.broadcastJSON({ n: 2 });
   hub.broadcast(new TextEncoder().encode("three"));
-  await nextTurn();
+  await settle();
   hub.broadcastText("four");
-  await nextTurn();
+  await settle();
   for (const { socket } of peers) {
     assert.deepEqual(socket.messages(), ["one", '{"n":2}', "three", "four"]);
   }
@@ -90,9 +97,15 @@ Deno.test("an idle socket gets the first message at once, the rest coalesced", a
   await nextTurn();
   assert.deepEqual(socket.frames, ["m0", "m1\nm2\nm3\nm4"]);
   await nextTurn();
-  // The outbox is empty again, so the next message leaves at once.
+  // Busy now (the last flush coalesced): messages wait for the busy tick.
   hub.broadcastText("m5");
+  await nextTurn();
+  assert.deepEqual(socket.frames.length, 2);
+  await sleep(BUSY_FLUSH_MS);
   assert.deepEqual(socket.frames.at(-1), "m5");
+  // That flush sent one message alone: idle again, the next leaves at once.
+  hub.broadcastText("m6");
+  assert.deepEqual(socket.frames.at(-1), "m6");
   hub.close(1001, "done");
 });
 
@@ -181,7 +194,7 @@ Deno.test("a stalled client is evicted with 4008; the others get everything in o
     send();
     if (sent.length % 7 === 0) await nextTurn();
   }
-  await nextTurn();
+  await settle();
   assert.equal(stalled.client.ended, true);
   assert.deepEqual(stalled.socket.closed, {
     code: CLOSE_SLOW_CONSUMER,
