@@ -181,9 +181,20 @@ export class Client {
     return true;
   }
 
-  /** Closes the connection with a code and reason; ends the client. */
+  /**
+   * Closes the connection with a code and reason; ends the client. What
+   * the outbox holds goes out first, unless the socket is backed up (an
+   * evicted reader would not read it anyway).
+   */
   close(code: number, reason: string): void {
     if (this.#ended) return;
+    const outbox = this.#outbox;
+    if (
+      outbox.length > 0 && this.#socket.bufferedAmount < this.#highWater
+    ) {
+      this.#outbox = [];
+      if (!this.#write(outbox.join("\n"))) return;
+    }
     try {
       this.#socket.close(code, reason);
     } catch {

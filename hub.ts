@@ -15,6 +15,11 @@ export interface HubOptions {
    * a hub given none makes its own and stops it in `close`.
    */
   flusher?: Flusher;
+  /**
+   * Told of every broadcast once it reached every outbox: how many clients
+   * got it, the message, and how long the fan-out took (for metrics).
+   */
+  onBroadcast?: (recipients: number, text: string, seconds: number) => void;
 }
 
 const decoder = new TextDecoder();
@@ -47,11 +52,13 @@ export class Hub {
   /** Broadcasts raised while one is under way, sent in order after it. */
   #deferred: string[] = [];
   #broadcasting = false;
+  #onBroadcast?: (recipients: number, text: string, seconds: number) => void;
 
   /** Creates an empty hub. */
   constructor(options: HubOptions = {}) {
     this.#ownsFlusher = options.flusher === undefined;
     this.flusher = options.flusher ?? new Flusher();
+    this.#onBroadcast = options.onBroadcast;
   }
 
   /** How many clients are registered. */
@@ -89,15 +96,27 @@ export class Hub {
     }
     this.#broadcasting = true;
     try {
-      for (const client of this.#clients) client.deliver(text);
+      this.#fanOut(text);
       // Broadcasts raised by the fan-out above (a leave, say) go next.
       for (let i = 0; i < this.#deferred.length; i++) {
-        const next = this.#deferred[i];
-        for (const client of this.#clients) client.deliver(next);
+        this.#fanOut(this.#deferred[i]);
       }
     } finally {
       this.#deferred.length = 0;
       this.#broadcasting = false;
+    }
+  }
+
+  #fanOut(text: string): void {
+    const observe = this.#onBroadcast;
+    const started = observe === undefined ? 0 : performance.now();
+    for (const client of this.#clients) client.deliver(text);
+    if (observe !== undefined) {
+      observe(
+        this.#clients.size,
+        text,
+        (performance.now() - started) / 1000,
+      );
     }
   }
 

@@ -332,3 +332,17 @@ Deno.test("joinFrame shares one string among identical batches", () => {
   assert.equal(joinFrame(["a", "b", "d"], memo), "a\nb\nd");
   assert.equal(joinFrame(["solo"], memo), "solo");
 });
+
+Deno.test("close sends what is pending first, unless the socket is backed up", async () => {
+  const hub = new Hub();
+  const ready = addPeer(hub, "ready");
+  const stuck = addPeer(hub, "stuck");
+  stuck.socket.bufferedAmount = DEFAULT_HIGH_WATER_BYTES;
+  for (const message of ["a", "b", "c"]) hub.broadcastText(message);
+  hub.close(1001, "server shutting down");
+  assert.deepEqual(ready.socket.messages(), ["a", "b", "c"]);
+  assert.deepEqual(ready.socket.closed?.code, 1001);
+  assert.deepEqual(stuck.socket.frames, []);
+  assert.deepEqual(stuck.socket.closed?.code, 1001);
+  await nextTurn();
+});

@@ -10,6 +10,9 @@
  */
 
 import { parseArgs } from "node:util";
+import { MIN_SECRET_BYTES, SECRET_ENV } from "./auth.ts";
+import { validateAllowedOrigins } from "./limits.ts";
+import { createLogger, type LogFormat } from "./log.ts";
 import { type ServerOptions, startServer } from "./server.ts";
 
 /** Thrown for a flag or variable that does not make sense. */
@@ -19,6 +22,16 @@ export class UsageError extends Error {
     super(message);
     this.name = "UsageError";
   }
+}
+
+/** Everything the command line sets: server options, and what main does. */
+export interface Config extends ServerOptions {
+  /** Path of the PEM certificate chain (read at start). */
+  certFile?: string;
+  /** Path of the PEM private key (read at start). */
+  keyFile?: string;
+  /** How log lines are written. Default "text". */
+  logFormat?: LogFormat;
 }
 
 /** One setting: its flag, its environment variable, and how to read it. */
@@ -33,8 +46,8 @@ export interface Setting {
   shown: string;
   /** One line for `--help`. */
   help: string;
-  /** Stores a parsed value into the server options. */
-  apply(options: ServerOptions, value: string | number | boolean): void;
+  /** Stores a parsed value into the config; throws UsageError if bad. */
+  apply(config: Config, value: string | number | boolean): void;
 }
 
 /**
@@ -49,8 +62,13 @@ export const SETTINGS: readonly Setting[] = [
     kind: "number",
     shown: "N (8080)",
     help: "port to listen on; 0 picks a free one",
-    apply(options, value) {
-      options.port = value as number;
+    apply(config, value) {
+      if (!Number.isInteger(value) || (value as number) > 65535) {
+        throw new UsageError(
+          `"${value}" is not a port; expected a number from 0 to 65535`,
+        );
+      }
+      config.port = value as number;
     },
   },
   {
@@ -59,24 +77,178 @@ export const SETTINGS: readonly Setting[] = [
     kind: "string",
     shown: "ADDR (127.0.0.1)",
     help: "address to listen on; 0.0.0.0 for every interface",
-    apply(options, value) {
-      options.hostname = value as string;
+    apply(config, value) {
+      config.hostname = value as string;
+    },
+  },
+  {
+    flag: "cert",
+    env: "HUBCHAT_CERT",
+    kind: "string",
+    shown: "FILE",
+    help: "PEM certificate chain: serve https and wss (needs --key)",
+    apply(config, value) {
+      config.certFile = value as string;
+    },
+  },
+  {
+    flag: "key",
+    env: "HUBCHAT_KEY",
+    kind: "string",
+    shown: "FILE",
+    help: "PEM private key for --cert",
+    apply(config, value) {
+      config.keyFile = value as string;
+    },
+  },
+  {
+    flag: "allowed-origins",
+    env: "HUBCHAT_ALLOWED_ORIGINS",
+    kind: "string",
+    shown: "LIST",
+    help: "origins allowed besides the page's own, comma-separated (* = any)",
+    apply(config, value) {
+      const list = (value as string).split(",").map((entry) => entry.trim())
+        .filter((entry) => entry !== "");
+      try {
+        config.allowedOrigins = validateAllowedOrigins(list);
+      } catch (error) {
+        throw new UsageError((error as Error).message);
+      }
+    },
+  },
+  {
+    flag: "require-origin",
+    env: "HUBCHAT_REQUIRE_ORIGIN",
+    kind: "boolean",
+    shown: "",
+    help: "refuse upgrades without an Origin header (non-browser clients)",
+    apply(config, value) {
+      config.requireOrigin = value as boolean;
+    },
+  },
+  {
+    flag: "auth-secret",
+    env: SECRET_ENV,
+    kind: "string",
+    shown: "SECRET",
+    help: "require an HS256 JWT per client; its sub is the username",
+    apply(config, value) {
+      if (new TextEncoder().encode(value as string).length < MIN_SECRET_BYTES) {
+        throw new UsageError(
+          `the auth secret is too short; expected at least ${MIN_SECRET_BYTES} bytes`,
+        );
+      }
+      config.authSecret = value as string;
+    },
+  },
+  {
+    flag: "max-connections",
+    env: "HUBCHAT_MAX_CONNECTIONS",
+    kind: "number",
+    shown: "N (10000)",
+    help: "connections in all (0 = no cap); over it: 503",
+    apply(config, value) {
+      config.maxConnections = wholeNumber(value, "max-connections");
+    },
+  },
+  {
+    flag: "max-connections-per-ip",
+    env: "HUBCHAT_MAX_CONNECTIONS_PER_IP",
+    kind: "number",
+    shown: "N (20)",
+    help: "connections from one address (0 = no cap); over it: 429",
+    apply(config, value) {
+      config.maxConnectionsPerIp = wholeNumber(value, "max-connections-per-ip");
+    },
+  },
+  {
+    flag: "trust-proxy",
+    env: "HUBCHAT_TRUST_PROXY",
+    kind: "boolean",
+    shown: "",
+    help: "the client's address is the first X-Forwarded-For entry",
+    apply(config, value) {
+      config.trustProxy = value as boolean;
+    },
+  },
+  {
+    flag: "rate",
+    env: "HUBCHAT_RATE",
+    kind: "number",
+    shown: "N (10)",
+    help: "messages a client may send per second (0 = no limit)",
+    apply(config, value) {
+      config.ratePerSecond = value as number;
+    },
+  },
+  {
+    flag: "burst",
+    env: "HUBCHAT_BURST",
+    kind: "number",
+    shown: "N (20)",
+    help: "messages a client may send at once above the rate",
+    apply(config, value) {
+      config.burst = Math.max(1, wholeNumber(value, "burst"));
+    },
+  },
+  {
+    flag: "max-frame-bytes",
+    env: "HUBCHAT_MAX_FRAME_BYTES",
+    kind: "number",
+    shown: "N (8192)",
+    help: "largest frame a client may send; bigger: close 1009",
+    apply(config, value) {
+      config.maxFrameBytes = Math.max(1, wholeNumber(value, "max-frame-bytes"));
+    },
+  },
+  {
+    flag: "idle-timeout",
+    env: "HUBCHAT_IDLE_TIMEOUT",
+    kind: "number",
+    shown: "SECONDS (30)",
+    help: "drop a peer that answers no ping for this long",
+    apply(config, value) {
+      config.idleTimeoutSeconds = Math.max(
+        1,
+        wholeNumber(value, "idle-timeout"),
+      );
+    },
+  },
+  {
+    flag: "log-format",
+    env: "HUBCHAT_LOG_FORMAT",
+    kind: "string",
+    shown: "text|json (text)",
+    help: "connect/disconnect/eviction lines on stderr, no message text",
+    apply(config, value) {
+      if (value !== "text" && value !== "json") {
+        throw new UsageError(
+          `log format is "${value}"; expected text or json`,
+        );
+      }
+      config.logFormat = value;
     },
   },
 ];
 
+function wholeNumber(value: string | number | boolean, name: string): number {
+  if (!Number.isInteger(value)) {
+    throw new UsageError(`${name} is ${value}; expected a whole number`);
+  }
+  return value as number;
+}
+
 /** What the command line asked for: run with options, or print help. */
 export type Invocation =
   | { help: true }
-  | { help: false; options: ServerOptions };
+  | { help: false; options: Config };
 
 /** The usage text `--help` prints, built from {@linkcode SETTINGS}. */
 export function usage(): string {
   const rows = SETTINGS.map((setting) => {
-    const left = `  --${setting.flag} ${
-      setting.kind === "boolean" ? "" : setting.shown
-    }`;
-    return `${left.padEnd(34)}${setting.help} (env ${setting.env})`;
+    const left = `  --${setting.flag} ${setting.shown}`.padEnd(34);
+    return `${left}${setting.help}\n${"".padEnd(34)}env ${setting.env}`;
   });
   return [
     "hubchat: real-time group chat over WebSocket",
@@ -162,15 +334,25 @@ export function parseInvocation(
     );
   }
   if (values.help) return { help: true };
-  const options: ServerOptions = {};
+  const options: Config = {};
   for (const setting of SETTINGS) {
     const fromFlag = values[setting.flag];
     const fromEnv = env[setting.env];
-    if (fromFlag !== undefined) {
-      setting.apply(options, readValue(setting, fromFlag, `--${setting.flag}`));
-    } else if (fromEnv !== undefined) {
-      setting.apply(options, readValue(setting, fromEnv, setting.env));
+    const source = fromFlag !== undefined ? `--${setting.flag}` : setting.env;
+    const raw = fromFlag ?? fromEnv;
+    if (raw === undefined) continue;
+    const value = readValue(setting, raw, source);
+    try {
+      setting.apply(options, value);
+    } catch (error) {
+      if (!(error instanceof UsageError)) throw error;
+      throw new UsageError(`${source}: ${error.message}`);
     }
+  }
+  if ((options.certFile === undefined) !== (options.keyFile === undefined)) {
+    throw new UsageError(
+      "--cert and --key go together; expected both or neither",
+    );
   }
   return { help: false, options };
 }
@@ -188,7 +370,20 @@ async function main(): Promise<void> {
     console.log(usage());
     return;
   }
-  const server = await startServer(invocation.options);
+  const { certFile, keyFile, logFormat, ...options } = invocation.options;
+  if (certFile !== undefined && keyFile !== undefined) {
+    try {
+      options.cert = await Deno.readTextFile(certFile);
+      options.key = await Deno.readTextFile(keyFile);
+    } catch (error) {
+      console.error(
+        `hubchat: cannot read the TLS files: ${(error as Error).message}`,
+      );
+      Deno.exit(2);
+    }
+  }
+  options.logger = createLogger({ format: logFormat });
+  const server = await startServer(options);
   console.log(`hubchat listening on ${server.url}`);
   let stopping = false;
   async function stop(): Promise<void> {

@@ -27,6 +27,7 @@ export type ErrorCode =
   | "unknown_type"
   | "empty_text"
   | "text_too_long"
+  | "rate_limited"
   | "invalid_username"
   | "username_taken";
 

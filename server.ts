@@ -1,12 +1,32 @@
 /**
  * The HTTP edge: routes, the WebSocket upgrade, and validation of everything
- * a peer sends before any work is done for it. Startable from tests on
- * port 0; `main.ts` adds flags and signals.
+ * a peer sends before any work is done for it: who may connect (origin,
+ * token, connection caps) and what a connection may send (frame size, rate,
+ * protocol). Startable from tests on port 0; `main.ts` adds flags and
+ * signals.
  *
  * @module
  */
 
-import { Client, type ClientEnd } from "./client.ts";
+import {
+  importSecret,
+  SUBPROTOCOL,
+  tokenFromRequest,
+  verifyToken,
+} from "./auth.ts";
+import { Client, type ClientEnd, CLOSE_SLOW_CONSUMER } from "./client.ts";
+import {
+  checkOrigin,
+  clientAddress,
+  ConnectionLimiter,
+  DEFAULT_BURST,
+  DEFAULT_MAX_CONNECTIONS_PER_IP,
+  DEFAULT_RATE_PER_SECOND,
+  FloodGuard,
+} from "./limits.ts";
+import { type Logger, silentLogger } from "./log.ts";
+import { ServerMetrics } from "./server_metrics.ts";
+import { PROMETHEUS_CONTENT_TYPE } from "./metrics.ts";
 import {
   type ErrorCode,
   errorMessage,
@@ -29,6 +49,13 @@ export const DEFAULT_MAX_FRAME_BYTES = 8 * 1024;
  */
 export const DEFAULT_IDLE_TIMEOUT_SECONDS = 30;
 
+/**
+ * Connections the server holds at most. Each costs a file descriptor and
+ * tens of KiB; 10,000 fits this machine's memory many times over and is
+ * what the load tool's memory test holds.
+ */
+export const DEFAULT_MAX_CONNECTIONS = 10_000;
+
 /** Longest wait at shutdown for clients to finish their closing handshake. */
 export const SHUTDOWN_GRACE_MS = 3000;
 
@@ -38,16 +65,22 @@ export const CloseCode = {
   goingAway: 1001,
   /** The peer sent a binary frame; the protocol is JSON text. */
   unsupportedData: 1003,
+  /** The peer kept flooding after being told to slow down. */
+  policyViolation: 1008,
   /** The peer's frame was larger than the limit. */
   messageTooBig: 1009,
 } as const;
 
-/** Options for {@linkcode startServer}. */
+/** Options for {@linkcode startServer}; every one has a safe default. */
 export interface ServerOptions {
   /** Port to listen on; 0 picks a free one. Default 8080. */
   port?: number;
   /** Address to listen on. Default "127.0.0.1". */
   hostname?: string;
+  /** PEM certificate chain; with `key`, serves https and wss. */
+  cert?: string;
+  /** PEM private key for `cert`. */
+  key?: string;
   /** Largest frame a client may send, in bytes. Default 8 KiB. */
   maxFrameBytes?: number;
   /** Seconds without a pong before a peer is dropped. Default 30. */
@@ -56,6 +89,24 @@ export interface ServerOptions {
   maxQueue?: number;
   /** `bufferedAmount` above which a client counts as backed up. */
   highWaterBytes?: number;
+  /** Origins allowed besides the page's own (`*` allows any). */
+  allowedOrigins?: string[];
+  /** Refuse upgrades that carry no Origin header. Default false. */
+  requireOrigin?: boolean;
+  /** HS256 secret; when set, every client needs a token (`sub` = name). */
+  authSecret?: string;
+  /** Connections in all; 0 means no cap. Default 10,000. */
+  maxConnections?: number;
+  /** Connections from one address; 0 means no cap. Default 20. */
+  maxConnectionsPerIp?: number;
+  /** Take the client's address from the first X-Forwarded-For entry. */
+  trustProxy?: boolean;
+  /** Messages a client may send per second; 0 means no limit. Default 10. */
+  ratePerSecond?: number;
+  /** Messages a client may send at once above the rate. Default 20. */
+  burst?: number;
+  /** Where connect, disconnect and eviction lines go. Default: nowhere. */
+  logger?: Logger;
 }
 
 /** A running chat server. */
@@ -68,6 +119,8 @@ export interface ChatServer {
   readonly hostname: string;
   /** The room every client joins. */
   readonly room: Room;
+  /** The counters `/metrics` shows. */
+  readonly metrics: ServerMetrics;
   /**
    * Stops accepting, closes every client with 1001 "server shutting down",
    * waits (at most {@linkcode SHUTDOWN_GRACE_MS}) for the closes, then stops.
@@ -75,10 +128,21 @@ export interface ChatServer {
   shutdown(): Promise<void>;
 }
 
+/** What the server keeps for one connection besides its client. */
+interface Session {
+  client: Client;
+  ip: string;
+  openedAt: number;
+  /** Rate limit; null when the server runs without one. */
+  guard: FloodGuard | null;
+  /** Gives the connection's slot back (idempotent). */
+  release: () => void;
+}
+
 const homePage = await Deno.readFile(new URL("./home.html", import.meta.url));
 
 /** A short JSON error body for refused HTTP requests. */
-function jsonError(status: number, code: ErrorCode, text: string): Response {
+function jsonError(status: number, code: string, text: string): Response {
   return Response.json({ error: code, message: text }, { status });
 }
 
@@ -106,6 +170,11 @@ function guestName(room: Room): string {
   }
 }
 
+/** 0 means "no cap" on the command line; the limiter wants a count. */
+function capOrUnlimited(value: number): number {
+  return value === 0 ? Number.MAX_SAFE_INTEGER : value;
+}
+
 /**
  * Starts a chat server and resolves once it listens.
  *
@@ -123,18 +192,76 @@ export async function startServer(
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
   const idleTimeout = options.idleTimeoutSeconds ??
     DEFAULT_IDLE_TIMEOUT_SECONDS;
-  const room = new Room("lobby");
+  const ratePerSecond = options.ratePerSecond ?? DEFAULT_RATE_PER_SECOND;
+  const burst = options.burst ?? DEFAULT_BURST;
+  const originPolicy = {
+    allowedOrigins: options.allowedOrigins ?? [],
+    requireOrigin: options.requireOrigin ?? false,
+  };
+  const authKey = options.authSecret === undefined
+    ? null
+    : await importSecret(options.authSecret);
+  const limiter = new ConnectionLimiter({
+    maxTotal: capOrUnlimited(options.maxConnections ?? DEFAULT_MAX_CONNECTIONS),
+    maxPerIp: capOrUnlimited(
+      options.maxConnectionsPerIp ?? DEFAULT_MAX_CONNECTIONS_PER_IP,
+    ),
+  });
+  const logger = options.logger ?? silentLogger;
   /** Sockets not yet closed, each with a way to wait for its close. */
   const openSockets = new Map<WebSocket, Promise<void>>();
+  const metrics: ServerMetrics = new ServerMetrics({
+    connectionsOpen: () => openSockets.size,
+    clients: (): Iterable<Client> => room.hub.clients(),
+  });
+  const room: Room = new Room("lobby", {
+    onBroadcast: metrics.observeBroadcast.bind(metrics),
+  });
+  const sessions = new Map<Client, Session>();
   let shuttingDown: Promise<void> | undefined;
 
-  function onClientEnd(client: Client, _end: ClientEnd): void {
+  function onClientEnd(client: Client, end: ClientEnd): void {
     room.leave(client);
+    const session = sessions.get(client);
+    if (session === undefined) return;
+    sessions.delete(client);
+    session.release();
+    const seconds = (performance.now() - session.openedAt) / 1000;
+    const fields = {
+      user: client.username,
+      ip: session.ip,
+      code: end.code,
+      reason: end.reason || undefined,
+      by: end.byServer ? "server" : "peer",
+      seconds: Math.round(seconds * 10) / 10,
+    };
+    const eviction = end.code === CLOSE_SLOW_CONSUMER
+      ? "slow_consumer"
+      : end.code === CloseCode.policyViolation
+      ? "rate_limit"
+      : !end.byServer && end.code === CloseCode.goingAway && !shuttingDown
+      ? "idle"
+      : null;
+    if (eviction !== null) {
+      metrics.evictions.inc(eviction);
+      logger.log("warn", "evict", { ...fields, cause: eviction });
+    } else {
+      logger.log("info", "disconnect", fields);
+    }
   }
 
-  function handleFrame(client: Client, data: unknown): void {
+  function refuse(client: Client, code: ErrorCode, text: string): void {
+    metrics.errors.inc(code);
+    client.deliver(JSON.stringify(errorMessage({ code, text })));
+  }
+
+  function handleFrame(session: Session, data: unknown): void {
+    const client = session.client;
     if (client.ended) return;
+    metrics.received.inc();
+    // Cheapest checks first: nothing is parsed for a frame refused here.
     if (typeof data !== "string") {
+      metrics.errors.inc("binary_frame");
       client.close(
         CloseCode.unsupportedData,
         "binary frames are not supported; send JSON text",
@@ -146,21 +273,79 @@ export async function startServer(
       data.length > maxFrameBytes ||
       (data.length * 3 > maxFrameBytes && utf8Length(data) > maxFrameBytes)
     ) {
+      metrics.errors.inc("frame_too_large");
       client.close(
         CloseCode.messageTooBig,
         `frame larger than ${maxFrameBytes} bytes`,
       );
       return;
     }
+    if (session.guard !== null) {
+      const verdict = session.guard.check(performance.now());
+      if (verdict === "warn") {
+        refuse(
+          client,
+          "rate_limited",
+          `too many messages; at most ${ratePerSecond} per second (bursts of ${burst}); this one was dropped`,
+        );
+        return;
+      }
+      if (verdict === "drop") {
+        metrics.errors.inc("rate_limited");
+        return;
+      }
+      if (verdict === "close") {
+        metrics.errors.inc("rate_limited");
+        client.close(
+          CloseCode.policyViolation,
+          "rate limit exceeded repeatedly",
+        );
+        return;
+      }
+    }
     const command = parseClientMessage(data);
     if (!command.ok) {
-      client.deliver(JSON.stringify(errorMessage(command)));
+      refuse(client, command.code, command.text);
       return;
     }
     room.say(client, command.value.text);
   }
 
-  function upgrade(request: Request): Response {
+  /** Decides who the peer is; a Response when it may not connect. */
+  async function identify(request: Request): Promise<string | Response> {
+    const requested = new URL(request.url).searchParams.get("username");
+    if (authKey !== null) {
+      const { token } = tokenFromRequest(request);
+      if (token === null) {
+        return jsonError(
+          401,
+          "unauthorized",
+          'a token is required; pass ?token=JWT or the subprotocols ["hubchat", "auth.JWT"]',
+        );
+      }
+      const verified = await verifyToken(token, authKey);
+      if (!verified.ok) return jsonError(401, "unauthorized", verified.reason);
+      const checked = validateUsername(verified.claims.sub);
+      if (!checked.ok) {
+        return jsonError(
+          401,
+          "unauthorized",
+          `the token's subject is not a valid username: ${checked.text}`,
+        );
+      }
+      // The token names the user; ?username= cannot override it.
+      return checked.value;
+    }
+    if (requested === null || requested.trim() === "") return guestName(room);
+    const checked = validateUsername(requested);
+    if (!checked.ok) return jsonError(400, checked.code, checked.text);
+    return checked.value;
+  }
+
+  async function upgrade(
+    request: Request,
+    info: Deno.ServeHandlerInfo,
+  ): Promise<Response> {
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return textResponse(
         426,
@@ -168,30 +353,55 @@ export async function startServer(
         { upgrade: "websocket" },
       );
     }
-    if (shuttingDown) return textResponse(503, "server shutting down");
-    const requested = new URL(request.url).searchParams.get("username");
-    let username: string;
-    if (requested === null || requested.trim() === "") {
-      username = guestName(room);
-    } else {
-      const checked = validateUsername(requested);
-      if (!checked.ok) return jsonError(400, checked.code, checked.text);
-      username = checked.value;
+    const ip = clientAddress(request, info, options.trustProxy ?? false);
+    function reject(response: Response, reason: string): Response {
+      metrics.rejected.inc(reason);
+      logger.log("warn", "reject", { ip, status: response.status, reason });
+      return response;
     }
-    if (room.isTaken(username)) {
-      return jsonError(
-        409,
-        "username_taken",
-        `username "${username}" is already online; choose another`,
+    if (shuttingDown) {
+      return reject(textResponse(503, "server shutting down"), "shutdown");
+    }
+    const origin = checkOrigin(request.headers, originPolicy);
+    if (!origin.ok) return reject(textResponse(403, origin.reason), "origin");
+    const identity = await identify(request);
+    if (identity instanceof Response) {
+      return reject(
+        identity,
+        identity.status === 401 ? "unauthorized" : "invalid_username",
       );
     }
+    const username = identity;
+    if (room.isTaken(username) || shuttingDown) {
+      return reject(
+        jsonError(
+          409,
+          "username_taken",
+          `username "${username}" is already online; choose another`,
+        ),
+        "username_taken",
+      );
+    }
+    const slot = limiter.tryAcquire(ip);
+    if (!slot.ok) {
+      const status = slot.limit === "total" ? 503 : 429;
+      return reject(textResponse(status, slot.reason), `limit_${slot.limit}`);
+    }
+    const { protocol } = tokenFromRequest(request);
     let upgraded;
     try {
-      upgraded = Deno.upgradeWebSocket(request, { idleTimeout });
+      upgraded = Deno.upgradeWebSocket(request, {
+        idleTimeout,
+        protocol: protocol === SUBPROTOCOL ? SUBPROTOCOL : undefined,
+      });
     } catch (error) {
-      return textResponse(
-        400,
-        `bad WebSocket handshake: ${(error as Error).message}`,
+      slot.release();
+      return reject(
+        textResponse(
+          400,
+          `bad WebSocket handshake: ${(error as Error).message}`,
+        ),
+        "bad_handshake",
       );
     }
     const { socket, response } = upgraded;
@@ -202,6 +412,18 @@ export async function startServer(
       highWaterBytes: options.highWaterBytes,
       onEnd: onClientEnd,
     });
+    const session: Session = {
+      client,
+      ip,
+      openedAt: performance.now(),
+      guard: ratePerSecond === 0 ? null : new FloodGuard({
+        ratePerSecond,
+        burst,
+      }),
+      release: slot.release,
+    };
+    sessions.set(client, session);
+    metrics.connections.inc();
     openSockets.set(
       socket,
       new Promise((resolve) => {
@@ -217,36 +439,42 @@ export async function startServer(
       // Shutdown may have begun between the upgrade and the open.
       if (shuttingDown || !reserved) {
         client.close(CloseCode.goingAway, "server shutting down");
-      } else {
-        room.join(client);
+        return;
       }
+      logger.log("info", "connect", { user: username, ip });
+      room.join(client);
     });
     socket.addEventListener("message", (event) => {
-      handleFrame(client, event.data);
+      handleFrame(session, event.data);
     });
     socket.addEventListener("error", () => client.socketClosed(1006));
     return response;
   }
 
-  function route(request: Request): Response {
+  function route(
+    request: Request,
+    info: Deno.ServeHandlerInfo,
+  ): Response | Promise<Response> {
     const { pathname } = new URL(request.url);
     const method = request.method;
+    const readOnly = method === "GET" || method === "HEAD";
     switch (pathname) {
       case "/":
-        if (method !== "GET" && method !== "HEAD") {
-          return methodNotAllowed("GET, HEAD");
-        }
+        if (!readOnly) return methodNotAllowed("GET, HEAD");
         return new Response(method === "HEAD" ? null : homePage, {
           headers: { "content-type": "text/html; charset=utf-8" },
         });
       case "/ws":
         if (method !== "GET") return methodNotAllowed("GET");
-        return upgrade(request);
+        return upgrade(request, info);
       case "/healthz":
-        if (method !== "GET" && method !== "HEAD") {
-          return methodNotAllowed("GET, HEAD");
-        }
+        if (!readOnly) return methodNotAllowed("GET, HEAD");
         return Response.json({ status: "ok", clients: room.online });
+      case "/metrics":
+        if (!readOnly) return methodNotAllowed("GET, HEAD");
+        return new Response(metrics.render(), {
+          headers: { "content-type": PROMETHEUS_CONTENT_TYPE },
+        });
       default:
         return textResponse(404, `no such path: ${pathname}`);
     }
@@ -255,10 +483,14 @@ export async function startServer(
   const { promise: listening, resolve: onListen } = Promise.withResolvers<
     Deno.NetAddr
   >();
+  const tls = options.cert !== undefined && options.key !== undefined
+    ? { cert: options.cert, key: options.key }
+    : {};
   const httpServer = Deno.serve({
     port: options.port ?? 8080,
     hostname: options.hostname ?? "127.0.0.1",
-    onListen: onListen,
+    onListen,
+    ...tls,
   }, route);
   const addr = await listening;
 
@@ -274,14 +506,16 @@ export async function startServer(
     await httpServer.shutdown();
   }
 
+  const scheme = "cert" in tls ? "https" : "http";
   const host = addr.hostname.includes(":")
     ? `[${addr.hostname}]`
     : addr.hostname;
   return {
-    url: `http://${host}:${addr.port}/`,
+    url: `${scheme}://${host}:${addr.port}/`,
     port: addr.port,
     hostname: addr.hostname,
     room,
+    metrics,
     shutdown(): Promise<void> {
       shuttingDown ??= shutdown();
       return shuttingDown;

@@ -687,7 +687,8 @@ const BAD_INPUTS: BadInput[] = [
 ];
 
 Deno.test("bad input gets an error to the offender only; the connection stays open", async (t) => {
-  await withServer({}, async (server, track) => {
+  // Many bad frames in a row: the rate limit has its own tests.
+  await withServer({ ratePerSecond: 0 }, async (server, track) => {
     const offender = track(await ChatClient.join(server.port, "offender"));
     const bob = track(await ChatClient.join(server.port, "bob"));
     const cy = track(await ChatClient.join(server.port, "cy"));
@@ -959,7 +960,8 @@ Deno.test("a burst of short messages does not evict clients that read", async ()
   // Default queue bounds. 1000 chat lines of 100 characters (about 130 KB)
   // reach the server in one TCP write: far below any kernel buffer, so no
   // reader is slow, yet all of them must still get every line.
-  await withServer({}, async (server, track) => {
+  // A flood by design: the rate limit has its own tests.
+  await withServer({ ratePerSecond: 0 }, async (server, track) => {
     const sender = track(await RawWebSocket.connect(server.port, "sender"));
     await sender.next("sender's welcome");
     await sender.next("sender's join");
@@ -985,7 +987,7 @@ Deno.test("a burst of short messages does not evict clients that read", async ()
 
 Deno.test("a client that stops reading is evicted; the others get every message", async () => {
   await withServer(
-    { maxQueue: 8, highWaterBytes: 1024 },
+    { maxQueue: 8, highWaterBytes: 1024, ratePerSecond: 0 },
     async (server, track) => {
       // The sender writes each frame in one TCP write (Deno's own client
       // splits frames over 1 KiB, and Nagle then delays each by ~40 ms).

@@ -244,11 +244,16 @@ export class ChatClient {
   }
 
   /**
-   * Opens a socket to `url` and resolves once it is open; rejects (after
-   * the socket closed) if the server refused the upgrade.
+   * Opens a socket to `url` (offering `protocols`, if any) and resolves
+   * once it is open; rejects (after the socket closed) if the server
+   * refused the upgrade.
    */
-  static async open(url: string, label = url): Promise<ChatClient> {
-    const socket = new WebSocket(url);
+  static async open(
+    url: string,
+    label = url,
+    protocols?: string[],
+  ): Promise<ChatClient> {
+    const socket = new WebSocket(url, protocols);
     const client = new ChatClient(socket, label);
     const opened = new Promise<boolean>((resolve) => {
       socket.addEventListener("open", () => resolve(true));
@@ -696,12 +701,15 @@ export class RawWebSocket {
   static async connect(
     port: number,
     username?: string,
+    extraHeaders: string[] = [],
   ): Promise<RawWebSocket> {
     const connection = await RawConnection.connect(port);
     try {
       const key = newKey();
       await connection.write(
-        encoder.encode(handshakeRequest(port, chatPath(username), key)),
+        encoder.encode(
+          handshakeRequest(port, chatPath(username), key, extraHeaders),
+        ),
       );
       const reply = await connection.readResponse();
       assert.equal(
