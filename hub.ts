@@ -50,7 +50,7 @@ export class Hub {
   #ownsFlusher: boolean;
   #clients = new Set<Client>();
   /** Broadcasts raised while one is under way, sent in order after it. */
-  #deferred: string[] = [];
+  #deferred: { text: string; except: Client | undefined }[] = [];
   #broadcasting = false;
   #onBroadcast?: (recipients: number, text: string, seconds: number) => void;
 
@@ -88,18 +88,22 @@ export class Hub {
     this.broadcastText(typeof data === "string" ? data : decoder.decode(data));
   }
 
-  /** Broadcasts one already-serialized message to every client. */
-  broadcastText(text: string): void {
+  /**
+   * Broadcasts one already-serialized message to every client, or to every
+   * client but `except` (its own typing, say).
+   */
+  broadcastText(text: string, except?: Client): void {
     if (this.#broadcasting) {
-      this.#deferred.push(text);
+      this.#deferred.push({ text, except });
       return;
     }
     this.#broadcasting = true;
     try {
-      this.#fanOut(text);
+      this.#fanOut(text, except);
       // Broadcasts raised by the fan-out above (a leave, say) go next.
       for (let i = 0; i < this.#deferred.length; i++) {
-        this.#fanOut(this.#deferred[i]);
+        const next = this.#deferred[i];
+        this.#fanOut(next.text, next.except);
       }
     } finally {
       this.#deferred.length = 0;
@@ -107,16 +111,16 @@ export class Hub {
     }
   }
 
-  #fanOut(text: string): void {
+  #fanOut(text: string, except: Client | undefined): void {
     const observe = this.#onBroadcast;
     const started = observe === undefined ? 0 : performance.now();
-    for (const client of this.#clients) client.deliver(text);
+    for (const client of this.#clients) {
+      if (client !== except) client.deliver(text);
+    }
     if (observe !== undefined) {
-      observe(
-        this.#clients.size,
-        text,
-        (performance.now() - started) / 1000,
-      );
+      const recipients = this.#clients.size -
+        (except !== undefined && this.#clients.has(except) ? 1 : 0);
+      observe(recipients, text, (performance.now() - started) / 1000);
     }
   }
 

@@ -542,8 +542,17 @@ function scanUint(buf: Uint8Array, pos: number, end: number): number {
  * JSON.parse: finds `"type":"` and, for messages, `"text":"`. A JSON string
  * cannot hold an unescaped `"`, so the first `"type":"` is the real key, and
  * the run's texts are plain ASCII. Fills `out` for messages of `run`.
+ *
+ * @example
+ * ```ts
+ * import { type ParsedLine, scanLine } from "./load.ts";
+ * const bytes = new TextEncoder().encode('{"type":"message","text":"ab12:0:7:99:x"}');
+ * const out: ParsedLine = { kind: "other", sender: 0, seq: 0, sentUs: 0 };
+ * scanLine(bytes, 0, bytes.length, new TextEncoder().encode("ab12"), out);
+ * // "message"; out.seq is 7
+ * ```
  */
-function scanLine(
+export function scanLine(
   buf: Uint8Array,
   start: number,
   end: number,
@@ -1045,8 +1054,17 @@ function cpuSeconds(pid: number, tree = true): number | null {
   return found ? ticks / clkTck() : null;
 }
 
-/** A /proc/PID/status field in bytes (VmRSS, VmHWM), summed over the tree. */
-function statusBytes(pid: number, field: string): number | null {
+/**
+ * A /proc/PID/status field in bytes (VmRSS, VmHWM), summed over the process
+ * and its live descendants; null when /proc has no such process (or no /proc).
+ *
+ * @example
+ * ```ts
+ * import { statusBytes } from "./load.ts";
+ * statusBytes(Deno.pid, "VmRSS"); // e.g. 52428800 on Linux, null elsewhere
+ * ```
+ */
+export function statusBytes(pid: number, field: string): number | null {
   let total = 0;
   let found = false;
   for (const p of processTree(pid)) {
@@ -1080,10 +1098,15 @@ async function pinSelf(cpu: number): Promise<void> {
 // Server process
 // ---------------------------------------------------------------------------
 
-interface ServerProcess {
+/** A server started by {@linkcode startServerProcess}. */
+export interface ServerProcess {
+  /** Its process id. */
   pid: number;
+  /** The WebSocket endpoint it printed (`ws://host:port/ws`). */
   url: string;
+  /** Its command line as run (from /proc when readable). */
   commandLine: string;
+  /** SIGTERM, SIGKILL after 5 s; resolves with the exit code (null if killed). */
   stop(): Promise<number | null>;
 }
 
@@ -1091,8 +1114,17 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Resolves with the promise's value, or `fallback` after `ms`. */
-async function withTimeout<T>(
+/**
+ * Resolves with the promise's value, or `fallback` after `ms`; the timer is
+ * always cleared.
+ *
+ * @example
+ * ```ts
+ * import { withTimeout } from "./load.ts";
+ * await withTimeout(new Promise<number>(() => {}), 10, -1); // -1
+ * ```
+ */
+export async function withTimeout<T>(
   promise: Promise<T>,
   ms: number,
   fallback: T,
@@ -1108,7 +1140,20 @@ async function withTimeout<T>(
   }
 }
 
-async function startServerProcess(
+/**
+ * Starts `command` on a free loopback port (see {@linkcode serverArgv}) and
+ * resolves once it printed its `http://host:port/`; throws an Error with its
+ * output if it does not within 60 s.
+ *
+ * @example
+ * ```ts
+ * import { startServerProcess } from "./load.ts";
+ * const server = await startServerProcess("deno run -A main.ts", null);
+ * console.log(server.url); // ws://127.0.0.1:PORT/ws
+ * await server.stop();
+ * ```
+ */
+export async function startServerProcess(
   command: string,
   pin: number | null,
 ): Promise<ServerProcess> {
@@ -1229,16 +1274,25 @@ const MAX_FRAME_BYTES = 64 * 1024 * 1024;
 const MAX_HANDSHAKE_BYTES = 16 * 1024;
 
 /** A connection past its HTTP 101, with bytes already read after the head. */
-interface Handshake {
+export interface Handshake {
+  /** The upgraded connection. */
   conn: Deno.Conn;
+  /** Bytes read past the response head (the first frames, maybe). */
   rest: Uint8Array;
 }
 
 /**
  * Connects and upgrades to WebSocket by hand. Throws an Error saying what
  * the server answered (e.g. `HTTP 409`) or that it timed out.
+ *
+ * @example
+ * ```ts
+ * import { handshake } from "./load.ts";
+ * const { conn } = await handshake("ws://127.0.0.1:8080/ws", "ann", 10_000);
+ * conn.close();
+ * ```
  */
-async function handshake(
+export async function handshake(
   wsUrl: string,
   username: string,
   timeoutMs: number,
@@ -1325,8 +1379,16 @@ function clientFrame(opcode: number, payload: Uint8Array): Uint8Array {
   return frame;
 }
 
-/** A masked text frame for an ASCII string (the run's chat JSON). */
-function asciiTextFrame(text: string): Uint8Array {
+/**
+ * A masked text frame for an ASCII string (the run's chat JSON).
+ *
+ * @example
+ * ```ts
+ * import { asciiTextFrame } from "./load.ts";
+ * asciiTextFrame('{"type":"message","text":"hi"}').length; // 6 + 31
+ * ```
+ */
+export function asciiTextFrame(text: string): Uint8Array {
   const len = text.length;
   const ext = len < 126 ? 0 : 2;
   const frame = new Uint8Array(6 + ext + len);
@@ -1342,15 +1404,29 @@ function asciiTextFrame(text: string): Uint8Array {
 }
 
 /** Called with each complete text frame: `buf[start, end)` is its payload. */
-type TextHandler = (
+export type TextHandler = (
   buf: Uint8Array,
   start: number,
   end: number,
   now: number,
 ) => void;
 
-/** One client connection: reads frames, answers pings, writes in order. */
-class RawClient {
+/**
+ * One client connection: reads frames, answers pings, writes in order.
+ *
+ * @example
+ * ```ts
+ * import { handshake, RawClient } from "./load.ts";
+ * const shake = await handshake("ws://127.0.0.1:8080/ws", "ann", 10_000);
+ * const client = new RawClient(shake, {
+ *   onText: (buf, start, end) => console.log(end - start, "bytes"),
+ *   onEnd: () => console.log("closed"),
+ *   bufferSize: 65_536,
+ * });
+ * await client.close(5_000);
+ * ```
+ */
+export class RawClient {
   /** Close code from the server's close frame, if it sent one. */
   serverCloseCode: number | null = null;
   /** True once the read loop ended (EOF, error or close). */
@@ -1365,6 +1441,7 @@ class RawClient {
   #reading: Promise<void>;
   #fragments: Uint8Array[] = [];
 
+  /** Starts reading `shake`'s connection; `onEnd` runs once it is over. */
   constructor(
     shake: Handshake,
     handlers: { onText: TextHandler; onEnd: () => void; bufferSize: number },

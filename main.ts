@@ -24,6 +24,12 @@ export class UsageError extends Error {
   }
 }
 
+/**
+ * Where history lives unless `--data` says otherwise: beside the working
+ * directory, so a restart in the same place finds it.
+ */
+export const DEFAULT_DATA_PATH = "./data/hubchat.kv";
+
 /** Everything the command line sets: server options, and what main does. */
 export interface Config extends ServerOptions {
   /** Path of the PEM certificate chain (read at start). */
@@ -216,6 +222,26 @@ export const SETTINGS: readonly Setting[] = [
     },
   },
   {
+    flag: "data",
+    env: "HUBCHAT_DATA",
+    kind: "string",
+    shown: "PATH (./data/hubchat.kv)",
+    help: "Deno KV file for history; :memory: keeps it in memory",
+    apply(config, value) {
+      config.data = value as string;
+    },
+  },
+  {
+    flag: "history",
+    env: "HUBCHAT_HISTORY",
+    kind: "number",
+    shown: "N (100)",
+    help: "messages kept per room, sent on join",
+    apply(config, value) {
+      config.historyLimit = Math.max(1, wholeNumber(value, "history"));
+    },
+  },
+  {
     flag: "log-format",
     env: "HUBCHAT_LOG_FORMAT",
     kind: "string",
@@ -383,6 +409,7 @@ async function main(): Promise<void> {
     }
   }
   options.logger = createLogger({ format: logFormat });
+  options.data ??= DEFAULT_DATA_PATH;
   const server = await startServer(options);
   console.log(`hubchat listening on ${server.url}`);
   let stopping = false;

@@ -28,6 +28,11 @@ export type ErrorCode =
   | "empty_text"
   | "text_too_long"
   | "rate_limited"
+  | "unknown_recipient"
+  | "invalid_room"
+  | "room_limit"
+  | "storage_failed"
+  | "invalid_since"
   | "invalid_username"
   | "username_taken";
 
@@ -36,36 +41,76 @@ export type Validated<T> =
   | { ok: true; value: T }
   | { ok: false; code: ErrorCode; text: string };
 
-/** A chat line a client asks the server to broadcast. */
+/** The room a client is in when it names none. */
+export const DEFAULT_ROOM = "lobby";
+
+/**
+ * A chat line a client asks the server to send: to the room, or with `to`
+ * only to that member (and back to the sender).
+ */
 export interface SendCommand {
   type: "message";
   text: string;
+  to?: string;
+}
+
+/** A request to move to another room without reconnecting. */
+export interface JoinCommand {
+  type: "join";
+  room: string;
+}
+
+/** "I am typing": relayed to the others in the room, never stored. */
+export interface TypingCommand {
+  type: "typing";
 }
 
 /** Everything a client may send, after validation. */
-export type ClientCommand = SendCommand;
+export type ClientCommand = SendCommand | JoinCommand | TypingCommand;
 
-/** Sent first, to the joiner only. */
+/** A chat line as stored and sent: the server stamps all but `text`. */
+export interface ChatMessage {
+  type: "message";
+  /** Strictly increasing within the room (it may skip numbers). */
+  id: number;
+  room: string;
+  username: string;
+  text: string;
+  timestamp: string;
+  /** The recipient of a direct message; absent for a public one. */
+  to?: string;
+}
+
+/** Sent first, to the joiner only (again after each room switch). */
 export interface WelcomeMessage {
   type: "welcome";
   username: string;
+  room: string;
+  /** Names online in the room, the joiner included. */
   users: string[];
+  /** Recent messages, or those after `since`, oldest first. */
+  history: ChatMessage[];
+  /** True when messages after `since` were older than history keeps. */
+  gap: boolean;
+  /** Proof of this connection: a reconnect passing it may take the name. */
+  session: string;
   timestamp: string;
 }
 
-/** Announces a user coming or going, to everyone. */
+/** Announces a user coming or going, to everyone in the room. */
 export interface PresenceMessage {
   type: "join" | "leave";
+  room: string;
   username: string;
   timestamp: string;
   online: number;
 }
 
-/** A chat line as the server stamped it, to everyone including the sender. */
-export interface ChatMessage {
-  type: "message";
+/** Someone in the room is typing. */
+export interface TypingMessage {
+  type: "typing";
+  room: string;
   username: string;
-  text: string;
   timestamp: string;
 }
 
@@ -82,6 +127,7 @@ export type ServerMessage =
   | WelcomeMessage
   | PresenceMessage
   | ChatMessage
+  | TypingMessage
   | ErrorMessage;
 
 /** Counts characters as people do (code points), not UTF-16 units. */
@@ -89,6 +135,37 @@ function countChars(text: string): number {
   let count = 0;
   for (const _ of text) count++;
   return count;
+}
+
+/** Checks a name (of a user or a room) against the shared rules. */
+function validateName(
+  raw: string,
+  what: "username" | "room",
+  code: ErrorCode,
+): Validated<string> {
+  const name = raw.normalize("NFC").trim();
+  if (name.length === 0) {
+    return {
+      ok: false,
+      code,
+      text: `${what} is empty; expected 1 to ${MAX_USERNAME_CHARS} characters`,
+    };
+  }
+  if (countChars(name) > MAX_USERNAME_CHARS) {
+    return {
+      ok: false,
+      code,
+      text: `${what} is longer than ${MAX_USERNAME_CHARS} characters`,
+    };
+  }
+  if (!USERNAME_PATTERN.test(name)) {
+    return {
+      ok: false,
+      code,
+      text: `${what} may hold only letters, digits, spaces, '_', '-' and '.'`,
+    };
+  }
+  return { ok: true, value: name };
 }
 
 /**
@@ -103,29 +180,43 @@ function countChars(text: string): number {
  * ```
  */
 export function validateUsername(raw: string): Validated<string> {
-  const name = raw.normalize("NFC").trim();
-  if (name.length === 0) {
+  return validateName(raw, "username", "invalid_username");
+}
+
+/**
+ * Checks a room name: the same rules as usernames.
+ *
+ * @example
+ * ```ts
+ * import { validateRoomName } from "./protocol.ts";
+ * validateRoomName(" dev "); // { ok: true, value: "dev" }
+ * ```
+ */
+export function validateRoomName(raw: string): Validated<string> {
+  return validateName(raw, "room", "invalid_room");
+}
+
+/**
+ * Checks a resume point: the last message id a client saw, a whole number.
+ *
+ * @example
+ * ```ts
+ * import { parseSince } from "./protocol.ts";
+ * parseSince("42"); // { ok: true, value: 42 }
+ * ```
+ */
+export function parseSince(raw: string): Validated<number> {
+  const value = Number(raw);
+  if (!/^\d{1,15}$/.test(raw) || !Number.isSafeInteger(value)) {
     return {
       ok: false,
-      code: "invalid_username",
-      text: "username is empty; expected 1 to 32 characters",
+      code: "invalid_since",
+      text: `since is "${
+        raw.slice(0, 20)
+      }"; expected the last message id seen, a whole number`,
     };
   }
-  if (countChars(name) > MAX_USERNAME_CHARS) {
-    return {
-      ok: false,
-      code: "invalid_username",
-      text: `username is longer than ${MAX_USERNAME_CHARS} characters`,
-    };
-  }
-  if (!USERNAME_PATTERN.test(name)) {
-    return {
-      ok: false,
-      code: "invalid_username",
-      text: "username may hold only letters, digits, spaces, '_', '-' and '.'",
-    };
-  }
-  return { ok: true, value: name };
+  return { ok: true, value };
 }
 
 /**
@@ -186,7 +277,8 @@ export function parseClientMessage(frame: string): Validated<ClientCommand> {
       text: 'message is not a JSON object; expected {"type":"message",...}',
     };
   }
-  const { type, text } = data as Record<string, unknown>;
+  const fields = data as Record<string, unknown>;
+  const type = fields.type;
   if (typeof type !== "string") {
     return {
       ok: false,
@@ -194,23 +286,66 @@ export function parseClientMessage(frame: string): Validated<ClientCommand> {
       text: 'message has no string "type"; expected "message"',
     };
   }
-  if (type !== "message") {
-    return {
-      ok: false,
-      code: "unknown_type",
-      text: `unknown message type "${type.slice(0, 40)}"; expected "message"`,
-    };
+  switch (type) {
+    case "message":
+      return parseSend(fields);
+    case "join": {
+      if (typeof fields.room !== "string") {
+        return {
+          ok: false,
+          code: "invalid_message",
+          text: 'join has no string "room"',
+        };
+      }
+      const room = validateRoomName(fields.room);
+      if (!room.ok) return room;
+      return { ok: true, value: { type: "join", room: room.value } };
+    }
+    case "typing":
+      return { ok: true, value: { type: "typing" } };
+    default:
+      return {
+        ok: false,
+        code: "unknown_type",
+        text: `unknown message type "${
+          type.slice(0, 40)
+        }"; expected "message", "join" or "typing"`,
+      };
   }
-  if (typeof text !== "string") {
+}
+
+function parseSend(fields: Record<string, unknown>): Validated<SendCommand> {
+  if (typeof fields.text !== "string") {
     return {
       ok: false,
       code: "invalid_message",
       text: 'message has no string "text"',
     };
   }
-  const checked = validateText(text);
+  const checked = validateText(fields.text);
   if (!checked.ok) return checked;
-  return { ok: true, value: { type: "message", text: checked.value } };
+  if (fields.to === undefined || fields.to === null) {
+    return { ok: true, value: { type: "message", text: checked.value } };
+  }
+  if (typeof fields.to !== "string") {
+    return {
+      ok: false,
+      code: "invalid_message",
+      text: '"to" is not a string; expected a username',
+    };
+  }
+  const to = validateUsername(fields.to);
+  if (!to.ok) {
+    return {
+      ok: false,
+      code: "unknown_recipient",
+      text: `no such user: ${to.text}`,
+    };
+  }
+  return {
+    ok: true,
+    value: { type: "message", text: checked.value, to: to.value },
+  };
 }
 
 /**

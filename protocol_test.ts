@@ -4,9 +4,11 @@ import {
   MAX_TEXT_CHARS,
   MAX_USERNAME_CHARS,
   parseClientMessage,
+  parseSince,
   splitFrame,
   timestamp,
   utf8Length,
+  validateRoomName,
   validateText,
   validateUsername,
 } from "./protocol.ts";
@@ -128,4 +130,57 @@ Deno.test("frames split on newlines into JSON documents", () => {
     { a: "x\ny" },
     { b: 2 },
   ]);
+});
+
+Deno.test("parseClientMessage: direct messages, room switches, typing", () => {
+  assert.deepEqual(
+    parseClientMessage('{"type":"message","text":"psst","to":" bob "}'),
+    { ok: true, value: { type: "message", text: "psst", to: "bob" } },
+  );
+  assert.deepEqual(
+    parseClientMessage('{"type":"message","text":"hi","to":null}'),
+    { ok: true, value: { type: "message", text: "hi" } },
+  );
+  assert.deepEqual(parseClientMessage('{"type":"join","room":" dev "}'), {
+    ok: true,
+    value: { type: "join", room: "dev" },
+  });
+  assert.deepEqual(parseClientMessage('{"type":"typing"}'), {
+    ok: true,
+    value: { type: "typing" },
+  });
+  const cases: [string, string][] = [
+    ['{"type":"message","text":"x","to":5}', "invalid_message"],
+    ['{"type":"message","text":"x","to":"a<b"}', "unknown_recipient"],
+    ['{"type":"join"}', "invalid_message"],
+    ['{"type":"join","room":"no/slashes"}', "invalid_room"],
+    ['{"type":"join","room":""}', "invalid_room"],
+  ];
+  for (const [frame, code] of cases) {
+    const result = parseClientMessage(frame);
+    assert.equal(result.ok, false, frame);
+    if (!result.ok) assert.equal(result.code, code, frame);
+  }
+});
+
+Deno.test("room names follow the username rules", () => {
+  assert.deepEqual(validateRoomName(" dev ops "), {
+    ok: true,
+    value: "dev ops",
+  });
+  for (const bad of ["", "a/b", "x".repeat(33), "ta\tb"]) {
+    const result = validateRoomName(bad);
+    assert.equal(result.ok, false, bad);
+    if (!result.ok) assert.equal(result.code, "invalid_room");
+  }
+});
+
+Deno.test("parseSince takes whole numbers only", () => {
+  assert.deepEqual(parseSince("0"), { ok: true, value: 0 });
+  assert.deepEqual(parseSince("42"), { ok: true, value: 42 });
+  for (const bad of ["-1", "1.5", "abc", "", "1e3", "9".repeat(20)]) {
+    const result = parseSince(bad);
+    assert.equal(result.ok, false, bad);
+    if (!result.ok) assert.equal(result.code, "invalid_since");
+  }
 });

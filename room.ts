@@ -1,41 +1,83 @@
 /**
  * A chat room: a Hub plus the meaning of chat. Names are unique in it; it
- * welcomes joiners, announces joins and leaves (exactly one leave for every
- * join), and stamps each chat line once before the hub fans it out.
+ * welcomes joiners with the room's history, announces joins and leaves
+ * (exactly one leave for every join), stores each chat line before sending
+ * it, and relays typing.
  *
  * @module
  */
 
 import type { Client } from "./client.ts";
+import type { History, StoredMessage } from "./history.ts";
 import { Hub, type HubOptions } from "./hub.ts";
 import {
   type ChatMessage,
+  type ErrorCode,
+  errorMessage,
   type PresenceMessage,
   timestamp,
+  type TypingMessage,
   type WelcomeMessage,
 } from "./protocol.ts";
 
 /** Options for a {@linkcode Room}. */
-export interface RoomOptions extends HubOptions {}
+export interface RoomOptions extends HubOptions {
+  /** Where chat lines are stored before they are sent. */
+  history: History;
+}
+
+/** What a joiner asks of the room's past. */
+export interface JoinOptions {
+  /** The last message id the client saw here: send only what came after. */
+  since?: number;
+  /** The connection's secret, echoed in `welcome` for takeovers. */
+  session: string;
+}
+
+/** Puts a stored message in wire order: type, id, room, then the rest. */
+function wireMessage(stored: StoredMessage): ChatMessage {
+  const message: ChatMessage = {
+    type: "message",
+    id: stored.id,
+    room: stored.room,
+    username: stored.username,
+    text: stored.text,
+    timestamp: stored.timestamp,
+  };
+  if (stored.to !== undefined) message.to = stored.to;
+  return message;
+}
+
+function sendError(client: Client, code: ErrorCode, text: string): void {
+  client.deliver(JSON.stringify(errorMessage({ code, text })));
+}
 
 /**
  * One room of chat.
  *
  * Lifecycle of a member: `reserve` (at upgrade, so two sockets cannot take
  * one name), `join` (socket open: welcome, then join to everyone), `leave`
- * (any end: idempotent, announces only if the member had joined).
+ * (any end, or a move to another room: idempotent, announces only if the
+ * member had joined).
+ *
+ * Invariant: a message reaches clients only after it is stored, and in id
+ * order; `welcome` history holds only messages already sent live, so a
+ * joiner sees each message exactly once.
  *
  * @example
  * ```ts
  * import { Room } from "./room.ts";
  * import { Client } from "./client.ts";
- * const room = new Room("lobby");
+ * import { History } from "./history.ts";
+ * const history = await History.open(":memory:");
+ * const room = new Room("lobby", { history });
  * const socket = { bufferedAmount: 0, send(text: string) {}, close() {} };
  * const ann = new Client(socket, { username: "ann", flusher: room.hub.flusher });
  * room.reserve(ann);
- * room.join(ann);
- * room.say(ann, "hello");
+ * room.join(ann, { session: "s3cret" });
+ * await room.say(ann, "hello");
  * room.close(1001, "server shutting down");
+ * await history.close();
  * ```
  */
 export class Room {
@@ -43,19 +85,37 @@ export class Room {
   readonly name: string;
   /** The hub that fans out this room's messages. */
   readonly hub: Hub;
+  #history: History;
+  #observe?: (recipients: number, text: string, seconds: number) => void;
   /** Every name in use, joined or only reserved, and who holds it. */
   #names = new Map<string, Client>();
+  /** The newest id sent live; history past it is still on its way. */
+  #lastSentId: number;
+  /**
+   * Broadcasts in the order their events happened, waiting while the chat
+   * line at the head is being stored: a leave never overtakes the lines
+   * its member said before leaving.
+   */
+  #ordered: { text: string | null; ready: boolean }[] = [];
   #closing = false;
 
   /** Creates an empty room. */
-  constructor(name: string, options: RoomOptions = {}) {
+  constructor(name: string, options: RoomOptions) {
     this.name = name;
     this.hub = new Hub(options);
+    this.#history = options.history;
+    this.#observe = options.onBroadcast;
+    this.#lastSentId = options.history.latestId(name);
   }
 
   /** Members whose socket is open and who were welcomed. */
   get online(): number {
     return this.hub.clientCount;
+  }
+
+  /** True when nobody is here or on the way and nothing is being stored. */
+  get idle(): boolean {
+    return this.#names.size === 0 && this.#ordered.length === 0;
   }
 
   /** The names of joined members, in joining order. */
@@ -70,6 +130,11 @@ export class Room {
     return this.#names.has(username);
   }
 
+  /** Who holds a name, joined or reserved. */
+  holder(username: string): Client | undefined {
+    return this.#names.get(username);
+  }
+
   /** Claims the client's name; false if someone holds it already. */
   reserve(client: Client): boolean {
     if (this.#closing || this.#names.has(client.username)) return false;
@@ -77,14 +142,30 @@ export class Room {
     return true;
   }
 
-  /** Welcomes a reserved client and announces it to everyone. */
-  join(client: Client): void {
+  /** Welcomes a reserved client (with history) and announces it. */
+  join(client: Client, options: JoinOptions): void {
     if (this.#names.get(client.username) !== client) return;
     if (!this.hub.register(client)) return;
+    const past = options.since === undefined
+      ? {
+        messages: this.#history.recent(this.name, client.username),
+        gap: false,
+      }
+      : this.#history.since(this.name, options.since, client.username);
+    const history: ChatMessage[] = [];
+    for (const stored of past.messages) {
+      // Stored but not yet sent live: it will arrive live, once.
+      if (stored.id > this.#lastSentId) break;
+      history.push(wireMessage(stored));
+    }
     const welcome: WelcomeMessage = {
       type: "welcome",
       username: client.username,
+      room: this.name,
       users: this.users(),
+      history,
+      gap: past.gap,
+      session: options.session,
       timestamp: timestamp(),
     };
     client.deliver(JSON.stringify(welcome));
@@ -101,16 +182,79 @@ export class Room {
     }
   }
 
-  /** Stamps a chat line from a member and broadcasts it to everyone. */
-  say(client: Client, text: string): void {
-    if (client.ended) return;
-    const message: ChatMessage = {
-      type: "message",
+  /**
+   * Stores a chat line from a member, then sends it: to everyone, or with
+   * `to` only to that member and back to the sender. Refusals and storage
+   * failures go to the sender as `error`s.
+   */
+  async say(client: Client, text: string, to?: string): Promise<void> {
+    if (client.ended || this.#names.get(client.username) !== client) return;
+    if (to !== undefined) {
+      const recipient = this.#names.get(to);
+      if (recipient === undefined || recipient.ended) {
+        sendError(
+          client,
+          "unknown_recipient",
+          `"${to}" is not in room "${this.name}"; direct messages go to members online here`,
+        );
+        return;
+      }
+    }
+    const slot: { text: string | null; ready: boolean } = {
+      text: null,
+      ready: false,
+    };
+    if (to === undefined) this.#ordered.push(slot);
+    let stored: StoredMessage;
+    try {
+      stored = await this.#history.append(this.name, {
+        username: client.username,
+        text,
+        timestamp: timestamp(),
+        ...(to === undefined ? {} : { to }),
+      });
+    } catch {
+      slot.ready = true;
+      this.#drain();
+      sendError(
+        client,
+        "storage_failed",
+        "the message could not be stored, so it was not sent; try again",
+      );
+      return;
+    }
+    this.#lastSentId = Math.max(this.#lastSentId, stored.id);
+    const json = JSON.stringify(wireMessage(stored));
+    if (to === undefined) {
+      slot.text = json;
+      slot.ready = true;
+      this.#drain();
+      return;
+    }
+    const started = performance.now();
+    const recipient = this.#names.get(to);
+    let recipients = 0;
+    if (recipient !== undefined && !recipient.ended) {
+      recipient.deliver(json);
+      recipients++;
+    }
+    if (recipient !== client) {
+      client.deliver(json);
+      recipients++;
+    }
+    this.#observe?.(recipients, json, (performance.now() - started) / 1000);
+  }
+
+  /** Tells the others in the room that a member is typing. */
+  typing(client: Client): void {
+    if (this.#names.get(client.username) !== client) return;
+    const message: TypingMessage = {
+      type: "typing",
+      room: this.name,
       username: client.username,
-      text,
       timestamp: timestamp(),
     };
-    this.hub.broadcastJSON(message);
+    this.hub.broadcastText(JSON.stringify(message), client);
   }
 
   /** Closes every member without announcing each leave (shutdown). */
@@ -123,10 +267,25 @@ export class Room {
   #announce(type: "join" | "leave", username: string): void {
     const message: PresenceMessage = {
       type,
+      room: this.name,
       username,
       timestamp: timestamp(),
       online: this.hub.clientCount,
     };
-    this.hub.broadcastJSON(message);
+    const text = JSON.stringify(message);
+    if (this.#ordered.length === 0) this.hub.broadcastText(text);
+    else this.#ordered.push({ text, ready: true });
+  }
+
+  /** Sends every ready broadcast at the head of the order. */
+  #drain(): void {
+    const ordered = this.#ordered;
+    let sent = 0;
+    while (sent < ordered.length && ordered[sent].ready) {
+      const text = ordered[sent].text;
+      if (text !== null) this.hub.broadcastText(text);
+      sent++;
+    }
+    if (sent > 0) ordered.splice(0, sent);
   }
 }

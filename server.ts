@@ -24,17 +24,22 @@ import {
   DEFAULT_RATE_PER_SECOND,
   FloodGuard,
 } from "./limits.ts";
+import { History } from "./history.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { ServerMetrics } from "./server_metrics.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "./metrics.ts";
 import {
+  DEFAULT_ROOM,
   type ErrorCode,
   errorMessage,
   parseClientMessage,
+  parseSince,
   utf8Length,
+  validateRoomName,
   validateUsername,
 } from "./protocol.ts";
-import { Room } from "./room.ts";
+import type { Room } from "./room.ts";
+import { Rooms } from "./rooms.ts";
 
 /**
  * Largest frame a client may send, in bytes. A chat line is at most 2000
@@ -56,6 +61,12 @@ export const DEFAULT_IDLE_TIMEOUT_SECONDS = 30;
  */
 export const DEFAULT_MAX_CONNECTIONS = 10_000;
 
+/**
+ * Seconds between two typing notices relayed for one client: enough to keep
+ * "X is typing…" alive, rare enough to cost nothing.
+ */
+export const TYPING_INTERVAL_MS = 2000;
+
 /** Longest wait at shutdown for clients to finish their closing handshake. */
 export const SHUTDOWN_GRACE_MS = 3000;
 
@@ -67,6 +78,8 @@ export const CloseCode = {
   unsupportedData: 1003,
   /** The peer kept flooding after being told to slow down. */
   policyViolation: 1008,
+  /** A newer connection with this connection's session took its name. */
+  replaced: 4001,
   /** The peer's frame was larger than the limit. */
   messageTooBig: 1009,
 } as const;
@@ -107,6 +120,12 @@ export interface ServerOptions {
   burst?: number;
   /** Where connect, disconnect and eviction lines go. Default: nowhere. */
   logger?: Logger;
+  /** Deno KV path for history; ":memory:" (the default) keeps none. */
+  data?: string;
+  /** Messages kept per room. Default 100. */
+  historyLimit?: number;
+  /** Rooms open at once. Default 1000. */
+  maxRooms?: number;
 }
 
 /** A running chat server. */
@@ -117,8 +136,8 @@ export interface ChatServer {
   readonly port: number;
   /** The address it listens on. */
   readonly hostname: string;
-  /** The room every client joins. */
-  readonly room: Room;
+  /** Every room. */
+  readonly rooms: Rooms;
   /** The counters `/metrics` shows. */
   readonly metrics: ServerMetrics;
   /**
@@ -131,6 +150,12 @@ export interface ChatServer {
 /** What the server keeps for one connection besides its client. */
 interface Session {
   client: Client;
+  /** The room the client is in now. */
+  room: Room;
+  /** The secret that lets a reconnect take this connection's name. */
+  token: string;
+  /** When a typing notice was last relayed (performance.now()). */
+  lastTypingAt: number;
   ip: string;
   openedAt: number;
   /** Rate limit; null when the server runs without one. */
@@ -168,6 +193,14 @@ function guestName(room: Room): string {
     const name = `guest-${suffix.padStart(4, "0")}`;
     if (!room.isTaken(name)) return name;
   }
+}
+
+/** A fresh connection secret: 128 random bits, hex. */
+function newSessionToken(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join(
+    "",
+  );
 }
 
 /** 0 means "no cap" on the command line; the limiter wants a count. */
@@ -212,19 +245,25 @@ export async function startServer(
   const openSockets = new Map<WebSocket, Promise<void>>();
   const metrics: ServerMetrics = new ServerMetrics({
     connectionsOpen: () => openSockets.size,
-    clients: (): Iterable<Client> => room.hub.clients(),
+    clients: (): Iterable<Client> => rooms.clients(),
   });
-  const room: Room = new Room("lobby", {
+  const history = await History.open(options.data ?? ":memory:", {
+    limit: options.historyLimit,
+  });
+  const rooms: Rooms = new Rooms({
+    history,
+    maxRooms: options.maxRooms,
     onBroadcast: metrics.observeBroadcast.bind(metrics),
   });
   const sessions = new Map<Client, Session>();
   let shuttingDown: Promise<void> | undefined;
 
   function onClientEnd(client: Client, end: ClientEnd): void {
-    room.leave(client);
     const session = sessions.get(client);
     if (session === undefined) return;
     sessions.delete(client);
+    session.room.leave(client);
+    rooms.release(session.room);
     session.release();
     const seconds = (performance.now() - session.openedAt) / 1000;
     const fields = {
@@ -303,16 +342,70 @@ export async function startServer(
         return;
       }
     }
-    const command = parseClientMessage(data);
-    if (!command.ok) {
-      refuse(client, command.code, command.text);
+    const parsed = parseClientMessage(data);
+    if (!parsed.ok) {
+      refuse(client, parsed.code, parsed.text);
       return;
     }
-    room.say(client, command.value.text);
+    const command = parsed.value;
+    switch (command.type) {
+      case "message": {
+        const room = session.room;
+        room.say(client, command.text, command.to).then(() =>
+          rooms.release(room)
+        );
+        return;
+      }
+      case "typing": {
+        const now = performance.now();
+        if (now - session.lastTypingAt < TYPING_INTERVAL_MS) return;
+        session.lastTypingAt = now;
+        session.room.typing(client);
+        return;
+      }
+      case "join":
+        switchRoom(session, command.room);
+        return;
+    }
   }
 
-  /** Decides who the peer is; a Response when it may not connect. */
-  async function identify(request: Request): Promise<string | Response> {
+  /** Moves a client to another room: leave there, welcome and join here. */
+  function switchRoom(session: Session, name: string): void {
+    const client = session.client;
+    const from = session.room;
+    if (name === from.name) {
+      refuse(client, "invalid_room", `you are already in room "${name}"`);
+      return;
+    }
+    const to = rooms.open(name);
+    if (to === null) {
+      refuse(
+        client,
+        "room_limit",
+        "the server has as many rooms open as it allows; join an existing one",
+      );
+      return;
+    }
+    if (!to.reserve(client)) {
+      refuse(
+        client,
+        "username_taken",
+        `username "${client.username}" is already online in room "${name}"`,
+      );
+      rooms.release(to);
+      return;
+    }
+    from.leave(client);
+    rooms.release(from);
+    session.room = to;
+    to.join(client, { session: session.token });
+  }
+
+  /**
+   * Decides who the peer is: a name, null for "make up a guest name", or a
+   * Response when it may not connect.
+   */
+  async function identify(request: Request): Promise<string | null | Response> {
     const requested = new URL(request.url).searchParams.get("username");
     if (authKey !== null) {
       const { token } = tokenFromRequest(request);
@@ -336,7 +429,7 @@ export async function startServer(
       // The token names the user; ?username= cannot override it.
       return checked.value;
     }
-    if (requested === null || requested.trim() === "") return guestName(room);
+    if (requested === null || requested.trim() === "") return null;
     const checked = validateUsername(requested);
     if (!checked.ok) return jsonError(400, checked.code, checked.text);
     return checked.value;
@@ -364,6 +457,26 @@ export async function startServer(
     }
     const origin = checkOrigin(request.headers, originPolicy);
     if (!origin.ok) return reject(textResponse(403, origin.reason), "origin");
+    const query = new URL(request.url).searchParams;
+    const roomName = validateRoomName(query.get("room") || DEFAULT_ROOM);
+    if (!roomName.ok) {
+      return reject(
+        jsonError(400, roomName.code, roomName.text),
+        "invalid_room",
+      );
+    }
+    const sinceParam = query.get("since");
+    let since: number | undefined;
+    if (sinceParam !== null && sinceParam !== "") {
+      const parsed = parseSince(sinceParam);
+      if (!parsed.ok) {
+        return reject(
+          jsonError(400, parsed.code, parsed.text),
+          "invalid_since",
+        );
+      }
+      since = parsed.value;
+    }
     const identity = await identify(request);
     if (identity instanceof Response) {
       return reject(
@@ -371,19 +484,45 @@ export async function startServer(
         identity.status === 401 ? "unauthorized" : "invalid_username",
       );
     }
-    const username = identity;
-    if (room.isTaken(username) || shuttingDown) {
+    // From here to the end the upgrade runs without awaiting: nobody can
+    // take the name or drop the room between the checks and the reserve.
+    if (shuttingDown) {
+      return reject(textResponse(503, "server shutting down"), "shutdown");
+    }
+    const claim = query.get("session");
+    const holder = identity === null
+      ? undefined
+      : rooms.get(roomName.value)?.holder(identity);
+    if (
+      holder !== undefined && claim !== null &&
+      sessions.get(holder)?.token === claim
+    ) {
+      // The same person reconnecting before their old socket timed out:
+      // the old connection ends (and leaves) before the new one joins.
+      holder.close(CloseCode.replaced, "replaced by a newer connection");
+    }
+    const room = rooms.open(roomName.value);
+    if (room === null) {
+      return reject(
+        textResponse(503, "the server has as many rooms open as it allows"),
+        "room_limit",
+      );
+    }
+    const username = identity ?? guestName(room);
+    if (room.isTaken(username)) {
+      rooms.release(room);
       return reject(
         jsonError(
           409,
           "username_taken",
-          `username "${username}" is already online; choose another`,
+          `username "${username}" is already online in room "${room.name}"; choose another`,
         ),
         "username_taken",
       );
     }
     const slot = limiter.tryAcquire(ip);
     if (!slot.ok) {
+      rooms.release(room);
       const status = slot.limit === "total" ? 503 : 429;
       return reject(textResponse(status, slot.reason), `limit_${slot.limit}`);
     }
@@ -396,6 +535,7 @@ export async function startServer(
       });
     } catch (error) {
       slot.release();
+      rooms.release(room);
       return reject(
         textResponse(
           400,
@@ -407,13 +547,16 @@ export async function startServer(
     const { socket, response } = upgraded;
     const client = new Client(socket, {
       username,
-      flusher: room.hub.flusher,
+      flusher: rooms.flusher,
       maxQueue: options.maxQueue,
       highWaterBytes: options.highWaterBytes,
       onEnd: onClientEnd,
     });
     const session: Session = {
       client,
+      room,
+      token: newSessionToken(),
+      lastTypingAt: -Infinity,
       ip,
       openedAt: performance.now(),
       guard: ratePerSecond === 0 ? null : new FloodGuard({
@@ -441,8 +584,8 @@ export async function startServer(
         client.close(CloseCode.goingAway, "server shutting down");
         return;
       }
-      logger.log("info", "connect", { user: username, ip });
-      room.join(client);
+      logger.log("info", "connect", { user: username, ip, room: room.name });
+      session.room.join(client, { since, session: session.token });
     });
     socket.addEventListener("message", (event) => {
       handleFrame(session, event.data);
@@ -469,7 +612,10 @@ export async function startServer(
         return upgrade(request, info);
       case "/healthz":
         if (!readOnly) return methodNotAllowed("GET, HEAD");
-        return Response.json({ status: "ok", clients: room.online });
+        return Response.json({ status: "ok", clients: rooms.online });
+      case "/rooms":
+        if (!readOnly) return methodNotAllowed("GET, HEAD");
+        return Response.json({ rooms: rooms.list() });
       case "/metrics":
         if (!readOnly) return methodNotAllowed("GET, HEAD");
         return new Response(metrics.render(), {
@@ -496,13 +642,14 @@ export async function startServer(
 
   async function shutdown(): Promise<void> {
     // New upgrades are refused from here on (shuttingDown is set).
-    room.close(CloseCode.goingAway, "server shutting down");
+    rooms.close(CloseCode.goingAway, "server shutting down");
     const { promise: grace, resolve: graceOver } = Promise.withResolvers<
       void
     >();
     const timer = setTimeout(graceOver, SHUTDOWN_GRACE_MS);
     await Promise.race([Promise.all(openSockets.values()), grace]);
     clearTimeout(timer);
+    await history.close();
     await httpServer.shutdown();
   }
 
@@ -514,7 +661,7 @@ export async function startServer(
     url: `${scheme}://${host}:${addr.port}/`,
     port: addr.port,
     hostname: addr.hostname,
-    room,
+    rooms,
     metrics,
     shutdown(): Promise<void> {
       shuttingDown ??= shutdown();

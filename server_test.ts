@@ -165,7 +165,7 @@ Deno.test("a malformed upgrade request gets 400, not a 500", async () => {
         400,
         `${JSON.stringify(headers)}: ${reply.body}`,
       );
-      assert.ok(!server.room.isTaken("zed"));
+      assert.ok(!(server.rooms.get("lobby")?.isTaken("zed") ?? false));
     }
   });
 });
@@ -298,6 +298,10 @@ Deno.test("welcome comes first and lists everyone; join goes to all", async () =
     );
     const welcome = await ann.next("welcome");
     assert.deepEqual(Object.keys(welcome).sort(), [
+      "gap",
+      "history",
+      "room",
+      "session",
       "timestamp",
       "type",
       "username",
@@ -310,13 +314,20 @@ Deno.test("welcome comes first and lists everyone; join goes to all", async () =
     const join = await ann.next("own join");
     assert.deepEqual(Object.keys(join).sort(), [
       "online",
+      "room",
       "timestamp",
       "type",
       "username",
     ]);
     assert.deepEqual(
       { ...join, timestamp: "" },
-      { type: "join", username: "ann", online: 1, timestamp: "" },
+      {
+        type: "join",
+        room: "lobby",
+        username: "ann",
+        online: 1,
+        timestamp: "",
+      },
     );
     assertTimestamp(join.timestamp, started);
     ann.username = "ann";
@@ -366,6 +377,7 @@ Deno.test("a clean close is announced as exactly one leave", async () => {
       const leave = await client.next("cy's leave");
       assert.deepEqual(Object.keys(leave).sort(), [
         "online",
+        "room",
         "timestamp",
         "type",
         "username",
@@ -388,7 +400,10 @@ Deno.test("an abrupt TCP drop is announced as exactly one leave", async () => {
     await ann.expectPresence("leave", "dropper", 1);
     await sayAndExpect(ann, "marker", [ann]);
     assert.equal(await healthCount(server.port), 1);
-    await waitUntil(() => !server.room.isTaken("dropper"), "name released");
+    await waitUntil(
+      () => !(server.rooms.get("lobby")?.isTaken("dropper") ?? false),
+      "name released",
+    );
   });
 });
 
@@ -440,7 +455,10 @@ Deno.test("joins and leaves pair up when clients vanish mid-handshake", async ()
     }
     await Promise.all(quitters);
     await waitUntil(
-      () => names.every((name) => !server.room.isTaken(name)),
+      () =>
+        names.every((name) =>
+          !(server.rooms.get("lobby")?.isTaken(name) ?? false)
+        ),
       "every quitter's name to be released",
     );
     await waitUntil(
@@ -544,6 +562,8 @@ Deno.test("the server stamps username and timestamp over spoofed fields", async 
     for (const client of [ann, bob]) {
       const message = await client.next("the spoofed message");
       assert.deepEqual(Object.keys(message).sort(), [
+        "id",
+        "room",
         "text",
         "timestamp",
         "type",
@@ -626,8 +646,13 @@ const BAD_INPUTS: BadInput[] = [
   },
   {
     name: "server-only type",
-    frame: '{"type":"join","username":"x"}',
+    frame: '{"type":"welcome","username":"x"}',
     code: "unknown_type",
+  },
+  {
+    name: "join without a room",
+    frame: '{"type":"join","username":"x"}',
+    code: "invalid_message",
   },
   {
     name: "missing text",
@@ -932,7 +957,7 @@ Deno.test("a handshake that races shutdown is closed with 1001 too", async () =>
   await withServer({}, async (server, track) => {
     // Simulate SIGTERM landing between the upgrade response and the socket's
     // open event: shut down right after the server reserved the name.
-    const room = server.room;
+    const room = server.rooms.open("lobby")!;
     const reserve = room.reserve.bind(room);
     let stopping: Promise<void> | undefined;
     room.reserve = (client) => {

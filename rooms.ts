@@ -1,0 +1,123 @@
+/**
+ * Every room of a server: a Room per name, made on first join and dropped
+ * when idle (its history stays in the store). Rooms share one flusher and
+ * one history.
+ *
+ * @module
+ */
+
+import { type Client, Flusher } from "./client.ts";
+import type { History } from "./history.ts";
+import { Room } from "./room.ts";
+
+/**
+ * Rooms open at once. Each is a hub and a map, cheap in itself, but names
+ * come from clients: a cap keeps a flood of made-up rooms from growing the
+ * server without bound.
+ */
+export const DEFAULT_MAX_ROOMS = 1000;
+
+/** Options for {@linkcode Rooms}. */
+export interface RoomsOptions {
+  /** Where chat lines are stored. */
+  history: History;
+  /** Most rooms open at once. Default 1000. */
+  maxRooms?: number;
+  /** Told of every broadcast (for metrics). */
+  onBroadcast?: (recipients: number, text: string, seconds: number) => void;
+}
+
+/** A room as `GET /rooms` lists it. */
+export interface RoomSummary {
+  /** The room's name. */
+  name: string;
+  /** Members online now. */
+  online: number;
+}
+
+/**
+ * The rooms of one server.
+ *
+ * @example
+ * ```ts
+ * import { Rooms } from "./rooms.ts";
+ * import { History } from "./history.ts";
+ * const history = await History.open(":memory:");
+ * const rooms = new Rooms({ history });
+ * const lobby = rooms.open("lobby");
+ * console.log(rooms.list()); // [{ name: "lobby", online: 0 }]
+ * rooms.close(1001, "server shutting down");
+ * await history.close();
+ * ```
+ */
+export class Rooms {
+  /** One flusher for every client of the server. */
+  readonly flusher: Flusher = new Flusher();
+  #rooms = new Map<string, Room>();
+  #history: History;
+  #maxRooms: number;
+  #onBroadcast?: (recipients: number, text: string, seconds: number) => void;
+
+  /** Creates an empty registry. */
+  constructor(options: RoomsOptions) {
+    this.#history = options.history;
+    this.#maxRooms = options.maxRooms ?? DEFAULT_MAX_ROOMS;
+    this.#onBroadcast = options.onBroadcast;
+  }
+
+  /** The open room of that name, if any. */
+  get(name: string): Room | undefined {
+    return this.#rooms.get(name);
+  }
+
+  /** The room of that name, made if needed; null when at the cap. */
+  open(name: string): Room | null {
+    let room = this.#rooms.get(name);
+    if (room !== undefined) return room;
+    if (this.#rooms.size >= this.#maxRooms) return null;
+    room = new Room(name, {
+      history: this.#history,
+      flusher: this.flusher,
+      onBroadcast: this.#onBroadcast,
+    });
+    this.#rooms.set(name, room);
+    return room;
+  }
+
+  /** Drops a room nobody is in (its history stays stored). */
+  release(room: Room): void {
+    if (room.idle && this.#rooms.get(room.name) === room) {
+      this.#rooms.delete(room.name);
+    }
+  }
+
+  /** Members online in every room. */
+  get online(): number {
+    let online = 0;
+    for (const room of this.#rooms.values()) online += room.online;
+    return online;
+  }
+
+  /** Every joined client, room by room. */
+  *clients(): IterableIterator<Client> {
+    for (const room of this.#rooms.values()) yield* room.hub.clients();
+  }
+
+  /** Open rooms and rooms with history, by name, with online counts. */
+  list(): RoomSummary[] {
+    const names = new Set([
+      ...this.#rooms.keys(),
+      ...this.#history.listRooms(),
+    ]);
+    return [...names].sort().map((name) => ({
+      name,
+      online: this.#rooms.get(name)?.online ?? 0,
+    }));
+  }
+
+  /** Closes every member of every room (shutdown) and stops flushing. */
+  close(code: number, reason: string): void {
+    for (const room of this.#rooms.values()) room.close(code, reason);
+    this.flusher.stop();
+  }
+}
