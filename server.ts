@@ -67,6 +67,12 @@ export const DEFAULT_MAX_CONNECTIONS = 10_000;
  */
 export const TYPING_INTERVAL_MS = 2000;
 
+/**
+ * How Deno words the close when a peer missed its pings (code 1001, which a
+ * browser leaving the page also uses): the only way to tell the two apart.
+ */
+const DENO_IDLE_REASON = "No response from ping frame.";
+
 /** Longest wait at shutdown for clients to finish their closing handshake. */
 export const SHUTDOWN_GRACE_MS = 3000;
 
@@ -278,7 +284,7 @@ export async function startServer(
       ? "slow_consumer"
       : end.code === CloseCode.policyViolation
       ? "rate_limit"
-      : !end.byServer && end.code === CloseCode.goingAway && !shuttingDown
+      : !end.byServer && end.reason === DENO_IDLE_REASON
       ? "idle"
       : null;
     if (eviction !== null) {
@@ -590,7 +596,8 @@ export async function startServer(
     socket.addEventListener("message", (event) => {
       handleFrame(session, event.data);
     });
-    socket.addEventListener("error", () => client.socketClosed(1006));
+    // An "error" event is always followed by "close", which ends the client
+    // with the real code and reason.
     return response;
   }
 

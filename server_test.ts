@@ -503,6 +503,10 @@ Deno.test("a peer that never answers pings is dropped after the idle timeout", a
       if (event === null || event.kind === "close") break;
     }
     assert.ok(sleeper.pings >= 1, "the server never pinged");
+    assert.match(
+      server.metrics.render(),
+      /^hubchat_evictions_total\{cause="idle"\} 1$/m,
+    );
   });
 });
 
