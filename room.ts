@@ -48,6 +48,13 @@ function wireMessage(stored: StoredMessage): ChatMessage {
   return message;
 }
 
+/** One event in a room's order: sent by `send` once it is `ready`. */
+interface OrderedEvent {
+  ready: boolean;
+  /** Sends the event; null for a line that could not be stored. */
+  send: (() => void) | null;
+}
+
 function sendError(client: Client, code: ErrorCode, text: string): void {
   client.deliver(JSON.stringify(errorMessage({ code, text })));
 }
@@ -92,11 +99,12 @@ export class Room {
   /** The newest id sent live; history past it is still on its way. */
   #lastSentId: number;
   /**
-   * Broadcasts in the order their events happened, waiting while the chat
-   * line at the head is being stored: a leave never overtakes the lines
-   * its member said before leaving.
+   * The room's events in the order they happened, each sent when it reaches
+   * the head; the head waits while its chat line is being stored. So a leave
+   * never overtakes the lines its member said before leaving, and a joiner
+   * is admitted (welcome, then its join) between the lines before and after.
    */
-  #ordered: { text: string | null; ready: boolean }[] = [];
+  #ordered: OrderedEvent[] = [];
   #closing = false;
 
   /** Creates an empty room. */
@@ -142,9 +150,16 @@ export class Room {
     return true;
   }
 
-  /** Welcomes a reserved client (with history) and announces it. */
+  /**
+   * Welcomes a reserved client (with history) and announces it, in its
+   * place in the room's order: after the lines said before it came.
+   */
   join(client: Client, options: JoinOptions): void {
-    if (this.#names.get(client.username) !== client) return;
+    this.#enqueue({ ready: true, send: () => this.#admit(client, options) });
+  }
+
+  #admit(client: Client, options: JoinOptions): void {
+    if (client.ended || this.#names.get(client.username) !== client) return;
     if (!this.hub.register(client)) return;
     const past = options.since === undefined
       ? {
@@ -169,7 +184,7 @@ export class Room {
       timestamp: timestamp(),
     };
     client.deliver(JSON.stringify(welcome));
-    this.#announce("join", client.username);
+    this.hub.broadcastText(this.#presence("join", client.username));
   }
 
   /** Forgets a client, however it went; announces the leave once. */
@@ -178,7 +193,8 @@ export class Room {
       this.#names.delete(client.username);
     }
     if (this.hub.unregister(client) && !this.#closing) {
-      this.#announce("leave", client.username);
+      const text = this.#presence("leave", client.username);
+      this.#enqueue({ ready: true, send: () => this.hub.broadcastText(text) });
     }
   }
 
@@ -200,10 +216,7 @@ export class Room {
         return;
       }
     }
-    const slot: { text: string | null; ready: boolean } = {
-      text: null,
-      ready: false,
-    };
+    const slot: OrderedEvent = { ready: false, send: null };
     if (to === undefined) this.#ordered.push(slot);
     let stored: StoredMessage;
     try {
@@ -226,7 +239,7 @@ export class Room {
     this.#lastSentId = Math.max(this.#lastSentId, stored.id);
     const json = JSON.stringify(wireMessage(stored));
     if (to === undefined) {
-      slot.text = json;
+      slot.send = () => this.hub.broadcastText(json);
       slot.ready = true;
       this.#drain();
       return;
@@ -264,7 +277,8 @@ export class Room {
     this.#names.clear();
   }
 
-  #announce(type: "join" | "leave", username: string): void {
+  /** A join or leave, serialized, with the count after it. */
+  #presence(type: "join" | "leave", username: string): string {
     const message: PresenceMessage = {
       type,
       room: this.name,
@@ -272,20 +286,20 @@ export class Room {
       timestamp: timestamp(),
       online: this.hub.clientCount,
     };
-    const text = JSON.stringify(message);
-    if (this.#ordered.length === 0) this.hub.broadcastText(text);
-    else this.#ordered.push({ text, ready: true });
+    return JSON.stringify(message);
   }
 
-  /** Sends every ready broadcast at the head of the order. */
+  /** Sends an event now if nothing is ahead of it, else queues it. */
+  #enqueue(event: OrderedEvent): void {
+    if (this.#ordered.length === 0 && event.ready) event.send?.();
+    else this.#ordered.push(event);
+  }
+
+  /** Sends every ready event at the head of the order. */
   #drain(): void {
     const ordered = this.#ordered;
-    let sent = 0;
-    while (sent < ordered.length && ordered[sent].ready) {
-      const text = ordered[sent].text;
-      if (text !== null) this.hub.broadcastText(text);
-      sent++;
+    while (ordered.length > 0 && ordered[0].ready) {
+      ordered.shift()!.send?.();
     }
-    if (sent > 0) ordered.splice(0, sent);
   }
 }

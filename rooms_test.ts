@@ -15,16 +15,13 @@ import {
 } from "./test_util.ts";
 
 /**
- * Opens a client with any query; checks the welcome, then reads up to its
- * own join. Lines already being stored when it joined may come first: they
- * are returned as `early`.
+ * Opens a client with any query; checks that the welcome comes first and
+ * the client's own join right after it.
  */
 async function enter(
   port: number,
   query: Record<string, string>,
-): Promise<
-  { client: ChatClient; welcome: WelcomeMessage; early: ChatMessage[] }
-> {
+): Promise<{ client: ChatClient; welcome: WelcomeMessage }> {
   const params = new URLSearchParams(query);
   const label = query.username ?? "guest";
   const client = await ChatClient.open(
@@ -34,22 +31,10 @@ async function enter(
   const welcome = await client.next("welcome") as WelcomeMessage;
   assert.equal(welcome.type, "welcome");
   client.username = welcome.username;
-  const early: ChatMessage[] = [];
-  for (;;) {
-    const next = await client.next("own join");
-    if (next.type === "message") {
-      early.push(next);
-      continue;
-    }
-    // Others' presence (or our own previous connection's leave) may be
-    // ordered before our join, behind lines being stored.
-    assert.ok(next.type === "join" || next.type === "leave", next.type);
-    if (
-      next.type === "join" &&
-      (next as { username: string }).username === welcome.username
-    ) break;
-  }
-  return { client, welcome, early };
+  const join = await client.next("own join");
+  assert.equal(join.type, "join");
+  assert.equal((join as { username: string }).username, welcome.username);
+  return { client, welcome };
 }
 
 /** Reads until a chat message arrives, returning it (skips presence). */
@@ -394,7 +379,6 @@ Deno.test("resume: a reconnect during a stream sees every message exactly once",
         (await enter(server.port, { username: "sender" })).client,
       );
       const first = await enter(server.port, { username: "reader" });
-      assert.deepEqual(first.early, []);
       const seen: number[] = [];
       const texts: string[] = [];
       let count = 0;
@@ -419,7 +403,7 @@ Deno.test("resume: a reconnect during a stream sees every message exactly once",
           since: String(seen.at(-1)),
         });
         assert.equal(back.welcome.gap, false);
-        for (const message of [...back.welcome.history, ...back.early]) {
+        for (const message of back.welcome.history) {
           seen.push(message.id);
           texts.push(message.text);
         }

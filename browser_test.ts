@@ -1,0 +1,741 @@
+/**
+ * End-to-end tests of the web client (home.html) in headless Chromium,
+ * driven over the DevTools protocol by `cdp.ts`: real pages, real
+ * WebSockets, a real server (in-process, or `main.ts` as a child process
+ * for the restart test).
+ *
+ * They need Chromium (`apt-get install -y chromium`; .ci/run installs it).
+ * Without it they fail with that instruction: they never skip. Every wait
+ * is on a DOM condition and bounded; nothing asserts on timing. A failing
+ * test writes a screenshot and the HTML of each open page to temporary
+ * files and names them in its error.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { bounded, Browser, delay, type Page } from "./cdp.ts";
+import { type ChatServer, startServer } from "./server.ts";
+
+// ------------------------------------------------------------- harness
+
+/** What a browser test gets: a browser, a server, and a way to open pages. */
+interface Ctx {
+  browser: Browser;
+  server: ChatServer;
+  /** Opens a page (its own storage) and joins the chat as `name`. */
+  join(name: string, url?: string): Promise<Page>;
+  /** Registers something to close at the end (before the server stops). */
+  track<T extends { close(): Promise<unknown> }>(closer: T): T;
+}
+
+/** Writes a screenshot and the HTML of every page; returns a summary. */
+async function report(browser: Browser): Promise<string> {
+  const lines: string[] = [];
+  for (const [index, page] of browser.pages.entries()) {
+    const base = await Deno.makeTempFile({
+      prefix: `hubchat-browser-page${index}-`,
+    });
+    try {
+      await page.screenshot(`${base}.png`);
+      lines.push(`  page ${index} screenshot: ${base}.png`);
+    } catch (error) {
+      lines.push(
+        `  page ${index}: no screenshot (${(error as Error).message})`,
+      );
+    }
+    try {
+      const html = await page.evaluate<string>(
+        "document.documentElement.outerHTML",
+      );
+      await Deno.writeTextFile(`${base}.html`, html);
+      lines.push(`  page ${index} html: ${base}.html`);
+    } catch {
+      // The page may be gone.
+    }
+    await Deno.remove(base).catch(() => {});
+    if (page.console.length > 0) {
+      lines.push(`  page ${index} console (last lines):`);
+      for (const line of page.console.slice(-10)) lines.push(`    ${line}`);
+    }
+  }
+  return lines.join("\n");
+}
+
+/**
+ * Defines a test with a fresh browser and server; closes pages, tracked
+ * things, the browser and the server whatever happens, and on failure adds
+ * screenshots to the error.
+ */
+function browserTest(
+  name: string,
+  body: (ctx: Ctx) => Promise<void>,
+): void {
+  Deno.test({
+    name: `browser: ${name}`,
+    async fn() {
+      const server = await startServer({
+        port: 0,
+        hostname: "127.0.0.1",
+        data: ":memory:",
+        ratePerSecond: 0,
+      });
+      let browser: Browser | undefined;
+      const closers: { close(): Promise<unknown> }[] = [];
+      let failure: { error: unknown } | undefined;
+      try {
+        browser = await Browser.launch();
+        const b = browser;
+        const ctx: Ctx = {
+          browser: b,
+          server,
+          async join(user, url = server.url) {
+            const page = await b.newPage();
+            await joinAs(page, url, user);
+            return page;
+          },
+          track(closer) {
+            closers.push(closer);
+            return closer;
+          },
+        };
+        await body(ctx);
+        for (const page of b.pages) assertNoProblems(page);
+      } catch (error) {
+        failure = { error };
+        if (browser !== undefined) {
+          const where = await report(browser).catch((e) => String(e));
+          if (error instanceof Error && where) {
+            error.message += `\n${where}`;
+          }
+        }
+      }
+      for (const closer of closers.reverse()) {
+        await closer.close().catch(() => {});
+      }
+      await browser?.close();
+      await bounded(server.shutdown(), "server shutdown", 10_000);
+      if (failure) throw failure.error;
+    },
+  });
+}
+
+function assertNoProblems(page: Page): void {
+  const exceptions = page.problems.filter((p) => p.kind === "exception");
+  assert.deepEqual(exceptions, [], "uncaught exceptions in the page");
+}
+
+// ------------------------------------------------------------ page helpers
+
+const js = JSON.stringify;
+
+/** Navigates to the chat, fills in the name form, and waits until online. */
+async function joinAs(page: Page, url: string, name: string): Promise<void> {
+  await page.goto(url);
+  await page.waitFor(
+    `(() => { const i = document.getElementById("name-input"); return !!i && i.offsetParent !== null; })()`,
+    { what: "the name form" },
+  );
+  await page.type("#name-input", name, true);
+  await page.click("#join");
+  await waitOnline(page);
+  await page.waitFor(
+    `!!document.querySelector(${js(`#users li[data-user="${name}"]`)})`,
+    { what: `${name} in the user list` },
+  );
+}
+
+async function waitOnline(page: Page, timeout?: number): Promise<void> {
+  await page.waitFor(
+    `document.getElementById("status")?.dataset.state === "online"`,
+    { what: "#status online", timeout },
+  );
+}
+
+/** Types a line into the composer and presses Enter. */
+async function say(page: Page, text: string): Promise<void> {
+  await page.type("#message-input", text);
+  await page.press("Enter");
+  await page.waitFor(
+    `document.getElementById("message-input").value === ""`,
+    { what: `the composer to clear after sending ${js(text.slice(0, 30))}` },
+  );
+}
+
+/** A chat line as the page shows it. */
+interface Line {
+  user: string | null;
+  who: string | null;
+  text: string | null;
+  id: string | null;
+  time: string | null;
+}
+
+const READ_LINES = `[...document.querySelectorAll("#log .msg")].map((m) => ({
+  user: m.dataset.user ?? null,
+  who: m.querySelector(".who")?.textContent ?? null,
+  text: m.querySelector(".text")?.textContent ?? null,
+  id: m.dataset.id ?? null,
+  time: m.querySelector("time")?.getAttribute("datetime") ?? null,
+}))`;
+
+function lines(page: Page): Promise<Line[]> {
+  return page.evaluate<Line[]>(READ_LINES);
+}
+
+/** Waits until the log shows a line by `user` with exactly `text`. */
+async function waitForLine(
+  page: Page,
+  user: string,
+  text: string,
+  timeout?: number,
+): Promise<void> {
+  await page.waitFor(
+    `[...document.querySelectorAll("#log .msg")].some((m) =>
+      m.dataset.user === ${js(user)} &&
+      m.querySelector(".text")?.textContent === ${js(text)})`,
+    { what: `a line by ${user}: ${js(text.slice(0, 40))}`, timeout },
+  );
+}
+
+/** Resolves after the page has painted twice (scroll handlers have run). */
+function frames(page: Page): Promise<unknown> {
+  return page.evaluate(
+    "new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))",
+  );
+}
+
+// -------------------------------------------------------------------- bot
+
+/** A chat client on Deno's WebSocket, to fill logs quickly. */
+class Bot {
+  readonly socket: WebSocket;
+  readonly received: Record<string, unknown>[] = [];
+  readonly closed: Promise<void>;
+  readonly opened: Promise<boolean>;
+
+  constructor(port: number, name: string, query = "") {
+    this.socket = new WebSocket(
+      `ws://127.0.0.1:${port}/ws?username=${encodeURIComponent(name)}${query}`,
+    );
+    this.closed = new Promise((resolve) => {
+      this.socket.addEventListener("close", () => resolve());
+    });
+    this.opened = new Promise((resolve) => {
+      this.socket.addEventListener("open", () => resolve(true));
+      this.closed.then(() => resolve(false));
+    });
+    this.socket.addEventListener("message", (event) => {
+      for (const line of String(event.data).split("\n")) {
+        if (line) this.received.push(JSON.parse(line));
+      }
+    });
+  }
+
+  static async join(port: number, name: string): Promise<Bot> {
+    const bot = new Bot(port, name);
+    if (!(await bounded(bot.opened, `${name} to connect`, 10_000))) {
+      throw new Error(`${name}: the server refused the connection`);
+    }
+    await bot.until((m) => m.type === "welcome", "its welcome");
+    return bot;
+  }
+
+  async until(
+    accept: (message: Record<string, unknown>) => boolean,
+    what: string,
+    ms = 10_000,
+  ): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const found = this.received.find(accept);
+      if (found) return found;
+      if (Date.now() > deadline) throw new Error(`bot: no ${what}`);
+      await delay(10);
+    }
+  }
+
+  say(text: string): void {
+    this.socket.send(JSON.stringify({ type: "message", text }));
+  }
+
+  async close(): Promise<void> {
+    if (this.socket.readyState <= WebSocket.OPEN) this.socket.close();
+    await bounded(this.closed, "the bot's socket to close", 5000);
+  }
+}
+
+// ------------------------------------------------------- server process
+
+/** A port that was free a moment ago (the restart test needs a fixed one). */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Reads a stream to its end in the background, keeping its text. */
+function drain(stream: ReadableStream<Uint8Array>): {
+  text: () => string;
+  done: Promise<void>;
+  reader: ReadableStreamDefaultReader<string>;
+} {
+  let text = "";
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  const done = (async () => {
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        text = (text + value).slice(-20_000);
+      }
+    } catch {
+      // Cancelled.
+    }
+  })();
+  return { text: () => text, done, reader };
+}
+
+/** `deno run -A main.ts` as a child process, on a given port and KV file. */
+class ServerProcess {
+  readonly #child: Deno.ChildProcess;
+  readonly #stdout: ReturnType<typeof drain>;
+  readonly #stderr: ReturnType<typeof drain>;
+  #stopped: Promise<Deno.CommandStatus> | undefined;
+
+  private constructor(child: Deno.ChildProcess) {
+    this.#child = child;
+    this.#stdout = drain(child.stdout);
+    this.#stderr = drain(child.stderr);
+  }
+
+  /** Starts the server and waits for its "listening" line. */
+  static async start(port: number, data: string): Promise<ServerProcess> {
+    const dir = new URL(".", import.meta.url);
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("main.ts", dir).pathname,
+        "--port",
+        String(port),
+        "--data",
+        data,
+        "--rate",
+        "0",
+      ],
+      cwd: dir.pathname,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    const server = new ServerProcess(child);
+    const deadline = Date.now() + 20_000;
+    let exited = false;
+    child.status.then(() => exited = true);
+    while (!server.output.includes(`hubchat listening on`)) {
+      if (exited || Date.now() > deadline) {
+        await server.stop("SIGKILL");
+        throw new Error(
+          `main.ts did not start on port ${port}:\n${server.output}`,
+        );
+      }
+      await delay(20);
+    }
+    return server;
+  }
+
+  /** What it printed, stdout then stderr. */
+  get output(): string {
+    return this.#stdout.text() + this.#stderr.text();
+  }
+
+  /** Signals it and waits for it to exit (SIGKILL after 10 s). */
+  stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
+    this.#stopped ??= (async () => {
+      try {
+        this.#child.kill(signal);
+      } catch {
+        // Exited already.
+      }
+      let status: Deno.CommandStatus;
+      try {
+        status = await bounded(this.#child.status, "main.ts to exit", 10_000);
+      } catch {
+        try {
+          this.#child.kill("SIGKILL");
+        } catch {
+          // Exited meanwhile.
+        }
+        status = await this.#child.status;
+      }
+      for (const stream of [this.#stdout, this.#stderr]) {
+        try {
+          await bounded(stream.done, "main.ts's output to end", 2000);
+        } catch {
+          await stream.reader.cancel().catch(() => {});
+          await stream.done;
+        }
+      }
+      return status;
+    })();
+    return this.#stopped;
+  }
+
+  /** For `track`: stops it. */
+  close(): Promise<unknown> {
+    return this.stop("SIGKILL");
+  }
+}
+
+/** Every `.msg[data-id]` id the page shows, with how often. */
+async function idCounts(page: Page): Promise<Map<string, number>> {
+  const ids = await page.evaluate<string[]>(
+    `[...document.querySelectorAll("#log .msg[data-id]")].map((m) => m.dataset.id)`,
+  );
+  const counts = new Map<string, number>();
+  for (const id of ids) counts.set(id, (counts.get(id) ?? 0) + 1);
+  return counts;
+}
+
+/** Asserts no line is shown twice, by id and by (user, text). */
+async function assertNoDuplicates(page: Page, who: string): Promise<void> {
+  const twice = [...(await idCounts(page))].filter(([, n]) => n > 1);
+  assert.deepEqual(twice, [], `${who}: ids shown more than once`);
+  const shown = (await lines(page)).map((l) => `${l.user}: ${l.text}`);
+  const seen = new Set<string>();
+  const repeated = shown.filter((l) => seen.has(l) || !seen.add(l));
+  assert.deepEqual(repeated, [], `${who}: lines shown more than once`);
+}
+
+// ------------------------------------------------------------------ tests
+
+browserTest("two pages chat with each other", async ({ join }) => {
+  const ann = await join("ann");
+  const bob = await join("bob");
+  await ann.waitFor(`!!document.querySelector('#users li[data-user="bob"]')`, {
+    what: "bob in ann's user list",
+  });
+  await ann.waitFor(
+    `document.getElementById("online-count").textContent.trim() === "2"`,
+    { what: "ann's online count to be 2" },
+  );
+
+  await say(ann, "hi bob");
+  await waitForLine(bob, "ann", "hi bob");
+  await say(bob, "hello ann");
+  await waitForLine(ann, "bob", "hello ann");
+  await waitForLine(ann, "ann", "hi bob");
+
+  for (const page of [ann, bob]) {
+    const shown = (await lines(page)).map((l) => [l.user, l.who, l.text]);
+    assert.deepEqual(shown, [
+      ["ann", "ann", "hi bob"],
+      ["bob", "bob", "hello ann"],
+    ]);
+    for (const line of await lines(page)) {
+      assert.match(line.time ?? "", /^\d{4}-\d{2}-\d{2}T/, "a <time datetime>");
+    }
+  }
+
+  // bob leaves: ann sees it in the list and the log.
+  await bob.close();
+  await ann.waitFor(`!document.querySelector('#users li[data-user="bob"]')`, {
+    what: "bob gone from ann's user list",
+  });
+  await ann.waitFor(
+    `[...document.querySelectorAll('#log .sys[data-type="leave"]')]
+      .some((n) => n.textContent.includes("bob"))`,
+    { what: "a leave line for bob" },
+  );
+});
+
+browserTest("a <script> payload renders as text", async ({ join }) => {
+  const ann = await join("ann");
+  const bob = await join("bob");
+  const payload = `<script>window.__pwned = 1</script>` +
+    `<img src=x onerror="window.__pwned = 2"><b>bold</b> & "quotes" 'too'`;
+  await say(ann, payload);
+  await waitForLine(bob, "ann", payload);
+  await waitForLine(ann, "ann", payload);
+  for (const page of [ann, bob]) {
+    const injected = await page.evaluate<number>(
+      `document.querySelectorAll("#log script, #log img, #log b").length`,
+    );
+    assert.equal(injected, 0, "no element was made from the text");
+    assert.equal(
+      await page.evaluate(`typeof window.__pwned`),
+      "undefined",
+      "no script ran",
+    );
+  }
+});
+
+browserTest(
+  "scroll position is kept when scrolled up, and follows at the bottom",
+  async ({ join, server, track }) => {
+    const bob = await join("bob");
+    const carl = track(await Bot.join(server.port, "carl"));
+    for (let i = 1; i <= 40; i++) carl.say(`line ${i}`);
+    await waitForLine(bob, "carl", "line 40");
+    const metrics = `(() => { const l = document.getElementById("log");
+      return { top: l.scrollTop, height: l.scrollHeight, client: l.clientHeight }; })()`;
+    type Metrics = { top: number; height: number; client: number };
+    await frames(bob);
+    let m = await bob.evaluate<Metrics>(metrics);
+    assert.ok(m.height > m.client * 1.5, `the log overflows: ${js(m)}`);
+    // It followed the new lines while at the bottom.
+    await bob.waitFor(
+      `(() => { const l = document.getElementById("log");
+        return l.scrollTop + l.clientHeight >= l.scrollHeight - 8; })()`,
+      { what: "the log at the bottom after 40 lines" },
+    );
+
+    // The reader scrolls up; new lines must not move the view.
+    const top = Math.floor((m.height - m.client) / 3);
+    await bob.evaluate(`document.getElementById("log").scrollTop = ${top}`);
+    await frames(bob);
+    m = await bob.evaluate<Metrics>(metrics);
+    const kept = m.top;
+    assert.ok(Math.abs(kept - top) <= 1, `scrolled up to ${top}: ${js(m)}`);
+    for (let i = 41; i <= 50; i++) carl.say(`line ${i}`);
+    await waitForLine(bob, "carl", "line 50");
+    await frames(bob);
+    m = await bob.evaluate<Metrics>(metrics);
+    assert.equal(m.top, kept, `the view stayed where the reader left it`);
+
+    // Back at the bottom, it follows again.
+    await bob.evaluate(
+      `document.getElementById("log").scrollTop = document.getElementById("log").scrollHeight`,
+    );
+    await frames(bob);
+    for (let i = 51; i <= 55; i++) carl.say(`line ${i}`);
+    await waitForLine(bob, "carl", "line 55");
+    await bob.waitFor(
+      `(() => { const l = document.getElementById("log");
+        return l.scrollTop + l.clientHeight >= l.scrollHeight - 8; })()`,
+      { what: "the log to follow new lines at the bottom" },
+    );
+  },
+);
+
+browserTest("a third page joins and sees the history", async ({ join }) => {
+  const ann = await join("ann");
+  const bob = await join("bob");
+  await say(ann, "first");
+  await say(bob, "second");
+  await say(ann, "third <i>x</i>");
+  await waitForLine(bob, "ann", "third <i>x</i>");
+
+  const cat = await join("cat");
+  await waitForLine(cat, "ann", "third <i>x</i>");
+  const seen = await lines(cat);
+  assert.deepEqual(
+    seen.map((l) => [l.user, l.text]),
+    [["ann", "first"], ["bob", "second"], ["ann", "third <i>x</i>"]],
+  );
+  const ids = seen.map((l) => l.id);
+  assert.ok(ids.every((id) => id !== null), `every line has data-id: ${ids}`);
+  const numbers = ids.map(Number);
+  assert.deepEqual(
+    [...numbers].sort((a, b) => a - b),
+    numbers,
+    "history in id order",
+  );
+  // The ids are the ones the others saw live.
+  assert.deepEqual((await lines(ann)).map((l) => l.id), ids);
+  await assertNoDuplicates(cat, "cat");
+
+  // Live lines after the history still arrive once.
+  await say(bob, "welcome cat");
+  await waitForLine(cat, "bob", "welcome cat");
+  await assertNoDuplicates(cat, "cat");
+});
+
+browserTest("typing shows up on the other page", async ({ join }) => {
+  const ann = await join("ann");
+  const bob = await join("bob");
+  await ann.type("#message-input", "hel");
+  await bob.waitFor(
+    `(() => { const t = document.getElementById("typing");
+      return !!t && t.offsetParent !== null && t.textContent.includes("ann"); })()`,
+    { what: "bob's #typing to name ann" },
+  );
+  // ann's own page does not tell ann that ann is typing.
+  assert.equal(
+    await ann.evaluate(
+      `document.getElementById("typing").textContent.includes("ann")`,
+    ),
+    false,
+  );
+  await ann.type("#message-input", "lo");
+  await ann.press("Enter");
+  await waitForLine(bob, "ann", "hello");
+  await bob.waitFor(
+    `!document.getElementById("typing").textContent.includes("ann")`,
+    { what: "bob's #typing to clear once ann's line arrived" },
+  );
+});
+
+for (const signal of ["SIGTERM", "SIGKILL"] as const) {
+  browserTest(
+    `a page reconnects after the server restarts (${signal}), with no duplicate lines`,
+    async ({ browser, track }) => {
+      const dir = await Deno.makeTempDir({ prefix: "hubchat-restart-" });
+      track({ close: () => Deno.remove(dir, { recursive: true }) });
+      const data = `${dir}/chat.kv`;
+      const port = freePort();
+      const url = `http://127.0.0.1:${port}/`;
+      let server = track(await ServerProcess.start(port, data));
+
+      const ann = await browser.newPage();
+      await joinAs(ann, url, "ann");
+      const bob = await browser.newPage();
+      await joinAs(bob, url, "bob");
+      await say(ann, "before 1");
+      await say(bob, "before 2");
+      await waitForLine(ann, "bob", "before 2");
+      await waitForLine(bob, "ann", "before 1");
+
+      // ann's network goes away (her socket stays up until the server drops
+      // it); the server stops and starts again on the same port and file.
+      await ann.setOffline(true);
+      const status = await server.stop(signal);
+      if (signal === "SIGTERM") {
+        assert.equal(status.code, 0, `exit code; output:\n${server.output}`);
+      }
+      for (const page of [ann, bob]) {
+        await page.waitFor(
+          `document.getElementById("status").dataset.state !== "online"`,
+          { what: "#status to leave online when the server stopped" },
+        );
+      }
+      server = track(await ServerProcess.start(port, data));
+
+      // bob comes back by himself and talks while ann cannot connect.
+      await waitOnline(bob, 20_000);
+      await say(bob, "while ann was away 1");
+      await say(bob, "while ann was away 2");
+      await waitForLine(bob, "bob", "while ann was away 2");
+      await ann.waitFor(
+        `document.getElementById("status").dataset.state !== "online"`,
+        { what: "ann still offline" },
+      );
+
+      await ann.setOffline(false);
+      await waitOnline(ann, 20_000);
+      await waitForLine(ann, "bob", "while ann was away 2");
+      await say(ann, "after");
+      await waitForLine(bob, "ann", "after");
+      await waitForLine(ann, "ann", "after");
+
+      const expected = [
+        ["ann", "before 1"],
+        ["bob", "before 2"],
+        ["bob", "while ann was away 1"],
+        ["bob", "while ann was away 2"],
+        ["ann", "after"],
+      ];
+      for (const [who, page] of [["ann", ann], ["bob", bob]] as const) {
+        await assertNoDuplicates(page, who);
+        const shown = await lines(page);
+        assert.deepEqual(shown.map((l) => [l.user, l.text]), expected, who);
+        assert.ok(shown.every((l) => l.id !== null), `${who}: all have ids`);
+        const counts = await idCounts(page);
+        assert.equal(counts.size, expected.length, `${who}: distinct ids`);
+        assert.equal(
+          await page.evaluate(`document.querySelectorAll("#log .gap").length`),
+          0,
+          `${who}: no gap marker (history covered the outage)`,
+        );
+      }
+    },
+  );
+}
+
+/** Goes to `room` through the "join or create a room" form. */
+async function goToRoom(page: Page, room: string): Promise<void> {
+  await page.type("#new-room-input", room, true);
+  await page.press("Enter");
+  await waitInRoom(page, room);
+}
+
+async function waitInRoom(page: Page, room: string): Promise<void> {
+  await page.waitFor(
+    `document.getElementById("room-name")?.textContent.trim() === ${js(room)} &&
+      document.getElementById("status").dataset.state === "online" &&
+      !!document.querySelector(${js(`#rooms li[data-room="${room}"]`)})`,
+    { what: `the page to be in #${room}` },
+  );
+}
+
+browserTest(
+  "rooms keep conversations apart, and a DM reaches only its recipient",
+  async ({ join }) => {
+    const ann = await join("ann");
+    const bob = await join("bob");
+    const cat = await join("cat");
+    await say(ann, "in the lobby");
+    await waitForLine(cat, "ann", "in the lobby");
+
+    // ann opens #dev and talks there; bob follows and gets its history.
+    await goToRoom(ann, "dev");
+    assert.deepEqual(await lines(ann), [], "a new room starts empty");
+    await say(ann, "in dev");
+    await goToRoom(bob, "dev");
+    await waitForLine(bob, "ann", "in dev");
+    assert.deepEqual(
+      (await lines(bob)).map((l) => l.text),
+      ["in dev"],
+      "bob sees #dev's lines only",
+    );
+    await bob.waitFor(
+      `!!document.querySelector('#users li[data-user="ann"]') &&
+        !document.querySelector('#users li[data-user="cat"]')`,
+      { what: "#dev's user list: ann, not cat" },
+    );
+    // cat, in the lobby, saw nothing of #dev.
+    await say(cat, "still in the lobby");
+    await waitForLine(cat, "cat", "still in the lobby");
+    assert.deepEqual(
+      (await lines(cat)).map((l) => l.text),
+      ["in the lobby", "still in the lobby"],
+    );
+
+    // bob goes back to the lobby from the room list and sees its history.
+    await bob.click('#rooms li[data-room="lobby"] button');
+    await waitInRoom(bob, "lobby");
+    await waitForLine(bob, "cat", "still in the lobby");
+    assert.deepEqual(
+      (await lines(bob)).map((l) => l.text),
+      ["in the lobby", "still in the lobby"],
+    );
+
+    // A DM from bob to cat, picked from the user list.
+    await bob.click('#users li[data-user="cat"] button');
+    await bob.waitFor(
+      `(() => { const t = document.getElementById("dm-target");
+        return !t.hidden && t.dataset.user === "cat"; })()`,
+      { what: "#dm-target to show cat" },
+    );
+    await say(bob, "psst, cat");
+    await waitForLine(cat, "bob", "psst, cat");
+    await waitForLine(bob, "bob", "psst, cat");
+    // Back to the room: a public line after it reaches ann's lobby page…
+    await bob.click("#dm-cancel");
+    await bob.waitFor(`document.getElementById("dm-target").hidden`, {
+      what: "#dm-target hidden after cancel",
+    });
+    await goToRoom(ann, "lobby");
+    await say(bob, "public again");
+    await waitForLine(ann, "bob", "public again");
+    // …and the DM never reached her, live or from history.
+    const annSees = (await lines(ann)).map((l) => l.text);
+    assert.ok(!annSees.includes("psst, cat"), `ann saw the DM: ${annSees}`);
+    for (const [who, page] of [["ann", ann], ["bob", bob], ["cat", cat]]) {
+      await assertNoDuplicates(page as Page, who as string);
+    }
+  },
+);
