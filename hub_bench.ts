@@ -1,9 +1,12 @@
 /**
  * Broadcast benchmarks, `deno bench -A hub_bench.ts`:
  *
- * - "hub": one broadcast of a freshly stamped chat message to 10 or 100
- *   clients on sockets that only count frames: the Hub's own cost,
- *   comparable to the seed's Go hub (11 µs/op for 10, 75 µs/op for 100).
+ * - "hub": one broadcast of a serialized chat message to 10 or 100 clients
+ *   on sockets that only count frames: the Hub's own cost, comparable to
+ *   the seed's Go hub (11 µs/op for 10, 75 µs/op for 100), which also
+ *   broadcasts bytes made beforehand.
+ * - "hub with stamping": the same after stamping and serializing the
+ *   message, as a room does once per message.
  * - "loopback": one message sent by a client and received by every one of
  *   10 or 100 clients over real WebSockets on 127.0.0.1, server and clients
  *   in this process.
@@ -13,6 +16,7 @@
 
 import { Client, type ClientSocket } from "./client.ts";
 import { Hub } from "./hub.ts";
+import { timestamp } from "./protocol.ts";
 import { startServer } from "./server.ts";
 
 /** Counts what it is sent, as cheaply as a socket can. */
@@ -40,25 +44,56 @@ function hubWith(clients: number): Hub {
 
 for (const clients of [10, 100]) {
   const hub = hubWith(clients);
-  let sequence = 0;
+  const message = JSON.stringify({
+    type: "message",
+    id: 1,
+    room: "lobby",
+    username: "bench",
+    text: "x".repeat(64),
+    timestamp: timestamp(),
+  });
   Deno.bench({
     name: `hub: broadcast to ${clients} clients`,
     group: "hub",
     baseline: clients === 10,
     fn() {
+      hub.broadcastText(message);
+    },
+  });
+}
+
+for (const clients of [10, 100]) {
+  const hub = hubWith(clients);
+  let id = 0;
+  Deno.bench({
+    name: `hub: stamp, serialize, broadcast to ${clients}`,
+    group: "hub with stamping",
+    baseline: clients === 10,
+    fn() {
       hub.broadcastJSON({
         type: "message",
+        id: ++id,
+        room: "lobby",
         username: "bench",
-        text: `message ${sequence++}`,
-        timestamp: new Date().toISOString(),
+        text: "x".repeat(64),
+        timestamp: timestamp(),
       });
     },
   });
 }
 
+/** How long a loopback delivery may take before the bench calls it lost. */
+const LOST_AFTER_MS = 5000;
+
 /** A server with `clients` receivers; `send` resolves when all have it. */
 async function loopback(clients: number) {
-  const server = await startServer({ port: 0 });
+  // No rate limit and no per-address cap: every client here is one sender
+  // or one of many connections from 127.0.0.1.
+  const server = await startServer({
+    port: 0,
+    ratePerSecond: 0,
+    maxConnectionsPerIp: 0,
+  });
   const wsUrl = `${server.url.replace("http", "ws")}ws?username=`;
   let outstanding = 0;
   let delivered: () => void = () => {};
@@ -80,12 +115,18 @@ async function loopback(clients: number) {
   await new Promise((resolve) => setTimeout(resolve, 200));
   const sender = sockets[0];
   const frame = JSON.stringify({ type: "message", text: "x".repeat(64) });
-  return function send(): Promise<void> {
+  return async function send(): Promise<void> {
     outstanding = clients;
     const { promise, resolve } = Promise.withResolvers<void>();
     delivered = resolve;
     sender.send(frame);
-    return promise;
+    // A lost message must fail the bench, not hang it.
+    const timer = setTimeout(() => {
+      console.error(`loopback: ${outstanding} of ${clients} never got it`);
+      Deno.exit(1);
+    }, LOST_AFTER_MS);
+    await promise;
+    clearTimeout(timer);
   };
 }
 
