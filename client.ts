@@ -32,13 +32,6 @@ export const DEFAULT_HIGH_WATER_BYTES = 64 * 1024;
  */
 export const BLOCKED_RETRY_MS = 10;
 
-/**
- * How long a busy client's messages wait to be coalesced. One millisecond
- * (Deno's timer tick) cut server CPU per delivery by about a quarter under
- * saturation; longer waits lowered closed-loop throughput and saved nothing.
- */
-export const BUSY_FLUSH_MS = 1;
-
 /** Close code for a peer evicted because it stopped reading. */
 export const CLOSE_SLOW_CONSUMER = 4008;
 
@@ -107,9 +100,9 @@ export class Client {
   /** Consecutive flushes that found the socket backed up. */
   #blockedFlushes = 0;
   /**
-   * True while messages arrive faster than the socket is flushed: the last
-   * flush coalesced several. A busy client's messages all wait for the next
-   * busy tick instead of spending a frame on the first of each turn.
+   * True while messages arrive faster than one a turn: the last flush
+   * coalesced several. A busy client's messages all wait for the turn's end
+   * instead of spending a frame of their own on the first of each turn.
    */
   #busy = false;
   #ended = false;
@@ -152,7 +145,7 @@ export class Client {
       this.#outbox.push(message);
     }
     this.#queued = true;
-    this.#flusher.add(this, this.#busy);
+    this.#flusher.add(this);
   }
 
   /**
@@ -289,15 +282,13 @@ export function joinFrame(batch: string[], memo: FrameMemo): string {
 }
 
 /**
- * Flushes pending client outboxes, each as one frame, on three schedules:
+ * Flushes pending client outboxes, each as one frame:
  *
- * - idle clients at the end of the current event-loop turn (`setImmediate`):
- *   their first message already left at once, so a quiet chat never waits
- *   on this; it only gathers what else arrived in the same turn;
- * - busy clients (the last flush coalesced several messages) on the next
- *   {@linkcode BUSY_FLUSH_MS} tick, so that under load each gets about one
- *   frame per millisecond, however many messages that holds;
- * - backed-up clients every {@linkcode BLOCKED_RETRY_MS}, until they drain
+ * - at the end of the current event-loop turn (`setImmediate`), every
+ *   client that was handed messages during it. An idle client's first
+ *   message already left at once, so a quiet chat never waits on this; a
+ *   busy one sends everything the turn brought as one frame;
+ * - every {@linkcode BLOCKED_RETRY_MS}, backed-up clients, until they drain
  *   or overflow.
  *
  * One flusher serves every client of a process (or of a hub, in tests).
@@ -314,21 +305,14 @@ export class Flusher {
   /** Batches joined since the last flush, shared by identical outboxes. */
   memo: FrameMemo = { batch: [], frame: "" };
   #turn: Client[] = [];
-  #tick: Client[] = [];
   #blocked: Client[] = [];
   #turnTimer: ReturnType<typeof setImmediate> | undefined;
-  #tickTimer: ReturnType<typeof setTimeout> | undefined;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
 
-  /** Schedules a client's flush: at the turn's end, or the next busy tick. */
-  add(client: Client, busy: boolean): void {
-    if (busy) {
-      this.#tick.push(client);
-      this.#tickTimer ??= setTimeout(this.#flushTick, BUSY_FLUSH_MS);
-    } else {
-      this.#turn.push(client);
-      this.#turnTimer ??= setImmediate(this.#flushTurn);
-    }
+  /** Schedules a client's flush at the end of this turn. */
+  add(client: Client): void {
+    this.#turn.push(client);
+    this.#turnTimer ??= setImmediate(this.#flushTurn);
   }
 
   /** Clients waiting for their backed-up socket to drain. */
@@ -339,11 +323,9 @@ export class Flusher {
   /** Cancels pending flushes (at shutdown); clients are closed by others. */
   stop(): void {
     if (this.#turnTimer !== undefined) clearImmediate(this.#turnTimer);
-    clearTimeout(this.#tickTimer);
     clearTimeout(this.#retryTimer);
-    this.#turnTimer = this.#tickTimer = this.#retryTimer = undefined;
+    this.#turnTimer = this.#retryTimer = undefined;
     this.#turn = [];
-    this.#tick = [];
     this.#blocked = [];
   }
 
@@ -351,13 +333,6 @@ export class Flusher {
     this.#turnTimer = undefined;
     const clients = this.#turn;
     this.#turn = [];
-    this.#flushAll(clients);
-  };
-
-  #flushTick = (): void => {
-    this.#tickTimer = undefined;
-    const clients = this.#tick;
-    this.#tick = [];
     this.#flushAll(clients);
   };
 

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import {
   BLOCKED_RETRY_MS,
-  BUSY_FLUSH_MS,
   Client,
   type ClientEnd,
   type ClientSocket,
@@ -55,10 +54,9 @@ function addPeer(hub: Hub, username: string, onEnd?: () => void): Peer {
   return { socket, client, ends };
 }
 
-/** Lets every pending flush run: the turn's, then the busy tick's. */
+/** Lets every pending flush run. */
 async function settle(): Promise<void> {
   await nextTurn();
-  await sleep(BUSY_FLUSH_MS);
 }
 
 function sleep(ms: number): Promise<void> {
@@ -97,11 +95,11 @@ Deno.test("an idle socket gets the first message at once, the rest coalesced", a
   await nextTurn();
   assert.deepEqual(socket.frames, ["m0", "m1\nm2\nm3\nm4"]);
   await nextTurn();
-  // Busy now (the last flush coalesced): messages wait for the busy tick.
+  // Busy now (the last flush coalesced): the next turn's messages all wait
+  // for its end, the first one too.
   hub.broadcastText("m5");
-  await nextTurn();
   assert.deepEqual(socket.frames.length, 2);
-  await sleep(BUSY_FLUSH_MS);
+  await nextTurn();
   assert.deepEqual(socket.frames.at(-1), "m5");
   // That flush sent one message alone: idle again, the next leaves at once.
   hub.broadcastText("m6");
