@@ -3,9 +3,10 @@
  *
  * Every chat message gets an `id`, strictly increasing within its room
  * (1, 2, 3, … per room) and continuing after a restart. The last
- * {@linkcode DEFAULT_HISTORY_LIMIT} messages of each room are kept, in KV and
- * in memory; older ones are deleted in the same commits that push them out,
- * so the store stays bounded. Reads come from memory and never touch KV.
+ * {@linkcode DEFAULT_HISTORY_LIMIT} messages of each room are kept, in
+ * memory and in KV; older ones are trimmed away in the same commits that
+ * push them out, so the store stays bounded. Reads come from memory and
+ * never touch KV.
  *
  * Writes are group-committed: every append made during one event-loop turn
  * goes into one `kv.atomic()` commit at the end of the turn, and the appends
@@ -16,16 +17,33 @@
  *
  * KV key layout (`R` is the room's name, a string):
  *
- * | key                      | value                                           |
- * | ------------------------ | ----------------------------------------------- |
- * | `["room", R, "meta"]`    | `{ lastId, trimmedId }` (both numbers, 0: none) |
- * | `["room", R, "msg", id]` | `{ username, text, timestamp, to? }`            |
+ * | key                             | value                                           |
+ * | ------------------------------- | ----------------------------------------------- |
+ * | `["room", R, "meta"]`           | `{ lastId, trimmedId }` (both numbers, 0: none) |
+ * | `["room", R, "block", firstId]` | a `Uint8Array`: a block of consecutive messages |
  *
- * `lastId` is the newest stored id, `trimmedId` the newest id trimmed away;
- * `id` is a number, so a room's messages list in id order.
+ * `lastId` is the newest stored id, `trimmedId` the newest id trimmed away.
  *
- * The meta key is written in the same atomic commit as the messages it
- * describes, so the two never disagree.
+ * Messages are stored in blocks, not one key per message, so that a commit
+ * costs a few mutations per room however many messages it carries. A
+ * block's value is UTF-8 text: one JSON array per message, each followed by
+ * a newline, either `[id, username, text, timestamp]` or, for a direct
+ * message, `[id, username, text, timestamp, to]`. Its key holds the id of
+ * its first message, and ids ascend within a block and from one block to the
+ * next. A block holds at most {@linkcode BLOCK_MESSAGES} messages and, unless
+ * it holds only one, at most {@linkcode BLOCK_BYTES} bytes.
+ *
+ * Only a room's newest block takes new messages: a commit rewrites it with
+ * the new ones appended, starting new blocks as it fills, and deletes every
+ * block whose messages are all trimmed away (ids ≤ `trimmedId`). So KV may
+ * still hold up to `BLOCK_MESSAGES - 1` trimmed messages, in a room's oldest
+ * block; loading skips them, as it skips everything at or below `trimmedId`.
+ *
+ * The meta key is written in the same atomic commit as the blocks it
+ * describes, so the two never disagree. Keys of the earlier
+ * one-key-per-message layout (`["room", R, "msg", id]`) are ignored when
+ * loading: their messages are not shown, but ids continue after the meta's
+ * `lastId`, so none is reused.
  *
  * @module
  */
@@ -56,6 +74,20 @@ export const KV_MAX_KEY_BYTES = 2048;
 
 /** Deno KV refuses a value longer than this, once serialized. */
 export const KV_MAX_VALUE_BYTES = 64 * 1024;
+
+/**
+ * Most messages one KV block holds. Each commit rewrites its room's newest
+ * block, so this bounds that rewrite and the trimmed messages KV may still
+ * hold, while a busy room's commit still carries many messages per key.
+ */
+export const BLOCK_MESSAGES = 64;
+
+/**
+ * Most bytes one KV block holds, unless it holds a single message: a new
+ * block is started rather than take one past this. Below
+ * {@linkcode KV_MAX_VALUE_BYTES}, which any one storable message fits in.
+ */
+export const BLOCK_BYTES = 48 * 1024;
 
 /**
  * An upper bound on the serialized size of a room's meta value: two numbers
@@ -106,19 +138,46 @@ export interface HistoryOptions {
   limit?: number;
 }
 
-/** What is known of one room; `kept` is what is durably in KV. */
+/**
+ * One block in KV, as this process knows it. Not changed once in a room's
+ * `blocks` (a commit works on copies, so a failed one leaves the room as
+ * stored), except that `bytes` is dropped when a newer block exists.
+ */
+interface Block {
+  /** Its first message's id: the last part of its key. */
+  firstId: number;
+  /** Its last message's id. */
+  lastId: number;
+  /** Messages in it. */
+  count: number;
+  /** Bytes in its value. */
+  length: number;
+  /**
+   * Its value in `bytes[0, length)`, kept only while it is its room's newest
+   * block (the one that takes new messages). Bytes past `length` are spare
+   * capacity, scratch space for the next commit.
+   */
+  bytes: Uint8Array | undefined;
+}
+
+/** What is known of one room; `kept` and `blocks` are what is durably in KV. */
 interface RoomState {
   name: string;
   /** Stored messages, ascending ids, at most `limit` of them. */
   kept: StoredMessage[];
+  /**
+   * The room's blocks in KV, ascending; each holds an id above `trimmedId`.
+   * The last one takes new messages while it has room.
+   */
+  blocks: Block[];
   /** The newest stored id (0: none yet). */
   lastId: number;
   /** The newest id trimmed away (0: none); every kept id is above it. */
   trimmedId: number;
   /** The id the next append gets. */
   nextId: number;
-  /** Encoded size of this room's message keys. */
-  msgKeyBytes: number;
+  /** Encoded size of this room's block keys (an upper bound). */
+  blockKeyBytes: number;
   /** Encoded size of this room's meta key. */
   metaKeyBytes: number;
 }
@@ -127,18 +186,12 @@ interface RoomState {
 interface PendingAppend {
   message: StoredMessage;
   state: RoomState;
-  /** Upper bound on the serialized size of its KV value. */
-  valueBytes: number;
+  /** The message's line in a block, without its newline. */
+  line: string;
+  /** Bytes the line takes in a block: UTF-8, with its newline. */
+  lineBytes: number;
   resolve: (message: StoredMessage) => void;
   reject: (error: Error) => void;
-}
-
-/** The value stored at a message key. */
-interface StoredValue {
-  username: string;
-  text: string;
-  timestamp: string;
-  to?: string;
 }
 
 /** The value stored at a room's meta key. */
@@ -148,6 +201,7 @@ interface MetaValue {
 }
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /** Encoded size of a string key part: tag, UTF-8 bytes, escaped NULs, end. */
 function keyPartBytes(part: string): number {
@@ -159,63 +213,137 @@ function keyPartBytes(part: string): number {
 }
 
 /**
- * An upper bound on the V8-serialized size of a message value: at most two
- * bytes per UTF-16 unit of every name and string, plus tags and lengths.
+ * An upper bound on the V8-serialized size of a message as an object of its
+ * string fields: at most two bytes per UTF-16 unit of every name and string,
+ * plus tags and lengths. A message over {@linkcode KV_MAX_VALUE_BYTES} by
+ * this measure is refused, as when each message had a key of its own, even
+ * though its line in a block may be smaller.
  */
-function valueBytes(value: StoredValue): number {
-  let bytes = 16;
-  for (const [name, field] of Object.entries(value)) {
-    bytes += 16 + 2 * name.length + 2 * (field as string).length;
+function valueBytes(entry: HistoryEntry): number {
+  let bytes = 16 +
+    (16 + 2 * "username".length + 2 * entry.username.length) +
+    (16 + 2 * "text".length + 2 * entry.text.length) +
+    (16 + 2 * "timestamp".length + 2 * entry.timestamp.length);
+  if (entry.to !== undefined) {
+    bytes += 16 + 2 * "to".length + 2 * entry.to.length;
   }
   return bytes;
 }
 
-/** Encoded size of `["room", room, "msg", id]`: three strings, one number. */
-function messageKeyBytes(room: string): number {
-  return keyPartBytes("room") + keyPartBytes(room) + keyPartBytes("msg") + 9;
+/** Encoded size of `["room", room, "block", id]`: three strings, one number. */
+function blockKeyBytes(room: string): number {
+  return keyPartBytes("room") + keyPartBytes(room) + keyPartBytes("block") + 9;
 }
 
-function messageKey(room: string, id: number): Deno.KvKey {
-  return ["room", room, "msg", id];
+function blockKey(room: string, firstId: number): Deno.KvKey {
+  return ["room", room, "block", firstId];
 }
 
 function metaKey(room: string): Deno.KvKey {
   return ["room", room, "meta"];
 }
 
-function toValue(message: StoredMessage): StoredValue {
-  const value: StoredValue = {
-    username: message.username,
-    text: message.text,
-    timestamp: message.timestamp,
-  };
-  if (message.to !== undefined) value.to = message.to;
-  return value;
+/** A message's line in a block (see the module docs), without its newline. */
+function toLine(message: StoredMessage): string {
+  const fields: (number | string)[] = [
+    message.id,
+    message.username,
+    message.text,
+    message.timestamp,
+  ];
+  if (message.to !== undefined) fields.push(message.to);
+  return JSON.stringify(fields);
+}
+
+/** Matches a string that is not all ASCII. */
+const NON_ASCII = /[\u0080-\uffff]/;
+
+/**
+ * The length of a string in UTF-8, counted here rather than by encoding it:
+ * a call into the runtime per message costs more than this loop. Lone
+ * surrogates (which `JSON.stringify` never leaves in its output) count as
+ * the three bytes of the replacement character they would become.
+ */
+function utf8Length(text: string): number {
+  if (!NON_ASCII.test(text)) return text.length;
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) continue;
+    if (unit < 0x800) {
+      bytes += 1;
+    } else if (
+      unit >= 0xd800 && unit < 0xdc00 && i + 1 < text.length &&
+      (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00
+    ) {
+      bytes += 2; // four bytes for the pair's two units
+      i++;
+    } else {
+      bytes += 2;
+    }
+  }
+  return bytes;
 }
 
 function toMessage(
   room: string,
   id: number,
-  value: StoredValue,
+  entry: HistoryEntry,
 ): StoredMessage {
   const message: StoredMessage = {
     type: "message",
     id,
     room,
-    username: value.username,
-    text: value.text,
-    timestamp: value.timestamp,
+    username: entry.username,
+    text: entry.text,
+    timestamp: entry.timestamp,
   };
-  if (value.to !== undefined) message.to = value.to;
+  if (entry.to !== undefined) message.to = entry.to;
   return Object.freeze(message);
 }
 
-function isStoredValue(value: unknown): value is StoredValue {
-  if (typeof value !== "object" || value === null) return false;
-  const { username, text, timestamp, to } = value as Record<string, unknown>;
-  return typeof username === "string" && typeof text === "string" &&
-    typeof timestamp === "string" &&
-    (to === undefined || typeof to === "string");
+/**
+ * The messages in a block's value, or undefined when it is not a block: not
+ * UTF-8, a line that is not a message, or ids that do not ascend from
+ * `firstId`.
+ */
+function parseBlock(
+  room: string,
+  firstId: number,
+  value: Uint8Array,
+): StoredMessage[] | undefined {
+  let text: string;
+  try {
+    text = decoder.decode(value);
+  } catch {
+    return undefined;
+  }
+  if (!text.endsWith("\n")) return undefined;
+  const messages: StoredMessage[] = [];
+  let previous = firstId - 1;
+  for (const line of text.slice(0, -1).split("\n")) {
+    let fields: unknown;
+    try {
+      fields = JSON.parse(line);
+    } catch {
+      return undefined;
+    }
+    if (!Array.isArray(fields) || fields.length < 4 || fields.length > 5) {
+      return undefined;
+    }
+    const [id, username, text, timestamp, to] = fields;
+    if (
+      !Number.isSafeInteger(id) || typeof username !== "string" ||
+      typeof text !== "string" || typeof timestamp !== "string" ||
+      (fields.length === 5 && typeof to !== "string") ||
+      (messages.length === 0 ? id !== firstId : id <= previous)
+    ) return undefined;
+    const entry: HistoryEntry = { username, text, timestamp };
+    if (fields.length === 5) entry.to = to;
+    messages.push(toMessage(room, id, entry));
+    previous = id;
+  }
+  return messages;
 }
 
 function isMetaValue(value: unknown): value is MetaValue {
@@ -401,7 +529,7 @@ export class History {
     }
     let state = this.#rooms.get(room);
     if (state === undefined) {
-      const keyBytes = messageKeyBytes(room);
+      const keyBytes = blockKeyBytes(room);
       if (keyBytes > KV_MAX_KEY_BYTES) {
         return Promise.reject(
           new RangeError(
@@ -411,9 +539,7 @@ export class History {
       }
       state = this.#room(room);
     }
-    const id = state.nextId;
-    const message = toMessage(room, id, entry);
-    const bytes = valueBytes(toValue(message));
+    const bytes = valueBytes(entry);
     if (bytes > KV_MAX_VALUE_BYTES) {
       return Promise.reject(
         new RangeError(
@@ -421,9 +547,19 @@ export class History {
         ),
       );
     }
+    const message = toMessage(room, state.nextId, entry);
+    const line = toLine(message);
+    const lineBytes = utf8Length(line) + 1;
+    if (lineBytes > KV_MAX_VALUE_BYTES) {
+      return Promise.reject(
+        new RangeError(
+          `history: message is too large to be stored (${lineBytes} bytes once encoded; the limit is ${KV_MAX_VALUE_BYTES})`,
+        ),
+      );
+    }
     state.nextId++;
     return new Promise((resolve, reject) => {
-      this.#queue.push({ message, state, valueBytes: bytes, resolve, reject });
+      this.#queue.push({ message, state, line, lineBytes, resolve, reject });
       this.#schedule();
     });
   }
@@ -579,10 +715,11 @@ export class History {
       state = {
         name,
         kept: [],
+        blocks: [],
         lastId: 0,
         trimmedId: 0,
         nextId: 1,
-        msgKeyBytes: messageKeyBytes(name),
+        blockKeyBytes: blockKeyBytes(name),
         metaKeyBytes: keyPartBytes("room") + keyPartBytes(name) +
           keyPartBytes("meta"),
       };
@@ -627,30 +764,51 @@ export class History {
 
   /**
    * How many queued appends (from the front) fit in one atomic commit.
-   * Costs are upper bounds: every append may push out one old message (a
-   * delete), every room touched rewrites its meta key.
+   * Costs are upper bounds. Every room touched rewrites its meta key and its
+   * newest block (or starts one); every block the appends fill starts
+   * another; and every old message an append pushes out may empty one more
+   * block, to delete, while blocks are left (each holds a kept message, so
+   * pushing out `d` messages deletes at most `d` of them).
    */
   #chunkLength(): number {
     const queue = this.#queue;
-    const added = new Map<RoomState, number>();
+    const rooms = new Map<RoomState, ChunkRoom>();
     let mutations = 0;
     let bytes = 0;
     let keyBytes = 0;
     let count = 0;
     for (; count < queue.length; count++) {
-      const { state, valueBytes } = queue[count];
-      const before = added.get(state);
-      let m = 1;
-      let b = 2 * state.msgKeyBytes + valueBytes;
-      let k = state.msgKeyBytes;
-      if (before === undefined) {
-        m += 1;
-        b += 2 * state.metaKeyBytes + META_VALUE_BYTES;
-        k += state.metaKeyBytes;
+      const { state, lineBytes } = queue[count];
+      let room = rooms.get(state);
+      let m = 0;
+      let b = lineBytes;
+      let k = 0;
+      if (room === undefined) {
+        const open = openBlock(state);
+        room = {
+          added: 0,
+          blockCount: open?.count ?? 0,
+          blockLength: open?.length ?? 0,
+          deletes: 0,
+        };
+        m += 2;
+        b += 2 * state.metaKeyBytes + META_VALUE_BYTES +
+          2 * state.blockKeyBytes + room.blockLength;
+        k += state.metaKeyBytes + state.blockKeyBytes;
       }
-      if (state.kept.length + (before ?? 0) >= this.limit) {
+      const newBlock = room.blockCount > 0 &&
+        (room.blockCount >= BLOCK_MESSAGES ||
+          room.blockLength + lineBytes > BLOCK_BYTES);
+      if (newBlock) {
         m += 1;
-        b += state.msgKeyBytes;
+        b += 2 * state.blockKeyBytes;
+        k += state.blockKeyBytes;
+      }
+      const deletes = state.kept.length + room.added >= this.limit &&
+        room.deletes < state.blocks.length;
+      if (deletes) {
+        m += 1;
+        b += state.blockKeyBytes;
       }
       if (
         count > 0 &&
@@ -660,7 +818,15 @@ export class History {
       mutations += m;
       bytes += b;
       keyBytes += k;
-      added.set(state, (before ?? 0) + 1);
+      if (newBlock) {
+        room.blockCount = 0;
+        room.blockLength = 0;
+      }
+      room.blockCount++;
+      room.blockLength += lineBytes;
+      if (deletes) room.deletes++;
+      room.added++;
+      rooms.set(state, room);
     }
     return count;
   }
@@ -671,40 +837,17 @@ export class History {
    * rejects the chunk's appends and leaves the rooms as they were.
    */
   async #commit(chunk: PendingAppend[]): Promise<void> {
-    const byRoom = new Map<RoomState, StoredMessage[]>();
-    for (const { state, message } of chunk) {
-      const list = byRoom.get(state);
-      if (list === undefined) byRoom.set(state, [message]);
-      else list.push(message);
+    const byRoom = new Map<RoomState, PendingAppend[]>();
+    for (const append of chunk) {
+      const list = byRoom.get(append.state);
+      if (list === undefined) byRoom.set(append.state, [append]);
+      else list.push(append);
     }
-    const updates: {
-      state: RoomState;
-      kept: StoredMessage[];
-      meta: MetaValue;
-    }[] = [];
+    const updates: RoomUpdate[] = [];
     try {
       const operation = this.#kv.atomic();
       for (const [state, added] of byRoom) {
-        const all = state.kept.concat(added);
-        const drop = Math.max(0, all.length - this.limit);
-        // Pushed-out old messages are deleted; pushed-out new ones (a burst
-        // longer than the limit) are simply never written.
-        const oldDropped = Math.min(drop, state.kept.length);
-        for (let i = 0; i < oldDropped; i++) {
-          operation.delete(messageKey(state.name, state.kept[i].id));
-        }
-        for (let i = drop - oldDropped; i < added.length; i++) {
-          operation.set(
-            messageKey(state.name, added[i].id),
-            toValue(added[i]),
-          );
-        }
-        const meta: MetaValue = {
-          lastId: added[added.length - 1].id,
-          trimmedId: drop > 0 ? all[drop - 1].id : state.trimmedId,
-        };
-        operation.set(metaKey(state.name), meta);
-        updates.push({ state, kept: drop > 0 ? all.slice(drop) : all, meta });
+        updates.push(this.#stage(operation, state, added));
       }
       const result = await operation.commit();
       if (!result.ok) throw new Error("the atomic commit was refused");
@@ -721,69 +864,272 @@ export class History {
       return;
     }
     this.#commits++;
-    for (const { state, kept, meta } of updates) {
-      state.kept = kept;
-      state.lastId = meta.lastId;
-      state.trimmedId = meta.trimmedId;
+    for (const update of updates) {
+      const { state } = update;
+      state.kept = update.kept;
+      state.lastId = update.meta.lastId;
+      state.trimmedId = update.meta.trimmedId;
+      const blocks = state.blocks;
+      if (update.replacesLast) blocks.pop();
+      for (const block of update.written) blocks.push(block);
+      if (update.deletes > 0) blocks.splice(0, update.deletes);
+      // Only the newest block keeps its bytes, to take the next messages.
+      for (let i = blocks.length - 2; i >= 0; i--) {
+        if (blocks[i].bytes === undefined) break;
+        blocks[i].bytes = undefined;
+      }
     }
     for (const { message, resolve } of chunk) resolve(message);
   }
 
-  /** Reads every room's kept messages; trims rooms over the limit. */
+  /**
+   * Adds one room's part of a commit to `operation`: its new messages
+   * appended to its newest block (and to new ones as blocks fill), the
+   * blocks left holding only trimmed messages deleted, its meta rewritten.
+   * Returns what the room becomes if the commit succeeds; changes nothing
+   * in the room itself.
+   */
+  #stage(
+    operation: Deno.AtomicOperation,
+    state: RoomState,
+    added: PendingAppend[],
+  ): RoomUpdate {
+    const { name, kept } = state;
+    const total = kept.length + added.length;
+    const drop = Math.max(0, total - this.limit);
+    let trimmedId = state.trimmedId;
+    if (drop > 0) {
+      trimmedId = drop <= kept.length
+        ? kept[drop - 1].id
+        : added[drop - kept.length - 1].message.id;
+    }
+    const nextKept: StoredMessage[] = [];
+    for (let i = Math.min(drop, kept.length); i < kept.length; i++) {
+      nextKept.push(kept[i]);
+    }
+    // Pushed-out new messages (a burst longer than the limit) are simply
+    // never written.
+    const firstWritten = Math.max(0, drop - kept.length);
+    for (let i = firstWritten; i < added.length; i++) {
+      nextKept.push(added[i].message);
+    }
+
+    // Pack the new lines into the newest block and new ones, then encode
+    // each block's new lines with one call.
+    const written: Block[] = [];
+    const lines: string[][] = [];
+    const starts: number[] = [];
+    const open = openBlock(state);
+    let block: Block | undefined = open === undefined ? undefined : { ...open };
+    let blockLines: string[] = [];
+    for (let i = firstWritten; i < added.length; i++) {
+      const { message, line, lineBytes } = added[i];
+      if (
+        block === undefined ||
+        (block.count > 0 &&
+          (block.count >= BLOCK_MESSAGES ||
+            block.length + lineBytes > BLOCK_BYTES))
+      ) {
+        block = {
+          firstId: message.id,
+          lastId: message.id,
+          count: 0,
+          length: 0,
+          bytes: undefined,
+        };
+      }
+      if (block !== written.at(-1)) {
+        written.push(block);
+        blockLines = [];
+        lines.push(blockLines);
+        starts.push(block.length);
+      }
+      blockLines.push(line);
+      block.length += lineBytes;
+      block.count++;
+      block.lastId = message.id;
+    }
+    for (let i = 0; i < written.length; i++) {
+      const block = written[i];
+      const text = lines[i].join("\n") + "\n";
+      const start = starts[i];
+      let bytes = block.bytes;
+      if (bytes === undefined || bytes.length < block.length) {
+        // Room to grow, so that appends seldom copy the block.
+        const grown = new Uint8Array(
+          Math.min(
+            Math.max(KV_MAX_VALUE_BYTES, block.length),
+            Math.max(256, 2 * block.length),
+          ),
+        );
+        if (bytes !== undefined) grown.set(bytes.subarray(0, start));
+        bytes = grown;
+        block.bytes = bytes;
+      }
+      const { written: encoded } = encoder.encodeInto(
+        text,
+        bytes.subarray(start),
+      );
+      if (start + encoded !== block.length) {
+        throw new Error("history: a block's size was miscounted");
+      }
+      operation.set(
+        blockKey(name, block.firstId),
+        bytes.subarray(0, block.length),
+      );
+    }
+    // The open block is rewritten (not deleted) when it took messages.
+    const replacesLast = open !== undefined &&
+      written[0]?.firstId === open.firstId;
+    const last = state.blocks.length - (replacesLast ? 1 : 0);
+    let deletes = 0;
+    while (deletes < last && state.blocks[deletes].lastId <= trimmedId) {
+      operation.delete(blockKey(name, state.blocks[deletes].firstId));
+      deletes++;
+    }
+    const meta: MetaValue = {
+      lastId: added[added.length - 1].message.id,
+      trimmedId,
+    };
+    operation.set(metaKey(name), meta);
+    return { state, kept: nextKept, meta, written, replacesLast, deletes };
+  }
+
+  /**
+   * Reads every room's blocks and meta; keeps in memory the last `limit`
+   * messages above each room's `trimmedId`, and trims rooms holding more.
+   */
   async #load(): Promise<void> {
     const metas = new Map<string, MetaValue>();
+    const stored = new Map<string, StoredMessage[]>();
     for await (const { key, value } of this.#kv.list({ prefix: ["room"] })) {
-      const [, name, kind, id] = key;
+      const [, name, kind, firstId] = key;
       if (typeof name !== "string") throw unexpected(key);
       if (kind === "meta" && key.length === 3) {
         if (!isMetaValue(value)) throw unexpected(key);
         metas.set(name, value);
+        this.#room(name);
       } else if (
-        kind === "msg" && key.length === 4 && Number.isSafeInteger(id) &&
-        isStoredValue(value)
+        kind === "block" && key.length === 4 && Number.isSafeInteger(firstId)
       ) {
-        this.#room(name).kept.push(toMessage(name, id as number, value));
+        if (!(value instanceof Uint8Array)) throw unexpected(key);
+        const messages = parseBlock(name, firstId as number, value);
+        if (messages === undefined) throw unexpected(key);
+        const state = this.#room(name);
+        const previous = stored.get(name);
+        if (previous !== undefined && previous.at(-1)!.id >= messages[0].id) {
+          throw unexpected(key);
+        }
+        state.blocks.push({
+          firstId: firstId as number,
+          lastId: messages.at(-1)!.id,
+          count: messages.length,
+          length: value.length,
+          bytes: value,
+        });
+        if (previous === undefined) stored.set(name, messages);
+        else for (const message of messages) previous.push(message);
+      } else if (kind === "msg" && key.length === 4) {
+        // The earlier one-key-per-message layout: ignored.
       } else {
         throw unexpected(key);
       }
     }
     for (const state of this.#rooms.values()) {
       const meta = metas.get(state.name);
-      const newest = state.kept.at(-1)?.id ?? 0;
+      const messages = stored.get(state.name) ?? [];
+      const newest = messages.at(-1)?.id ?? 0;
       state.lastId = Math.max(meta?.lastId ?? 0, newest);
       state.trimmedId = meta?.trimmedId ??
-        Math.max(0, (state.kept[0]?.id ?? 1) - 1);
+        Math.max(0, (messages[0]?.id ?? 1) - 1);
       state.nextId = state.lastId + 1;
-      if (state.kept.length > this.limit) await this.#trimLoaded(state);
+      let first = 0;
+      while (
+        first < messages.length && messages[first].id <= state.trimmedId
+      ) first++;
+      const drop = first + Math.max(0, messages.length - first - this.limit);
+      if (drop > first) state.trimmedId = messages[drop - 1].id;
+      state.kept = messages.slice(drop);
+      for (let i = 0; i < state.blocks.length - 1; i++) {
+        state.blocks[i].bytes = undefined;
+      }
+      const oldest = state.blocks[0];
+      if (
+        drop > first ||
+        (oldest !== undefined && oldest.lastId <= state.trimmedId)
+      ) {
+        await this.#trimLoaded(state);
+      }
     }
   }
 
-  /** Deletes what a smaller limit than the last run's no longer keeps. */
+  /**
+   * Stores a room's `trimmedId` after loading raised it (a smaller limit
+   * than the last run's), and deletes the blocks that hold only messages
+   * trimmed away.
+   */
   async #trimLoaded(state: RoomState): Promise<void> {
-    const drop = state.kept.length - this.limit;
-    // One delete per message plus the meta key, within KV's mutation limit.
+    const meta: MetaValue = {
+      lastId: state.lastId,
+      trimmedId: state.trimmedId,
+    };
+    let dead = 0;
+    while (
+      dead < state.blocks.length && state.blocks[dead].lastId <= meta.trimmedId
+    ) dead++;
+    // Deletes plus the meta key, within KV's mutation limit; the meta goes
+    // in the first commit, so a crash part way leaves dead blocks that the
+    // next load deletes.
     const step = KV_MAX_MUTATIONS - 1;
-    for (let start = 0; start < drop; start += step) {
-      const end = Math.min(drop, start + step);
+    let start = 0;
+    do {
+      const end = Math.min(dead, start + step);
       const operation = this.#kv.atomic();
       for (let i = start; i < end; i++) {
-        operation.delete(messageKey(state.name, state.kept[i].id));
+        operation.delete(blockKey(state.name, state.blocks[i].firstId));
       }
-      const meta: MetaValue = {
-        lastId: state.lastId,
-        trimmedId: state.kept[end - 1].id,
-      };
-      operation.set(metaKey(state.name), meta);
+      if (start === 0) operation.set(metaKey(state.name), meta);
       const result = await operation.commit();
       if (!result.ok) {
         throw new Error(
           `history: could not trim room "${state.name}" to ${this.limit} messages`,
         );
       }
-      state.trimmedId = meta.trimmedId;
-    }
-    state.kept = state.kept.slice(drop);
+      start = end;
+    } while (start < dead);
+    state.blocks = state.blocks.slice(dead);
   }
+}
+
+/** A room's newest block, while it may take more messages. */
+function openBlock(state: RoomState): Block | undefined {
+  const block = state.blocks.at(-1);
+  return block?.bytes === undefined ? undefined : block;
+}
+
+/** What {@linkcode History} `#chunkLength` tracks of each room in a chunk. */
+interface ChunkRoom {
+  /** The room's appends in the chunk so far. */
+  added: number;
+  /** Messages in the block being filled. */
+  blockCount: number;
+  /** Bytes in the block being filled. */
+  blockLength: number;
+  /** Blocks the chunk may delete. */
+  deletes: number;
+}
+
+/** What a room becomes if a commit succeeds. */
+interface RoomUpdate {
+  state: RoomState;
+  kept: StoredMessage[];
+  meta: MetaValue;
+  /** The blocks set, ascending; the first may replace the newest stored. */
+  written: Block[];
+  /** True when `written[0]` is the room's newest block, rewritten. */
+  replacesLast: boolean;
+  /** Blocks deleted from the front of the room's `blocks`. */
+  deletes: number;
 }
 
 function checkLimit(limit: number | undefined): number {

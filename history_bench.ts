@@ -6,6 +6,8 @@
  * - "per turn": 100 appends in each of 100 event-loop turns (a busy
  *   server: group commits of about a turn's worth).
  * - "one turn": all 10,000 in one turn (split only by KV's limits).
+ * - "1,000 in one turn": one iteration is 1,000 appends made in one turn
+ *   (one big group commit, or a few), for the cost of a full commit.
  * - "awaited": 100 appends, each awaited before the next (a quiet chat:
  *   one commit per message, the latency floor).
  *
@@ -21,6 +23,9 @@ const APPENDS = 10_000;
 
 /** Appends made in each turn in the "per turn" benchmarks. */
 const PER_TURN = 100;
+
+/** Appends in the "1,000 in one turn" benchmarks. */
+const ONE_TURN = 1_000;
 
 /** Appends in the "awaited" benchmarks (each costs a whole commit). */
 const AWAITED = 100;
@@ -82,6 +87,22 @@ for (const onDisk of [true, false]) {
       b.start();
       const all: Promise<StoredMessage>[] = [];
       for (let i = 0; i < APPENDS; i++) all.push(append(history, i));
+      await Promise.all(all);
+      b.end();
+      await history.close();
+    },
+  });
+
+  Deno.bench({
+    name: `history (${where}): 1,000 appends in one turn`,
+    group: where,
+    n: 20,
+    warmup: 2,
+    async fn(b) {
+      const history = await openStore(onDisk);
+      b.start();
+      const all: Promise<StoredMessage>[] = [];
+      for (let i = 0; i < ONE_TURN; i++) all.push(append(history, i));
       await Promise.all(all);
       b.end();
       await history.close();

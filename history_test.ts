@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
 import {
+  BLOCK_BYTES,
+  BLOCK_MESSAGES,
   DEFAULT_HISTORY_LIMIT,
   History,
   type HistoryEntry,
+  KV_MAX_VALUE_BYTES,
   type StoredMessage,
 } from "./history.ts";
 
@@ -64,15 +67,67 @@ function range(from: number, to: number): number[] {
   return out;
 }
 
-/** Every key stored under `["room", room, "msg"]`, read from KV directly. */
+/** What one room's part of the store holds, read from KV directly. */
+interface StoredRoom {
+  /** The meta value. */
+  meta: unknown;
+  /** Every message id in the room's blocks, in key order. */
+  all: number[];
+  /** The ids above the meta's `trimmedId`: what a reopen keeps. */
+  live: number[];
+  /** Each block's first id, its message count and its size in bytes. */
+  blocks: { firstId: number; count: number; bytes: number }[];
+  /** Every message in the blocks, decoded, in key order. */
+  messages: unknown[][];
+}
+
+/** Reads a room's meta and blocks straight from KV (see history.ts). */
+async function readRoom(kv: Deno.Kv, room: string): Promise<StoredRoom> {
+  const meta = (await kv.get(["room", room, "meta"])).value;
+  const trimmedId = (meta as { trimmedId?: number } | null)?.trimmedId ?? 0;
+  const out: StoredRoom = { meta, all: [], live: [], blocks: [], messages: [] };
+  for await (
+    const { key, value } of kv.list<Uint8Array>({
+      prefix: ["room", room, "block"],
+    })
+  ) {
+    assert.ok(value instanceof Uint8Array, `${Deno.inspect(key)} is bytes`);
+    assert.ok(value.length <= KV_MAX_VALUE_BYTES);
+    const text = new TextDecoder().decode(value);
+    assert.ok(text.endsWith("\n"));
+    const lines = text.slice(0, -1).split("\n");
+    assert.ok(lines.length <= BLOCK_MESSAGES, `${lines.length} in a block`);
+    if (lines.length > 1) assert.ok(value.length <= BLOCK_BYTES);
+    const messages = lines.map((line) => JSON.parse(line) as unknown[]);
+    assert.equal(messages[0][0], key[3], "a block's key is its first id");
+    out.blocks.push({
+      firstId: key[3] as number,
+      count: messages.length,
+      bytes: value.length,
+    });
+    for (const message of messages) {
+      const id = message[0] as number;
+      out.all.push(id);
+      if (id > trimmedId) out.live.push(id);
+      out.messages.push(message);
+    }
+  }
+  return out;
+}
+
+/**
+ * The ids of a room's messages in the store above its `trimmedId` (what a
+ * reopen keeps), after checking that whole blocks are trimmed: at most
+ * `BLOCK_MESSAGES - 1` trimmed ones are left, all in the oldest block.
+ */
 async function storedIds(path: string, room: string): Promise<number[]> {
   const kv = await Deno.openKv(path);
   try {
-    const out: number[] = [];
-    for await (const { key } of kv.list({ prefix: ["room", room, "msg"] })) {
-      out.push(key[3] as number);
-    }
-    return out;
+    const stored = await readRoom(kv, room);
+    const dead = stored.all.length - stored.live.length;
+    assert.ok(dead < BLOCK_MESSAGES, `${dead} trimmed messages left`);
+    assert.ok(dead < (stored.blocks[0]?.count ?? 1));
+    return stored.live;
   } finally {
     kv.close();
   }
@@ -144,6 +199,11 @@ test("one turn's appends share one commit and resolve in id order", async () => 
   }
 });
 
+/** A message of the 2,500 burst: over 1 KB, so the burst needs splitting. */
+function burstText(i: number): string {
+  return `m${i} ${"x".repeat(1000)}`;
+}
+
 test("a burst of 2,500 appends resolves in order over several commits", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/history.db`;
@@ -153,18 +213,20 @@ test("a burst of 2,500 appends resolves in order over several commits", async ()
       const all: Promise<StoredMessage>[] = [];
       for (let i = 0; i < 2500; i++) {
         all.push(
-          history.append("lobby", entry("ann", `m${i}`)).then((message) => {
-            order.push(message.id);
-            return message;
-          }),
+          history.append("lobby", entry("ann", burstText(i))).then(
+            (message) => {
+              order.push(message.id);
+              return message;
+            },
+          ),
         );
       }
       const stored = await Promise.all(all);
       assert.deepEqual(ids(stored), range(1, 2500));
       assert.deepEqual(order, range(1, 2500));
-      // KV takes at most 1000 mutations per commit.
+      // KV takes at most 800 KiB per commit; these are over 2.5 MB.
       assert.ok(history.commits >= 3, `${history.commits} commits`);
-      assert.equal(stored[2499].text, "m2499");
+      assert.equal(stored[2499].text, burstText(2499));
     } finally {
       await history.close();
     }
@@ -173,7 +235,7 @@ test("a burst of 2,500 appends resolves in order over several commits", async ()
     try {
       const kept = reopened.recent("lobby", "bob");
       assert.deepEqual(ids(kept), range(1, 2500));
-      assert.equal(kept[1234].text, "m1234");
+      assert.equal(kept[1234].text, burstText(1234));
       assert.equal((await reopened.append("lobby", entry("x", "y"))).id, 2501);
     } finally {
       await reopened.close();
@@ -205,6 +267,26 @@ test("commits split to stay within KV's byte and key-size limits", async () => {
     const stored = await Promise.all(rooms);
     assert.ok(stored.every((message) => message.id === 1));
     assert.equal(history.listRooms().length, 601);
+  } finally {
+    await history.close();
+  }
+});
+
+test("many rooms in one turn split at KV's mutation limit", async () => {
+  const history = await History.open(":memory:");
+  try {
+    // Each room touched costs a block and a meta key: 1,500 rooms take
+    // 3,000 mutations, over KV's 1,000 per commit.
+    const before = history.commits;
+    const all: Promise<StoredMessage>[] = [];
+    for (let i = 0; i < 1500; i++) {
+      all.push(history.append(`r${i}`, entry("ann", `${i}`)));
+    }
+    const stored = await Promise.all(all);
+    assert.ok(stored.every((message, i) => message.text === `${i}`));
+    assert.ok(stored.every((message) => message.id === 1));
+    assert.ok(history.commits - before >= 3, `${history.commits} commits`);
+    assert.equal(history.listRooms().length, 1500);
   } finally {
     await history.close();
   }
@@ -304,6 +386,203 @@ test("reopening with a smaller limit trims the store", async () => {
       await second.close();
     }
     assert.deepEqual(await storedIds(path, "lobby"), range(21, 30));
+  });
+});
+
+test("trimming deletes whole blocks; a reopen sees what the run saw", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/history.db`;
+    const history = await History.open(path, { limit: 5 });
+    let seen: { since: number; result: unknown }[] = [];
+    try {
+      // Bursts of 7 (over the limit) and single appends, over many blocks.
+      for (let turn = 0; turn < 60; turn++) {
+        const burst: Promise<StoredMessage>[] = [];
+        const size = turn % 3 === 0 ? 7 : 1;
+        for (let i = 0; i < size; i++) {
+          burst.push(history.append("lobby", entry("ann", `${turn}.${i}`)));
+        }
+        await Promise.all(burst);
+      }
+      const latest = history.latestId("lobby");
+      assert.equal(latest, 20 * 7 + 40);
+      assert.deepEqual(ids(history.recent("lobby", "ann")), range(176, 180));
+      seen = range(0, latest + 1).map((since) => ({
+        since,
+        result: history.since("lobby", since, "bob"),
+      }));
+    } finally {
+      await history.close();
+    }
+    assert.deepEqual(await storedIds(path, "lobby"), range(176, 180));
+    const kv = await Deno.openKv(path);
+    try {
+      const stored = await readRoom(kv, "lobby");
+      assert.deepEqual(stored.meta, { lastId: 180, trimmedId: 175 });
+      assert.ok(stored.blocks.length <= 2, Deno.inspect(stored.blocks));
+    } finally {
+      kv.close();
+    }
+    const reopened = await History.open(path, { limit: 5 });
+    try {
+      for (const { since, result } of seen) {
+        assert.deepEqual(reopened.since("lobby", since, "bob"), result);
+      }
+      assert.equal((await reopened.append("lobby", entry("x", "y"))).id, 181);
+    } finally {
+      await reopened.close();
+    }
+  });
+});
+
+test("blocks respect KV's value limit; messages round-trip exactly", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/history.db`;
+    const odd = [
+      'line\nbreak "quoted" \\ back\u0000nul',
+      "lone \ud800 surrogate, 😀, \u2028",
+      "ж".repeat(2000),
+      "\u0001".repeat(2000),
+      "",
+    ];
+    const history = await History.open(path, { limit: 1000 });
+    let view: StoredMessage[] = [];
+    try {
+      const all: Promise<StoredMessage>[] = [];
+      for (let i = 0; i < 200; i++) {
+        const text = odd[i % odd.length];
+        all.push(
+          history.append(
+            "lobby",
+            entry("ann", text, i % 4 === 0 ? "bob" : undefined),
+          ),
+        );
+      }
+      await Promise.all(all);
+      view = history.recent("lobby", "ann");
+      assert.equal(view.length, 200);
+    } finally {
+      await history.close();
+    }
+    const kv = await Deno.openKv(path);
+    try {
+      const stored = await readRoom(kv, "lobby");
+      assert.deepEqual(stored.all, range(1, 200));
+      assert.ok(stored.blocks.length > 200 / BLOCK_MESSAGES + 1);
+    } finally {
+      kv.close();
+    }
+    const reopened = await History.open(path, { limit: 1000 });
+    try {
+      assert.deepEqual(reopened.recent("lobby", "ann"), view);
+      assert.equal(reopened.recent("lobby", "ann")[1].text, odd[1]);
+    } finally {
+      await reopened.close();
+    }
+  });
+});
+
+test("many messages in one commit take a few keys", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/history.db`;
+    const history = await History.open(path, { limit: 5000 });
+    try {
+      const before = history.commits;
+      const all: Promise<StoredMessage>[] = [];
+      for (let i = 0; i < 1000; i++) {
+        all.push(history.append("lobby", entry("ann", `${i}`)));
+      }
+      await Promise.all(all);
+      assert.equal(history.commits, before + 1);
+    } finally {
+      await history.close();
+    }
+    const kv = await Deno.openKv(path);
+    try {
+      const stored = await readRoom(kv, "lobby");
+      assert.deepEqual(stored.all, range(1, 1000));
+      assert.equal(stored.blocks.length, Math.ceil(1000 / BLOCK_MESSAGES));
+    } finally {
+      kv.close();
+    }
+  });
+});
+
+test("a failed commit that would fill a block leaves it as stored", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/history.db`;
+    const kv = await Deno.openKv(path);
+    const history = await History.fromKv(kv, { limit: 100 });
+    const realAtomic = kv.atomic.bind(kv);
+    const burst = (from: number, count: number) => {
+      const all: Promise<StoredMessage>[] = [];
+      for (let i = from; i < from + count; i++) {
+        all.push(history.append("lobby", entry("ann", `${i}`)));
+      }
+      return Promise.allSettled(all);
+    };
+    let view: StoredMessage[] = [];
+    try {
+      await burst(1, 60);
+      kv.atomic = () => {
+        const operation = realAtomic();
+        operation.commit = () => Promise.reject(new Error("disk on fire"));
+        return operation;
+      };
+      const failed = await burst(61, 30);
+      assert.ok(failed.every((result) => result.status === "rejected"));
+      kv.atomic = realAtomic;
+      await burst(91, 70); // 130 in all: 30 trimmed away
+      view = history.recent("lobby", "ann");
+      assert.deepEqual(ids(view), [...range(31, 60), ...range(91, 160)]);
+    } finally {
+      await history.close();
+    }
+    assert.deepEqual(
+      await storedIds(path, "lobby"),
+      [...range(31, 60), ...range(91, 160)],
+    );
+    const reopened = await History.open(path, { limit: 100 });
+    try {
+      assert.deepEqual(reopened.recent("lobby", "ann"), view);
+      assert.equal(reopened.since("lobby", 30, "ann").gap, false);
+      assert.equal(reopened.since("lobby", 29, "ann").gap, true);
+    } finally {
+      await reopened.close();
+    }
+  });
+});
+
+test("keys of the old one-key-per-message layout are ignored", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/history.db`;
+    const kv = await Deno.openKv(path);
+    try {
+      const old = { username: "ann", text: "old", timestamp: "t" };
+      await kv.set(["room", "lobby", "meta"], { lastId: 3, trimmedId: 1 });
+      await kv.set(["room", "lobby", "msg", 2], old);
+      await kv.set(["room", "lobby", "msg", 3], old);
+      await kv.set(["room", "orphan", "msg", 1], old);
+    } finally {
+      kv.close();
+    }
+    const history = await History.open(path);
+    try {
+      assert.deepEqual(history.listRooms(), []);
+      assert.equal(history.latestId("lobby"), 3);
+      assert.equal(history.latestId("orphan"), 0);
+      assert.equal((await history.append("lobby", entry("ann", "new"))).id, 4);
+      assert.deepEqual(ids(history.recent("lobby", "ann")), [4]);
+    } finally {
+      await history.close();
+    }
+    const reopened = await History.open(path);
+    try {
+      assert.deepEqual(ids(reopened.recent("lobby", "ann")), [4]);
+      assert.deepEqual(reopened.listRooms(), ["lobby"]);
+    } finally {
+      await reopened.close();
+    }
   });
 });
 
@@ -437,11 +716,9 @@ test("a failed commit rejects exactly its appends; the view stays stored", async
       gap: false,
     });
     assert.deepEqual(history.since("lobby", 1, "ann").gap, false);
-    const stored: number[] = [];
-    for await (const { key } of kv.list({ prefix: ["room", "lobby", "msg"] })) {
-      stored.push(key[3] as number);
-    }
-    assert.deepEqual(stored, [1, 4]);
+    const stored = await readRoom(kv, "lobby");
+    assert.deepEqual(stored.all, [1, 4]);
+    assert.deepEqual(stored.messages.map((m) => m[2]), ["kept 1", "kept 4"]);
   } finally {
     await history.close();
   }
