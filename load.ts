@@ -781,17 +781,72 @@ Many connections: each client is a file descriptor here and one in the
 server. For 10,000 clients run "ulimit -n 65536" (in the same shell) first.
 `;
 
-function parseNumber(flag: string, text: string | undefined): number {
-  if (text === undefined || text === "") {
-    throw new Error(`${flag} needs a value; see --help`);
+/** How a command line's flags map onto options, for {@linkcode parseFlags}. */
+export interface FlagSpec {
+  /** Flags that take a value, and the option each sets. */
+  values: Record<string, string>;
+  /** Of those, the options whose value is text; the rest are numbers. */
+  text: ReadonlySet<string>;
+  /** Flags that take no value, and the option each sets to true. */
+  switches: Record<string, string>;
+}
+
+/**
+ * Parses `--flag value`, `--flag=value` and switches into options; `-h` or
+ * `--help` sets `help`. Throws an Error naming the bad flag. Shared by the
+ * load and soak tools.
+ *
+ * @example
+ * ```ts
+ * import { parseFlags } from "./load.ts";
+ * parseFlags(["--clients=10", "--idle"], {
+ *   values: { "--clients": "clients" },
+ *   text: new Set(),
+ *   switches: { "--idle": "idle" },
+ * });
+ * // { help: false, options: { clients: 10, idle: true } }
+ * ```
+ */
+export function parseFlags(
+  args: readonly string[],
+  spec: FlagSpec,
+): { help: boolean; options: Record<string, unknown> } {
+  const options: Record<string, unknown> = {};
+  let help = false;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--help" || arg === "-h") {
+      help = true;
+      continue;
+    }
+    const switched = spec.switches[arg];
+    if (switched !== undefined) {
+      options[switched] = true;
+      continue;
+    }
+    const eq = arg.indexOf("=");
+    const flag = eq === -1 ? arg : arg.slice(0, eq);
+    const key = spec.values[flag];
+    if (key === undefined) {
+      throw new Error(`unknown option "${arg}"; see --help for the options`);
+    }
+    const value = eq === -1 ? args[++i] : arg.slice(eq + 1);
+    if (value === undefined || value === "") {
+      throw new Error(`${flag} needs a value; see --help`);
+    }
+    if (spec.text.has(key)) {
+      options[key] = value;
+      continue;
+    }
+    const n = Number(value);
+    if (!Number.isFinite(n) || value.trim() === "") {
+      throw new Error(
+        `${flag} "${value}" is not a number; expected e.g. ${flag} 10`,
+      );
+    }
+    options[key] = n;
   }
-  const n = Number(text);
-  if (!Number.isFinite(n)) {
-    throw new Error(
-      `${flag} "${text}" is not a number; expected e.g. ${flag} 10`,
-    );
-  }
-  return n;
+  return { help, options };
 }
 
 /** Flags that take a value, and the option each sets. */
@@ -824,44 +879,13 @@ const VALUE_FLAGS: Record<string, keyof LoadOptions> = {
  * ```
  */
 export function parseLoadArgs(args: readonly string[]): LoadArgs {
-  const result: LoadArgs = { help: false, jsonOnly: false, options: {} };
-  const options = result.options as Record<string, unknown>;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg === "--help" || arg === "-h") {
-      result.help = true;
-      continue;
-    }
-    if (arg === "--json-only") {
-      result.jsonOnly = true;
-      continue;
-    }
-    if (arg === "--idle") {
-      options.idle = true;
-      continue;
-    }
-    const eq = arg.indexOf("=");
-    const flag = eq === -1 ? arg : arg.slice(0, eq);
-    const key = VALUE_FLAGS[flag];
-    if (key === undefined) {
-      throw new Error(`unknown option "${arg}"; see --help for the options`);
-    }
-    let value: string | undefined;
-    if (eq !== -1) value = arg.slice(eq + 1);
-    else {
-      value = args[i + 1];
-      i++;
-    }
-    if (key === "url" || key === "server") {
-      if (value === undefined || value === "") {
-        throw new Error(`${flag} needs a value; see --help`);
-      }
-      options[key] = value;
-    } else {
-      options[key] = parseNumber(flag, value);
-    }
-  }
-  return result;
+  const { help, options } = parseFlags(args, {
+    values: VALUE_FLAGS,
+    text: new Set(["url", "server"]),
+    switches: { "--json-only": "jsonOnly", "--idle": "idle" },
+  });
+  const { jsonOnly, ...load } = options;
+  return { help, jsonOnly: jsonOnly === true, options: load as LoadOptions };
 }
 
 /** {@linkcode LoadOptions} with defaults filled in and checked. */

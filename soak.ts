@@ -22,6 +22,7 @@ import {
   LatencyHistogram,
   normalizeUrl,
   type ParsedLine,
+  parseFlags,
   RawClient,
   scanLine,
   SequenceTracker,
@@ -896,47 +897,13 @@ const VALUE_FLAGS: Record<string, keyof SoakOptions> = {
  * ```
  */
 export function parseSoakArgs(args: readonly string[]): SoakArgs {
-  const result: SoakArgs = { help: false, json: false, options: {} };
-  const options = result.options as Record<string, unknown>;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg === "--help" || arg === "-h") {
-      result.help = true;
-      continue;
-    }
-    if (arg === "--json") {
-      result.json = true;
-      continue;
-    }
-    if (arg === "--server-as-is") {
-      options.serverAsIs = true;
-      continue;
-    }
-    const eq = arg.indexOf("=");
-    const flag = eq === -1 ? arg : arg.slice(0, eq);
-    const key = VALUE_FLAGS[flag];
-    if (key === undefined) {
-      throw new Error(`unknown option "${arg}"; see --help for the options`);
-    }
-    let value: string | undefined;
-    if (eq !== -1) value = arg.slice(eq + 1);
-    else value = args[++i];
-    if (value === undefined || value === "") {
-      throw new Error(`${flag} needs a value; see --help`);
-    }
-    if (key === "url" || key === "server") {
-      options[key] = value;
-      continue;
-    }
-    const n = Number(value);
-    if (!Number.isFinite(n) || value.trim() === "") {
-      throw new Error(
-        `${flag} "${value}" is not a number; expected e.g. ${flag} 10`,
-      );
-    }
-    options[key] = n;
-  }
-  return result;
+  const { help, options } = parseFlags(args, {
+    values: VALUE_FLAGS,
+    text: new Set(["url", "server"]),
+    switches: { "--json": "json", "--server-as-is": "serverAsIs" },
+  });
+  const { json, ...soak } = options;
+  return { help, json: json === true, options: soak as SoakOptions };
 }
 
 // ---------------------------------------------------------------------------
