@@ -11,44 +11,14 @@ import { startServer } from "./server.ts";
 import type { ServerMessage } from "./protocol.ts";
 import {
   ChatClient,
-  RawConnection,
-  type RawReply,
   RawWebSocket,
+  upgradeReplyAt,
   waitUntil,
   withServer,
 } from "./test_util.ts";
 
 const SECRET = "a-test-secret-that-is-at-least-32-bytes-long";
 const encoder = new TextEncoder();
-
-/** Sends an upgrade with extra headers over raw TCP; returns the answer. */
-async function upgradeReply(
-  port: number,
-  path: string,
-  headers: string[] = [],
-): Promise<RawReply> {
-  const connection = await RawConnection.connect(port);
-  try {
-    const key = btoa(String.fromCharCode(...crypto.getRandomValues(
-      new Uint8Array(16),
-    )));
-    const request = [
-      `GET ${path} HTTP/1.1`,
-      `Host: 127.0.0.1:${port}`,
-      "Upgrade: websocket",
-      "Connection: Upgrade",
-      `Sec-WebSocket-Key: ${key}`,
-      "Sec-WebSocket-Version: 13",
-      ...headers,
-      "",
-      "",
-    ].join("\r\n");
-    await connection.write(encoder.encode(request));
-    return await connection.readResponse();
-  } finally {
-    await connection.close();
-  }
-}
 
 function wsUrl(port: number, query: string): string {
   return `ws://127.0.0.1:${port}/ws?${query}`;
@@ -61,18 +31,18 @@ Deno.test("origin: same origin, allowlisted and absent pass; others get 403", as
     { allowedOrigins: ["https://chat.example.com"] },
     async (server) => {
       const port = server.port;
-      const same = await upgradeReply(port, "/ws?username=a", [
+      const same = await upgradeReplyAt(port, "/ws?username=a", [
         `Origin: http://127.0.0.1:${port}`,
       ]);
       assert.equal(same.status, 101);
-      const listed = await upgradeReply(port, "/ws?username=b", [
+      const listed = await upgradeReplyAt(port, "/ws?username=b", [
         "Origin: https://chat.example.com",
       ]);
       assert.equal(listed.status, 101);
-      const none = await upgradeReply(port, "/ws?username=c");
+      const none = await upgradeReplyAt(port, "/ws?username=c");
       assert.equal(none.status, 101, "non-browser clients send no Origin");
       // The scheme is not compared: a TLS-terminating proxy hides it.
-      const proxied = await upgradeReply(port, "/ws?username=e", [
+      const proxied = await upgradeReplyAt(port, "/ws?username=e", [
         `Origin: https://127.0.0.1:${port}`,
       ]);
       assert.equal(proxied.status, 101);
@@ -84,7 +54,7 @@ Deno.test("origin: same origin, allowlisted and absent pass; others get 403", as
           "null",
         ]
       ) {
-        const refused = await upgradeReply(port, "/ws?username=d", [
+        const refused = await upgradeReplyAt(port, "/ws?username=d", [
           `Origin: ${origin}`,
         ]);
         assert.equal(refused.status, 403, origin);
@@ -97,10 +67,10 @@ Deno.test("origin: same origin, allowlisted and absent pass; others get 403", as
 
 Deno.test("origin: --require-origin refuses upgrades without one", async () => {
   await withServer({ requireOrigin: true }, async (server) => {
-    const none = await upgradeReply(server.port, "/ws?username=a");
+    const none = await upgradeReplyAt(server.port, "/ws?username=a");
     assert.equal(none.status, 403);
     assert.match(none.body, /origin/i);
-    const same = await upgradeReply(server.port, "/ws?username=a", [
+    const same = await upgradeReplyAt(server.port, "/ws?username=a", [
       `Origin: http://127.0.0.1:${server.port}`,
     ]);
     assert.equal(same.status, 101);
@@ -162,7 +132,7 @@ Deno.test("auth: missing, forged, expired and alg-none tokens get 401", async ()
       ["bad subject", `/ws?token=${badName}`],
     ];
     for (const [label, path] of cases) {
-      const reply = await upgradeReply(server.port, path);
+      const reply = await upgradeReplyAt(server.port, path);
       assert.equal(reply.status, 401, label);
       const body = JSON.parse(reply.body);
       assert.equal(body.error, "unauthorized", label);
@@ -233,7 +203,7 @@ Deno.test("caps: over the per-address cap 429; a slot comes back on close", asyn
   await withServer({ maxConnectionsPerIp: 2 }, async (server, track) => {
     const a = track(await ChatClient.join(server.port, "a"));
     track(await ChatClient.join(server.port, "b"));
-    const third = await upgradeReply(server.port, "/ws?username=c");
+    const third = await upgradeReplyAt(server.port, "/ws?username=c");
     assert.equal(third.status, 429);
     assert.match(third.body, /too many connections from your address/);
     await a.close();
@@ -252,7 +222,7 @@ Deno.test("caps: over the total 503", async () => {
     async (server, track) => {
       track(await ChatClient.join(server.port, "a"));
       track(await ChatClient.join(server.port, "b"));
-      const full = await upgradeReply(server.port, "/ws?username=c");
+      const full = await upgradeReplyAt(server.port, "/ws?username=c");
       assert.equal(full.status, 503);
       assert.match(full.body, /server is full/);
     },
@@ -265,11 +235,11 @@ Deno.test("caps: X-Forwarded-For names the client only behind --trust-proxy", as
       { maxConnectionsPerIp: 1, trustProxy },
       async (server, track) => {
         track(await ChatClient.join(server.port, "a"));
-        const reply = await upgradeReply(server.port, "/ws?username=b", [
+        const reply = await upgradeReplyAt(server.port, "/ws?username=b", [
           "X-Forwarded-For: 203.0.113.7, 10.0.0.1",
         ]);
         assert.equal(reply.status, trustProxy ? 101 : 429);
-        const direct = await upgradeReply(server.port, "/ws?username=c");
+        const direct = await upgradeReplyAt(server.port, "/ws?username=c");
         assert.equal(direct.status, 429, "127.0.0.1 holds its one slot");
         await waitUntil(() => server.rooms.online === 1, "b to leave");
       },
@@ -426,7 +396,7 @@ Deno.test("logs: refused upgrades and evictions say why", async () => {
   await withServer(
     { logger, ratePerSecond: 1, burst: 1 },
     async (server, track) => {
-      const refused = await upgradeReply(server.port, "/ws?username=a<b");
+      const refused = await upgradeReplyAt(server.port, "/ws?username=a<b");
       assert.equal(refused.status, 400);
       const flooder = track(await RawWebSocket.connect(server.port, "flooder"));
       await flooder.sendTexts(

@@ -29,10 +29,9 @@ import {
   ChatClient,
   type Closer,
   Opcode,
-  RawConnection,
-  type RawReply,
   RawWebSocket,
   sleep,
+  upgradeReplyAt,
   WAIT_MS,
   waitUntil,
   withServer,
@@ -1206,31 +1205,6 @@ Deno.test("HTML, script, control and bidi payloads are delivered exactly, as JSO
   });
 });
 
-/** Sends an upgrade for a raw path (query as given) and returns the reply. */
-async function upgradeRawPath(port: number, path: string): Promise<RawReply> {
-  const connection = await RawConnection.connect(port);
-  try {
-    const key = btoa(
-      String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))),
-    );
-    await connection.write(encoder.encode(
-      [
-        `GET ${path} HTTP/1.1`,
-        `Host: 127.0.0.1:${port}`,
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        `Sec-WebSocket-Key: ${key}`,
-        "Sec-WebSocket-Version: 13",
-        "",
-        "",
-      ].join("\r\n"),
-    ));
-    return await connection.readResponse();
-  } finally {
-    await connection.close();
-  }
-}
-
 Deno.test("hostile usernames get 400; an NFC twin of a name online gets 409", async () => {
   const invalid = [
     "a\u200bb", // zero-width space
@@ -1271,7 +1245,7 @@ Deno.test("hostile usernames get 400; an NFC twin of a name online gets 409", as
   await withScene({}, async (scene) => {
     const { port } = scene;
     for (const name of invalid) {
-      const reply = await upgradeRawPath(
+      const reply = await upgradeReplyAt(
         port,
         `/ws?username=${encodeURIComponent(name)}`,
       );
@@ -1280,7 +1254,7 @@ Deno.test("hostile usernames get 400; an NFC twin of a name online gets 409", as
     }
     await scene.say();
     for (const query of rawQueries) {
-      const reply = await upgradeRawPath(port, `/ws?username=${query}`);
+      const reply = await upgradeReplyAt(port, `/ws?username=${query}`);
       assert.equal(reply.status, 400, `${query}: ${reply.body}`);
       assert.equal(JSON.parse(reply.body).error, "invalid_username");
     }
@@ -1288,7 +1262,7 @@ Deno.test("hostile usernames get 400; an NFC twin of a name online gets 409", as
     // NFC and NFD spell one name: the second is a duplicate.
     const jose = scene.track(await ChatClient.join(port, "Jos\u00e9"));
     for (const twin of ["Jose\u0301", " Jos\u00e9 ", "\ufeffJos\u00e9"]) {
-      const reply = await upgradeRawPath(
+      const reply = await upgradeReplyAt(
         port,
         `/ws?username=${encodeURIComponent(twin)}`,
       );

@@ -632,14 +632,32 @@ function chatPath(username?: string): string {
  * // const reply = await rawUpgradeReply(server.port, "a<b"); // 400
  * ```
  */
-export async function rawUpgradeReply(
+export function rawUpgradeReply(
   port: number,
   username?: string,
+): Promise<RawReply> {
+  return upgradeReplyAt(port, chatPath(username));
+}
+
+/**
+ * Sends a WebSocket upgrade to any path, with extra header lines, over raw
+ * TCP; returns the server's answer and closes the connection.
+ *
+ * @example
+ * ```ts
+ * import { upgradeReplyAt } from "./test_util.ts";
+ * // const reply = await upgradeReplyAt(port, "/ws?username=a", ["Origin: https://x"]);
+ * ```
+ */
+export async function upgradeReplyAt(
+  port: number,
+  path: string,
+  extraHeaders: string[] = [],
 ): Promise<RawReply> {
   const connection = await RawConnection.connect(port);
   try {
     await connection.write(
-      encoder.encode(handshakeRequest(port, chatPath(username), newKey())),
+      encoder.encode(handshakeRequest(port, path, newKey(), extraHeaders)),
     );
     return await connection.readResponse();
   } finally {
