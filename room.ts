@@ -24,6 +24,8 @@ import {
 export interface RoomOptions extends HubOptions {
   /** Where chat lines are stored before they are sent. */
   history: History;
+  /** Told of every error the room sends a client (for metrics). */
+  onRefusal?: (code: ErrorCode) => void;
 }
 
 /** What a joiner asks of the room's past. */
@@ -53,10 +55,6 @@ interface OrderedEvent {
   ready: boolean;
   /** Sends the event; null for a line that could not be stored. */
   send: (() => void) | null;
-}
-
-function sendError(client: Client, code: ErrorCode, text: string): void {
-  client.deliver(JSON.stringify(errorMessage({ code, text })));
 }
 
 /**
@@ -94,6 +92,7 @@ export class Room {
   readonly hub: Hub;
   #history: History;
   #observe?: (recipients: number, text: string, seconds: number) => void;
+  #onRefusal?: (code: ErrorCode) => void;
   /** Every name in use, joined or only reserved, and who holds it. */
   #names = new Map<string, Client>();
   /** The newest id sent live; history past it is still on its way. */
@@ -113,6 +112,7 @@ export class Room {
     this.hub = new Hub(options);
     this.#history = options.history;
     this.#observe = options.onBroadcast;
+    this.#onRefusal = options.onRefusal;
     this.#lastSentId = options.history.latestId(name);
   }
 
@@ -208,7 +208,7 @@ export class Room {
     if (to !== undefined) {
       const recipient = this.#names.get(to);
       if (recipient === undefined || recipient.ended) {
-        sendError(
+        this.#refuse(
           client,
           "unknown_recipient",
           `"${to}" is not in room "${this.name}"; direct messages go to members online here`,
@@ -229,7 +229,7 @@ export class Room {
     } catch {
       slot.ready = true;
       this.#drain();
-      sendError(
+      this.#refuse(
         client,
         "storage_failed",
         "the message could not be stored, so it was not sent; try again",
@@ -275,6 +275,11 @@ export class Room {
     this.#closing = true;
     this.hub.close(code, reason);
     this.#names.clear();
+  }
+
+  #refuse(client: Client, code: ErrorCode, text: string): void {
+    this.#onRefusal?.(code);
+    client.deliver(JSON.stringify(errorMessage({ code, text })));
   }
 
   /** A join or leave, serialized, with the count after it. */

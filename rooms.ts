@@ -8,6 +8,7 @@
 
 import { type Client, Flusher } from "./client.ts";
 import type { History } from "./history.ts";
+import type { ErrorCode } from "./protocol.ts";
 import { Room } from "./room.ts";
 
 /**
@@ -25,6 +26,8 @@ export interface RoomsOptions {
   maxRooms?: number;
   /** Told of every broadcast (for metrics). */
   onBroadcast?: (recipients: number, text: string, seconds: number) => void;
+  /** Told of every error a room sends a client (for metrics). */
+  onRefusal?: (code: ErrorCode) => void;
 }
 
 /** A room as `GET /rooms` lists it. */
@@ -57,12 +60,14 @@ export class Rooms {
   #history: History;
   #maxRooms: number;
   #onBroadcast?: (recipients: number, text: string, seconds: number) => void;
+  #onRefusal?: (code: ErrorCode) => void;
 
   /** Creates an empty registry. */
   constructor(options: RoomsOptions) {
     this.#history = options.history;
     this.#maxRooms = options.maxRooms ?? DEFAULT_MAX_ROOMS;
     this.#onBroadcast = options.onBroadcast;
+    this.#onRefusal = options.onRefusal;
   }
 
   /** The open room of that name, if any. */
@@ -79,6 +84,7 @@ export class Rooms {
       history: this.#history,
       flusher: this.flusher,
       onBroadcast: this.#onBroadcast,
+      onRefusal: this.#onRefusal,
     });
     this.#rooms.set(name, room);
     return room;

@@ -213,6 +213,10 @@ Deno.test("direct messages reach only the recipient and the sender, in history t
     let refusal = await ann.next("unknown recipient");
     while (refusal.type !== "error") refusal = await ann.next("the error");
     assert.equal((refusal as { code: string }).code, "unknown_recipient");
+    assert.match(
+      server.metrics.render(),
+      /^hubchat_errors_total\{code="unknown_recipient"\} 1$/m,
+    );
     ann.say("public");
     // cy saw the public line only.
     const cySaw = await nextChat(cy);

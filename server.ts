@@ -260,6 +260,7 @@ export async function startServer(
     history,
     maxRooms: options.maxRooms,
     onBroadcast: metrics.observeBroadcast.bind(metrics),
+    onRefusal: (code) => metrics.errors.inc(code),
   });
   const sessions = new Map<Client, Session>();
   let shuttingDown: Promise<void> | undefined;
