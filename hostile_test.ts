@@ -1468,6 +1468,8 @@ async function spawnServer(flags: string[]): Promise<ChildServer> {
       "0",
       "--host",
       "127.0.0.1",
+      "--data",
+      ":memory:",
       ...flags,
     ],
     stdin: "null",

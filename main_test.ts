@@ -143,7 +143,8 @@ function spawnMain(args: string[]): MainProcess {
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    // History in memory: a test leaves no data/ folder behind.
+    env: { NO_COLOR: "1", HUBCHAT_DATA: ":memory:" },
   }).spawn();
   let exited = false;
   const status = child.status.then((status) => {
