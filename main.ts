@@ -236,9 +236,9 @@ export const SETTINGS: readonly Setting[] = [
     env: "HUBCHAT_HISTORY",
     kind: "number",
     shown: "N (100)",
-    help: "messages kept per room, sent on join",
+    help: "messages kept per room, sent on join; 0 stores nothing",
     apply(config, value) {
-      config.historyLimit = Math.max(1, wholeNumber(value, "history"));
+      config.historyLimit = wholeNumber(value, "history");
     },
   },
   {

@@ -22,8 +22,11 @@ import {
 
 /** Options for a {@linkcode Room}. */
 export interface RoomOptions extends HubOptions {
-  /** Where chat lines are stored before they are sent. */
-  history: History;
+  /**
+   * Where chat lines are stored before they are sent; null keeps none
+   * (ephemeral chat: ids still increase, welcome carries no history).
+   */
+  history: History | null;
   /** Told of every error the room sends a client (for metrics). */
   onRefusal?: (code: ErrorCode) => void;
 }
@@ -90,7 +93,7 @@ export class Room {
   readonly name: string;
   /** The hub that fans out this room's messages. */
   readonly hub: Hub;
-  #history: History;
+  #history: History | null;
   #observe?: (recipients: number, text: string, seconds: number) => void;
   #onRefusal?: (code: ErrorCode) => void;
   /** Every name in use, joined or only reserved, and who holds it. */
@@ -113,7 +116,7 @@ export class Room {
     this.#history = options.history;
     this.#observe = options.onBroadcast;
     this.#onRefusal = options.onRefusal;
-    this.#lastSentId = options.history.latestId(name);
+    this.#lastSentId = options.history?.latestId(name) ?? 0;
   }
 
   /** Members whose socket is open and who were welcomed. */
@@ -161,7 +164,13 @@ export class Room {
   #admit(client: Client, options: JoinOptions): void {
     if (client.ended || this.#names.get(client.username) !== client) return;
     if (!this.hub.register(client)) return;
-    const past = options.since === undefined
+    const past = this.#history === null
+      ? {
+        messages: [],
+        // Nothing is kept: a client that missed anything missed it for good.
+        gap: options.since !== undefined && options.since !== this.#lastSentId,
+      }
+      : options.since === undefined
       ? {
         messages: this.#history.recent(this.name, client.username),
         gap: false,
@@ -218,14 +227,22 @@ export class Room {
     }
     const slot: OrderedEvent = { ready: false, send: null };
     if (to === undefined) this.#ordered.push(slot);
+    const entry = {
+      username: client.username,
+      text,
+      timestamp: timestamp(),
+      ...(to === undefined ? {} : { to }),
+    };
     let stored: StoredMessage;
     try {
-      stored = await this.#history.append(this.name, {
-        username: client.username,
-        text,
-        timestamp: timestamp(),
-        ...(to === undefined ? {} : { to }),
-      });
+      stored = this.#history === null
+        ? {
+          ...entry,
+          type: "message",
+          id: this.#lastSentId + 1,
+          room: this.name,
+        }
+        : await this.#history.append(this.name, entry);
     } catch {
       slot.ready = true;
       this.#drain();

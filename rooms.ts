@@ -20,8 +20,8 @@ export const DEFAULT_MAX_ROOMS = 1000;
 
 /** Options for {@linkcode Rooms}. */
 export interface RoomsOptions {
-  /** Where chat lines are stored. */
-  history: History;
+  /** Where chat lines are stored; null keeps none. */
+  history: History | null;
   /** Most rooms open at once. Default 1000. */
   maxRooms?: number;
   /** Told of every broadcast (for metrics). */
@@ -57,7 +57,7 @@ export class Rooms {
   /** One flusher for every client of the server. */
   readonly flusher: Flusher = new Flusher();
   #rooms = new Map<string, Room>();
-  #history: History;
+  #history: History | null;
   #maxRooms: number;
   #onBroadcast?: (recipients: number, text: string, seconds: number) => void;
   #onRefusal?: (code: ErrorCode) => void;
@@ -113,7 +113,7 @@ export class Rooms {
   list(): RoomSummary[] {
     const names = new Set([
       ...this.#rooms.keys(),
-      ...this.#history.listRooms(),
+      ...(this.#history?.listRooms() ?? []),
     ]);
     return [...names].sort().map((name) => ({
       name,

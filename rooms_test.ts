@@ -531,3 +531,28 @@ Deno.test("history survives a restart, and a SIGKILL loses nothing acknowledged"
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("history 0: nothing is stored; ids still increase; a resume knows what it missed", async () => {
+  await withServer({ historyLimit: 0 }, async (server, track) => {
+    const ann = track((await enter(server.port, { username: "ann" })).client);
+    const ids: number[] = [];
+    for (const text of ["one", "two", "three"]) {
+      ann.say(text);
+      ids.push((await nextChat(ann)).id);
+    }
+    assert.deepEqual(ids, [1, 2, 3]);
+    const late = await enter(server.port, { username: "bob" });
+    track(late.client);
+    assert.deepEqual(late.welcome.history, []);
+    assert.equal(late.welcome.gap, false);
+    const behind = await enter(server.port, { username: "cy", since: "1" });
+    track(behind.client);
+    assert.deepEqual(behind.welcome.history, []);
+    assert.equal(behind.welcome.gap, true, "two and three are gone for good");
+    const current = await enter(server.port, { username: "dee", since: "3" });
+    track(current.client);
+    assert.equal(current.welcome.gap, false);
+    const rooms = await (await fetch(`${server.url}rooms`)).json();
+    assert.deepEqual(rooms, { rooms: [{ name: "lobby", online: 4 }] });
+  });
+});

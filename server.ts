@@ -128,7 +128,7 @@ export interface ServerOptions {
   logger?: Logger;
   /** Deno KV path for history; ":memory:" (the default) keeps none. */
   data?: string;
-  /** Messages kept per room. Default 100. */
+  /** Messages kept per room; 0 keeps none and stores nothing. Default 100. */
   historyLimit?: number;
   /** Rooms open at once. Default 1000. */
   maxRooms?: number;
@@ -253,9 +253,11 @@ export async function startServer(
     connectionsOpen: () => openSockets.size,
     clients: (): Iterable<Client> => rooms.clients(),
   });
-  const history = await History.open(options.data ?? ":memory:", {
-    limit: options.historyLimit,
-  });
+  const history = options.historyLimit === 0
+    ? null
+    : await History.open(options.data ?? ":memory:", {
+      limit: options.historyLimit,
+    });
   const rooms: Rooms = new Rooms({
     history,
     maxRooms: options.maxRooms,
@@ -657,7 +659,7 @@ export async function startServer(
     const timer = setTimeout(graceOver, SHUTDOWN_GRACE_MS);
     await Promise.race([Promise.all(openSockets.values()), grace]);
     clearTimeout(timer);
-    await history.close();
+    await history?.close();
     await httpServer.shutdown();
   }
 
