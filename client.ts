@@ -186,7 +186,7 @@ export class Client {
       outbox.length > 0 && this.#socket.bufferedAmount < this.#highWater
     ) {
       this.#outbox = [];
-      if (!this.#write(outbox.join("\n"))) return;
+      if (!this.#write(joinFrame(outbox, this.#flusher.memo))) return;
     }
     try {
       this.#socket.close(code, reason);

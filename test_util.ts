@@ -12,7 +12,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { ServerMessage } from "./protocol.ts";
+import { type ServerMessage, splitFrame } from "./protocol.ts";
 import { type ChatServer, type ServerOptions, startServer } from "./server.ts";
 
 /** Default bound on one wait, in milliseconds: generous, never asserted. */
@@ -185,7 +185,7 @@ export function chatUrl(port: number, username?: string): string {
  * `\n`-separated line; throws if a line is not a JSON object.
  */
 export function parseFrame(frame: string): ServerMessage[] {
-  return frame.split("\n").map((line) => {
+  return splitFrame(frame).map((line) => {
     const value = JSON.parse(line);
     assert.ok(
       typeof value === "object" && value !== null && !Array.isArray(value),
