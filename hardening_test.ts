@@ -359,6 +359,16 @@ Deno.test("/metrics counts connections, messages, errors and fan-out", async () 
       sample(/^hubchat_outbox_depth_bucket\{le="\+Inf"\} (\d+)$/m),
       2,
     );
+    // Memory is read at scrape time from the process itself: this one.
+    const rss = sample(/^process_resident_memory_bytes (\d+)$/m);
+    const heapUsed = sample(/^hubchat_heap_used_bytes (\d+)$/m);
+    const now = Deno.memoryUsage();
+    assert.ok(
+      rss > now.rss / 2 && rss < now.rss * 2,
+      `RSS ${rss} against ${now.rss} read here`,
+    );
+    assert.ok(heapUsed > 0 && heapUsed < rss, `heap used ${heapUsed}`);
+    assert.ok(sample(/^hubchat_external_memory_bytes (\d+)$/m) > 0);
   });
 });
 

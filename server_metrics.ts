@@ -32,6 +32,18 @@ const FANOUT_BUCKETS = [
   0.1,
 ];
 
+function residentBytes(): number {
+  return Deno.memoryUsage().rss;
+}
+
+function heapUsedBytes(): number {
+  return Deno.memoryUsage().heapUsed;
+}
+
+function externalBytes(): number {
+  return Deno.memoryUsage().external;
+}
+
 /** Where the metrics read live state from. */
 export interface MetricsSources {
   /** Open WebSocket connections now. */
@@ -135,6 +147,21 @@ export class ServerMetrics {
       ["reason"],
     );
     registry.register(new OutboxDepth(sources.clients));
+    registry.gauge(
+      "process_resident_memory_bytes",
+      "Resident memory of the server process (RSS).",
+      residentBytes,
+    );
+    registry.gauge(
+      "hubchat_heap_used_bytes",
+      "Bytes in use on the JavaScript heap.",
+      heapUsedBytes,
+    );
+    registry.gauge(
+      "hubchat_external_memory_bytes",
+      "Bytes held outside the JavaScript heap by JavaScript objects (buffers).",
+      externalBytes,
+    );
     this.fanout = registry.histogram(
       "hubchat_fanout_seconds",
       "Time one broadcast took to reach every recipient's outbox.",
