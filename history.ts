@@ -48,6 +48,8 @@
  * @module
  */
 
+import { utf8Length } from "./protocol.ts";
+
 /**
  * Messages kept per room when no `limit` is given. A joiner's `welcome`
  * carries them all, so this bounds that frame (100 × 2000 characters is
@@ -253,36 +255,6 @@ function toLine(message: StoredMessage): string {
   ];
   if (message.to !== undefined) fields.push(message.to);
   return JSON.stringify(fields);
-}
-
-/** Matches a string that is not all ASCII. */
-const NON_ASCII = /[\u0080-\uffff]/;
-
-/**
- * The length of a string in UTF-8, counted here rather than by encoding it:
- * a call into the runtime per message costs more than this loop. Lone
- * surrogates (which `JSON.stringify` never leaves in its output) count as
- * the three bytes of the replacement character they would become.
- */
-function utf8Length(text: string): number {
-  if (!NON_ASCII.test(text)) return text.length;
-  let bytes = text.length;
-  for (let i = 0; i < text.length; i++) {
-    const unit = text.charCodeAt(i);
-    if (unit < 0x80) continue;
-    if (unit < 0x800) {
-      bytes += 1;
-    } else if (
-      unit >= 0xd800 && unit < 0xdc00 && i + 1 < text.length &&
-      (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00
-    ) {
-      bytes += 2; // four bytes for the pair's two units
-      i++;
-    } else {
-      bytes += 2;
-    }
-  }
-  return bytes;
 }
 
 function toMessage(

@@ -404,9 +404,15 @@ export function splitFrame(frame: string): string[] {
   return frame.split("\n");
 }
 
+/** Matches a string that is not all ASCII. */
+const NON_ASCII = /[\u0080-\uffff]/;
+
 /**
  * The UTF-8 size of a string, without encoding it: frames are limited in
- * bytes, as the wire counts them.
+ * bytes, as the wire counts them, and a call into the runtime per message
+ * would cost more than this. An all-ASCII string (one native regex scan)
+ * is its length. A lone surrogate counts as the three bytes of the
+ * replacement character it becomes.
  *
  * @example
  * ```ts
@@ -415,16 +421,22 @@ export function splitFrame(frame: string): string[] {
  * ```
  */
 export function utf8Length(text: string): number {
+  if (!NON_ASCII.test(text)) return text.length;
   let bytes = text.length;
   for (let i = 0; i < text.length; i++) {
     const unit = text.charCodeAt(i);
     if (unit < 0x80) continue;
-    if (unit < 0x800) bytes += 1;
-    else if (unit >= 0xd800 && unit <= 0xdbff) {
-      // A surrogate pair is 2 units and 4 bytes: 2 counted, 2 more here.
-      bytes += 2;
+    if (unit < 0x800) {
+      bytes += 1;
+    } else if (
+      unit >= 0xd800 && unit < 0xdc00 && i + 1 < text.length &&
+      (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00
+    ) {
+      bytes += 2; // four bytes for the pair's two units
       i++;
-    } else bytes += 2;
+    } else {
+      bytes += 2;
+    }
   }
   return bytes;
 }

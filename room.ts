@@ -8,7 +8,7 @@
  */
 
 import type { Client } from "./client.ts";
-import type { History, StoredMessage } from "./history.ts";
+import type { History, HistoryEntry, StoredMessage } from "./history.ts";
 import { Hub, type HubOptions } from "./hub.ts";
 import {
   type ChatMessage,
@@ -210,9 +210,11 @@ export class Room {
   /**
    * Stores a chat line from a member, then sends it: to everyone, or with
    * `to` only to that member and back to the sender. Refusals and storage
-   * failures go to the sender as `error`s.
+   * failures go to the sender as `error`s. Returns a promise while the line
+   * is being stored; without history the line is sent before `say` returns,
+   * and it returns undefined.
    */
-  async say(client: Client, text: string, to?: string): Promise<void> {
+  say(client: Client, text: string, to?: string): Promise<void> | undefined {
     if (client.ended || this.#names.get(client.username) !== client) return;
     if (to !== undefined) {
       const recipient = this.#names.get(to);
@@ -225,24 +227,44 @@ export class Room {
         return;
       }
     }
-    const slot: OrderedEvent = { ready: false, send: null };
-    if (to === undefined) this.#ordered.push(slot);
-    const entry = {
+    if (this.#history === null) {
+      // Nothing is stored, so nothing waits: the line goes out in its turn.
+      const message: ChatMessage = {
+        type: "message",
+        id: this.#lastSentId + 1,
+        room: this.name,
+        username: client.username,
+        text,
+        timestamp: timestamp(),
+      };
+      if (to !== undefined) message.to = to;
+      this.#lastSentId = message.id;
+      const json = JSON.stringify(message);
+      if (to !== undefined) this.#sendDirect(client, to, json);
+      else {this.#enqueue({
+          ready: true,
+          send: () => this.hub.broadcastText(json),
+        });}
+      return;
+    }
+    return this.#storeThenSend(this.#history, client, {
       username: client.username,
       text,
       timestamp: timestamp(),
       ...(to === undefined ? {} : { to }),
-    };
+    });
+  }
+
+  async #storeThenSend(
+    history: History,
+    client: Client,
+    entry: HistoryEntry,
+  ): Promise<void> {
+    const slot: OrderedEvent = { ready: false, send: null };
+    if (entry.to === undefined) this.#ordered.push(slot);
     let stored: StoredMessage;
     try {
-      stored = this.#history === null
-        ? {
-          ...entry,
-          type: "message",
-          id: this.#lastSentId + 1,
-          room: this.name,
-        }
-        : await this.#history.append(this.name, entry);
+      stored = await history.append(this.name, entry);
     } catch {
       slot.ready = true;
       this.#drain();
@@ -255,12 +277,17 @@ export class Room {
     }
     this.#lastSentId = Math.max(this.#lastSentId, stored.id);
     const json = JSON.stringify(wireMessage(stored));
-    if (to === undefined) {
+    if (entry.to === undefined) {
       slot.send = () => this.hub.broadcastText(json);
       slot.ready = true;
       this.#drain();
       return;
     }
+    this.#sendDirect(client, entry.to, json);
+  }
+
+  /** A direct message goes to its recipient and back to its sender. */
+  #sendDirect(client: Client, to: string, json: string): void {
     const started = performance.now();
     const recipient = this.#names.get(to);
     let recipients = 0;

@@ -552,6 +552,18 @@ Deno.test("history 0: nothing is stored; ids still increase; a resume knows what
     const current = await enter(server.port, { username: "dee", since: "3" });
     track(current.client);
     assert.equal(current.welcome.gap, false);
+    // Direct messages go out at once too, to the two of them only.
+    ann.send({ type: "message", text: "psst dee", to: "dee" });
+    const toDee = await nextChat(current.client);
+    assert.equal(toDee.id, 4);
+    assert.equal(toDee.to, "dee");
+    assert.deepEqual(await nextChat(ann), toDee);
+    ann.say("everyone");
+    for (const client of [late.client, behind.client]) {
+      const seen = await nextChat(client);
+      assert.equal(seen.text, "everyone", "the direct message skipped them");
+      assert.equal(seen.id, 5);
+    }
     const rooms = await (await fetch(`${server.url}rooms`)).json();
     assert.deepEqual(rooms, { rooms: [{ name: "lobby", online: 4 }] });
   });

@@ -360,7 +360,9 @@ export async function startServer(
     switch (command.type) {
       case "message": {
         const room = session.room;
-        room.say(client, command.text, command.to).then(() =>
+        // A room its last member left while their line was being stored
+        // is dropped once the line is out.
+        room.say(client, command.text, command.to)?.then(() =>
           rooms.release(room)
         );
         return;

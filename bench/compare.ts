@@ -1,5 +1,6 @@
 /**
- * Runs the comparison matrix — the naive Deno server, Bun, and hubchat, each
+ * Runs the comparison matrix — the naive Deno server, Bun, and hubchat (with
+ * history, and with `--history 0`, keeping nothing like the other two), each
  * started by the load tool, alternating server by server inside every
  * repetition — and prints a markdown table of medians.
  *
@@ -93,6 +94,13 @@ export async function serversUnderTest(): Promise<ServerUnderTest[]> {
     command: `deno run -A ${
       repoPath("../main.ts")
     } --rate 0 --max-connections-per-ip 0`,
+  });
+  servers.push({
+    name: "hubchat --history 0",
+    // The same with nothing stored: the job Bun and naive do.
+    command: `deno run -A ${
+      repoPath("../main.ts")
+    } --rate 0 --max-connections-per-ip 0 --history 0`,
   });
   return servers;
 }
