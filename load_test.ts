@@ -14,6 +14,7 @@ import {
   splitCommand,
 } from "./load.ts";
 import { startServer } from "./server.ts";
+import { startFloorServer } from "./bench/floor_server.ts";
 import { startNaiveServer } from "./bench/naive_server.ts";
 
 Deno.test("percentile uses the nearest rank", () => {
@@ -240,6 +241,16 @@ Deno.test("runLoad open loop against hubchat", async () => {
 
 Deno.test("runLoad against the naive comparison server", async () => {
   const server = await startNaiveServer({ port: 0 });
+  try {
+    const summary = await runLoad({ ...SMOKE, url: server.url });
+    assertClean(summary, SMOKE.clients);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("runLoad against the floor server: every frame relayed, in order", async () => {
+  const server = startFloorServer({ port: 0 });
   try {
     const summary = await runLoad({ ...SMOKE, url: server.url });
     assertClean(summary, SMOKE.clients);

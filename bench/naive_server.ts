@@ -14,6 +14,13 @@
  * @module
  */
 
+import {
+  DEFAULT_HOST,
+  DEFAULT_PORT,
+  type ListenFlags,
+  readListenFlags,
+} from "./listen_flags.ts";
+
 /** Longest username in code points, as in hubchat's protocol. */
 const MAX_USERNAME_CHARS = 32;
 
@@ -22,12 +29,6 @@ const MAX_TEXT_CHARS = 2000;
 
 /** Letters, decimal digits, space, `_`, `-`, `.`: hubchat's username rule. */
 const USERNAME_PATTERN = /^[\p{L}\p{Nd} _.\-]+$/u;
-
-/** Default port when neither `--port` nor `PORT` is given: hubchat's default. */
-const DEFAULT_PORT = 8080;
-
-/** Default host: loopback, so a benchmark never listens on the network. */
-const DEFAULT_HOST = "127.0.0.1";
 
 /**
  * How long shutdown waits for sockets to finish closing before it stops
@@ -251,27 +252,15 @@ export async function startNaiveServer(
   return { url: `http://${host}:${addr.port}/`, port: addr.port, shutdown };
 }
 
-function flagValue(args: string[], name: string): string | undefined {
-  for (let i = 0; i < args.length; i++) {
-    if (args[i] === name) return args[i + 1];
-    if (args[i].startsWith(name + "=")) return args[i].slice(name.length + 1);
-  }
-  return undefined;
-}
-
 async function main(): Promise<void> {
-  const portText = flagValue(Deno.args, "--port") ?? Deno.env.get("PORT") ??
-    String(DEFAULT_PORT);
-  const port = Number(portText);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    console.error(
-      `naive_server: bad port "${portText}"; expected an integer 0-65535`,
-    );
+  let flags: ListenFlags;
+  try {
+    flags = readListenFlags(Deno.args);
+  } catch (error) {
+    console.error(`naive_server: ${(error as Error).message}`);
     Deno.exit(2);
   }
-  const hostname = flagValue(Deno.args, "--host") ?? Deno.env.get("HOST") ??
-    DEFAULT_HOST;
-  const server = await startNaiveServer({ port, hostname });
+  const server = await startNaiveServer(flags);
   console.log(`listening on ${server.url}`);
   let stopping = false;
   function stop(): void {
