@@ -1,9 +1,10 @@
 /**
  * The floor: the least any server built on `Deno.upgradeWebSocket` can spend
  * per message. It is not a chat server: it parses, validates and stamps
- * nothing, and relays each frame it receives verbatim to every socket, a
- * turn's frames joined into one frame per socket (the most coalescing a
- * Deno server can do without adding a timer hop). Run against it, the load
+ * nothing, and relays each frame it receives to every socket, padded with
+ * spaces to the size hubchat's message for it would have, a turn's frames
+ * joined into one frame per socket (the most coalescing a Deno server can
+ * do without adding a timer hop). Run against it, the load
  * tool measures Deno's own receive and send cost, which no code on top of
  * `Deno.upgradeWebSocket` can go below. It greets each socket with a
  * `welcome`, as the load tool waits for one.
@@ -22,6 +23,15 @@ import {
   type ListenFlags,
   readListenFlags,
 } from "./listen_flags.ts";
+
+/**
+ * Bytes hubchat's envelope adds to a client's `{"type":"message","text":…}`:
+ * `"id"`, `"room":"lobby"`, `"username"` (3 letters) and `"timestamp"`.
+ * Relaying frames of the size hubchat sends keeps the kernel's per-byte
+ * work the same on both sides of the comparison; the padding is JSON
+ * whitespace, so each line still parses.
+ */
+const ENVELOPE_PADDING = " ".repeat(84);
 
 /** Options of {@linkcode startFloorServer}. */
 export interface FloorServerOptions {
@@ -81,7 +91,7 @@ export function startFloorServer(
     };
     socket.onclose = () => sockets.delete(socket);
     socket.onmessage = (event) => {
-      turn.push(event.data);
+      turn.push(event.data + ENVELOPE_PADDING);
       if (!scheduled) {
         scheduled = true;
         setImmediate(relayTurn);
