@@ -54,60 +54,47 @@ function append(history: History, i: number): Promise<StoredMessage> {
   });
 }
 
+/**
+ * Appends `count` messages, `perTurn` in each event-loop turn, and waits
+ * until all are stored.
+ */
+async function appendAll(
+  history: History,
+  count: number,
+  perTurn: number,
+): Promise<void> {
+  const all: Promise<StoredMessage>[] = [];
+  for (let i = 0; i < count; i++) {
+    all.push(append(history, i));
+    if ((i + 1) % perTurn === 0) await nextTurn();
+  }
+  await Promise.all(all);
+}
+
 for (const onDisk of [true, false]) {
   const where = onDisk ? "file" : "memory";
-
-  Deno.bench({
-    name: `history (${where}): 10,000 appends, 100 per turn`,
-    group: where,
-    baseline: true,
-    n: 10,
-    warmup: 1,
-    async fn(b) {
-      const history = await openStore(onDisk);
-      b.start();
-      const all: Promise<StoredMessage>[] = [];
-      for (let i = 0; i < APPENDS; i++) {
-        all.push(append(history, i));
-        if ((i + 1) % PER_TURN === 0) await nextTurn();
-      }
-      await Promise.all(all);
-      b.end();
-      await history.close();
-    },
-  });
-
-  Deno.bench({
-    name: `history (${where}): 10,000 appends in one turn`,
-    group: where,
-    n: 10,
-    warmup: 1,
-    async fn(b) {
-      const history = await openStore(onDisk);
-      b.start();
-      const all: Promise<StoredMessage>[] = [];
-      for (let i = 0; i < APPENDS; i++) all.push(append(history, i));
-      await Promise.all(all);
-      b.end();
-      await history.close();
-    },
-  });
-
-  Deno.bench({
-    name: `history (${where}): 1,000 appends in one turn`,
-    group: where,
-    n: 20,
-    warmup: 2,
-    async fn(b) {
-      const history = await openStore(onDisk);
-      b.start();
-      const all: Promise<StoredMessage>[] = [];
-      for (let i = 0; i < ONE_TURN; i++) all.push(append(history, i));
-      await Promise.all(all);
-      b.end();
-      await history.close();
-    },
-  });
+  const groupCommits = [
+    { what: "10,000 appends, 100 per turn", count: APPENDS, perTurn: PER_TURN },
+    { what: "10,000 appends in one turn", count: APPENDS, perTurn: APPENDS },
+    { what: "1,000 appends in one turn", count: ONE_TURN, perTurn: ONE_TURN },
+  ];
+  for (const { what, count, perTurn } of groupCommits) {
+    Deno.bench({
+      name: `history (${where}): ${what}`,
+      group: where,
+      baseline: perTurn === PER_TURN,
+      // Fewer appends per iteration: more iterations for a steady figure.
+      n: count === ONE_TURN ? 20 : 10,
+      warmup: count === ONE_TURN ? 2 : 1,
+      async fn(b) {
+        const history = await openStore(onDisk);
+        b.start();
+        await appendAll(history, count, perTurn);
+        b.end();
+        await history.close();
+      },
+    });
+  }
 
   Deno.bench({
     name: `history (${where}): 100 appends, each awaited`,
