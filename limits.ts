@@ -33,11 +33,11 @@ export const DEFAULT_BURST = 20;
 export const DEFAULT_MAX_STRIKES = 10;
 
 /**
- * Connections the server accepts in all. Every message goes to every client,
- * so the cost of a line grows with the room; a thousand is a crowd, not a
- * conversation. Raise it for big rooms.
+ * Connections the server holds at most. Each costs a file descriptor and
+ * tens of KiB; 10,000 fits this machine's memory many times over and is
+ * what the load tool's memory test holds.
  */
-export const DEFAULT_MAX_CONNECTIONS = 1000;
+export const DEFAULT_MAX_CONNECTIONS = 10_000;
 
 /**
  * Connections accepted from one address. A household or office behind one
@@ -67,6 +67,13 @@ function checkPositive(name: string, value: number, integer: boolean): void {
       } > 0`,
     );
   }
+}
+
+/** A connection cap: 0 means none, anything else a whole number >= 1. */
+function cap(name: string, value: number): number {
+  if (value === 0) return Infinity;
+  checkPositive(name, value, true);
+  return value;
 }
 
 /** Options for {@linkcode TokenBucket}. */
@@ -411,9 +418,9 @@ export function clientAddress(
 
 /** Options for {@linkcode ConnectionLimiter}; every field has a default. */
 export interface ConnectionLimiterOptions {
-  /** Connections in all. Default 1000. */
+  /** Connections in all; 0 is no cap. Default 10,000. */
   maxTotal?: number;
-  /** Connections from one address. Default 20. */
+  /** Connections from one address; 0 is no cap. Default 20. */
   maxPerIp?: number;
 }
 
@@ -442,20 +449,27 @@ export type AcquireResult =
  * ```
  */
 export class ConnectionLimiter {
-  /** Connections in all. */
+  /** Connections in all (`Infinity`: no cap). */
   readonly maxTotal: number;
-  /** Connections from one address. */
+  /** Connections from one address (`Infinity`: no cap). */
   readonly maxPerIp: number;
   #total = 0;
   /** Open connections by address; addresses with none are deleted. */
   #perIp = new Map<string, number>();
 
-  /** Creates a limiter; throws a `RangeError` for a cap that is not >= 1. */
+  /**
+   * Creates a limiter; throws a `RangeError` for a cap that is not a whole
+   * number >= 0.
+   */
   constructor(options: ConnectionLimiterOptions = {}) {
-    this.maxTotal = options.maxTotal ?? DEFAULT_MAX_CONNECTIONS;
-    this.maxPerIp = options.maxPerIp ?? DEFAULT_MAX_CONNECTIONS_PER_IP;
-    checkPositive("maxTotal", this.maxTotal, true);
-    checkPositive("maxPerIp", this.maxPerIp, true);
+    this.maxTotal = cap(
+      "maxTotal",
+      options.maxTotal ?? DEFAULT_MAX_CONNECTIONS,
+    );
+    this.maxPerIp = cap(
+      "maxPerIp",
+      options.maxPerIp ?? DEFAULT_MAX_CONNECTIONS_PER_IP,
+    );
   }
 
   /** Open connections in all. */

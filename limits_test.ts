@@ -262,6 +262,19 @@ Deno.test("connection limiter: defaults and bad options", () => {
   const limiter = new ConnectionLimiter();
   assert.equal(limiter.maxTotal, DEFAULT_MAX_CONNECTIONS);
   assert.equal(limiter.maxPerIp, DEFAULT_MAX_CONNECTIONS_PER_IP);
-  assert.throws(() => new ConnectionLimiter({ maxTotal: 0 }), /maxTotal is 0/);
+  assert.throws(
+    () => new ConnectionLimiter({ maxTotal: -1 }),
+    /maxTotal is -1/,
+  );
   assert.throws(() => new ConnectionLimiter({ maxPerIp: 2.5 }), /whole number/);
+});
+
+Deno.test("connection limiter: a cap of 0 is no cap", () => {
+  const limiter = new ConnectionLimiter({ maxTotal: 0, maxPerIp: 0 });
+  const slots = Array.from({ length: 50 }, () => limiter.tryAcquire("a"));
+  assert.ok(slots.every((slot) => slot.ok));
+  assert.equal(limiter.total, 50);
+  const capped = new ConnectionLimiter({ maxTotal: 0, maxPerIp: 1 });
+  assert.equal(capped.tryAcquire("a").ok, true);
+  assert.equal(capped.tryAcquire("a").ok, false, "the other cap still holds");
 });

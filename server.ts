@@ -55,13 +55,6 @@ export const DEFAULT_MAX_FRAME_BYTES = 8 * 1024;
 export const DEFAULT_IDLE_TIMEOUT_SECONDS = 30;
 
 /**
- * Connections the server holds at most. Each costs a file descriptor and
- * tens of KiB; 10,000 fits this machine's memory many times over and is
- * what the load tool's memory test holds.
- */
-export const DEFAULT_MAX_CONNECTIONS = 10_000;
-
-/**
  * Seconds between two typing notices relayed for one client: enough to keep
  * "X is typing…" alive, rare enough to cost nothing.
  */
@@ -209,11 +202,6 @@ function newSessionToken(): string {
   );
 }
 
-/** 0 means "no cap" on the command line; the limiter wants a count. */
-function capOrUnlimited(value: number): number {
-  return value === 0 ? Number.MAX_SAFE_INTEGER : value;
-}
-
 /**
  * Starts a chat server and resolves once it listens.
  *
@@ -241,10 +229,8 @@ export async function startServer(
     ? null
     : await importSecret(options.authSecret);
   const limiter = new ConnectionLimiter({
-    maxTotal: capOrUnlimited(options.maxConnections ?? DEFAULT_MAX_CONNECTIONS),
-    maxPerIp: capOrUnlimited(
-      options.maxConnectionsPerIp ?? DEFAULT_MAX_CONNECTIONS_PER_IP,
-    ),
+    maxTotal: options.maxConnections,
+    maxPerIp: options.maxConnectionsPerIp,
   });
   const logger = options.logger ?? silentLogger;
   /** Sockets not yet closed, each with a way to wait for its close. */
