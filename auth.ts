@@ -17,6 +17,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { utf8Length } from "./protocol.ts";
 
 /**
  * Shortest accepted secret, in bytes of UTF-8. HS256 is HMAC-SHA-256; a key
@@ -189,6 +190,23 @@ function checkKey(key: CryptoKey, usage: "sign" | "verify"): void {
 }
 
 /**
+ * What is wrong with a shared secret, or null if nothing: HS256 secrets need
+ * at least {@linkcode MIN_SECRET_BYTES} bytes (256 bits).
+ *
+ * @example
+ * ```ts
+ * import { secretProblem } from "./auth.ts";
+ * secretProblem("short"); // "auth secret is 5 bytes; HS256 secrets need ..."
+ * ```
+ */
+export function secretProblem(secret: string): string | null {
+  const bytes = utf8Length(secret);
+  if (bytes >= MIN_SECRET_BYTES) return null;
+  return `auth secret is ${bytes} bytes; HS256 secrets need at least ` +
+    `${MIN_SECRET_BYTES} bytes (256 bits), e.g. \`openssl rand -base64 32\``;
+}
+
+/**
  * Imports a shared secret as an HMAC SHA-256 key for signing and verifying.
  * Throws a `RangeError` for a secret shorter than 32 bytes: HS256 secrets
  * need at least 256 bits.
@@ -200,16 +218,11 @@ function checkKey(key: CryptoKey, usage: "sign" | "verify"): void {
  * ```
  */
 export async function importSecret(secret: string): Promise<CryptoKey> {
-  const bytes = encoder.encode(secret);
-  if (bytes.length < MIN_SECRET_BYTES) {
-    throw new RangeError(
-      `auth secret is ${bytes.length} bytes; HS256 secrets need at least ` +
-        `${MIN_SECRET_BYTES} bytes (256 bits), e.g. \`openssl rand -base64 32\``,
-    );
-  }
+  const problem = secretProblem(secret);
+  if (problem !== null) throw new RangeError(problem);
   return await crypto.subtle.importKey(
     "raw",
-    bytes,
+    encoder.encode(secret),
     { name: "HMAC", hash: "SHA-256" },
     false,
     ["sign", "verify"],

@@ -10,10 +10,24 @@
  */
 
 import { parseArgs } from "node:util";
-import { MIN_SECRET_BYTES, SECRET_ENV } from "./auth.ts";
-import { validateAllowedOrigins } from "./limits.ts";
+import { SECRET_ENV, secretProblem } from "./auth.ts";
+import { DEFAULT_HISTORY_LIMIT } from "./history.ts";
+import {
+  DEFAULT_BURST,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_MAX_CONNECTIONS_PER_IP,
+  DEFAULT_RATE_PER_SECOND,
+  validateAllowedOrigins,
+} from "./limits.ts";
 import { createLogger, type LogFormat } from "./log.ts";
-import { type ServerOptions, startServer } from "./server.ts";
+import {
+  DEFAULT_HOST,
+  DEFAULT_IDLE_TIMEOUT_SECONDS,
+  DEFAULT_MAX_FRAME_BYTES,
+  DEFAULT_PORT,
+  type ServerOptions,
+  startServer,
+} from "./server.ts";
 
 /** Thrown for a flag or variable that does not make sense. */
 export class UsageError extends Error {
@@ -48,6 +62,8 @@ export interface Setting {
   env: string;
   /** A boolean flag takes no value; its variable is "1"/"true"/"0"/"false". */
   kind: "string" | "number" | "boolean";
+  /** For a number that must be whole: the least and most it may be. */
+  whole?: { min: number; max?: number };
   /** The value placeholder and default, as `--help` shows them. */
   shown: string;
   /** One line for `--help`. */
@@ -66,14 +82,10 @@ export const SETTINGS: readonly Setting[] = [
     flag: "port",
     env: "PORT",
     kind: "number",
-    shown: "N (8080)",
+    whole: { min: 0, max: 65535 },
+    shown: `N (${DEFAULT_PORT})`,
     help: "port to listen on; 0 picks a free one",
     apply(config, value) {
-      if (!Number.isInteger(value) || (value as number) > 65535) {
-        throw new UsageError(
-          `"${value}" is not a port; expected a number from 0 to 65535`,
-        );
-      }
       config.port = value as number;
     },
   },
@@ -81,7 +93,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: "host",
     env: "HOST",
     kind: "string",
-    shown: "ADDR (127.0.0.1)",
+    shown: `ADDR (${DEFAULT_HOST})`,
     help: "address to listen on; 0.0.0.0 for every interface",
     apply(config, value) {
       config.hostname = value as string;
@@ -140,11 +152,8 @@ export const SETTINGS: readonly Setting[] = [
     shown: "SECRET",
     help: "require an HS256 JWT per client; its sub is the username",
     apply(config, value) {
-      if (new TextEncoder().encode(value as string).length < MIN_SECRET_BYTES) {
-        throw new UsageError(
-          `the auth secret is too short; expected at least ${MIN_SECRET_BYTES} bytes`,
-        );
-      }
+      const problem = secretProblem(value as string);
+      if (problem !== null) throw new UsageError(problem);
       config.authSecret = value as string;
     },
   },
@@ -152,20 +161,22 @@ export const SETTINGS: readonly Setting[] = [
     flag: "max-connections",
     env: "HUBCHAT_MAX_CONNECTIONS",
     kind: "number",
-    shown: "N (10000)",
+    whole: { min: 0 },
+    shown: `N (${DEFAULT_MAX_CONNECTIONS})`,
     help: "connections in all (0 = no cap); over it: 503",
     apply(config, value) {
-      config.maxConnections = wholeNumber(value, "max-connections");
+      config.maxConnections = value as number;
     },
   },
   {
     flag: "max-connections-per-ip",
     env: "HUBCHAT_MAX_CONNECTIONS_PER_IP",
     kind: "number",
-    shown: "N (20)",
+    whole: { min: 0 },
+    shown: `N (${DEFAULT_MAX_CONNECTIONS_PER_IP})`,
     help: "connections from one address (0 = no cap); over it: 429",
     apply(config, value) {
-      config.maxConnectionsPerIp = wholeNumber(value, "max-connections-per-ip");
+      config.maxConnectionsPerIp = value as number;
     },
   },
   {
@@ -182,7 +193,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: "rate",
     env: "HUBCHAT_RATE",
     kind: "number",
-    shown: "N (10)",
+    shown: `N (${DEFAULT_RATE_PER_SECOND})`,
     help: "messages a client may send per second (0 = no limit)",
     apply(config, value) {
       config.ratePerSecond = value as number;
@@ -192,40 +203,40 @@ export const SETTINGS: readonly Setting[] = [
     flag: "burst",
     env: "HUBCHAT_BURST",
     kind: "number",
-    shown: "N (20)",
+    whole: { min: 1 },
+    shown: `N (${DEFAULT_BURST})`,
     help: "messages a client may send at once above the rate",
     apply(config, value) {
-      config.burst = Math.max(1, wholeNumber(value, "burst"));
+      config.burst = value as number;
     },
   },
   {
     flag: "max-frame-bytes",
     env: "HUBCHAT_MAX_FRAME_BYTES",
     kind: "number",
-    shown: "N (8192)",
+    whole: { min: 1 },
+    shown: `N (${DEFAULT_MAX_FRAME_BYTES})`,
     help: "largest frame a client may send; bigger: close 1009",
     apply(config, value) {
-      config.maxFrameBytes = Math.max(1, wholeNumber(value, "max-frame-bytes"));
+      config.maxFrameBytes = value as number;
     },
   },
   {
     flag: "idle-timeout",
     env: "HUBCHAT_IDLE_TIMEOUT",
     kind: "number",
-    shown: "SECONDS (30)",
+    whole: { min: 1 },
+    shown: `SECONDS (${DEFAULT_IDLE_TIMEOUT_SECONDS})`,
     help: "drop a peer that answers no ping for this long",
     apply(config, value) {
-      config.idleTimeoutSeconds = Math.max(
-        1,
-        wholeNumber(value, "idle-timeout"),
-      );
+      config.idleTimeoutSeconds = value as number;
     },
   },
   {
     flag: "data",
     env: "HUBCHAT_DATA",
     kind: "string",
-    shown: "PATH (./data/hubchat.kv)",
+    shown: `PATH (${DEFAULT_DATA_PATH})`,
     help: "Deno KV file for history; :memory: keeps it in memory",
     apply(config, value) {
       config.data = value as string;
@@ -235,10 +246,11 @@ export const SETTINGS: readonly Setting[] = [
     flag: "history",
     env: "HUBCHAT_HISTORY",
     kind: "number",
-    shown: "N (100)",
+    whole: { min: 0 },
+    shown: `N (${DEFAULT_HISTORY_LIMIT})`,
     help: "messages kept per room, sent on join; 0 stores nothing",
     apply(config, value) {
-      config.historyLimit = wholeNumber(value, "history");
+      config.historyLimit = value as number;
     },
   },
   {
@@ -246,7 +258,8 @@ export const SETTINGS: readonly Setting[] = [
     env: "HUBCHAT_LOG_FORMAT",
     kind: "string",
     shown: "text|json (text)",
-    help: "connect/disconnect/eviction lines on stderr, no message text",
+    help:
+      "connect/disconnect/eviction/refusal lines on stderr, no message text",
     apply(config, value) {
       if (value !== "text" && value !== "json") {
         throw new UsageError(
@@ -257,13 +270,6 @@ export const SETTINGS: readonly Setting[] = [
     },
   },
 ];
-
-function wholeNumber(value: string | number | boolean, name: string): number {
-  if (!Number.isInteger(value)) {
-    throw new UsageError(`${name} is ${value}; expected a whole number`);
-  }
-  return value as number;
-}
 
 /** What the command line asked for: run with options, or print help. */
 export type Invocation =
@@ -310,11 +316,17 @@ function readValue(
       );
     }
     const value = Number(text);
+    const whole = setting.whole;
     if (
-      setting.flag === "port" && (!Number.isInteger(value) || value > 65535)
+      whole !== undefined &&
+      (!Number.isInteger(value) || value < whole.min ||
+        value > (whole.max ?? Number.MAX_SAFE_INTEGER))
     ) {
+      const range = whole.max === undefined
+        ? `of at least ${whole.min}`
+        : `from ${whole.min} to ${whole.max}`;
       throw new UsageError(
-        `${source} is "${raw}"; expected a port number from 0 to 65535`,
+        `${source} is "${raw}"; expected a whole number ${range}`,
       );
     }
     return value;

@@ -116,6 +116,34 @@ Deno.test("parseInvocation: unknown flags, positionals, missing values and empty
   }
 });
 
+Deno.test("parseInvocation: whole-number settings refuse what they cannot mean", () => {
+  const cases: [string[], RegExp][] = [
+    [["--burst", "0"], /--burst is "0"; expected a whole number of at least 1/],
+    [
+      ["--max-frame-bytes", "1.5"],
+      /--max-frame-bytes is "1.5"; expected a whole/,
+    ],
+    [["--idle-timeout", "0"], /--idle-timeout is "0"; expected .* at least 1/],
+    [["--history", "2.5"], /--history is "2.5"; expected a whole number/],
+    [["--port", "65536"], /--port is "65536"; expected .* from 0 to 65535/],
+    [["--auth-secret", "short"], /auth secret is 5 bytes; .* at least 32/],
+  ];
+  for (const [args, message] of cases) {
+    assert.throws(() => parseInvocation(args, {}), UsageError, undefined);
+    assert.throws(() => parseInvocation(args, {}), message);
+  }
+  const zeros = parseInvocation(
+    ["--history", "0", "--max-connections", "0", "--rate", "0.5"],
+    {},
+  );
+  assert.equal(zeros.help, false);
+  if (!zeros.help) {
+    assert.equal(zeros.options.historyLimit, 0);
+    assert.equal(zeros.options.maxConnections, 0);
+    assert.equal(zeros.options.ratePerSecond, 0.5);
+  }
+});
+
 Deno.test("parseInvocation: -h and --help ask for help", () => {
   assert.deepEqual(parseInvocation(["-h"], {}), { help: true });
   assert.deepEqual(parseInvocation(["--help"], {}), { help: true });

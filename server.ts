@@ -41,6 +41,15 @@ import {
 import type { Room } from "./room.ts";
 import { Rooms } from "./rooms.ts";
 
+/** Port when none is given: the one gorilla's chat example uses. */
+export const DEFAULT_PORT = 8080;
+
+/**
+ * Address when none is given: loopback, so a first run is not on the
+ * network until someone says so.
+ */
+export const DEFAULT_HOST = "127.0.0.1";
+
 /**
  * Largest frame a client may send, in bytes. A chat line is at most 2000
  * characters (up to 8000 bytes of UTF-8 in the worst case, usually far less)
@@ -631,8 +640,8 @@ export async function startServer(
     ? { cert: options.cert, key: options.key }
     : {};
   const httpServer = Deno.serve({
-    port: options.port ?? 8080,
-    hostname: options.hostname ?? "127.0.0.1",
+    port: options.port ?? DEFAULT_PORT,
+    hostname: options.hostname ?? DEFAULT_HOST,
     onListen,
     ...tls,
   }, route);
