@@ -9,7 +9,8 @@
  */
 
 /**
- * Messages a client may have waiting while its socket is backed up. Like
+ * Messages a client's outbox may hold: a turn's worth, or the backlog of a
+ * socket that is backed up. Like
  * gorilla's `send` channel: a peer that falls this far behind is not coming
  * back, and waiting on it would let one reader hold memory for everyone.
  */
@@ -19,7 +20,7 @@ export const DEFAULT_MAX_QUEUE = 256;
  * Bytes handed to the socket but not yet written out, above which the socket
  * counts as backed up. Deno raises `bufferedAmount` as soon as `send` is
  * called and lowers it only when the write completes (between turns), so it
- * is read at turn ends only; 64 KiB still pending then is a few hundred
+ * means "backed up" only at a turn's end; 64 KiB still pending then is a few hundred
  * chat lines the kernel would not take.
  */
 export const DEFAULT_HIGH_WATER_BYTES = 64 * 1024;
@@ -61,7 +62,7 @@ export interface ClientOptions {
   username: string;
   /** Shared turn-end flushing; clients of one process share one. */
   flusher: Flusher;
-  /** Most messages held while the socket is backed up. Default 256. */
+  /** Most messages the outbox holds before eviction. Default 256. */
   maxQueue?: number;
   /** `bufferedAmount` above which the socket counts as backed up. */
   highWaterBytes?: number;

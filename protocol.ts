@@ -234,7 +234,7 @@ export function validateText(raw: string): Validated<string> {
     return {
       ok: false,
       code: "empty_text",
-      text: "text is empty; expected 1 to 2000 characters",
+      text: `text is empty; expected 1 to ${MAX_TEXT_CHARS} characters`,
     };
   }
   // Every code point is one or two UTF-16 units, so only long strings need
@@ -391,8 +391,9 @@ export function errorMessage(
 }
 
 /**
- * Encodes messages as one frame's text: one JSON document per line. JSON
- * never holds a raw newline, so readers split frames on `\n`.
+ * Splits one frame's text into its messages, one JSON document per line.
+ * JSON never holds a raw newline, so `\n` separates them unambiguously
+ * (the server joins a turn's messages with it: `joinFrame` in client.ts).
  *
  * @example
  * ```ts

@@ -64,7 +64,7 @@ export const DEFAULT_MAX_FRAME_BYTES = 8 * 1024;
 export const DEFAULT_IDLE_TIMEOUT_SECONDS = 30;
 
 /**
- * Seconds between two typing notices relayed for one client: enough to keep
+ * Milliseconds between two typing notices relayed for one client: enough to keep
  * "X is typing…" alive, rare enough to cost nothing.
  */
 export const TYPING_INTERVAL_MS = 2000;
@@ -106,7 +106,7 @@ export interface ServerOptions {
   maxFrameBytes?: number;
   /** Seconds without a pong before a peer is dropped. Default 30. */
   idleTimeoutSeconds?: number;
-  /** Most messages held for a backed-up client. Default 256. */
+  /** Most messages a client's outbox holds before eviction. Default 256. */
   maxQueue?: number;
   /** `bufferedAmount` above which a client counts as backed up. */
   highWaterBytes?: number;
