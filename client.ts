@@ -144,8 +144,7 @@ export class Client {
    */
   flush(memo: FrameMemo): boolean {
     if (this.#ended) return true;
-    const outbox = this.#outbox;
-    if (outbox.length === 0) {
+    if (this.#outbox.length === 0) {
       this.#queued = false;
       return true;
     }
@@ -154,9 +153,8 @@ export class Client {
       return false;
     }
     this.#blockedFlushes = 0;
-    this.#outbox = [];
     this.#queued = false;
-    this.#write(joinFrame(outbox, memo));
+    this.#sendOutbox(memo);
     return true;
   }
 
@@ -167,13 +165,11 @@ export class Client {
    */
   close(code: number, reason: string): void {
     if (this.#ended) return;
-    const outbox = this.#outbox;
     if (
-      outbox.length > 0 && this.#socket.bufferedAmount < this.#highWater
-    ) {
-      this.#outbox = [];
-      if (!this.#write(joinFrame(outbox, this.#flusher.memo))) return;
-    }
+      this.#outbox.length > 0 &&
+      this.#socket.bufferedAmount < this.#highWater &&
+      !this.#sendOutbox(this.#flusher.memo)
+    ) return;
     try {
       this.#socket.close(code, reason);
     } catch {
@@ -195,17 +191,25 @@ export class Client {
    */
   #overflow(): void {
     if (this.#blockedFlushes < 2) {
-      const outbox = this.#outbox;
-      this.#outbox = [];
-      this.#write(joinFrame(outbox, this.#flusher.memo));
+      this.#sendOutbox(this.#flusher.memo);
       return;
     }
-    this.evictSlowClient();
+    this.#evictSlowClient();
   }
 
   /** Cuts off a peer that stopped reading, so it slows nobody else. */
-  evictSlowClient(): void {
+  #evictSlowClient(): void {
     this.close(CLOSE_SLOW_CONSUMER, "slow consumer");
+  }
+
+  /**
+   * Sends everything the outbox holds as one frame and empties it. Returns
+   * false if the socket closed under us (the client has then ended).
+   */
+  #sendOutbox(memo: FrameMemo): boolean {
+    const outbox = this.#outbox;
+    this.#outbox = [];
+    return this.#write(joinFrame(outbox, memo));
   }
 
   #write(frame: string): boolean {
