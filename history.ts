@@ -48,7 +48,7 @@
  * @module
  */
 
-import { utf8Length } from "./protocol.ts";
+import { chatMessage, utf8Length } from "./protocol.ts";
 
 /**
  * Messages kept per room when no `limit` is given. A joiner's `welcome`
@@ -262,16 +262,7 @@ function toMessage(
   id: number,
   entry: HistoryEntry,
 ): StoredMessage {
-  const message: StoredMessage = {
-    type: "message",
-    id,
-    room,
-    username: entry.username,
-    text: entry.text,
-    timestamp: entry.timestamp,
-  };
-  if (entry.to !== undefined) message.to = entry.to;
-  return Object.freeze(message);
+  return Object.freeze(chatMessage({ ...entry, id, room }));
 }
 
 /**

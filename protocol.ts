@@ -371,6 +371,35 @@ export function timestamp(now?: Date): string {
 const clock = { ms: Number.NaN, iso: "" };
 
 /**
+ * A chat line in wire order (type, id, room, username, text, timestamp, and
+ * `to` for a direct message), whatever order `line` has its fields in.
+ *
+ * @example
+ * ```ts
+ * import { chatMessage } from "./protocol.ts";
+ * chatMessage({
+ *   id: 1,
+ *   room: "lobby",
+ *   username: "ann",
+ *   text: "hi",
+ *   timestamp: "2026-11-22T10:00:00.000Z",
+ * });
+ * ```
+ */
+export function chatMessage(line: Omit<ChatMessage, "type">): ChatMessage {
+  const message: ChatMessage = {
+    type: "message",
+    id: line.id,
+    room: line.room,
+    username: line.username,
+    text: line.text,
+    timestamp: line.timestamp,
+  };
+  if (line.to !== undefined) message.to = line.to;
+  return message;
+}
+
+/**
  * Builds the `error` reply for a refused frame.
  *
  * @example

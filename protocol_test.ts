@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  chatMessage,
   errorMessage,
   MAX_TEXT_CHARS,
   MAX_USERNAME_CHARS,
@@ -183,4 +184,29 @@ Deno.test("parseSince takes whole numbers only", () => {
     assert.equal(result.ok, false, bad);
     if (!result.ok) assert.equal(result.code, "invalid_since");
   }
+});
+
+Deno.test("chatMessage puts a line in wire order, to last and only if given", () => {
+  const line = chatMessage({
+    to: "bob",
+    timestamp: "2026-11-22T10:00:00.000Z",
+    text: "hi",
+    username: "ann",
+    room: "lobby",
+    id: 7,
+  });
+  assert.equal(
+    JSON.stringify(line),
+    '{"type":"message","id":7,"room":"lobby","username":"ann","text":"hi",' +
+      '"timestamp":"2026-11-22T10:00:00.000Z","to":"bob"}',
+  );
+  const open = chatMessage({
+    id: 8,
+    room: "lobby",
+    username: "ann",
+    text: "all",
+    timestamp: "2026-11-22T10:00:00.000Z",
+    to: undefined,
+  });
+  assert.equal("to" in open, false);
 });

@@ -12,6 +12,7 @@ import type { History, HistoryEntry, StoredMessage } from "./history.ts";
 import { Hub, type HubOptions } from "./hub.ts";
 import {
   type ChatMessage,
+  chatMessage,
   type ErrorCode,
   errorMessage,
   type PresenceMessage,
@@ -37,20 +38,6 @@ export interface JoinOptions {
   since?: number;
   /** The connection's secret, echoed in `welcome` for takeovers. */
   session: string;
-}
-
-/** Puts a stored message in wire order: type, id, room, then the rest. */
-function wireMessage(stored: StoredMessage): ChatMessage {
-  const message: ChatMessage = {
-    type: "message",
-    id: stored.id,
-    room: stored.room,
-    username: stored.username,
-    text: stored.text,
-    timestamp: stored.timestamp,
-  };
-  if (stored.to !== undefined) message.to = stored.to;
-  return message;
 }
 
 /** One event in a room's order: sent by `send` once it is `ready`. */
@@ -180,7 +167,7 @@ export class Room {
     for (const stored of past.messages) {
       // Stored but not yet sent live: it will arrive live, once.
       if (stored.id > this.#lastSentId) break;
-      history.push(wireMessage(stored));
+      history.push(stored);
     }
     const welcome: WelcomeMessage = {
       type: "welcome",
@@ -228,23 +215,18 @@ export class Room {
       }
     }
     if (this.#history === null) {
-      // Nothing is stored, so nothing waits: the line goes out in its turn.
-      const message: ChatMessage = {
-        type: "message",
-        id: this.#lastSentId + 1,
+      // Nothing is stored, so nothing is ever waiting in the room's order:
+      // the line goes out now, in its place.
+      const json = JSON.stringify(chatMessage({
+        id: ++this.#lastSentId,
         room: this.name,
         username: client.username,
         text,
         timestamp: timestamp(),
-      };
-      if (to !== undefined) message.to = to;
-      this.#lastSentId = message.id;
-      const json = JSON.stringify(message);
+        to,
+      }));
       if (to !== undefined) this.#sendDirect(client, to, json);
-      else {this.#enqueue({
-          ready: true,
-          send: () => this.hub.broadcastText(json),
-        });}
+      else this.hub.broadcastText(json);
       return;
     }
     return this.#storeThenSend(this.#history, client, {
@@ -276,7 +258,7 @@ export class Room {
       return;
     }
     this.#lastSentId = Math.max(this.#lastSentId, stored.id);
-    const json = JSON.stringify(wireMessage(stored));
+    const json = JSON.stringify(stored);
     if (entry.to === undefined) {
       slot.send = () => this.hub.broadcastText(json);
       slot.ready = true;
