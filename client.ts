@@ -125,15 +125,17 @@ export class Client {
   /**
    * Hands one serialized message to this client. Never blocks: the message
    * waits in the outbox and leaves at the end of this event-loop turn, with
-   * whatever else the turn brings, as one frame.
+   * whatever else the turn brings, as one frame. Returns false, dropping
+   * the message, if the client has ended.
    */
-  deliver(message: string): void {
-    if (this.#ended) return;
+  deliver(message: string): boolean {
+    if (this.#ended) return false;
     if (this.#outbox.push(message) > this.#maxQueue) this.#overflow();
     if (!this.#queued) {
       this.#queued = true;
       this.#flusher.add(this);
     }
+    return true;
   }
 
   /**

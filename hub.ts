@@ -24,6 +24,13 @@ export interface HubOptions {
 
 const decoder = new TextDecoder();
 
+/** One send: to every client but `except`, or to `only` those. */
+interface HubSend {
+  text: string;
+  except: Client | undefined;
+  only: readonly Client[] | undefined;
+}
+
 /**
  * Broadcasts each message to every registered client.
  *
@@ -49,8 +56,8 @@ export class Hub {
   readonly flusher: Flusher;
   #ownsFlusher: boolean;
   #clients = new Set<Client>();
-  /** Broadcasts raised while one is under way, sent in order after it. */
-  #deferred: { text: string; except: Client | undefined }[] = [];
+  /** Sends raised while one is under way, made in order after it. */
+  #deferred: HubSend[] = [];
   #broadcasting = false;
   #onBroadcast?: (recipients: number, text: string, seconds: number) => void;
 
@@ -93,17 +100,28 @@ export class Hub {
    * client but `except` (its own typing, say).
    */
   broadcastText(text: string, except?: Client): void {
+    this.#send({ text, except, only: undefined });
+  }
+
+  /**
+   * Sends one already-serialized message to the given clients only (a
+   * direct message), in the same order as broadcasts and counted like one.
+   */
+  sendTo(text: string, recipients: readonly Client[]): void {
+    this.#send({ text, except: undefined, only: recipients });
+  }
+
+  #send(send: HubSend): void {
     if (this.#broadcasting) {
-      this.#deferred.push({ text, except });
+      this.#deferred.push(send);
       return;
     }
     this.#broadcasting = true;
     try {
-      this.#fanOut(text, except);
-      // Broadcasts raised by the fan-out above (a leave, say) go next.
+      this.#fanOut(send);
+      // Sends raised by the fan-out above (a leave, say) go next.
       for (let i = 0; i < this.#deferred.length; i++) {
-        const next = this.#deferred[i];
-        this.#fanOut(next.text, next.except);
+        this.#fanOut(this.#deferred[i]);
       }
     } finally {
       this.#deferred.length = 0;
@@ -111,17 +129,14 @@ export class Hub {
     }
   }
 
-  #fanOut(text: string, except: Client | undefined): void {
+  #fanOut({ text, except, only }: HubSend): void {
     const observe = this.#onBroadcast;
     const started = observe === undefined ? 0 : performance.now();
-    for (const client of this.#clients) {
-      if (client !== except) client.deliver(text);
+    let recipients = 0;
+    for (const client of only ?? this.#clients) {
+      if (client !== except && client.deliver(text)) recipients++;
     }
-    if (observe !== undefined) {
-      const recipients = this.#clients.size -
-        (except !== undefined && this.#clients.has(except) ? 1 : 0);
-      observe(recipients, text, (performance.now() - started) / 1000);
-    }
+    observe?.(recipients, text, (performance.now() - started) / 1000);
   }
 
   /** Serializes a value once, then broadcasts it to every client. */

@@ -257,13 +257,14 @@ Deno.test("clients may unregister during a broadcast", async () => {
     const deliver = peer.client.deliver.bind(peer.client);
     peer.client.deliver = (message: string) => {
       order.push(`${name}:${message}`);
-      deliver(message);
+      const accepted = deliver(message);
       // b leaves while "x" is being fanned out, and says so to the others.
       if (name === "b" && message === "x") {
         hub.unregister(peers[3].client);
         hub.unregister(peer.client);
         hub.broadcastText("b left");
       }
+      return accepted;
     };
   }
   hub.broadcastText("x");
@@ -335,4 +336,30 @@ Deno.test("close sends what is pending first, unless the socket is backed up", a
   assert.deepEqual(stuck.socket.frames, []);
   assert.deepEqual(stuck.socket.closed?.code, 1001);
   await nextTurn();
+});
+
+Deno.test("sendTo reaches only its recipients, in the broadcasts' order, counted like one", async () => {
+  const counted: [number, string][] = [];
+  const hub = new Hub({
+    onBroadcast(recipients, text) {
+      counted.push([recipients, text]);
+    },
+  });
+  const [a, b, c] = ["a", "b", "c"].map((name) => addPeer(hub, name));
+  const deliver = a.client.deliver.bind(a.client);
+  a.client.deliver = (message: string) => {
+    const accepted = deliver(message);
+    // A direct message raised mid-broadcast waits for the broadcast to end.
+    if (message === "x") hub.sendTo("dm", [b.client, a.client]);
+    return accepted;
+  };
+  c.client.close(1000, "gone");
+  hub.broadcastText("x");
+  hub.broadcastText("y");
+  await settle();
+  assert.deepEqual(a.socket.messages(), ["x", "dm", "y"]);
+  assert.deepEqual(b.socket.messages(), ["x", "dm", "y"]);
+  assert.deepEqual(c.socket.messages(), [], "an ended client gets nothing");
+  assert.deepEqual(counted, [[2, "x"], [2, "dm"], [2, "y"]]);
+  hub.close(1001, "done");
 });

@@ -81,7 +81,6 @@ export class Room {
   /** The hub that fans out this room's messages. */
   readonly hub: Hub;
   #history: History | null;
-  #observe?: (recipients: number, text: string, seconds: number) => void;
   #onRefusal?: (code: ErrorCode) => void;
   /** Every name in use, joined or only reserved, and who holds it. */
   #names = new Map<string, Client>();
@@ -101,7 +100,6 @@ export class Room {
     this.name = name;
     this.hub = new Hub(options);
     this.#history = options.history;
-    this.#observe = options.onBroadcast;
     this.#onRefusal = options.onRefusal;
     this.#lastSentId = options.history?.latestId(name) ?? 0;
   }
@@ -270,18 +268,13 @@ export class Room {
 
   /** A direct message goes to its recipient and back to its sender. */
   #sendDirect(client: Client, to: string, json: string): void {
-    const started = performance.now();
     const recipient = this.#names.get(to);
-    let recipients = 0;
-    if (recipient !== undefined && !recipient.ended) {
-      recipient.deliver(json);
-      recipients++;
-    }
-    if (recipient !== client) {
-      client.deliver(json);
-      recipients++;
-    }
-    this.#observe?.(recipients, json, (performance.now() - started) / 1000);
+    this.hub.sendTo(
+      json,
+      recipient === undefined || recipient === client
+        ? [client]
+        : [recipient, client],
+    );
   }
 
   /** Tells the others in the room that a member is typing. */
