@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import { createLogger } from "./log.ts";
 import type { ErrorCode, ServerMessage } from "./protocol.ts";
 import {
   ChatClient,
@@ -1003,6 +1004,7 @@ Deno.test("a burst of short messages does not evict clients that read", async ()
       frames.push(JSON.stringify({ type: "message", text: `${i} ${body}` }));
     }
     await sender.sendTexts(frames);
+    const framesBefore = ann.frames;
     for (const reader of [sender, ann]) {
       for (let i = 0; i < count; i++) {
         const message = await reader.next(`message ${i}`);
@@ -1010,13 +1012,24 @@ Deno.test("a burst of short messages does not evict clients that read", async ()
         assert.equal((message as { text: string }).text, `${i} ${body}`);
       }
     }
+    // What arrived together left together: a turn's lines share a frame.
+    const annFrames = ann.frames - framesBefore;
+    assert.ok(
+      annFrames < count / 10,
+      `${count} messages came in ${annFrames} frames`,
+    );
     assert.equal(await healthCount(server.port), 2);
   });
 });
 
 Deno.test("a client that stops reading is evicted; the others get every message", async () => {
+  const logLines: string[] = [];
+  const logger = createLogger({
+    format: "json",
+    write: (line) => logLines.push(line),
+  });
   await withServer(
-    { maxQueue: 8, highWaterBytes: 1024, ratePerSecond: 0 },
+    { maxQueue: 8, highWaterBytes: 1024, ratePerSecond: 0, logger },
     async (server, track) => {
       // The sender writes each frame in one TCP write (Deno's own client
       // splits frames over 1 KiB, and Nagle then delays each by ~40 ms).
@@ -1107,6 +1120,17 @@ Deno.test("a client that stops reading is evicted; the others get every message"
         code: 4008,
         reason: "slow consumer",
       });
+      // Counted and logged with its cause.
+      assert.match(
+        server.metrics.render(),
+        /^hubchat_evictions_total\{cause="slow_consumer"\} 1$/m,
+      );
+      const evictions = logLines.map((line) => JSON.parse(line))
+        .filter((event) => event.event === "evict");
+      assert.equal(evictions.length, 1, logLines.join("\n"));
+      assert.equal(evictions[0].user, "slow");
+      assert.equal(evictions[0].code, 4008);
+      assert.equal(evictions[0].cause, "slow_consumer");
     },
   );
 });
