@@ -108,6 +108,37 @@ Deno.test("rooms: messages stay in their room; events carry the room", async () 
   });
 });
 
+Deno.test("rooms: a room is dropped when its last member leaves; its history stays", async () => {
+  await withServer({}, async (server, track) => {
+    const ann = track(
+      (await enter(server.port, { username: "ann", room: "dev" })).client,
+    );
+    const bob = track((await enter(server.port, { username: "bob" })).client);
+    // Direct messages go to members of the sender's room only.
+    ann.send({ type: "message", text: "psst", to: "bob" });
+    const refusal = await ann.next("the refusal");
+    assert.equal(refusal.type, "error");
+    assert.equal((refusal as { code: string }).code, "unknown_recipient");
+    ann.say("kept");
+    assert.equal((await nextChat(ann)).text, "kept");
+    assert.notEqual(server.rooms.get("dev"), undefined);
+    await ann.close();
+    await waitUntil(
+      () => server.rooms.get("dev") === undefined,
+      "the empty room to be dropped",
+    );
+    const listed = await (await fetch(`${server.url}rooms`)).json();
+    assert.deepEqual(listed, {
+      rooms: [{ name: "dev", online: 0 }, { name: "lobby", online: 1 }],
+    });
+    const cy = await enter(server.port, { username: "cy", room: "dev" });
+    track(cy.client);
+    assert.deepEqual(cy.welcome.history.map((line) => line.text), ["kept"]);
+    const seen = await drainUntilMarker(bob, bob, "marker");
+    assert.deepEqual(seen, [], "bob in the lobby saw nothing of it");
+  });
+});
+
 Deno.test("rooms: a switch leaves the old room, welcomes and joins the new", async () => {
   await withServer({}, async (server, track) => {
     const ann = track((await enter(server.port, { username: "ann" })).client);
