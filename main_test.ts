@@ -224,33 +224,39 @@ function spawnMain(args: string[]): MainProcess {
   return { child, readLine, status, cleanup };
 }
 
-Deno.test("main.ts serves on --port 0 and exits 0 on SIGTERM", async () => {
-  const main = spawnMain(["--port", "0", "--host", "127.0.0.1"]);
-  let client: ChatClient | undefined;
-  try {
-    const line = await main.readLine("the listening line");
-    const match = /^hubchat listening on http:\/\/127\.0\.0\.1:(\d+)\/$/.exec(
-      line ?? "",
-    );
-    assert.ok(match, `unexpected first line: ${line}`);
-    const port = Number(match[1]);
-    assert.ok(port > 0);
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  Deno.test(`main.ts serves on --port 0 and exits 0 on ${signal}`, async () => {
+    const main = spawnMain(["--port", "0", "--host", "127.0.0.1"]);
+    let client: ChatClient | undefined;
+    try {
+      const line = await main.readLine("the listening line");
+      const match = /^hubchat listening on http:\/\/127\.0\.0\.1:(\d+)\/$/.exec(
+        line ?? "",
+      );
+      assert.ok(match, `unexpected first line: ${line}`);
+      const port = Number(match[1]);
+      assert.ok(port > 0);
 
-    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
-    assert.deepEqual(await health.json(), { status: "ok", clients: 0 });
-    client = await ChatClient.join(port, "ann");
+      const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+      assert.deepEqual(await health.json(), { status: "ok", clients: 0 });
+      client = await ChatClient.join(port, "ann");
 
-    main.child.kill("SIGTERM");
-    const end = await withTimeout(client.closed, "the client's close", 10_000);
-    assert.deepEqual(end, { code: 1001, reason: "server shutting down" });
-    const status = await withTimeout(main.status, "the exit", 10_000);
-    assert.equal(status.code, 0);
-    assert.equal(status.success, true);
-  } finally {
-    await client?.close();
-    await main.cleanup();
-  }
-});
+      main.child.kill(signal);
+      const end = await withTimeout(
+        client.closed,
+        "the client's close",
+        10_000,
+      );
+      assert.deepEqual(end, { code: 1001, reason: "server shutting down" });
+      const status = await withTimeout(main.status, "the exit", 10_000);
+      assert.equal(status.code, 0);
+      assert.equal(status.success, true);
+    } finally {
+      await client?.close();
+      await main.cleanup();
+    }
+  });
+}
 
 /** Runs main.ts to its exit; returns the exit status and what it printed. */
 async function runMainToExit(
