@@ -229,6 +229,19 @@ export async function importSecret(secret: string): Promise<CryptoKey> {
   );
 }
 
+/** What is wrong with the time claims (`exp`, `nbf`, `iat`), or null. */
+function timeClaimProblem(claims: Record<string, unknown>): string | null {
+  for (const name of ["exp", "nbf", "iat"]) {
+    const value = claims[name];
+    if (value !== undefined && !Number.isFinite(value)) {
+      return `claim "${name}" is ${
+        quote(value)
+      }; expected seconds since the epoch`;
+    }
+  }
+  return null;
+}
+
 /**
  * Signs claims as an HS256 JWT. Throws a `TypeError` when `sub` is not a
  * non-empty string or a time claim is not a finite number: such a token
@@ -252,14 +265,8 @@ export async function signToken(
       `claim "sub" is ${quote(claims.sub)}; expected a non-empty string`,
     );
   }
-  for (const name of ["exp", "nbf", "iat"] as const) {
-    const value = claims[name];
-    if (value !== undefined && !Number.isFinite(value)) {
-      throw new TypeError(
-        `claim "${name}" is ${quote(value)}; expected seconds since the epoch`,
-      );
-    }
-  }
+  const badTime = timeClaimProblem(claims);
+  if (badTime !== null) throw new TypeError(badTime);
   const payload = base64urlEncode(encoder.encode(JSON.stringify(claims)));
   const input = `${HEADER_PART}.${payload}`;
   const signature = await crypto.subtle.sign(
@@ -383,17 +390,8 @@ export async function verifyToken(
         : `claim "sub" is ${quote(sub)}; expected a non-empty string`,
     };
   }
-  for (const name of ["exp", "nbf", "iat"]) {
-    const value = claims[name];
-    if (value !== undefined && !Number.isFinite(value)) {
-      return {
-        ok: false,
-        reason: `claim "${name}" is ${
-          quote(value)
-        }; expected seconds since the epoch`,
-      };
-    }
-  }
+  const badTime = timeClaimProblem(claims);
+  if (badTime !== null) return { ok: false, reason: badTime };
   if (typeof exp === "number" && now >= exp + leeway) {
     return { ok: false, reason: `token expired at ${describeTime(exp)}` };
   }

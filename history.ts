@@ -205,13 +205,27 @@ interface MetaValue {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
+/**
+ * Whether a line of `lineBytes` goes into a new block after one holding
+ * `count` lines of `length` bytes: the one rule both the commit-size
+ * estimate and the writer follow.
+ */
+function startsNewBlock(
+  count: number,
+  length: number,
+  lineBytes: number,
+): boolean {
+  return count > 0 &&
+    (count >= BLOCK_MESSAGES || length + lineBytes > BLOCK_BYTES);
+}
+
 /** Encoded size of a string key part: tag, UTF-8 bytes, escaped NULs, end. */
 function keyPartBytes(part: string): number {
   let nuls = 0;
   for (let i = part.indexOf("\0"); i !== -1; i = part.indexOf("\0", i + 1)) {
     nuls++;
   }
-  return 2 + encoder.encode(part).length + nuls;
+  return 2 + utf8Length(part) + nuls;
 }
 
 /**
@@ -759,9 +773,11 @@ export class History {
           2 * state.blockKeyBytes + room.blockLength;
         k += state.metaKeyBytes + state.blockKeyBytes;
       }
-      const newBlock = room.blockCount > 0 &&
-        (room.blockCount >= BLOCK_MESSAGES ||
-          room.blockLength + lineBytes > BLOCK_BYTES);
+      const newBlock = startsNewBlock(
+        room.blockCount,
+        room.blockLength,
+        lineBytes,
+      );
       if (newBlock) {
         m += 1;
         b += 2 * state.blockKeyBytes;
@@ -889,9 +905,7 @@ export class History {
       const { message, line, lineBytes } = added[i];
       if (
         block === undefined ||
-        (block.count > 0 &&
-          (block.count >= BLOCK_MESSAGES ||
-            block.length + lineBytes > BLOCK_BYTES))
+        startsNewBlock(block.count, block.length, lineBytes)
       ) {
         block = {
           firstId: message.id,
