@@ -8,19 +8,13 @@
  * @module
  */
 
-import {
-  importSecret,
-  SUBPROTOCOL,
-  tokenFromRequest,
-  verifyToken,
-} from "./auth.ts";
+import { importSecret, tokenFromRequest, verifyToken } from "./auth.ts";
 import { Client, type ClientEnd, CLOSE_SLOW_CONSUMER } from "./client.ts";
 import {
   checkOrigin,
   clientAddress,
   ConnectionLimiter,
   DEFAULT_BURST,
-  DEFAULT_MAX_CONNECTIONS_PER_IP,
   DEFAULT_RATE_PER_SECOND,
   FloodGuard,
 } from "./limits.ts";
@@ -411,10 +405,12 @@ export async function startServer(
    * Decides who the peer is: a name, null for "make up a guest name", or a
    * Response when it may not connect.
    */
-  async function identify(request: Request): Promise<string | null | Response> {
-    const requested = new URL(request.url).searchParams.get("username");
+  async function identify(
+    query: URLSearchParams,
+    token: string | null,
+  ): Promise<string | null | Response> {
+    const requested = query.get("username");
     if (authKey !== null) {
-      const { token } = tokenFromRequest(request);
       if (token === null) {
         return jsonError(
           401,
@@ -444,6 +440,7 @@ export async function startServer(
   async function upgrade(
     request: Request,
     info: Deno.ServeHandlerInfo,
+    query: URLSearchParams,
   ): Promise<Response> {
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return textResponse(
@@ -463,7 +460,6 @@ export async function startServer(
     }
     const origin = checkOrigin(request.headers, originPolicy);
     if (!origin.ok) return reject(textResponse(403, origin.reason), "origin");
-    const query = new URL(request.url).searchParams;
     const roomName = validateRoomName(query.get("room") || DEFAULT_ROOM);
     if (!roomName.ok) {
       return reject(
@@ -483,7 +479,9 @@ export async function startServer(
       }
       since = parsed.value;
     }
-    const identity = await identify(request);
+    // The token and the subprotocol to answer with, read once.
+    const presented = tokenFromRequest(request);
+    const identity = await identify(query, presented.token);
     if (identity instanceof Response) {
       return reject(
         identity,
@@ -532,12 +530,11 @@ export async function startServer(
       const status = slot.limit === "total" ? 503 : 429;
       return reject(textResponse(status, slot.reason), `limit_${slot.limit}`);
     }
-    const { protocol } = tokenFromRequest(request);
     let upgraded;
     try {
       upgraded = Deno.upgradeWebSocket(request, {
         idleTimeout,
-        protocol: protocol === SUBPROTOCOL ? SUBPROTOCOL : undefined,
+        protocol: presented.protocol ?? undefined,
       });
     } catch (error) {
       slot.release();
@@ -605,7 +602,8 @@ export async function startServer(
     request: Request,
     info: Deno.ServeHandlerInfo,
   ): Response | Promise<Response> {
-    const { pathname } = new URL(request.url);
+    const url = new URL(request.url);
+    const pathname = url.pathname;
     const method = request.method;
     const readOnly = method === "GET" || method === "HEAD";
     switch (pathname) {
@@ -616,7 +614,7 @@ export async function startServer(
         });
       case "/ws":
         if (method !== "GET") return methodNotAllowed("GET");
-        return upgrade(request, info);
+        return upgrade(request, info, url.searchParams);
       case "/healthz":
         if (!readOnly) return methodNotAllowed("GET, HEAD");
         return Response.json({ status: "ok", clients: rooms.online });
