@@ -26,6 +26,14 @@ function wsUrl(port: number, query: string): string {
 
 // ---------------------------------------------------------------- origin
 
+Deno.test("origin: a bad allowed origin stops the start, saying which", async () => {
+  await assert.rejects(
+    () =>
+      startServer({ port: 0, allowedOrigins: ["https://ok.example", "ftp:x"] }),
+    /allowed origin "ftp:x" is not an origin/,
+  );
+});
+
 Deno.test("origin: same origin, allowlisted and absent pass; others get 403", async () => {
   await withServer(
     { allowedOrigins: ["https://chat.example.com"] },

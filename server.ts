@@ -17,6 +17,7 @@ import {
   DEFAULT_BURST,
   DEFAULT_RATE_PER_SECOND,
   FloodGuard,
+  validateAllowedOrigins,
 } from "./limits.ts";
 import { History } from "./history.ts";
 import { type Logger, silentLogger } from "./log.ts";
@@ -225,7 +226,8 @@ export async function startServer(
   const ratePerSecond = options.ratePerSecond ?? DEFAULT_RATE_PER_SECOND;
   const burst = options.burst ?? DEFAULT_BURST;
   const originPolicy = {
-    allowedOrigins: options.allowedOrigins ?? [],
+    // Checked here, so a bad entry stops the start, not every upgrade.
+    allowedOrigins: validateAllowedOrigins(options.allowedOrigins ?? []),
     requireOrigin: options.requireOrigin ?? false,
   };
   const authKey = options.authSecret === undefined
