@@ -143,7 +143,10 @@ async function main(): Promise<void> {
   const duration = flag(args, "--duration", DEFAULT_DURATION_S);
   const warmup = flag(args, "--warmup", DEFAULT_WARMUP_S);
   const outIndex = args.indexOf("--out");
-  const out = outIndex === -1 ? null : args[outIndex + 1];
+  const out = outIndex === -1 ? null : args[outIndex + 1] ?? "";
+  if (out === "" || out?.startsWith("--")) {
+    throw new Error("--out needs a file to append the runs to");
+  }
   const servers = await serversUnderTest();
   const results = new Map<string, LoadSummary[]>();
   for (let rep = 1; rep <= reps; rep++) {
@@ -162,7 +165,7 @@ async function main(): Promise<void> {
         console.error(
           `rep ${rep}/${reps} ${scenario.name} ${server.name}: ` +
             `${summary.deliveries_per_sec} deliveries/s, p99 ${summary.latency_ms.p99} ms, ` +
-            `cpu/100k ${summary.server_cpu_seconds_per_100k_deliveries} s, lost ${summary.lost}` +
+            `cpu ${summary.server_cpu_us_per_delivery} µs/delivery, lost ${summary.lost}` +
             (summary.aborted ? `, aborted: ${summary.aborted}` : ""),
         );
         if (out !== null) {
@@ -185,7 +188,7 @@ async function main(): Promise<void> {
       `server on CPU ${SERVER_CPU}, load tool on CPU ${LOAD_CPU}; 64-byte texts, 1 sender.\n`,
   );
   console.log(
-    "| scenario | server | deliveries/s | p50 ms | p99 ms | server CPU s per 100k | server CPU util | peak RSS MiB | lost/dup/ooo |",
+    "| scenario | server | deliveries/s | p50 ms | p99 ms | server CPU µs per delivery | server CPU util | peak RSS MiB | lost/dup/ooo |",
   );
   console.log("|---|---|---:|---:|---:|---:|---:|---:|---|");
   for (const scenario of SCENARIOS) {
@@ -203,7 +206,7 @@ async function main(): Promise<void> {
           `${fmt(m((s) => s.latency_ms.p50), 2)} | ${
             fmt(m((s) => s.latency_ms.p99), 2)
           } | ` +
-          `${fmt(m((s) => s.server_cpu_seconds_per_100k_deliveries), 4)} | ` +
+          `${fmt(m((s) => s.server_cpu_us_per_delivery), 2)} | ` +
           `${
             fmt(
               m((s) =>
