@@ -2,7 +2,7 @@
  * The floor: the least any server built on `Deno.upgradeWebSocket` can spend
  * per message. It is not a chat server: it parses, validates and stamps
  * nothing, and relays each frame it receives to every socket, padded with
- * spaces to the size hubchat's message for it would have, a turn's frames
+ * the bytes hubchat's envelope adds (for a 3-letter name), a turn's frames
  * joined into one frame per socket (the most coalescing a Deno server can
  * do without adding a timer hop). Run against it, the load
  * tool measures Deno's own receive and send cost, which no code on top of
@@ -27,8 +27,10 @@ import {
 /**
  * Bytes hubchat's envelope adds to a client's `{"type":"message","text":…}`:
  * `"id"`, `"room":"lobby"`, `"username"` (3 letters) and `"timestamp"`.
- * Relaying frames of the size hubchat sends keeps the kernel's per-byte
- * work the same on both sides of the comparison; the padding is JSON
+ * Relaying frames of about the size hubchat sends keeps the kernel's
+ * per-byte work alike on both sides of the comparison (the load tool's
+ * names are longer, so hubchat's frames are a few bytes bigger still,
+ * which only favours the floor); the padding is JSON
  * whitespace, so each line still parses.
  */
 const ENVELOPE_PADDING = " ".repeat(84);
