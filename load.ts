@@ -1794,18 +1794,95 @@ async function finishStalled(client: StalledClient): Promise<number> {
 // The run
 // ---------------------------------------------------------------------------
 
-function count(map: Record<string, number>, key: string): void {
+/**
+ * Adds one to `map[key]`.
+ *
+ * @example
+ * ```ts
+ * import { count } from "./load.ts";
+ * const seen: Record<string, number> = {};
+ * count(seen, "4008"); // seen is { "4008": 1 }
+ * ```
+ */
+export function count(map: Record<string, number>, key: string): void {
   map[key] = (map[key] ?? 0) + 1;
 }
 
-function round(value: number, digits: number): number {
+/**
+ * Rounds to `digits` decimals, for summaries.
+ *
+ * @example
+ * ```ts
+ * import { round } from "./load.ts";
+ * round(1.23456, 2); // 1.23
+ * ```
+ */
+export function round(value: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(value * f) / f;
 }
 
-function runId(): string {
+/**
+ * Four random base-36 characters that mark one run's texts, so lines from
+ * other runs or other people are told apart.
+ *
+ * @example
+ * ```ts
+ * import { runId } from "./load.ts";
+ * runId(); // e.g. "k3x9"
+ * ```
+ */
+export function runId(): string {
   const n = crypto.getRandomValues(new Uint32Array(1))[0] % 36 ** 4;
   return n.toString(36).padStart(4, "0");
+}
+
+/**
+ * Calls `each` with the bounds of every non-empty `\n`-separated line in
+ * `buf[from, to)`: the lines of one frame, in place.
+ *
+ * @example
+ * ```ts
+ * import { forEachLine } from "./load.ts";
+ * const buf = new TextEncoder().encode("a\n\nbc");
+ * forEachLine(buf, 0, buf.length, (start, end) => console.log(start, end));
+ * // 0 1, then 3 5
+ * ```
+ */
+export function forEachLine(
+  buf: Uint8Array,
+  from: number,
+  to: number,
+  each: (start: number, end: number) => void,
+): void {
+  let start = from;
+  while (start < to) {
+    // A plain loop: TypedArray#indexOf has no end bound and would run on
+    // into the next frames of the read buffer.
+    let end = start;
+    while (end < to && buf[end] !== 10) end++;
+    if (end > start) each(start, end);
+    start = end + 1;
+  }
+}
+
+/**
+ * The `code` of a server `error` line, for counting; "unparseable_line"
+ * when the line is not JSON.
+ *
+ * @example
+ * ```ts
+ * import { errorCode } from "./load.ts";
+ * const line = new TextEncoder().encode('{"type":"error","code":"rate_limited"}');
+ * errorCode(line, 0, line.length); // "rate_limited"
+ * ```
+ */
+export function errorCode(buf: Uint8Array, start: number, end: number): string {
+  try {
+    return String(JSON.parse(decoder.decode(buf.subarray(start, end))).code);
+  } catch {
+    return "unparseable_line";
+  }
 }
 
 /**
@@ -1920,35 +1997,20 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
     now: number,
   ): void {
     const nowUs = now * 1000;
-    let start = from;
-    while (start < to) {
-      // A plain loop: TypedArray#indexOf has no end bound and would run on
-      // into the next frames of the read buffer.
-      let end = start;
-      while (end < to && buf[end] !== 10) end++;
-      if (end > start) {
-        const kind = scanLine(buf, start, end, runBytes, line);
-        if (kind === "message") onMessage(i, nowUs);
-        else if (kind === "foreign") foreign++;
-        else if (kind === "welcome") {
-          if (!welcomed[i]) {
-            welcomed[i] = 1;
-            welcomeWaiters[i]?.(true);
-          }
-        } else if (kind === "error" || kind === "other") {
-          const text = decoder.decode(buf.subarray(start, end));
-          try {
-            count(
-              errors.server_error_codes,
-              String(JSON.parse(text).code ?? kind),
-            );
-          } catch {
-            count(errors.server_error_codes, "unparseable_line");
-          }
+    forEachLine(buf, from, to, (start, end) => {
+      // Presence and typing lines ("join", "leave", "other") need nothing.
+      const kind = scanLine(buf, start, end, runBytes, line);
+      if (kind === "message") onMessage(i, nowUs);
+      else if (kind === "foreign") foreign++;
+      else if (kind === "welcome") {
+        if (!welcomed[i]) {
+          welcomed[i] = 1;
+          welcomeWaiters[i]?.(true);
         }
+      } else if (kind === "error") {
+        count(errors.server_error_codes, errorCode(buf, start, end));
       }
-      start = end + 1;
-    }
+    });
   }
 
   function onEnd(i: number): void {

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import {
   encodeText,
+  errorCode,
   findListenUrl,
+  forEachLine,
   LatencyHistogram,
   normalizeUrl,
   parseLoadArgs,
@@ -257,4 +259,19 @@ Deno.test("runLoad against the floor server: every frame relayed, in order", asy
   } finally {
     await server.shutdown();
   }
+});
+
+Deno.test("forEachLine gives each non-empty line of a frame; errorCode reads its code", () => {
+  const frame = new TextEncoder().encode(
+    '{"type":"error","code":"rate_limited"}\n\nnot json\n',
+  );
+  const lines: [number, number][] = [];
+  forEachLine(frame, 0, frame.length, (start, end) => lines.push([start, end]));
+  assert.deepEqual(lines, [[0, 38], [40, 48]]);
+  assert.equal(errorCode(frame, 0, 38), "rate_limited");
+  assert.equal(errorCode(frame, 40, 48), "unparseable_line");
+  // Bounds are honoured: nothing past `to` is read.
+  const seen: number[] = [];
+  forEachLine(frame, 0, 10, (start, end) => seen.push(start, end));
+  assert.deepEqual(seen, [0, 10]);
 });

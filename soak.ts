@@ -17,13 +17,18 @@
 
 import {
   asciiTextFrame,
+  count,
   encodeText,
+  errorCode,
+  forEachLine,
   handshake,
   LatencyHistogram,
   normalizeUrl,
   type ParsedLine,
   parseFlags,
   RawClient,
+  round,
+  runId,
   scanLine,
   SequenceTracker,
   type ServerProcess,
@@ -447,11 +452,6 @@ export interface ServerMetricsReading {
 // ---------------------------------------------------------------------------
 // Pure parts
 // ---------------------------------------------------------------------------
-
-function round(value: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(value * f) / f;
-}
 
 function sumValues(map: Record<string, number>): number {
   let total = 0;
@@ -928,15 +928,6 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-function count(map: Record<string, number>, key: string): void {
-  map[key] = (map[key] ?? 0) + 1;
-}
-
-function runId(): string {
-  const n = crypto.getRandomValues(new Uint32Array(1))[0] % 36 ** 4;
-  return n.toString(36).padStart(4, "0");
-}
-
 /** Fetches `url` as text within {@linkcode METRICS_TIMEOUT_MS}. */
 async function fetchText(url: string): Promise<string> {
   const controller = new AbortController();
@@ -1061,26 +1052,15 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
     now: number,
   ): void {
     const nowUs = now * 1000;
-    let start = from;
-    while (start < to) {
-      let end = start;
-      while (end < to && buf[end] !== 10) end++;
-      if (end > start) {
-        const kind = scanLine(buf, start, end, runBytes, line);
-        if (kind === "message") onMessage(session, nowUs);
-        else if (kind === "foreign") foreign++;
-        else if (kind === "welcome") session.welcome?.(true);
-        else if (kind === "error") {
-          const text = new TextDecoder().decode(buf.subarray(start, end));
-          try {
-            count(serverErrorCodes, String(JSON.parse(text).code));
-          } catch {
-            count(serverErrorCodes, "unparseable_line");
-          }
-        }
+    forEachLine(buf, from, to, (start, end) => {
+      const kind = scanLine(buf, start, end, runBytes, line);
+      if (kind === "message") onMessage(session, nowUs);
+      else if (kind === "foreign") foreign++;
+      else if (kind === "welcome") session.welcome?.(true);
+      else if (kind === "error") {
+        count(serverErrorCodes, errorCode(buf, start, end));
       }
-      start = end + 1;
-    }
+    });
   }
 
   function onMessage(session: Session, nowUs: number): void {
