@@ -30,6 +30,11 @@ export interface RoomOptions extends HubOptions {
   history: History | null;
   /** Told of every error the room sends a client (for metrics). */
   onRefusal?: (code: ErrorCode) => void;
+  /**
+   * Told when the room has become idle: nobody in it or on the way, and no
+   * line still being stored. Its owner may then drop it.
+   */
+  onIdle?: (room: Room) => void;
 }
 
 /** What a joiner asks of the room's past. */
@@ -82,6 +87,7 @@ export class Room {
   readonly hub: Hub;
   #history: History | null;
   #onRefusal?: (code: ErrorCode) => void;
+  #onIdle?: (room: Room) => void;
   /** Every name in use, joined or only reserved, and who holds it. */
   #names = new Map<string, Client>();
   /** The newest id sent live; history past it is still on its way. */
@@ -101,6 +107,7 @@ export class Room {
     this.hub = new Hub(options);
     this.#history = options.history;
     this.#onRefusal = options.onRefusal;
+    this.#onIdle = options.onIdle;
     this.#lastSentId = options.history?.latestId(name) ?? 0;
   }
 
@@ -190,6 +197,12 @@ export class Room {
       const text = this.#presence("leave", client.username);
       this.#enqueue({ ready: true, send: () => this.hub.broadcastText(text) });
     }
+    this.#tellIfIdle();
+  }
+
+  /** The room just lost a member or a stored line went out: idle now? */
+  #tellIfIdle(): void {
+    if (this.idle) this.#onIdle?.(this);
   }
 
   /**
@@ -319,11 +332,15 @@ export class Room {
     else this.#ordered.push(event);
   }
 
-  /** Sends every ready event at the head of the order. */
+  /**
+   * Sends every ready event at the head of the order. A room its last
+   * member left while their line was being stored becomes idle here.
+   */
   #drain(): void {
     const ordered = this.#ordered;
     while (ordered.length > 0 && ordered[0].ready) {
       ordered.shift()!.send?.();
     }
+    this.#tellIfIdle();
   }
 }

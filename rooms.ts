@@ -85,6 +85,7 @@ export class Rooms {
       flusher: this.flusher,
       onBroadcast: this.#onBroadcast,
       onRefusal: this.#onRefusal,
+      onIdle: (idle) => this.release(idle),
     });
     this.#rooms.set(name, room);
     return room;

@@ -4,7 +4,10 @@
  */
 
 import assert from "node:assert/strict";
+import { Client } from "./client.ts";
+import type { History, StoredMessage } from "./history.ts";
 import type { ChatMessage, ServerMessage, WelcomeMessage } from "./protocol.ts";
+import { Room } from "./room.ts";
 import { startServer } from "./server.ts";
 import {
   ChatClient,
@@ -598,4 +601,42 @@ Deno.test("history 0: nothing is stored; ids still increase; a resume knows what
     const rooms = await (await fetch(`${server.url}rooms`)).json();
     assert.deepEqual(rooms, { rooms: [{ name: "lobby", online: 4 }] });
   });
+});
+
+Deno.test("a room its last member left mid-store is idle once the line is out", async () => {
+  // A store that answers when told to, standing in for a slow KV commit.
+  let finishStore = (_stored: StoredMessage): void => {};
+  const history = {
+    latestId: () => 0,
+    recent: () => [],
+    since: () => ({ messages: [], gap: false }),
+    append: () =>
+      new Promise<StoredMessage>((resolve) => {
+        finishStore = resolve;
+      }),
+  } as unknown as History;
+  const idle: Room[] = [];
+  const room = new Room("dev", { history, onIdle: (r) => idle.push(r) });
+  const socket = { bufferedAmount: 0, send() {}, close() {} };
+  const ann = new Client(socket, {
+    username: "ann",
+    flusher: room.hub.flusher,
+  });
+  assert.ok(room.reserve(ann));
+  room.join(ann, { session: "s" });
+  const saying = room.say(ann, "last words");
+  room.leave(ann);
+  assert.deepEqual(idle, [], "not idle while the line is being stored");
+  assert.equal(room.idle, false);
+  finishStore({
+    type: "message",
+    id: 1,
+    room: "dev",
+    username: "ann",
+    text: "last words",
+    timestamp: "2026-11-22T10:00:00.000Z",
+  });
+  await saying;
+  assert.deepEqual(idle, [room]);
+  room.close(1001, "done");
 });

@@ -263,7 +263,6 @@ export async function startServer(
     if (session === undefined) return;
     sessions.delete(client);
     session.room.leave(client);
-    rooms.release(session.room);
     session.release();
     const seconds = (performance.now() - session.openedAt) / 1000;
     const fields = {
@@ -350,12 +349,7 @@ export async function startServer(
     const command = parsed.value;
     switch (command.type) {
       case "message": {
-        const room = session.room;
-        // A room its last member left while their line was being stored
-        // is dropped once the line is out.
-        room.say(client, command.text, command.to)?.then(() =>
-          rooms.release(room)
-        );
+        session.room.say(client, command.text, command.to);
         return;
       }
       case "typing": {
@@ -398,7 +392,6 @@ export async function startServer(
       return;
     }
     from.leave(client);
-    rooms.release(from);
     session.room = to;
     to.join(client, { session: session.token });
   }
