@@ -25,19 +25,8 @@ async function enter(
   port: number,
   query: Record<string, string>,
 ): Promise<{ client: ChatClient; welcome: WelcomeMessage }> {
-  const params = new URLSearchParams(query);
-  const label = query.username ?? "guest";
-  const client = await ChatClient.open(
-    `ws://127.0.0.1:${port}/ws?${params}`,
-    label,
-  );
-  const welcome = await client.next("welcome") as WelcomeMessage;
-  assert.equal(welcome.type, "welcome");
-  client.username = welcome.username;
-  const join = await client.next("own join");
-  assert.equal(join.type, "join");
-  assert.equal((join as { username: string }).username, welcome.username);
-  return { client, welcome };
+  const client = await ChatClient.enter(port, query);
+  return { client, welcome: client.welcome! };
 }
 
 /** Reads until a chat message arrives, returning it (skips presence). */

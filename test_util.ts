@@ -12,7 +12,11 @@
  */
 
 import assert from "node:assert/strict";
-import { type ServerMessage, splitFrame } from "./protocol.ts";
+import {
+  type ServerMessage,
+  splitFrame,
+  type WelcomeMessage,
+} from "./protocol.ts";
 import { type ChatServer, type ServerOptions, startServer } from "./server.ts";
 
 /** Default bound on one wait, in milliseconds: generous, never asserted. */
@@ -171,16 +175,6 @@ export interface CloseInfo {
 }
 
 /**
- * The URL of the chat endpoint. `username` undefined leaves the parameter
- * out; any string (even empty) is sent, percent-encoded.
- */
-export function chatUrl(port: number, username?: string): string {
-  const base = `ws://127.0.0.1:${port}/ws`;
-  if (username === undefined) return base;
-  return `${base}?username=${encodeURIComponent(username)}`;
-}
-
-/**
  * Parses one frame from the server into its messages, one JSON document per
  * `\n`-separated line; throws if a line is not a JSON object.
  */
@@ -208,6 +202,8 @@ export class ChatClient {
   frames = 0;
   /** The name the server gave us (set by {@linkcode ChatClient.join}). */
   username = "";
+  /** The welcome the server greeted us with (set by {@linkcode ChatClient.enter}). */
+  welcome: WelcomeMessage | null = null;
   #inbox = new Inbox<ServerMessage>();
   #label: string;
 
@@ -270,13 +266,30 @@ export class ChatClient {
    * Connects under `username` (none: a guest), checks that the first two
    * messages are our welcome and our own join, and returns the client.
    */
-  static async join(port: number, username?: string): Promise<ChatClient> {
-    const label = username === undefined ? "guest" : username;
-    const client = await ChatClient.open(chatUrl(port, username), label);
+  static join(port: number, username?: string): Promise<ChatClient> {
+    return ChatClient.enter(port, username === undefined ? {} : { username });
+  }
+
+  /**
+   * Connects with any query (`username`, `room`, `since`, `session`...),
+   * checks that the first two messages are our welcome and our own join,
+   * and returns the client, its welcome kept in `welcome`.
+   */
+  static async enter(
+    port: number,
+    query: Record<string, string>,
+  ): Promise<ChatClient> {
+    const label = query.username ?? "guest";
+    const params = new URLSearchParams(query).toString();
+    const client = await ChatClient.open(
+      `ws://127.0.0.1:${port}/ws${params === "" ? "" : `?${params}`}`,
+      label,
+    );
     try {
       const welcome = await client.next(`${label}'s welcome`);
       assert.equal(welcome.type, "welcome", `${label}: first message`);
-      client.username = (welcome as { username: string }).username;
+      client.welcome = welcome as WelcomeMessage;
+      client.username = client.welcome.username;
       client.#label = client.username;
       const join = await client.next(`${label}'s own join`);
       assert.equal(join.type, "join", `${label}: second message`);
