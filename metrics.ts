@@ -270,8 +270,6 @@ export class Histogram implements Metric {
   readonly name: string;
   /** What it measures. */
   readonly help: string;
-  /** The upper bounds, increasing, without `+Inf`. */
-  readonly buckets: readonly number[];
   #bounds: Float64Array;
   /** One slot per bound, then one for `+Inf`; not cumulative. */
   #counts: Float64Array;
@@ -298,7 +296,6 @@ export class Histogram implements Metric {
         );
       }
     }
-    this.buckets = Object.freeze([...buckets]);
     this.#bounds = Float64Array.from(buckets);
     this.#counts = new Float64Array(buckets.length + 1);
   }
