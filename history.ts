@@ -504,8 +504,8 @@ export class History {
         ),
       );
     }
-    let state = this.#rooms.get(room);
-    if (state === undefined) {
+    const existing = this.#rooms.get(room);
+    if (existing === undefined) {
       const keyBytes = blockKeyBytes(room);
       if (keyBytes > KV_MAX_KEY_BYTES) {
         return Promise.reject(
@@ -514,7 +514,6 @@ export class History {
           ),
         );
       }
-      state = this.#room(room);
     }
     const bytes = valueBytes(entry);
     if (bytes > KV_MAX_VALUE_BYTES) {
@@ -524,7 +523,9 @@ export class History {
         ),
       );
     }
-    const message = toMessage(room, state.nextId, entry);
+    // A new room starts at id 1; its state is made only for a message that
+    // will be stored, so a refused one leaves nothing behind.
+    const message = toMessage(room, existing?.nextId ?? 1, entry);
     const line = toLine(message);
     const lineBytes = utf8Length(line) + 1;
     if (lineBytes > KV_MAX_VALUE_BYTES) {
@@ -534,6 +535,7 @@ export class History {
         ),
       );
     }
+    const state = existing ?? this.#room(room);
     state.nextId++;
     return new Promise((resolve, reject) => {
       this.#queue.push({ message, state, line, lineBytes, resolve, reject });
