@@ -9,7 +9,7 @@
 import { type Client, Flusher } from "./client.ts";
 import type { History } from "./history.ts";
 import type { ErrorCode } from "./protocol.ts";
-import { Room } from "./room.ts";
+import { Room, type RoomOptions } from "./room.ts";
 
 /**
  * Rooms open at once. Each is a hub and a map, cheap in itself, but names
@@ -59,15 +59,20 @@ export class Rooms {
   #rooms = new Map<string, Room>();
   #history: History | null;
   #maxRooms: number;
-  #onBroadcast?: (recipients: number, text: string, seconds: number) => void;
-  #onRefusal?: (code: ErrorCode) => void;
+  /** What every room is made with: the same for all of them. */
+  #roomOptions: RoomOptions;
 
   /** Creates an empty registry. */
   constructor(options: RoomsOptions) {
     this.#history = options.history;
     this.#maxRooms = options.maxRooms ?? DEFAULT_MAX_ROOMS;
-    this.#onBroadcast = options.onBroadcast;
-    this.#onRefusal = options.onRefusal;
+    this.#roomOptions = {
+      history: options.history,
+      flusher: this.flusher,
+      onBroadcast: options.onBroadcast,
+      onRefusal: options.onRefusal,
+      onIdle: (room) => this.release(room),
+    };
   }
 
   /** The open room of that name, if any. */
@@ -80,13 +85,7 @@ export class Rooms {
     let room = this.#rooms.get(name);
     if (room !== undefined) return room;
     if (this.#rooms.size >= this.#maxRooms) return null;
-    room = new Room(name, {
-      history: this.#history,
-      flusher: this.flusher,
-      onBroadcast: this.#onBroadcast,
-      onRefusal: this.#onRefusal,
-      onIdle: (idle) => this.release(idle),
-    });
+    room = new Room(name, this.#roomOptions);
     this.#rooms.set(name, room);
     return room;
   }
