@@ -241,7 +241,7 @@ export interface LoadSummary {
   server_rss_end_bytes: number | null;
   /** Idle mode: (end RSS − start RSS) / connected clients, bytes. */
   server_bytes_per_connection: number | null;
-  /** Server exit code after SIGTERM (137 or null if it had to be killed). */
+  /** Server exit code after SIGTERM (null if a signal ended it). */
   server_exit_code: number | null;
   /** This process's CPU in the window (≈ 1 means the tool is saturated). */
   load_cpu_seconds: number | null;
@@ -775,7 +775,8 @@ Measurement:
 
 Output: a progress line on stderr about once a second, then one JSON
 summary on stdout. The run always ends within connect cap + warmup +
-duration + drain (+ server start/stop caps).
+duration + drain (+ a connect timeout per batch of --stall clients, and the
+server start/stop caps).
 
 Many connections: each client is a file descriptor here and one in the
 server. For 10,000 clients run "ulimit -n 65536" (in the same shell) first.
@@ -2135,20 +2136,22 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
     await Promise.all(
       Array.from({ length: Math.min(cfg.connectConcurrency, n) }, worker),
     );
-    for (let i = 0; i < cfg.stall; i++) {
-      try {
-        stalled.push(
-          await openStalled(
-            url,
-            `load-${run}-s${i}`,
-            cfg.connectTimeout * 1000,
-          ),
-        );
-      } catch (error) {
-        count(
-          errors.connect_errors,
-          `stall: ${(error as Error).message.slice(0, 100)}`,
-        );
+    // Stalled clients open as many at a time as the others did, so their
+    // handshakes take at most one connect timeout per batch.
+    for (let i = 0; i < cfg.stall; i += cfg.connectConcurrency) {
+      const batch = Array.from(
+        { length: Math.min(cfg.connectConcurrency, cfg.stall - i) },
+        (_, j) =>
+          openStalled(url, `load-${run}-s${i + j}`, cfg.connectTimeout * 1000),
+      );
+      for (const opened of await Promise.allSettled(batch)) {
+        if (opened.status === "fulfilled") stalled.push(opened.value);
+        else {
+          count(
+            errors.connect_errors,
+            `stall: ${(opened.reason as Error).message.slice(0, 100)}`,
+          );
+        }
       }
     }
     for (const client of stalled) {
@@ -2385,7 +2388,8 @@ if (import.meta.main) {
   }
   const o = resolveLoadOptions(args.options);
   const capS = CONNECT_CAP_BASE_S + o.clients * CONNECT_CAP_PER_CLIENT_S +
-    o.connectTimeout + o.warmup + o.duration + o.drain +
+    o.connectTimeout * (1 + Math.ceil(o.stall / o.connectConcurrency)) +
+    o.warmup + o.duration + o.drain +
     (SERVER_START_CAP_MS + SERVER_STOP_CAP_MS + CLOSE_CAP_MS +
         STALL_FINAL_READ_MS) / 1000 +
     CLI_SLACK_S;
