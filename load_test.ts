@@ -18,6 +18,7 @@ import {
 import { startServer } from "./server.ts";
 import { startFloorServer } from "./bench/floor_server.ts";
 import { startNaiveServer } from "./bench/naive_server.ts";
+import { withServer } from "./test_util.ts";
 
 Deno.test("percentile uses the nearest rank", () => {
   assert.equal(percentile([], 50), 0);
@@ -274,4 +275,16 @@ Deno.test("forEachLine gives each non-empty line of a frame; errorCode reads its
   const seen: number[] = [];
   forEachLine(frame, 0, 10, (start, end) => seen.push(start, end));
   assert.deepEqual(seen, [0, 10]);
+});
+
+Deno.test("runLoad --stall: clients that never read are opened and reported; the others lose nothing", async () => {
+  await withServer(
+    { ratePerSecond: 0 }, // the load tool floods by design
+    async (server) => {
+      const summary = await runLoad({ ...SMOKE, stall: 2, url: server.url });
+      assertClean(summary, SMOKE.clients);
+      assert.equal(summary.stall?.count, 2);
+      assert.equal(summary.stall?.connected, 2);
+    },
+  );
 });
