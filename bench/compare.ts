@@ -85,7 +85,9 @@ export async function serversUnderTest(): Promise<ServerUnderTest[]> {
       });
     }
   } catch {
-    console.error("compare: bun not found; skipping it (npm install -g bun)");
+    console.error(
+      "compare: bun not found; skipping it (npm install -g bun@1.4.5)",
+    );
   }
   servers.push({
     name: "hubchat",
