@@ -19,13 +19,13 @@
 // ---------------------------------------------------------------------------
 
 /** Default target: hubchat's default port on loopback. */
-const DEFAULT_URL = "ws://127.0.0.1:8080/ws";
+export const DEFAULT_URL = "ws://127.0.0.1:8080/ws";
 /** 100 clients: enough fan-out to matter, few enough for any laptop. */
 const DEFAULT_CLIENTS = 100;
 /** One sender: the fan-out path is what we measure, not ingest. */
 const DEFAULT_SENDERS = 1;
 /** 64 bytes: a short chat line. */
-const DEFAULT_SIZE = 64;
+export const DEFAULT_SIZE = 64;
 /** 64 in flight per sender: deep enough to keep a pipelined server busy. */
 const DEFAULT_WINDOW = 64;
 /** 10 s measured: long enough for stable percentiles, short for a loop. */
@@ -35,36 +35,36 @@ const DEFAULT_WARMUP_S = 2;
 /** 5 s drain: loopback messages arrive in milliseconds; this is generous. */
 const DEFAULT_DRAIN_S = 5;
 /** 200 handshakes at a time: fast, yet under typical accept backlogs. */
-const DEFAULT_CONNECT_CONCURRENCY = 200;
+export const DEFAULT_CONNECT_CONCURRENCY = 200;
 /** 10 s per handshake: anything slower is a failure worth reporting. */
-const DEFAULT_CONNECT_TIMEOUT_S = 10;
+export const DEFAULT_CONNECT_TIMEOUT_S = 10;
 /**
  * The whole connect phase's cap is this base plus {@linkcode
  * CONNECT_CAP_PER_CLIENT_S} per client: each join is broadcast to everyone,
  * so connecting N clients costs the server O(N²) deliveries.
  */
-const CONNECT_CAP_BASE_S = 30;
+export const CONNECT_CAP_BASE_S = 30;
 /** See {@linkcode CONNECT_CAP_BASE_S}: 10,000 clients get 30 + 50 s. */
-const CONNECT_CAP_PER_CLIENT_S = 0.005;
+export const CONNECT_CAP_PER_CLIENT_S = 0.005;
 /** How long a started server may take to print its URL (first compile). */
 const SERVER_START_CAP_MS = 60_000;
 /** How long a server gets after SIGTERM before SIGKILL. */
 const SERVER_STOP_CAP_MS = 5_000;
 /** How long closing all client sockets may take before we stop waiting. */
-const CLOSE_CAP_MS = 5_000;
+export const CLOSE_CAP_MS = 5_000;
 /** Smallest --size: the header "<run>:<s>:<seq>:<µs>:" needs up to ~40. */
-const MIN_SIZE = 40;
+export const MIN_SIZE = 40;
 /** Largest --size: hubchat's text limit is 2000 characters. */
-const MAX_SIZE = 2000;
+export const MAX_SIZE = 2000;
 /**
  * Open loop: a send more than 10 ms (or one interval, if longer) late is
  * skipped, not sent in a burst.
  */
-const OPEN_LOOP_MAX_BURST_MS = 10;
+export const OPEN_LOOP_MAX_BURST_MS = 10;
 /** Progress line period: once a second, as people read it. */
 const PROGRESS_PERIOD_MS = 1000;
 /** Drain completion is checked this often. */
-const DRAIN_POLL_MS = 20;
+export const DRAIN_POLL_MS = 20;
 /** A stalled client writes a ping this often, to notice a server close. */
 const STALL_PROBE_MS = 1000;
 /** At the end, a stalled client reads its backlog for at most this long. */
@@ -1293,6 +1293,25 @@ const READ_BUFFER_BUDGET = 64 * 1024 * 1024;
 const MAX_READ_BUFFER = 64 * 1024;
 /** Smallest per-client read buffer: 4 KiB, a page. */
 const MIN_READ_BUFFER = 4 * 1024;
+
+/**
+ * Each client's read buffer when `clients` read at once: a socket buffer's
+ * worth, less when that would take all of them over 64 MiB, never under a
+ * page.
+ *
+ * @example
+ * ```ts
+ * import { readBufferSize } from "./load.ts";
+ * readBufferSize(100); // 65536
+ * readBufferSize(10_000); // 6710
+ * ```
+ */
+export function readBufferSize(clients: number): number {
+  return Math.max(
+    MIN_READ_BUFFER,
+    Math.min(MAX_READ_BUFFER, Math.floor(READ_BUFFER_BUDGET / clients)),
+  );
+}
 /** Largest server frame accepted: a welcome to 100,000 users fits. */
 const MAX_FRAME_BYTES = 64 * 1024 * 1024;
 /** Largest HTTP response head accepted during the handshake. */
@@ -1919,10 +1938,7 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
   function log(line: string): void {
     if (progress) console.error(`[load] ${line}`);
   }
-  const bufferSize = Math.max(
-    MIN_READ_BUFFER,
-    Math.min(MAX_READ_BUFFER, Math.floor(READ_BUFFER_BUDGET / n)),
-  );
+  const bufferSize = readBufferSize(n);
 
   let server: ServerProcess | null = null;
   let url = cfg.url;

@@ -17,16 +17,28 @@
 
 import {
   asciiTextFrame,
+  CLOSE_CAP_MS,
+  CONNECT_CAP_BASE_S,
+  CONNECT_CAP_PER_CLIENT_S,
   count,
+  DEFAULT_CONNECT_CONCURRENCY,
+  DEFAULT_CONNECT_TIMEOUT_S,
+  DEFAULT_SIZE,
+  DEFAULT_URL,
+  DRAIN_POLL_MS,
   encodeText,
   errorCode,
   forEachLine,
   handshake,
   LatencyHistogram,
+  MAX_SIZE,
+  MIN_SIZE,
   normalizeUrl,
+  OPEN_LOOP_MAX_BURST_MS,
   type ParsedLine,
   parseFlags,
   RawClient,
+  readBufferSize,
   round,
   runId,
   scanLine,
@@ -41,8 +53,6 @@ import {
 // Defaults and limits
 // ---------------------------------------------------------------------------
 
-/** Default target: hubchat's default port on loopback. */
-const DEFAULT_URL = "ws://127.0.0.1:8080/ws";
 /** 100 clients: a busy room that any laptop holds. */
 const DEFAULT_CLIENTS = 100;
 /** 1 minute: a quick soak; real ones pass --minutes 30 or more. */
@@ -51,54 +61,23 @@ const DEFAULT_MINUTES = 1;
 const DEFAULT_RATE = 1000;
 /** 10 s per report: 6 lines a minute, enough points for an RSS trend. */
 const DEFAULT_INTERVAL_S = 10;
-/** 64 bytes: a short chat line. */
-const DEFAULT_SIZE = 64;
 /**
  * Up to 10 senders: several interleaved streams exercise ordering across
  * senders, while the per-receiver tracking stays O(clients × senders) small.
  */
 const DEFAULT_SENDERS = 10;
-/** Smallest --size: the header "<run>:<s>:<seq>:<µs>:" needs up to ~40. */
-const MIN_SIZE = 40;
-/** Largest --size: hubchat's text limit is 2000 characters. */
-const MAX_SIZE = 2000;
 /** A week: a soak longer than that is a deployment. */
 const MAX_MINUTES = 7 * 24 * 60;
 /** Flags appended to a started hubchat: the soak floods from one address. */
 const UNLIMITED_SERVER_FLAGS = ["--rate", "0", "--max-connections-per-ip", "0"];
-/** 200 handshakes at a time: fast, yet under typical accept backlogs. */
-const CONNECT_CONCURRENCY = 200;
-/** 10 s per handshake (up to the welcome): slower is a failure to report. */
-const CONNECT_TIMEOUT_MS = 10_000;
-/**
- * The connect phase's cap is this base plus {@linkcode
- * CONNECT_CAP_PER_CLIENT_S} per client: each join is broadcast to everyone,
- * so connecting N clients costs the server O(N²) deliveries.
- */
-const CONNECT_CAP_BASE_S = 30;
-/** See {@linkcode CONNECT_CAP_BASE_S}: 10,000 clients get 30 + 50 s. */
-const CONNECT_CAP_PER_CLIENT_S = 0.005;
+/** Handshakes (up to the welcome) as the load tool makes them. */
+const CONNECT_TIMEOUT_MS = DEFAULT_CONNECT_TIMEOUT_S * 1000;
 /** After sending stops, wait this long at most for in-flight messages. */
 const DRAIN_MS = 5_000;
-/** Drain completion is checked this often. */
-const DRAIN_POLL_MS = 20;
-/** Closing one client (handshake and TCP) may take this long. */
-const CLOSE_CAP_MS = 5_000;
 /** A /metrics scrape slower than this is skipped for the interval. */
 const METRICS_TIMEOUT_MS = 2_000;
 /** An evicted client retries after 1 s, doubling up to one interval. */
 const RECONNECT_BACKOFF_MS = 1_000;
-/**
- * Open loop: a send more than 10 ms (or one send period, if longer) late is
- * skipped and counted, never sent in a catch-up burst.
- */
-const OPEN_LOOP_MAX_BURST_MS = 10;
-/** Read buffers of all clients together stay under this: 64 MiB. */
-const READ_BUFFER_BUDGET = 64 * 1024 * 1024;
-/** Per-client read buffer bounds: a page to a socket buffer's worth. */
-const MIN_READ_BUFFER = 4 * 1024;
-/** See {@linkcode MIN_READ_BUFFER}. */
-const MAX_READ_BUFFER = 64 * 1024;
 /** A cut closer than this to the previous one is not worth a report line. */
 const MIN_INTERVAL_MS = 50;
 /** Close codes hubchat sends, by what they mean (for the report lines). */
@@ -994,10 +973,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
   const n = cfg.clients;
   const senders = cfg.senders;
   const intervalMs = cfg.interval * 1000;
-  const bufferSize = Math.max(
-    MIN_READ_BUFFER,
-    Math.min(MAX_READ_BUFFER, Math.floor(READ_BUFFER_BUDGET / n)),
-  );
+  const bufferSize = readBufferSize(n);
   const startedAt = new Date().toISOString();
 
   // Stops sending, churn, reconnects and the interval loop.
@@ -1320,7 +1296,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
       }
     }
     await Promise.all(
-      Array.from({ length: Math.min(CONNECT_CONCURRENCY, n) }, worker),
+      Array.from({ length: Math.min(DEFAULT_CONNECT_CONCURRENCY, n) }, worker),
     );
   }
 
