@@ -68,8 +68,13 @@ export interface Setting {
   shown: string;
   /** One line for `--help`. */
   help: string;
-  /** Stores a parsed value into the config; throws UsageError if bad. */
-  apply(config: Config, value: string | number | boolean): void;
+  /** The field of the config it sets. */
+  key: keyof Config;
+  /**
+   * Turns the value read into what the field holds, when that is more than
+   * the value itself; throws a UsageError saying what was wrong.
+   */
+  convert?(value: string | number | boolean): Config[keyof Config];
 }
 
 /**
@@ -85,9 +90,7 @@ export const SETTINGS: readonly Setting[] = [
     whole: { min: 0, max: 65535 },
     shown: `N (${DEFAULT_PORT})`,
     help: "port to listen on; 0 picks a free one",
-    apply(config, value) {
-      config.port = value as number;
-    },
+    key: "port",
   },
   {
     flag: "host",
@@ -95,9 +98,7 @@ export const SETTINGS: readonly Setting[] = [
     kind: "string",
     shown: `ADDR (${DEFAULT_HOST})`,
     help: "address to listen on; 0.0.0.0 for every interface",
-    apply(config, value) {
-      config.hostname = value as string;
-    },
+    key: "hostname",
   },
   {
     flag: "cert",
@@ -105,9 +106,7 @@ export const SETTINGS: readonly Setting[] = [
     kind: "string",
     shown: "FILE",
     help: "PEM certificate chain: serve https and wss (needs --key)",
-    apply(config, value) {
-      config.certFile = value as string;
-    },
+    key: "certFile",
   },
   {
     flag: "key",
@@ -115,9 +114,7 @@ export const SETTINGS: readonly Setting[] = [
     kind: "string",
     shown: "FILE",
     help: "PEM private key for --cert",
-    apply(config, value) {
-      config.keyFile = value as string;
-    },
+    key: "keyFile",
   },
   {
     flag: "allowed-origins",
@@ -125,11 +122,12 @@ export const SETTINGS: readonly Setting[] = [
     kind: "string",
     shown: "LIST",
     help: "origins allowed besides the page's own, comma-separated (* = any)",
-    apply(config, value) {
+    key: "allowedOrigins",
+    convert(value) {
       const list = (value as string).split(",").map((entry) => entry.trim())
         .filter((entry) => entry !== "");
       try {
-        config.allowedOrigins = validateAllowedOrigins(list);
+        return validateAllowedOrigins(list);
       } catch (error) {
         throw new UsageError((error as Error).message);
       }
@@ -141,9 +139,7 @@ export const SETTINGS: readonly Setting[] = [
     kind: "boolean",
     shown: "",
     help: "refuse upgrades without an Origin header (non-browser clients)",
-    apply(config, value) {
-      config.requireOrigin = value as boolean;
-    },
+    key: "requireOrigin",
   },
   {
     flag: "auth-secret",
@@ -151,10 +147,11 @@ export const SETTINGS: readonly Setting[] = [
     kind: "string",
     shown: "SECRET",
     help: "require an HS256 JWT per client; its sub is the username",
-    apply(config, value) {
+    key: "authSecret",
+    convert(value) {
       const problem = secretProblem(value as string);
       if (problem !== null) throw new UsageError(problem);
-      config.authSecret = value as string;
+      return value as string;
     },
   },
   {
@@ -164,9 +161,7 @@ export const SETTINGS: readonly Setting[] = [
     whole: { min: 0 },
     shown: `N (${DEFAULT_MAX_CONNECTIONS})`,
     help: "connections in all (0 = no cap); over it: 503",
-    apply(config, value) {
-      config.maxConnections = value as number;
-    },
+    key: "maxConnections",
   },
   {
     flag: "max-connections-per-ip",
@@ -175,9 +170,7 @@ export const SETTINGS: readonly Setting[] = [
     whole: { min: 0 },
     shown: `N (${DEFAULT_MAX_CONNECTIONS_PER_IP})`,
     help: "connections from one address (0 = no cap); over it: 429",
-    apply(config, value) {
-      config.maxConnectionsPerIp = value as number;
-    },
+    key: "maxConnectionsPerIp",
   },
   {
     flag: "trust-proxy",
@@ -185,9 +178,7 @@ export const SETTINGS: readonly Setting[] = [
     kind: "boolean",
     shown: "",
     help: "the client's address is the first X-Forwarded-For entry",
-    apply(config, value) {
-      config.trustProxy = value as boolean;
-    },
+    key: "trustProxy",
   },
   {
     flag: "rate",
@@ -195,9 +186,7 @@ export const SETTINGS: readonly Setting[] = [
     kind: "number",
     shown: `N (${DEFAULT_RATE_PER_SECOND})`,
     help: "messages a client may send per second (0 = no limit)",
-    apply(config, value) {
-      config.ratePerSecond = value as number;
-    },
+    key: "ratePerSecond",
   },
   {
     flag: "burst",
@@ -206,9 +195,7 @@ export const SETTINGS: readonly Setting[] = [
     whole: { min: 1 },
     shown: `N (${DEFAULT_BURST})`,
     help: "messages a client may send at once above the rate",
-    apply(config, value) {
-      config.burst = value as number;
-    },
+    key: "burst",
   },
   {
     flag: "max-frame-bytes",
@@ -217,9 +204,7 @@ export const SETTINGS: readonly Setting[] = [
     whole: { min: 1 },
     shown: `N (${DEFAULT_MAX_FRAME_BYTES})`,
     help: "largest frame a client may send; bigger: close 1009",
-    apply(config, value) {
-      config.maxFrameBytes = value as number;
-    },
+    key: "maxFrameBytes",
   },
   {
     flag: "idle-timeout",
@@ -228,9 +213,7 @@ export const SETTINGS: readonly Setting[] = [
     whole: { min: 1 },
     shown: `SECONDS (${DEFAULT_IDLE_TIMEOUT_SECONDS})`,
     help: "drop a peer that answers no ping for this long",
-    apply(config, value) {
-      config.idleTimeoutSeconds = value as number;
-    },
+    key: "idleTimeoutSeconds",
   },
   {
     flag: "data",
@@ -238,9 +221,7 @@ export const SETTINGS: readonly Setting[] = [
     kind: "string",
     shown: `PATH (${DEFAULT_DATA_PATH})`,
     help: "Deno KV file for history; :memory: keeps it in memory",
-    apply(config, value) {
-      config.data = value as string;
-    },
+    key: "data",
   },
   {
     flag: "history",
@@ -249,9 +230,7 @@ export const SETTINGS: readonly Setting[] = [
     whole: { min: 0 },
     shown: `N (${DEFAULT_HISTORY_LIMIT})`,
     help: "messages kept per room, sent on join; 0 stores nothing",
-    apply(config, value) {
-      config.historyLimit = value as number;
-    },
+    key: "historyLimit",
   },
   {
     flag: "log-format",
@@ -260,13 +239,14 @@ export const SETTINGS: readonly Setting[] = [
     shown: "text|json (text)",
     help:
       "connect/disconnect/eviction/refusal lines on stderr, no message text",
-    apply(config, value) {
+    key: "logFormat",
+    convert(value) {
       if (value !== "text" && value !== "json") {
         throw new UsageError(
           `log format is "${value}"; expected text or json`,
         );
       }
-      config.logFormat = value;
+      return value;
     },
   },
 ];
@@ -381,7 +361,8 @@ export function parseInvocation(
     if (raw === undefined) continue;
     const value = readValue(setting, raw, source);
     try {
-      setting.apply(options, value);
+      (options as Record<string, unknown>)[setting.key] =
+        setting.convert?.(value) ?? value;
     } catch (error) {
       if (!(error instanceof UsageError)) throw error;
       throw new UsageError(`${source}: ${error.message}`);
