@@ -1,6 +1,6 @@
 /**
  * End-to-end tests of the web client (home.html) in headless Chromium,
- * driven over the DevTools protocol by `cdp.ts`: real pages, real
+ * driven by Puppeteer through `testing/browser.ts`: real pages, real
  * WebSockets, a real server (in-process, or `main.ts` as a child process
  * for the restart test).
  *
@@ -14,52 +14,20 @@
  */
 
 import assert from "node:assert/strict";
-import { bounded, Browser, delay, type Page } from "./cdp.ts";
 import { type ChatServer, startServer } from "./server.ts";
+import { type Page, TestBrowser, waitFor } from "./testing/browser.ts";
+import { sleep, withTimeout } from "./test_util.ts";
 
 // ------------------------------------------------------------- harness
 
 /** What a browser test gets: a browser, a server, and a way to open pages. */
 interface Ctx {
-  browser: Browser;
+  browser: TestBrowser;
   server: ChatServer;
   /** Opens a page (its own storage) and joins the chat as `name`. */
   join(name: string, url?: string): Promise<Page>;
   /** Registers something to close at the end (before the server stops). */
   track<T extends { close(): Promise<unknown> }>(closer: T): T;
-}
-
-/** Writes a screenshot and the HTML of every page; returns a summary. */
-async function report(browser: Browser): Promise<string> {
-  const lines: string[] = [];
-  for (const [index, page] of browser.pages.entries()) {
-    const base = await Deno.makeTempFile({
-      prefix: `hubchat-browser-page${index}-`,
-    });
-    try {
-      await page.screenshot(`${base}.png`);
-      lines.push(`  page ${index} screenshot: ${base}.png`);
-    } catch (error) {
-      lines.push(
-        `  page ${index}: no screenshot (${(error as Error).message})`,
-      );
-    }
-    try {
-      const html = await page.evaluate<string>(
-        "document.documentElement.outerHTML",
-      );
-      await Deno.writeTextFile(`${base}.html`, html);
-      lines.push(`  page ${index} html: ${base}.html`);
-    } catch {
-      // The page may be gone.
-    }
-    await Deno.remove(base).catch(() => {});
-    if (page.console.length > 0) {
-      lines.push(`  page ${index} console (last lines):`);
-      for (const line of page.console.slice(-10)) lines.push(`    ${line}`);
-    }
-  }
-  return lines.join("\n");
 }
 
 /**
@@ -80,11 +48,11 @@ function browserTest(
         data: ":memory:",
         ratePerSecond: 0,
       });
-      let browser: Browser | undefined;
+      let browser: TestBrowser | undefined;
       const closers: { close(): Promise<unknown> }[] = [];
       let failure: { error: unknown } | undefined;
       try {
-        browser = await Browser.launch();
+        browser = await TestBrowser.launch();
         const b = browser;
         const ctx: Ctx = {
           browser: b,
@@ -100,11 +68,11 @@ function browserTest(
           },
         };
         await body(ctx);
-        for (const page of b.pages) assertNoProblems(page);
+        for (const page of b.pages) assertNoProblems(b, page);
       } catch (error) {
         failure = { error };
         if (browser !== undefined) {
-          const where = await report(browser).catch((e) => String(e));
+          const where = await browser.report().catch((e) => String(e));
           if (error instanceof Error && where) {
             error.message += `\n${where}`;
           }
@@ -114,39 +82,52 @@ function browserTest(
         await closer.close().catch(() => {});
       }
       await browser?.close();
-      await bounded(server.shutdown(), "server shutdown", 10_000);
+      await withTimeout(server.shutdown(), "server shutdown", 10_000);
       if (failure) throw failure.error;
     },
   });
 }
 
-function assertNoProblems(page: Page): void {
-  const exceptions = page.problems.filter((p) => p.kind === "exception");
-  assert.deepEqual(exceptions, [], "uncaught exceptions in the page");
+function assertNoProblems(browser: TestBrowser, page: Page): void {
+  assert.deepEqual(
+    browser.log(page).errors,
+    [],
+    "uncaught exceptions in the page",
+  );
 }
 
 // ------------------------------------------------------------ page helpers
 
 const js = JSON.stringify;
 
+/** Replaces the value of the field matching `selector` by typing `text`. */
+async function fill(page: Page, selector: string, text: string): Promise<void> {
+  await page.focus(selector);
+  await page.evaluate(`document.querySelector(${js(selector)}).select()`);
+  await page.keyboard.type(text);
+}
+
 /** Navigates to the chat, fills in the name form, and waits until online. */
 async function joinAs(page: Page, url: string, name: string): Promise<void> {
   await page.goto(url);
-  await page.waitFor(
+  await waitFor(
+    page,
     `(() => { const i = document.getElementById("name-input"); return !!i && i.offsetParent !== null; })()`,
     { what: "the name form" },
   );
-  await page.type("#name-input", name, true);
+  await fill(page, "#name-input", name);
   await page.click("#join");
   await waitOnline(page);
-  await page.waitFor(
+  await waitFor(
+    page,
     `!!document.querySelector(${js(`#users li[data-user="${name}"]`)})`,
     { what: `${name} in the user list` },
   );
 }
 
 async function waitOnline(page: Page, timeout?: number): Promise<void> {
-  await page.waitFor(
+  await waitFor(
+    page,
     `document.getElementById("status")?.dataset.state === "online"`,
     { what: "#status online", timeout },
   );
@@ -155,8 +136,9 @@ async function waitOnline(page: Page, timeout?: number): Promise<void> {
 /** Types a line into the composer and presses Enter. */
 async function say(page: Page, text: string): Promise<void> {
   await page.type("#message-input", text);
-  await page.press("Enter");
-  await page.waitFor(
+  await page.keyboard.press("Enter");
+  await waitFor(
+    page,
     `document.getElementById("message-input").value === ""`,
     { what: `the composer to clear after sending ${js(text.slice(0, 30))}` },
   );
@@ -179,8 +161,8 @@ const READ_LINES = `[...document.querySelectorAll("#log .msg")].map((m) => ({
   time: m.querySelector("time")?.getAttribute("datetime") ?? null,
 }))`;
 
-function lines(page: Page): Promise<Line[]> {
-  return page.evaluate<Line[]>(READ_LINES);
+async function lines(page: Page): Promise<Line[]> {
+  return await page.evaluate(READ_LINES) as Line[];
 }
 
 /** Waits until the log shows a line by `user` with exactly `text`. */
@@ -190,7 +172,8 @@ async function waitForLine(
   text: string,
   timeout?: number,
 ): Promise<void> {
-  await page.waitFor(
+  await waitFor(
+    page,
     `[...document.querySelectorAll("#log .msg")].some((m) =>
       m.dataset.user === ${js(user)} &&
       m.querySelector(".text")?.textContent === ${js(text)})`,
@@ -234,7 +217,7 @@ class Bot {
 
   static async join(port: number, name: string): Promise<Bot> {
     const bot = new Bot(port, name);
-    if (!(await bounded(bot.opened, `${name} to connect`, 10_000))) {
+    if (!(await withTimeout(bot.opened, `${name} to connect`, 10_000))) {
       throw new Error(`${name}: the server refused the connection`);
     }
     await bot.until((m) => m.type === "welcome", "its welcome");
@@ -251,7 +234,7 @@ class Bot {
       const found = this.received.find(accept);
       if (found) return found;
       if (Date.now() > deadline) throw new Error(`bot: no ${what}`);
-      await delay(10);
+      await sleep(10);
     }
   }
 
@@ -261,7 +244,7 @@ class Bot {
 
   async close(): Promise<void> {
     if (this.socket.readyState <= WebSocket.OPEN) this.socket.close();
-    await bounded(this.closed, "the bot's socket to close", 5000);
+    await withTimeout(this.closed, "the bot's socket to close", 5000);
   }
 }
 
@@ -342,7 +325,7 @@ class ServerProcess {
           `main.ts did not start on port ${port}:\n${server.output}`,
         );
       }
-      await delay(20);
+      await sleep(20);
     }
     return server;
   }
@@ -362,7 +345,11 @@ class ServerProcess {
       }
       let status: Deno.CommandStatus;
       try {
-        status = await bounded(this.#child.status, "main.ts to exit", 10_000);
+        status = await withTimeout(
+          this.#child.status,
+          "main.ts to exit",
+          10_000,
+        );
       } catch {
         try {
           this.#child.kill("SIGKILL");
@@ -373,7 +360,7 @@ class ServerProcess {
       }
       for (const stream of [this.#stdout, this.#stderr]) {
         try {
-          await bounded(stream.done, "main.ts's output to end", 2000);
+          await withTimeout(stream.done, "main.ts's output to end", 2000);
         } catch {
           await stream.reader.cancel().catch(() => {});
           await stream.done;
@@ -392,9 +379,9 @@ class ServerProcess {
 
 /** Every `.msg[data-id]` id the page shows, with how often. */
 async function idCounts(page: Page): Promise<Map<string, number>> {
-  const ids = await page.evaluate<string[]>(
+  const ids = await page.evaluate(
     `[...document.querySelectorAll("#log .msg[data-id]")].map((m) => m.dataset.id)`,
-  );
+  ) as string[];
   const counts = new Map<string, number>();
   for (const id of ids) counts.set(id, (counts.get(id) ?? 0) + 1);
   return counts;
@@ -415,10 +402,11 @@ async function assertNoDuplicates(page: Page, who: string): Promise<void> {
 browserTest("two pages chat with each other", async ({ join }) => {
   const ann = await join("ann");
   const bob = await join("bob");
-  await ann.waitFor(`!!document.querySelector('#users li[data-user="bob"]')`, {
+  await waitFor(ann, `!!document.querySelector('#users li[data-user="bob"]')`, {
     what: "bob in ann's user list",
   });
-  await ann.waitFor(
+  await waitFor(
+    ann,
     `document.getElementById("online-count").textContent.trim() === "2"`,
     { what: "ann's online count to be 2" },
   );
@@ -442,10 +430,11 @@ browserTest("two pages chat with each other", async ({ join }) => {
 
   // bob leaves: ann sees it in the list and the log.
   await bob.close();
-  await ann.waitFor(`!document.querySelector('#users li[data-user="bob"]')`, {
+  await waitFor(ann, `!document.querySelector('#users li[data-user="bob"]')`, {
     what: "bob gone from ann's user list",
   });
-  await ann.waitFor(
+  await waitFor(
+    ann,
     `[...document.querySelectorAll('#log .sys[data-type="leave"]')]
       .some((n) => n.textContent.includes("bob"))`,
     { what: "a leave line for bob" },
@@ -461,9 +450,9 @@ browserTest("a <script> payload renders as text", async ({ join }) => {
   await waitForLine(bob, "ann", payload);
   await waitForLine(ann, "ann", payload);
   for (const page of [ann, bob]) {
-    const injected = await page.evaluate<number>(
+    const injected = await page.evaluate(
       `document.querySelectorAll("#log script, #log img, #log b").length`,
-    );
+    ) as number;
     assert.equal(injected, 0, "no element was made from the text");
     assert.equal(
       await page.evaluate(`typeof window.__pwned`),
@@ -484,10 +473,11 @@ browserTest(
       return { top: l.scrollTop, height: l.scrollHeight, client: l.clientHeight }; })()`;
     type Metrics = { top: number; height: number; client: number };
     await frames(bob);
-    let m = await bob.evaluate<Metrics>(metrics);
+    let m = await bob.evaluate(metrics) as Metrics;
     assert.ok(m.height > m.client * 1.5, `the log overflows: ${js(m)}`);
     // It followed the new lines while at the bottom.
-    await bob.waitFor(
+    await waitFor(
+      bob,
       `(() => { const l = document.getElementById("log");
         return l.scrollTop + l.clientHeight >= l.scrollHeight - 8; })()`,
       { what: "the log at the bottom after 40 lines" },
@@ -497,13 +487,13 @@ browserTest(
     const top = Math.floor((m.height - m.client) / 3);
     await bob.evaluate(`document.getElementById("log").scrollTop = ${top}`);
     await frames(bob);
-    m = await bob.evaluate<Metrics>(metrics);
+    m = await bob.evaluate(metrics) as Metrics;
     const kept = m.top;
     assert.ok(Math.abs(kept - top) <= 1, `scrolled up to ${top}: ${js(m)}`);
     for (let i = 41; i <= 50; i++) carl.say(`line ${i}`);
     await waitForLine(bob, "carl", "line 50");
     await frames(bob);
-    m = await bob.evaluate<Metrics>(metrics);
+    m = await bob.evaluate(metrics) as Metrics;
     assert.equal(m.top, kept, `the view stayed where the reader left it`);
 
     // Back at the bottom, it follows again.
@@ -513,7 +503,8 @@ browserTest(
     await frames(bob);
     for (let i = 51; i <= 55; i++) carl.say(`line ${i}`);
     await waitForLine(bob, "carl", "line 55");
-    await bob.waitFor(
+    await waitFor(
+      bob,
       `(() => { const l = document.getElementById("log");
         return l.scrollTop + l.clientHeight >= l.scrollHeight - 8; })()`,
       { what: "the log to follow new lines at the bottom" },
@@ -558,7 +549,8 @@ browserTest("typing shows up on the other page", async ({ join }) => {
   const ann = await join("ann");
   const bob = await join("bob");
   await ann.type("#message-input", "hel");
-  await bob.waitFor(
+  await waitFor(
+    bob,
     `(() => { const t = document.getElementById("typing");
       return !!t && t.offsetParent !== null && t.textContent.includes("ann"); })()`,
     { what: "bob's #typing to name ann" },
@@ -571,9 +563,10 @@ browserTest("typing shows up on the other page", async ({ join }) => {
     false,
   );
   await ann.type("#message-input", "lo");
-  await ann.press("Enter");
+  await ann.keyboard.press("Enter");
   await waitForLine(bob, "ann", "hello");
-  await bob.waitFor(
+  await waitFor(
+    bob,
     `!document.getElementById("typing").textContent.includes("ann")`,
     { what: "bob's #typing to clear once ann's line arrived" },
   );
@@ -601,13 +594,14 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
 
       // ann's network goes away (her socket stays up until the server drops
       // it); the server stops and starts again on the same port and file.
-      await ann.setOffline(true);
+      await ann.setOfflineMode(true);
       const status = await server.stop(signal);
       if (signal === "SIGTERM") {
         assert.equal(status.code, 0, `exit code; output:\n${server.output}`);
       }
       for (const page of [ann, bob]) {
-        await page.waitFor(
+        await waitFor(
+          page,
           `document.getElementById("status").dataset.state !== "online"`,
           { what: "#status to leave online when the server stopped" },
         );
@@ -619,12 +613,13 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
       await say(bob, "while ann was away 1");
       await say(bob, "while ann was away 2");
       await waitForLine(bob, "bob", "while ann was away 2");
-      await ann.waitFor(
+      await waitFor(
+        ann,
         `document.getElementById("status").dataset.state !== "online"`,
         { what: "ann still offline" },
       );
 
-      await ann.setOffline(false);
+      await ann.setOfflineMode(false);
       await waitOnline(ann, 20_000);
       await waitForLine(ann, "bob", "while ann was away 2");
       await say(ann, "after");
@@ -657,13 +652,14 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
 
 /** Goes to `room` through the "join or create a room" form. */
 async function goToRoom(page: Page, room: string): Promise<void> {
-  await page.type("#new-room-input", room, true);
-  await page.press("Enter");
+  await fill(page, "#new-room-input", room);
+  await page.keyboard.press("Enter");
   await waitInRoom(page, room);
 }
 
 async function waitInRoom(page: Page, room: string): Promise<void> {
-  await page.waitFor(
+  await waitFor(
+    page,
     `document.getElementById("room-name")?.textContent.trim() === ${js(room)} &&
       document.getElementById("status").dataset.state === "online" &&
       !!document.querySelector(${js(`#rooms li[data-room="${room}"]`)})`,
@@ -691,7 +687,8 @@ browserTest(
       ["in dev"],
       "bob sees #dev's lines only",
     );
-    await bob.waitFor(
+    await waitFor(
+      bob,
       `!!document.querySelector('#users li[data-user="ann"]') &&
         !document.querySelector('#users li[data-user="cat"]')`,
       { what: "#dev's user list: ann, not cat" },
@@ -715,7 +712,8 @@ browserTest(
 
     // A DM from bob to cat, picked from the user list.
     await bob.click('#users li[data-user="cat"] button');
-    await bob.waitFor(
+    await waitFor(
+      bob,
       `(() => { const t = document.getElementById("dm-target");
         return !t.hidden && t.dataset.user === "cat"; })()`,
       { what: "#dm-target to show cat" },
@@ -725,7 +723,7 @@ browserTest(
     await waitForLine(bob, "bob", "psst, cat");
     // Back to the room: a public line after it reaches ann's lobby page…
     await bob.click("#dm-cancel");
-    await bob.waitFor(`document.getElementById("dm-target").hidden`, {
+    await waitFor(bob, `document.getElementById("dm-target").hidden`, {
       what: "#dm-target hidden after cancel",
     });
     await goToRoom(ann, "lobby");

@@ -1,0 +1,517 @@
+/**
+ * Headless Chromium for the browser tests, driven by Puppeteer
+ * (`npm:puppeteer-core`, a test-only package pinned in deno.json and
+ * deno.lock). It finds the Chromium installed on the machine (it never
+ * downloads one), launches it with a throwaway profile, opens each page in
+ * its own browser context (its own cookies and storage, like a separate
+ * person) at a given viewport and color scheme, records what each page
+ * logs, and closes everything, so tests that close their browser in
+ * `finally` pass Deno's sanitizers.
+ *
+ * The pages are Puppeteer's own {@linkcode Page}s: use its API
+ * (`page.click`, `page.keyboard`, `page.screenshot`, `page.setViewport`…)
+ * directly. This module adds only what every browser test needs.
+ *
+ * @example
+ * ```ts
+ * import { PHONE, TestBrowser, waitFor } from "./browser.ts";
+ * const browser = await TestBrowser.launch();
+ * try {
+ *   const page = await browser.newPage({ viewport: PHONE, colorScheme: "dark" });
+ *   await page.goto("data:text/html,<p id=x>hi</p>");
+ *   await waitFor(page, "document.getElementById('x')?.textContent === 'hi'");
+ * } finally {
+ *   await browser.close();
+ * }
+ * ```
+ *
+ * @module
+ */
+
+import puppeteer, {
+  type Browser,
+  type Page,
+  TimeoutError,
+  type Viewport,
+} from "puppeteer-core";
+import { sleep, withTimeout } from "../tools/wait.ts";
+
+export type { Page, Viewport };
+
+/**
+ * Bound on starting Chromium until its DevTools endpoint answers, in
+ * milliseconds: a cold start on a busy 2-core CI machine takes a few
+ * seconds, so this is far past normal and still ends a hung launch.
+ */
+export const LAUNCH_MS = 30_000;
+
+/**
+ * Bound on one DevTools command, in milliseconds. Puppeteer's default is
+ * 180 s; a command that has not answered in 15 s (a screenshot on a loaded
+ * machine is the slowest) will not, and the test should say so sooner.
+ */
+export const PROTOCOL_MS = 15_000;
+
+/**
+ * Default bound on {@linkcode waitFor} and on Puppeteer's own waits
+ * (`waitForSelector`, locators), in milliseconds: the chat's DOM updates
+ * within tens of milliseconds, so 10 s only ever expires on a real failure.
+ */
+export const WAIT_MS = 10_000;
+
+/** Default bound on `page.goto` until the load event, in milliseconds. */
+export const NAVIGATION_MS = 15_000;
+
+/**
+ * Bound on closing the browser gracefully before it is killed, in
+ * milliseconds: Chromium exits within a second when asked.
+ */
+export const CLOSE_MS = 10_000;
+
+/**
+ * How often {@linkcode waitFor} re-evaluates its expression in the page, in
+ * milliseconds: fast enough not to slow the tests, slow enough not to load
+ * the page.
+ */
+export const POLL_MS = 25;
+
+/** How many console lines a page's {@linkcode PageLog} keeps (the last). */
+export const CONSOLE_LINES = 50;
+
+/**
+ * Where to look for Chromium, in order, after `$CHROMIUM_PATH`: absolute
+ * paths as they are, bare names on `$PATH`. Debian's package installs
+ * `/usr/bin/chromium`; Ubuntu's is `chromium-browser`; Google's is
+ * `google-chrome`.
+ */
+export const CHROMIUM_NAMES: readonly string[] = [
+  "/usr/bin/chromium",
+  "chromium",
+  "chromium-browser",
+  "google-chrome",
+];
+
+/**
+ * Flags on top of Puppeteer's defaults (which already make it headless,
+ * mute it, and keep it from throttling background pages).
+ */
+export const CHROMIUM_FLAGS: readonly string[] = [
+  // Tests and CI run as root, where Chromium refuses to start sandboxed.
+  "--no-sandbox",
+  // No GPU on these machines: software rendering without probing for one.
+  "--disable-gpu",
+  // No traffic but to the test server: no QUIC probes, no updates, no sync.
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+/** How to get a browser, for the error when none is found. */
+export const INSTALL_HINT =
+  "the browser tests need Chromium: install it with `apt-get install -y chromium` " +
+  "(Debian/Ubuntu; .ci/run does this in CI) or set CHROMIUM_PATH to a Chrome/Chromium binary";
+
+/**
+ * A laptop-sized window: the size the browser tests have always used.
+ *
+ * @example
+ * ```ts
+ * import { DESKTOP, TestBrowser } from "./browser.ts";
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage({ viewport: DESKTOP });
+ * await browser.close();
+ * ```
+ */
+export const DESKTOP: Viewport = { width: 1200, height: 800 };
+
+/**
+ * A common phone (390 × 844 CSS pixels, as iPhones 12 to 15), with touch
+ * and the page's `<meta name="viewport">` honoured (a page without one lays
+ * out 980 px wide, as on a real phone). The device scale factor stays 1:
+ * layout depends on CSS pixels only, and screenshots stay small.
+ *
+ * @example
+ * ```ts
+ * import { PHONE, TestBrowser } from "./browser.ts";
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage();
+ * await page.setViewport(PHONE); // or newPage({ viewport: PHONE })
+ * await browser.close();
+ * ```
+ */
+export const PHONE: Viewport = {
+  width: 390,
+  height: 844,
+  deviceScaleFactor: 1,
+  isMobile: true,
+  hasTouch: true,
+};
+
+/** A value of the `prefers-color-scheme` media feature. */
+export type ColorScheme = "light" | "dark";
+
+/** Options for {@linkcode TestBrowser.launch}. */
+export interface LaunchOptions {
+  /** The Chromium binary; default: {@linkcode findChromium}. */
+  executablePath?: string;
+  /** Flags added after {@linkcode CHROMIUM_FLAGS}. */
+  args?: string[];
+}
+
+/** Options for {@linkcode TestBrowser.newPage}. */
+export interface PageOptions {
+  /** The viewport; default {@linkcode DESKTOP}. */
+  viewport?: Viewport;
+  /** An emulated `prefers-color-scheme`; default: the browser's (light). */
+  colorScheme?: ColorScheme;
+}
+
+/** What a page reported while it was open. */
+export interface PageLog {
+  /** Its uncaught exceptions, with their stacks. */
+  errors: string[];
+  /** Its last {@linkcode CONSOLE_LINES} console lines, as "type: text". */
+  console: string[];
+}
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The path of a Chromium binary: `$CHROMIUM_PATH` if set, else the first of
+ * {@linkcode CHROMIUM_NAMES} that exists. Throws, with
+ * {@linkcode INSTALL_HINT}, when there is none: the browser tests never
+ * skip.
+ *
+ * @example
+ * ```ts
+ * import { findChromium } from "./browser.ts";
+ * console.log(await findChromium()); // "/usr/bin/chromium" on Debian
+ * ```
+ */
+export async function findChromium(): Promise<string> {
+  const fromEnv = Deno.env.get("CHROMIUM_PATH");
+  if (fromEnv) {
+    if (await isFile(fromEnv)) return fromEnv;
+    throw new Error(
+      `CHROMIUM_PATH is ${fromEnv}, which is not a file; ${INSTALL_HINT}`,
+    );
+  }
+  const dirs = (Deno.env.get("PATH") ?? "").split(":").filter((d) => d);
+  for (const name of CHROMIUM_NAMES) {
+    if (name.startsWith("/")) {
+      if (await isFile(name)) return name;
+      continue;
+    }
+    for (const dir of dirs) {
+      const path = `${dir}/${name}`;
+      if (await isFile(path)) return path;
+    }
+  }
+  throw new Error(
+    `no Chromium found (looked for ${CHROMIUM_NAMES.join(", ")} on PATH=${
+      Deno.env.get("PATH") ?? ""
+    }); ${INSTALL_HINT}`,
+  );
+}
+
+/**
+ * Emulates `prefers-color-scheme` in `page` (it stays until changed).
+ *
+ * @example
+ * ```ts
+ * import { emulateColorScheme, TestBrowser } from "./browser.ts";
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage();
+ * await emulateColorScheme(page, "dark");
+ * await browser.close();
+ * ```
+ */
+export async function emulateColorScheme(
+  page: Page,
+  scheme: ColorScheme,
+): Promise<void> {
+  await page.emulateMediaFeatures([
+    { name: "prefers-color-scheme", value: scheme },
+  ]);
+}
+
+/** Options for {@linkcode waitFor}. */
+export interface WaitOptions {
+  /** Bound in milliseconds; default {@linkcode WAIT_MS}. */
+  timeout?: number;
+  /** What is awaited, for the error message; default: the expression. */
+  what?: string;
+}
+
+/**
+ * Waits until the JavaScript `expression` is truthy in `page`, polling every
+ * {@linkcode POLL_MS} ms. An expression that throws counts as not yet true
+ * (the element may not exist yet, or a navigation may be under way). After
+ * the timeout it throws, naming `what` and the expression's last value or
+ * error.
+ *
+ * @example
+ * ```ts
+ * import { TestBrowser, waitFor } from "./browser.ts";
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage();
+ * await page.goto("data:text/html,<p id=x>hi</p>");
+ * await waitFor(page, `document.getElementById("x").textContent === "hi"`, {
+ *   what: "the greeting",
+ * });
+ * await browser.close();
+ * ```
+ */
+export async function waitFor(
+  page: Page,
+  expression: string,
+  options: WaitOptions = {},
+): Promise<void> {
+  const timeout = options.timeout ?? WAIT_MS;
+  const guarded =
+    `(() => { try { return !!(${expression}); } catch { return false; } })()`;
+  try {
+    const handle = await page.waitForFunction(guarded, {
+      timeout,
+      polling: POLL_MS,
+    });
+    await handle.dispose();
+  } catch (error) {
+    if (!(error instanceof TimeoutError)) throw error;
+    let last: string;
+    try {
+      const value = await page.evaluate(expression);
+      // JSON.stringify gives undefined for undefined and functions.
+      last = JSON.stringify(value) ?? String(value);
+    } catch (error) {
+      last = `error: ${(error as Error).message}`;
+    }
+    throw new Error(
+      `timed out after ${timeout} ms waiting for ${
+        options.what ?? expression
+      } (last: ${last.slice(0, 300)})`,
+    );
+  }
+}
+
+/** Removes a folder, retrying while Chromium's helpers still write to it. */
+async function removeDir(path: string): Promise<void> {
+  // Helpers may outlive the main process by a moment: 10 tries, 100 ms apart.
+  for (let attempt = 0; attempt < 10; attempt++) {
+    try {
+      await Deno.remove(path, { recursive: true });
+      return;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return;
+      await sleep(100);
+    }
+  }
+}
+
+/** A running headless Chromium and the pages it opened. */
+export class TestBrowser {
+  readonly #browser: Browser;
+  readonly #profile: string;
+  readonly #logs = new Map<Page, PageLog>();
+  #closing: Promise<void> | undefined;
+
+  private constructor(browser: Browser, profile: string) {
+    this.#browser = browser;
+    this.#profile = profile;
+  }
+
+  /**
+   * Starts a headless Chromium ({@linkcode findChromium}, or
+   * `executablePath`) with {@linkcode CHROMIUM_FLAGS} and a fresh profile in
+   * a temporary folder. Close it with {@linkcode TestBrowser.close}.
+   *
+   * @example
+   * ```ts
+   * import { TestBrowser } from "./browser.ts";
+   * const browser = await TestBrowser.launch({ args: ["--lang=fr"] });
+   * await browser.close();
+   * ```
+   */
+  static async launch(options: LaunchOptions = {}): Promise<TestBrowser> {
+    const executablePath = options.executablePath ?? await findChromium();
+    const profile = await Deno.makeTempDir({ prefix: "hubchat-chromium-" });
+    try {
+      const browser = await puppeteer.launch({
+        executablePath,
+        headless: true,
+        userDataDir: profile,
+        args: [...CHROMIUM_FLAGS, ...(options.args ?? [])],
+        timeout: LAUNCH_MS,
+        protocolTimeout: PROTOCOL_MS,
+        defaultViewport: DESKTOP,
+      });
+      return new TestBrowser(browser, profile);
+    } catch (error) {
+      await removeDir(profile);
+      throw new Error(
+        `cannot start ${executablePath}: ${
+          (error as Error).message
+        }\n(${INSTALL_HINT})`,
+        { cause: error },
+      );
+    }
+  }
+
+  /** Puppeteer's browser, for what this wrapper does not cover. */
+  get browser(): Browser {
+    return this.#browser;
+  }
+
+  /** The pages opened with {@linkcode TestBrowser.newPage} and still open. */
+  get pages(): Page[] {
+    return [...this.#logs.keys()].filter((page) => !page.isClosed());
+  }
+
+  /**
+   * Opens a blank page in a browser context of its own (its own cookies and
+   * localStorage), at `viewport` and with `colorScheme` emulated. The page
+   * acts as focused even when another is in front, and its waits and
+   * navigations are bounded by {@linkcode WAIT_MS} and
+   * {@linkcode NAVIGATION_MS}.
+   *
+   * @example
+   * ```ts
+   * import { PHONE, TestBrowser } from "./browser.ts";
+   * const browser = await TestBrowser.launch();
+   * const light = await browser.newPage({ viewport: PHONE });
+   * const dark = await browser.newPage({ viewport: PHONE, colorScheme: "dark" });
+   * await browser.close();
+   * ```
+   */
+  async newPage(options: PageOptions = {}): Promise<Page> {
+    const context = await this.#browser.createBrowserContext();
+    const page = await context.newPage();
+    const log: PageLog = { errors: [], console: [] };
+    this.#logs.set(page, log);
+    page.on("pageerror", (error) => {
+      log.errors.push(
+        error instanceof Error ? error.stack ?? error.message : String(error),
+      );
+    });
+    page.on("console", (message) => {
+      log.console.push(`${message.type()}: ${message.text()}`);
+      if (log.console.length > CONSOLE_LINES) log.console.shift();
+    });
+    page.setDefaultTimeout(WAIT_MS);
+    page.setDefaultNavigationTimeout(NAVIGATION_MS);
+    // Several pages share one window; each must see focus and blur events
+    // and run its timers as the page in front would.
+    await page.emulateFocusedPage(true);
+    await page.setViewport(options.viewport ?? DESKTOP);
+    if (options.colorScheme !== undefined) {
+      await emulateColorScheme(page, options.colorScheme);
+    }
+    return page;
+  }
+
+  /**
+   * What `page` reported while open: uncaught exceptions and console lines.
+   * Throws if the page was not opened by {@linkcode TestBrowser.newPage}.
+   *
+   * @example
+   * ```ts
+   * import { TestBrowser } from "./browser.ts";
+   * const browser = await TestBrowser.launch();
+   * const page = await browser.newPage();
+   * await page.goto("data:text/html,<script>console.log('hi')</script>");
+   * console.log(browser.log(page).console); // ["log: hi"]
+   * await browser.close();
+   * ```
+   */
+  log(page: Page): PageLog {
+    const log = this.#logs.get(page);
+    if (log === undefined) {
+      throw new Error("this page was not opened by TestBrowser.newPage");
+    }
+    return log;
+  }
+
+  /**
+   * For a failing test: writes a screenshot and the HTML of every open page
+   * to temporary files, and returns lines naming them, with each page's
+   * uncaught exceptions and last console lines.
+   *
+   * @example
+   * ```ts
+   * import { TestBrowser } from "./browser.ts";
+   * const browser = await TestBrowser.launch();
+   * await browser.newPage();
+   * console.log(await browser.report()); // "  page 0 screenshot: /tmp/…"
+   * await browser.close();
+   * ```
+   */
+  async report(): Promise<string> {
+    const lines: string[] = [];
+    for (const [index, page] of this.pages.entries()) {
+      const base = await Deno.makeTempFile({
+        prefix: `hubchat-browser-page${index}-`,
+      });
+      try {
+        await page.screenshot({ path: `${base}.png` });
+        lines.push(`  page ${index} screenshot: ${base}.png`);
+      } catch (error) {
+        lines.push(
+          `  page ${index}: no screenshot (${(error as Error).message})`,
+        );
+      }
+      try {
+        await Deno.writeTextFile(`${base}.html`, await page.content());
+        lines.push(`  page ${index} html: ${base}.html`);
+      } catch (error) {
+        lines.push(`  page ${index}: no html (${(error as Error).message})`);
+      }
+      await Deno.remove(base).catch(() => {});
+      const log = this.log(page);
+      for (const error of log.errors) {
+        lines.push(`  page ${index} uncaught: ${error}`);
+      }
+      if (log.console.length > 0) {
+        lines.push(`  page ${index} console (last lines):`);
+        for (const line of log.console.slice(-10)) lines.push(`    ${line}`);
+      }
+    }
+    return lines.join("\n");
+  }
+
+  /**
+   * Ends the browser and every page: asks Chromium to exit, kills it after
+   * {@linkcode CLOSE_MS}, waits until it has exited, and removes the
+   * profile. Idempotent; never throws.
+   *
+   * @example
+   * ```ts
+   * import { TestBrowser } from "./browser.ts";
+   * const browser = await TestBrowser.launch();
+   * await browser.close();
+   * await browser.close(); // does nothing more
+   * ```
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    // Puppeteer's close sends Browser.close and waits for the process to
+    // exit, however long that takes: bound it, then kill.
+    const closing = this.#browser.close().then(() => true, () => true);
+    if (!(await withTimeout(closing, CLOSE_MS, false))) {
+      this.#browser.process()?.kill("SIGKILL");
+      await closing;
+    }
+    await removeDir(this.#profile);
+  }
+}
