@@ -35,6 +35,7 @@ import puppeteer, {
   type Viewport,
 } from "puppeteer-core";
 import { sleep, withTimeout } from "../tools/wait.ts";
+import { CHROMIUM, findProgram } from "./programs.ts";
 
 export type { Page, Viewport };
 
@@ -79,19 +80,6 @@ export const POLL_MS = 25;
 export const CONSOLE_LINES = 50;
 
 /**
- * Where to look for Chromium, in order, after `$CHROMIUM_PATH`: absolute
- * paths as they are, bare names on `$PATH`. Debian's package installs
- * `/usr/bin/chromium`; Ubuntu's is `chromium-browser`; Google's is
- * `google-chrome`.
- */
-export const CHROMIUM_NAMES: readonly string[] = [
-  "/usr/bin/chromium",
-  "chromium",
-  "chromium-browser",
-  "google-chrome",
-];
-
-/**
  * Flags on top of Puppeteer's defaults (which already make it headless,
  * mute it, and keep it from throttling background pages).
  */
@@ -107,11 +95,6 @@ export const CHROMIUM_FLAGS: readonly string[] = [
   "--disable-component-update",
   "--disable-sync",
 ];
-
-/** How to get a browser, for the error when none is found. */
-export const INSTALL_HINT =
-  "the browser tests need Chromium: install it with `apt-get install -y chromium` " +
-  "(Debian/Ubuntu; .ci/run does this in CI) or set CHROMIUM_PATH to a Chrome/Chromium binary";
 
 /**
  * A laptop-sized window: the size the browser tests have always used.
@@ -154,7 +137,7 @@ export type ColorScheme = "light" | "dark";
 
 /** Options for {@linkcode TestBrowser.launch}. */
 export interface LaunchOptions {
-  /** The Chromium binary; default: {@linkcode findChromium}. */
+  /** The Chromium binary; default: `findProgram(CHROMIUM)` (testing/programs.ts). */
   executablePath?: string;
   /** Flags added after {@linkcode CHROMIUM_FLAGS}. */
   args?: string[];
@@ -174,52 +157,6 @@ export interface PageLog {
   errors: string[];
   /** Its last {@linkcode CONSOLE_LINES} console lines, as "type: text". */
   console: string[];
-}
-
-async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isFile;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * The path of a Chromium binary: `$CHROMIUM_PATH` if set, else the first of
- * {@linkcode CHROMIUM_NAMES} that exists. Throws, with
- * {@linkcode INSTALL_HINT}, when there is none: the browser tests never
- * skip.
- *
- * @example
- * ```ts
- * import { findChromium } from "./browser.ts";
- * console.log(await findChromium()); // "/usr/bin/chromium" on Debian
- * ```
- */
-export async function findChromium(): Promise<string> {
-  const fromEnv = Deno.env.get("CHROMIUM_PATH");
-  if (fromEnv) {
-    if (await isFile(fromEnv)) return fromEnv;
-    throw new Error(
-      `CHROMIUM_PATH is ${fromEnv}, which is not a file; ${INSTALL_HINT}`,
-    );
-  }
-  const dirs = (Deno.env.get("PATH") ?? "").split(":").filter((d) => d);
-  for (const name of CHROMIUM_NAMES) {
-    if (name.startsWith("/")) {
-      if (await isFile(name)) return name;
-      continue;
-    }
-    for (const dir of dirs) {
-      const path = `${dir}/${name}`;
-      if (await isFile(path)) return path;
-    }
-  }
-  throw new Error(
-    `no Chromium found (looked for ${CHROMIUM_NAMES.join(", ")} on PATH=${
-      Deno.env.get("PATH") ?? ""
-    }); ${INSTALL_HINT}`,
-  );
 }
 
 /**
@@ -329,7 +266,7 @@ export class TestBrowser {
   }
 
   /**
-   * Starts a headless Chromium ({@linkcode findChromium}, or
+   * Starts a headless Chromium (`findProgram(CHROMIUM)` (testing/programs.ts), or
    * `executablePath`) with {@linkcode CHROMIUM_FLAGS} and a fresh profile in
    * a temporary folder. Close it with {@linkcode TestBrowser.close}.
    *
@@ -341,7 +278,8 @@ export class TestBrowser {
    * ```
    */
   static async launch(options: LaunchOptions = {}): Promise<TestBrowser> {
-    const executablePath = options.executablePath ?? await findChromium();
+    const executablePath = options.executablePath ??
+      await findProgram(CHROMIUM);
     const profile = await Deno.makeTempDir({ prefix: "hubchat-chromium-" });
     try {
       const browser = await puppeteer.launch({
@@ -359,7 +297,7 @@ export class TestBrowser {
       throw new Error(
         `cannot start ${executablePath}: ${
           (error as Error).message
-        }\n(${INSTALL_HINT})`,
+        }\n(${CHROMIUM.hint})`,
         { cause: error },
       );
     }
