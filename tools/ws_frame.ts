@@ -44,8 +44,8 @@ export interface FrameSpec {
 
 const encoder = new TextEncoder();
 
-/** Matches a string that is not all ASCII. */
-const NON_ASCII = /[^\x00-\x7f]/;
+/** Matches a string that is not all ASCII (a code unit above U+007F). */
+const NON_ASCII = /[\u0080-\uffff]/;
 
 /**
  * Encodes one frame exactly as specified. A text payload is encoded
