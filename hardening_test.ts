@@ -9,13 +9,10 @@ import { importSecret, signToken, SUBPROTOCOL } from "./auth.ts";
 import { createLogger } from "./log.ts";
 import { startServer } from "./server.ts";
 import type { ServerMessage } from "./protocol.ts";
-import {
-  ChatClient,
-  RawWebSocket,
-  upgradeReplyAt,
-  waitUntil,
-  withServer,
-} from "./test_util.ts";
+import { ChatClient } from "./testing/chat_client.ts";
+import { RawWebSocket, upgradeReplyAt } from "./testing/raw_websocket.ts";
+import { withServer } from "./testing/server.ts";
+import { waitUntil } from "./testing/wait.ts";
 
 const SECRET = "a-test-secret-that-is-at-least-32-bytes-long";
 const encoder = new TextEncoder();

@@ -25,18 +25,14 @@
 import assert from "node:assert/strict";
 import type { ServerMessage } from "./protocol.ts";
 import type { ServerOptions } from "./server.ts";
+import { ChatClient } from "./testing/chat_client.ts";
 import {
-  ChatClient,
-  type Closer,
   Opcode,
   RawWebSocket,
-  sleep,
   upgradeReplyAt,
-  WAIT_MS,
-  waitUntil,
-  withServer,
-  withTimeout,
-} from "./test_util.ts";
+} from "./testing/raw_websocket.ts";
+import { type Closer, withServer } from "./testing/server.ts";
+import { sleep, WAIT_MS, waitUntil, withTimeout } from "./testing/wait.ts";
 
 const encoder = new TextEncoder();
 /** Decodes as a server must: a leading BOM is content, not a marker. */

@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { type Invocation, parseInvocation, UsageError } from "./main.ts";
 import type { ServerOptions } from "./server.ts";
-import { ChatClient, withTimeout } from "./test_util.ts";
+import { ChatClient } from "./testing/chat_client.ts";
+import { withTimeout } from "./testing/wait.ts";
 
 /**
  * The address a server started with these options listens on: what

@@ -9,13 +9,10 @@ import type { History, StoredMessage } from "./history.ts";
 import type { ChatMessage, ServerMessage, WelcomeMessage } from "./protocol.ts";
 import { Room } from "./room.ts";
 import { startServer } from "./server.ts";
-import {
-  ChatClient,
-  rawUpgradeReply,
-  waitUntil,
-  withServer,
-  withTimeout,
-} from "./test_util.ts";
+import { ChatClient } from "./testing/chat_client.ts";
+import { rawUpgradeReply } from "./testing/raw_websocket.ts";
+import { withServer } from "./testing/server.ts";
+import { waitUntil, withTimeout } from "./testing/wait.ts";
 
 /**
  * Opens a client with any query; checks that the welcome comes first and

@@ -8,20 +8,16 @@
 import assert from "node:assert/strict";
 import { createLogger } from "./log.ts";
 import type { ErrorCode, ServerMessage } from "./protocol.ts";
+import { ChatClient, GUEST_NAME, ISO_UTC_MS } from "./testing/chat_client.ts";
 import {
-  ChatClient,
-  type Closer,
-  GUEST_NAME,
-  ISO_UTC_MS,
   Opcode,
   RawConnection,
   type RawReply,
   rawUpgradeReply,
   RawWebSocket,
-  waitUntil,
-  withServer,
-  withTimeout,
-} from "./test_util.ts";
+} from "./testing/raw_websocket.ts";
+import { type Closer, withServer } from "./testing/server.ts";
+import { waitUntil, withTimeout } from "./testing/wait.ts";
 
 const encoder = new TextEncoder();
 
