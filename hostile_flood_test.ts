@@ -13,8 +13,7 @@
  */
 
 import assert from "node:assert/strict";
-import { encodeFrame } from "./testing/fuzz.ts";
-import { Opcode, RawWebSocket } from "./testing/raw_websocket.ts";
+import { RawWebSocket } from "./testing/raw_websocket.ts";
 import type { Closer } from "./testing/server.ts";
 import {
   assertEnd,
@@ -27,8 +26,7 @@ import {
   withScene,
 } from "./testing/scene.ts";
 import { sleep, withTimeout } from "./testing/wait.ts";
-
-const encoder = new TextEncoder();
+import { encodeFrame, Opcode } from "./tools/ws_frame.ts";
 
 Deno.test("a flood from one client: rate_limited, then 1008; the others are unaffected", async () => {
   // Default rate limit (10/s, burst 20). The sender stays under it.
@@ -245,8 +243,8 @@ Deno.test("memory stays bounded under 10 MB frames, 10 at once and then 40 in a 
   try {
     const ten = encodeFrame({
       opcode: Opcode.text,
-      payload: encoder.encode("x".repeat(10 * 1000 * 1000)),
-      zeroMask: true,
+      payload: "x".repeat(10 * 1000 * 1000),
+      mask: "zero",
     });
     let before = 0;
     let peak = 0;
@@ -413,7 +411,7 @@ Deno.test({
             opcode: i === 0 ? Opcode.text : Opcode.continuation,
             payload: piece,
             fin: false,
-            zeroMask: true,
+            mask: "zero",
           }));
         } catch {
           break; // Cut off: what a fixed server does.

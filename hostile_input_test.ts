@@ -17,7 +17,6 @@ import assert from "node:assert/strict";
 import type { ServerMessage } from "./protocol.ts";
 import { ChatClient } from "./testing/chat_client.ts";
 import {
-  encodeFrame,
   fuzzSeed,
   genStep,
   INPUT_ERROR_CODES,
@@ -25,7 +24,7 @@ import {
   Rng,
   type Step,
 } from "./testing/fuzz.ts";
-import { Opcode, RawWebSocket } from "./testing/raw_websocket.ts";
+import { RawWebSocket } from "./testing/raw_websocket.ts";
 import {
   assertEnd,
   field,
@@ -37,8 +36,7 @@ import {
   withScene,
 } from "./testing/scene.ts";
 import { waitUntil } from "./testing/wait.ts";
-
-const encoder = new TextEncoder();
+import { encodeFrame, Opcode } from "./tools/ws_frame.ts";
 
 Deno.test("fuzz: seeded frames from a grammar of near-valid JSON and broken framing", async () => {
   // Budget: 2,000 frames (a few seconds); replay with FUZZ_SEED.
@@ -194,8 +192,8 @@ Deno.test("deeply nested JSON, up to a million levels, is refused, not a crash",
       for (const frame of frames) {
         await attacker.connection.write(encodeFrame({
           opcode: Opcode.text,
-          payload: encoder.encode(frame),
-          zeroMask: true,
+          payload: frame,
+          mask: "zero",
         }));
         const verdict = judge(frame, maxFrameBytes);
         const reply = await nextReply(attacker, "deep", `depth ${depth}`);

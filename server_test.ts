@@ -10,7 +10,6 @@ import { createLogger } from "./log.ts";
 import type { ErrorCode, ServerMessage } from "./protocol.ts";
 import { ChatClient, GUEST_NAME, ISO_UTC_MS } from "./testing/chat_client.ts";
 import {
-  Opcode,
   RawConnection,
   type RawReply,
   rawUpgradeReply,
@@ -18,6 +17,7 @@ import {
 } from "./testing/raw_websocket.ts";
 import { type Closer, withServer } from "./testing/server.ts";
 import { waitUntil, withTimeout } from "./testing/wait.ts";
+import { Opcode } from "./tools/ws_frame.ts";
 
 const encoder = new TextEncoder();
 

@@ -10,7 +10,8 @@
  * @module
  */
 
-import { Opcode } from "./raw_websocket.ts";
+import { closePayload, encodeFrame, Opcode } from "../tools/ws_frame.ts";
+import { concatBytes } from "./raw_websocket.ts";
 
 const encoder = new TextEncoder();
 /** Decodes as a server must: a leading BOM is content, not a marker. */
@@ -95,88 +96,6 @@ export function fuzzSeed(): number {
     throw new Error(`FUZZ_SEED=${raw}: expected an integer 0..2^32-1`);
   }
   return seed;
-}
-
-// ------------------------------------------------------- raw frames
-
-/** One client frame, as a hostile client may build it. */
-export interface FrameSpec {
-  opcode: number;
-  payload?: Uint8Array;
-  /** FIN bit; default true. */
-  fin?: boolean;
-  /** RSV1..3 as a 3-bit number (RSV1 = 4); default 0. */
-  rsv?: number;
-  /** Set the MASK bit (clients must); default true. */
-  masked?: boolean;
-  /** The length the header claims, when it should lie. */
-  declaredLength?: bigint;
-  /** The length field's form: the shortest (default), 16-bit or 64-bit. */
-  lengthForm?: "minimal" | "16" | "64";
-  /**
-   * Mask with the key 0, which leaves the payload as is: valid, and fast for
-   * megabytes.
-   */
-  zeroMask?: boolean;
-}
-
-/** Encodes a frame exactly as specified, right or wrong. */
-export function encodeFrame(spec: FrameSpec): Uint8Array {
-  const payload = spec.payload ?? new Uint8Array(0);
-  const length = spec.declaredLength ?? BigInt(payload.length);
-  const masked = spec.masked ?? true;
-  const form = spec.lengthForm ??
-    (length < 126n ? "minimal" : length < 65536n ? "16" : "64");
-  const head: number[] = [
-    ((spec.fin ?? true) ? 0x80 : 0) | ((spec.rsv ?? 0) << 4) | spec.opcode,
-  ];
-  const maskBit = masked ? 0x80 : 0;
-  if (form === "minimal") {
-    head.push(maskBit | Number(length));
-  } else if (form === "16") {
-    head.push(
-      maskBit | 126,
-      Number(length >> 8n) & 0xff,
-      Number(length) & 0xff,
-    );
-  } else {
-    head.push(maskBit | 127);
-    for (let shift = 56n; shift >= 0n; shift -= 8n) {
-      head.push(Number((length >> shift) & 0xffn));
-    }
-  }
-  const key = spec.zeroMask
-    ? new Uint8Array(4)
-    : crypto.getRandomValues(new Uint8Array(4));
-  if (masked) head.push(...key);
-  const frame = new Uint8Array(head.length + payload.length);
-  frame.set(head);
-  if (!masked || spec.zeroMask) {
-    frame.set(payload, head.length);
-  } else {
-    for (let i = 0; i < payload.length; i++) {
-      frame[head.length + i] = payload[i] ^ key[i & 3];
-    }
-  }
-  return frame;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
-/** A close frame's payload: the code, then the reason bytes. */
-function closePayload(code: number, reason: Uint8Array): Uint8Array {
-  const payload = new Uint8Array(2 + reason.length);
-  new DataView(payload.buffer).setUint16(0, code);
-  payload.set(reason, 2);
-  return payload;
 }
 
 // ------------------------------------------------------------ the oracle
@@ -465,7 +384,7 @@ function textStep(rng: Rng): Step {
         opcode: i === 0 ? Opcode.text : Opcode.continuation,
         payload: payload.subarray(points[i], points[i + 1]),
         fin: i + 2 === points.length,
-        zeroMask: payload.length > 100_000,
+        mask: payload.length > 100_000 ? "zero" : "random",
       }));
       if (rng.chance(0.3) && i + 2 < points.length) {
         frames.push(
@@ -475,7 +394,7 @@ function textStep(rng: Rng): Step {
     }
     return {
       what: `text in ${points.length - 1} fragments ${preview}`,
-      bytes: concat(frames),
+      bytes: concatBytes(frames),
       expect,
     };
   }
@@ -518,7 +437,7 @@ function violationStep(rng: Rng): Step {
     case 3:
       return {
         what: "a new text frame inside a fragmented message",
-        bytes: concat([
+        bytes: concatBytes([
           encodeFrame({ opcode: Opcode.text, payload: chat, fin: false }),
           encodeFrame({ opcode: Opcode.text, payload: chat }),
         ]),
@@ -566,7 +485,7 @@ function violationStep(rng: Rng): Step {
         what: `close code ${code}`,
         bytes: encodeFrame({
           opcode: Opcode.close,
-          payload: closePayload(code, new Uint8Array(0)),
+          payload: closePayload(code),
         }),
         expect: end,
       };
@@ -582,7 +501,7 @@ function violationStep(rng: Rng): Step {
           })
           : encodeFrame({
             opcode: Opcode.text,
-            payload: concat([
+            payload: concatBytes([
               encoder.encode('{"type":"message","text":"'),
               new Uint8Array(bad),
               encoder.encode('"}'),
@@ -614,7 +533,7 @@ function violationStep(rng: Rng): Step {
       return {
         what: fragmented ? "fragmented binary" : "binary frame",
         bytes: fragmented
-          ? concat([
+          ? concatBytes([
             encodeFrame({ opcode: Opcode.binary, payload: chat, fin: false }),
             encodeFrame({ opcode: Opcode.continuation, payload: chat }),
           ])
@@ -648,8 +567,8 @@ export function genStep(rng: Rng): Step {
       what: "unmasked text frame",
       bytes: encodeFrame({
         opcode: Opcode.text,
-        payload: encoder.encode(JSON.stringify({ type: "message", text })),
-        masked: false,
+        payload: JSON.stringify({ type: "message", text }),
+        mask: "none",
       }),
       expect: { kind: "deliver-or-end", text },
     };
@@ -661,7 +580,7 @@ export function genStep(rng: Rng): Step {
       what: `clean close ${code}`,
       bytes: encodeFrame({
         opcode: Opcode.close,
-        payload: closePayload(code, encoder.encode("bye")),
+        payload: closePayload(code, "bye"),
       }),
       expect: { kind: "end", codes: new Set([code]) },
     };
@@ -669,7 +588,7 @@ export function genStep(rng: Rng): Step {
   // Then the connection is dropped: random bytes, or a frame cut short.
   const full = encodeFrame({
     opcode: Opcode.text,
-    payload: encoder.encode('{"type":"message","text":"cut short"}'),
+    payload: '{"type":"message","text":"cut short"}',
   });
   return rng.pick<Step>([
     {

@@ -9,6 +9,7 @@
 
 import assert from "node:assert/strict";
 import type { ServerMessage } from "../protocol.ts";
+import { closePayload, encodeFrame, Opcode } from "../tools/ws_frame.ts";
 import { parseFrame } from "./chat_client.ts";
 import { WAIT_MS, withTimeout } from "./wait.ts";
 
@@ -35,16 +36,6 @@ export interface WsFrame {
   payload: Uint8Array;
 }
 
-/** WebSocket opcodes. */
-export const Opcode = {
-  continuation: 0x0,
-  text: 0x1,
-  binary: 0x2,
-  close: 0x8,
-  ping: 0x9,
-  pong: 0xa,
-} as const;
-
 const WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 async function expectedAccept(key: string): Promise<string> {
@@ -55,10 +46,25 @@ async function expectedAccept(key: string): Promise<string> {
   return btoa(String.fromCharCode(...new Uint8Array(digest)));
 }
 
-function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const joined = new Uint8Array(a.length + b.length);
-  joined.set(a, 0);
-  joined.set(b, a.length);
+/**
+ * The bytes of `parts`, one after the other, in one new array: frames to
+ * send in one write, or fragments to read as one message.
+ *
+ * @example
+ * ```ts
+ * import { concatBytes } from "./raw_websocket.ts";
+ * concatBytes([new Uint8Array([1]), new Uint8Array([2, 3])]); // [1, 2, 3]
+ * ```
+ */
+export function concatBytes(parts: Uint8Array[]): Uint8Array {
+  const joined = new Uint8Array(
+    parts.reduce((sum, part) => sum + part.length, 0),
+  );
+  let offset = 0;
+  for (const part of parts) {
+    joined.set(part, offset);
+    offset += part.length;
+  }
   return joined;
 }
 
@@ -136,7 +142,7 @@ export class RawConnection {
     }
     this.#buffer = this.#buffer.length === 0
       ? chunk
-      : concatBytes(this.#buffer, chunk);
+      : concatBytes([this.#buffer, chunk]);
     return true;
   }
 
@@ -329,34 +335,6 @@ export async function upgradeReplyAt(
   }
 }
 
-/** Encodes one client frame: masked with a random key, as RFC 6455 wants. */
-function maskedFrame(
-  opcode: number,
-  payload: Uint8Array,
-  fin = true,
-): Uint8Array {
-  const length = payload.length;
-  const headerLength = length < 126 ? 2 : length < 65536 ? 4 : 10;
-  const frame = new Uint8Array(headerLength + 4 + length);
-  frame[0] = (fin ? 0x80 : 0) | opcode;
-  const view = new DataView(frame.buffer);
-  if (length < 126) {
-    frame[1] = 0x80 | length;
-  } else if (length < 65536) {
-    frame[1] = 0x80 | 126;
-    view.setUint16(2, length);
-  } else {
-    frame[1] = 0x80 | 127;
-    view.setBigUint64(2, BigInt(length));
-  }
-  const mask = crypto.getRandomValues(new Uint8Array(4));
-  frame.set(mask, headerLength);
-  for (let i = 0; i < length; i++) {
-    frame[headerLength + 4 + i] = payload[i] ^ mask[i & 3];
-  }
-  return frame;
-}
-
 /**
  * A WebSocket client on raw TCP. It does only what it is told: it reads
  * frames only when asked, answers pings only if asked, and can vanish
@@ -416,37 +394,27 @@ export class RawWebSocket {
     payload: Uint8Array,
     fin = true,
   ): Promise<void> {
-    await this.connection.write(maskedFrame(opcode, payload, fin));
+    await this.connection.write(encodeFrame({ opcode, payload, fin }));
   }
 
   /** Sends a text frame. */
   sendText(text: string): Promise<void> {
-    return this.sendFrame(Opcode.text, encoder.encode(text));
+    return this.connection.write(
+      encodeFrame({ opcode: Opcode.text, payload: text }),
+    );
   }
 
   /** Sends text frames back to back, all in one TCP write. */
   async sendTexts(texts: string[]): Promise<void> {
     const frames = texts.map((text) =>
-      maskedFrame(Opcode.text, encoder.encode(text))
+      encodeFrame({ opcode: Opcode.text, payload: text })
     );
-    const all = new Uint8Array(
-      frames.reduce((sum, frame) => sum + frame.length, 0),
-    );
-    let offset = 0;
-    for (const frame of frames) {
-      all.set(frame, offset);
-      offset += frame.length;
-    }
-    await this.connection.write(all);
+    await this.connection.write(concatBytes(frames));
   }
 
   /** Sends a close frame with a code and reason. */
   sendClose(code = 1000, reason = ""): Promise<void> {
-    const reasonBytes = encoder.encode(reason);
-    const payload = new Uint8Array(2 + reasonBytes.length);
-    new DataView(payload.buffer).setUint16(0, code);
-    payload.set(reasonBytes, 2);
-    return this.sendFrame(Opcode.close, payload);
+    return this.sendFrame(Opcode.close, closePayload(code, reason));
   }
 
   /** Reads one frame; null if the connection ended. Server frames are unmasked. */
@@ -517,7 +485,7 @@ export class RawWebSocket {
           parts.push(frame.payload);
           if (!frame.fin) continue;
           {
-            const bytes = parts.reduce(concatBytes, new Uint8Array(0));
+            const bytes = concatBytes(parts);
             parts = [];
             return {
               kind: "messages",
