@@ -13,6 +13,7 @@ import { ChatClient } from "./testing/chat_client.ts";
 import { RawWebSocket, upgradeReplyAt } from "./testing/raw_websocket.ts";
 import { withServer } from "./testing/server.ts";
 import { waitUntil } from "./testing/wait.ts";
+import { sleep } from "./tools/wait.ts";
 
 const SECRET = "a-test-secret-that-is-at-least-32-bytes-long";
 const encoder = new TextEncoder();
@@ -311,7 +312,7 @@ Deno.test("rate limit: an idle client's bucket refills", async () => {
         await ann.expectMessage("ann", `a${round}`);
         await ann.expectMessage("ann", `b${round}`);
         // 2 tokens back after 40 ms at 50/s; wait a comfortable 100 ms.
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        await sleep(100);
       }
       assert.equal(ann.pending, 0, "no error was sent");
     },

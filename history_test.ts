@@ -8,33 +8,14 @@ import {
   KV_MAX_VALUE_BYTES,
   type StoredMessage,
 } from "./history.ts";
+import { within } from "./testing/wait.ts";
 
 /** Longest any one test may take; a hang fails instead of stalling CI. */
 const TEST_DEADLINE_MS = 30_000;
 
-/** Runs `body`, failing if it takes longer than `ms`. */
-async function within<T>(
-  ms: number,
-  what: string,
-  body: () => Promise<T>,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`${what}: took longer than ${ms} ms`)),
-      ms,
-    );
-  });
-  try {
-    return await Promise.race([body(), deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** A test bounded by {@linkcode TEST_DEADLINE_MS}. */
 function test(name: string, body: () => Promise<void>): void {
-  Deno.test(name, () => within(TEST_DEADLINE_MS, name, body));
+  Deno.test(name, () => within(body(), name, TEST_DEADLINE_MS));
 }
 
 /** Runs `body` with a fresh temporary directory, removed afterwards. */

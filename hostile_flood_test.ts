@@ -25,7 +25,8 @@ import {
   readEnd,
   withScene,
 } from "./testing/scene.ts";
-import { sleep, withTimeout } from "./testing/wait.ts";
+import { within } from "./testing/wait.ts";
+import { sleep } from "./tools/wait.ts";
 import { encodeFrame, Opcode } from "./tools/ws_frame.ts";
 
 Deno.test("a flood from one client: rate_limited, then 1008; the others are unaffected", async () => {
@@ -194,10 +195,10 @@ async function spawnServer(flags: string[]): Promise<ChildServer> {
       // Exited already.
     }
     await lines.cancel().catch(() => {});
-    await withTimeout(child.status, "the child server to exit", 10_000);
+    await within(child.status, "the child server to exit", 10_000);
   };
   try {
-    await withTimeout(
+    await within(
       (async () => {
         for (;;) {
           const { value, done } = await lines.read();

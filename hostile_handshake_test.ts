@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { ChatClient } from "./testing/chat_client.ts";
 import { RawWebSocket, upgradeReplyAt } from "./testing/raw_websocket.ts";
 import { metric, readEnd, withScene } from "./testing/scene.ts";
-import { waitUntil, withTimeout } from "./testing/wait.ts";
+import { waitUntil, within } from "./testing/wait.ts";
 
 Deno.test("hostile usernames get 400; an NFC twin of a name online gets 409", async () => {
   const invalid = [
@@ -112,7 +112,7 @@ Deno.test("2,000 connects and disconnects: joins pair with leaves, nothing left 
           if (i % 400 === 0) await scene.say();
         }
       };
-      await withTimeout(
+      await within(
         Promise.all(Array.from({ length: concurrency }, worker)),
         "the connection storm",
         60_000,

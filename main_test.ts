@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { type Invocation, parseInvocation, UsageError } from "./main.ts";
 import type { ServerOptions } from "./server.ts";
 import { ChatClient } from "./testing/chat_client.ts";
-import { withTimeout } from "./testing/wait.ts";
+import { within } from "./testing/wait.ts";
 
 /**
  * The address a server started with these options listens on: what
@@ -190,7 +190,7 @@ function spawnMain(args: string[]): MainProcess {
     while (!buffered.includes("\n")) {
       if (stdoutDone) return null;
       pending ??= reader.read();
-      const chunk = await withTimeout(
+      const chunk = await within(
         pending,
         what,
         Math.max(1, deadline - Date.now()),
@@ -243,13 +243,13 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
       client = await ChatClient.join(port, "ann");
 
       main.child.kill(signal);
-      const end = await withTimeout(
+      const end = await within(
         client.closed,
         "the client's close",
         10_000,
       );
       assert.deepEqual(end, { code: 1001, reason: "server shutting down" });
-      const status = await withTimeout(main.status, "the exit", 10_000);
+      const status = await within(main.status, "the exit", 10_000);
       assert.equal(status.code, 0);
       assert.equal(status.success, true);
     } finally {
@@ -267,7 +267,7 @@ async function runMainToExit(
   let status: Deno.CommandStatus;
   let output: { stdout: string; stderr: string };
   try {
-    status = await withTimeout(main.status, "the exit", 20_000);
+    status = await within(main.status, "the exit", 20_000);
   } finally {
     output = await main.cleanup();
   }

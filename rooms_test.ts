@@ -12,7 +12,8 @@ import { startServer } from "./server.ts";
 import { ChatClient } from "./testing/chat_client.ts";
 import { rawUpgradeReply } from "./testing/raw_websocket.ts";
 import { withServer } from "./testing/server.ts";
-import { waitUntil, withTimeout } from "./testing/wait.ts";
+import { waitUntil, within } from "./testing/wait.ts";
+import { sleep } from "./tools/wait.ts";
 
 /**
  * Opens a client with any query; checks that the welcome comes first and
@@ -411,7 +412,7 @@ Deno.test("resume: a reconnect during a stream sees every message exactly once",
       const sending = (async () => {
         for (; count < total; count++) {
           sender.say(`s${count}`);
-          if (count % 20 === 0) await new Promise((r) => setTimeout(r, 1));
+          if (count % 20 === 0) await sleep(1);
         }
       })();
       let reader = first.client;
@@ -521,7 +522,7 @@ Deno.test("history survives a restart, and a SIGKILL loses nothing acknowledged"
     try {
       const reader = child.stdout.pipeThrough(new TextDecoderStream())
         .getReader();
-      const { value: line } = await withTimeout(reader.read(), "listening");
+      const { value: line } = await within(reader.read(), "listening");
       await reader.cancel();
       const port = Number(line?.match(/:(\d+)\//)?.[1]);
       const sender = await enter(port, { username: "sender" });

@@ -12,7 +12,7 @@ import {
   splitFrame,
   type WelcomeMessage,
 } from "../protocol.ts";
-import { WAIT_MS, withTimeout } from "./wait.ts";
+import { WAIT_MS, within } from "./wait.ts";
 
 /** ISO 8601, UTC, with milliseconds: the protocol's timestamps. */
 export const ISO_UTC_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
@@ -82,23 +82,16 @@ export class Inbox<T> {
       return Promise.resolve(item);
     }
     if (this.#end) return Promise.reject(this.#end);
-    return new Promise<T>((resolve, reject) => {
-      const waiter: Waiter<T> = {
-        resolve(item: T): void {
-          clearTimeout(timer);
-          resolve(item);
-        },
-        reject(error: Error): void {
-          clearTimeout(timer);
-          reject(error);
-        },
-      };
-      const timer = setTimeout(() => {
-        const index = this.#waiters.indexOf(waiter);
-        if (index >= 0) this.#waiters.splice(index, 1);
-        reject(new Error(`timed out after ${ms} ms waiting for ${what}`));
-      }, ms);
+    let waiter: Waiter<T> | undefined;
+    const arrived = new Promise<T>((resolve, reject) => {
+      waiter = { resolve, reject };
       this.#waiters.push(waiter);
+    });
+    return within(arrived, what, ms).catch((error: Error) => {
+      // Timed out: the next item goes to the next reader instead.
+      const index = this.#waiters.indexOf(waiter!);
+      if (index >= 0) this.#waiters.splice(index, 1);
+      throw error;
     });
   }
 }
@@ -192,7 +185,7 @@ export class ChatClient {
       socket.addEventListener("open", () => resolve(true));
       client.closed.then(() => resolve(false));
     });
-    if (!(await withTimeout(opened, `${label} to open`))) {
+    if (!(await within(opened, `${label} to open`))) {
       const end = await client.closed;
       throw new Error(`${label}: refused (${end.code} ${end.reason})`);
     }
@@ -297,6 +290,6 @@ export class ChatClient {
         // Closing already: the close event is still to come.
       }
     }
-    return await withTimeout(this.closed, `${this.#label} to close`);
+    return await within(this.closed, `${this.#label} to close`);
   }
 }

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import type { ServerMessage } from "../protocol.ts";
 import { closePayload, encodeFrame, Opcode } from "../tools/ws_frame.ts";
 import { parseFrame } from "./chat_client.ts";
-import { WAIT_MS, withTimeout } from "./wait.ts";
+import { WAIT_MS, within } from "./wait.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -134,7 +134,7 @@ export class RawConnection {
     if (this.#eof) return false;
     this.#reading ??= this.#readChunk();
     const ms = Math.max(1, deadline - Date.now());
-    const chunk = await withTimeout(this.#reading, what, ms);
+    const chunk = await within(this.#reading, what, ms);
     this.#reading = undefined;
     if (chunk === null) {
       this.#eof = true;

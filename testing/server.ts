@@ -6,7 +6,7 @@
  */
 
 import { type ChatServer, type ServerOptions, startServer } from "../server.ts";
-import { withTimeout } from "./wait.ts";
+import { within } from "./wait.ts";
 
 /** Things to close at the end of a test, most recent first. */
 export interface Closer {
@@ -60,7 +60,7 @@ export async function withServer(
     }
   }
   try {
-    await withTimeout(server.shutdown(), "server shutdown", 10_000);
+    await within(server.shutdown(), "server shutdown", 10_000);
   } catch (error) {
     errors.push(error);
   }

@@ -1,6 +1,7 @@
 /**
- * Bounded waits for the tests: each names what it awaited, so a timeout
- * says what never came.
+ * Bounded waits for the tests, built on the repository's one sleep and one
+ * timeout (tools/wait.ts): each names what it awaited, so a timeout says
+ * what never came.
  *
  * Every wait here is bounded and clears its timer, and every socket the
  * testing helpers open is closed by its owner's `close`, so tests that use
@@ -9,40 +10,46 @@
  * @module
  */
 
+import { sleep, withTimeout } from "../tools/wait.ts";
+
 /** Default bound on one wait, in milliseconds: generous, never asserted. */
 export const WAIT_MS = 5000;
 
 /**
+ * How often {@linkcode waitUntil} checks, in milliseconds: often enough
+ * that a test waits little past the moment, rarely enough to cost nothing.
+ */
+const POLL_MS = 10;
+
+/** What tools/wait.ts's withTimeout resolves with when time ran out. */
+const TIMED_OUT: unique symbol = Symbol("timed out");
+
+/**
  * Waits for a promise, or rejects after `ms` milliseconds saying what was
- * awaited. The timer is cleared either way.
+ * awaited ("timed out after 100 ms waiting for one"). The timer is cleared
+ * either way; the promise itself is not cancelled.
  *
  * @example
  * ```ts
- * import { withTimeout } from "./wait.ts";
- * await withTimeout(Promise.resolve(1), "one", 100);
+ * import { within } from "./wait.ts";
+ * await within(Promise.resolve(1), "one", 100);
  * ```
  */
-export function withTimeout<T>(
+export async function within<T>(
   promise: Promise<T>,
   what: string,
   ms: number = WAIT_MS,
 ): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      reject(new Error(`timed out after ${ms} ms waiting for ${what}`));
-    }, ms);
-  });
-  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
-}
-
-/** Resolves after `ms` milliseconds (its timer always completes). */
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+  const result = await withTimeout(promise, ms, TIMED_OUT);
+  if (result === TIMED_OUT) {
+    throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+  }
+  return result;
 }
 
 /**
- * Polls `check` every 10 ms until it holds, or rejects after `ms`.
+ * Polls `check` every 10 ms until it holds, or rejects after `ms` saying
+ * what it waited for.
  *
  * @example
  * ```ts
@@ -60,6 +67,6 @@ export async function waitUntil(
     if (Date.now() > deadline) {
       throw new Error(`timed out after ${ms} ms waiting until ${what}`);
     }
-    await sleep(10);
+    await sleep(POLL_MS);
   }
 }
