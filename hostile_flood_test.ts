@@ -13,8 +13,8 @@
  */
 
 import assert from "node:assert/strict";
+import { ChildServer } from "./testing/child_server.ts";
 import { RawWebSocket } from "./testing/raw_websocket.ts";
-import type { Closer } from "./testing/server.ts";
 import {
   assertEnd,
   type End,
@@ -25,7 +25,6 @@ import {
   readEnd,
   withScene,
 } from "./testing/scene.ts";
-import { within } from "./testing/wait.ts";
 import { sleep } from "./tools/wait.ts";
 import { encodeFrame, Opcode } from "./tools/ws_frame.ts";
 
@@ -156,78 +155,6 @@ Deno.test("a client that never reads is evicted with 4008; the others get every 
 
 // ------------------------------------------------- memory, in a child
 
-/** A hubchat server in a child process, and its resident memory. */
-interface ChildServer extends Closer {
-  port: number;
-  /** VmRSS in bytes. */
-  rss(): number;
-}
-
-async function spawnServer(flags: string[]): Promise<ChildServer> {
-  const main = new URL("./main.ts", import.meta.url).pathname;
-  const config = new URL("./deno.json", import.meta.url).pathname;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--config",
-      config,
-      main,
-      "--port",
-      "0",
-      "--host",
-      "127.0.0.1",
-      "--data",
-      ":memory:",
-      ...flags,
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  let port = 0;
-  const close = async (): Promise<void> => {
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // Exited already.
-    }
-    await lines.cancel().catch(() => {});
-    await within(child.status, "the child server to exit", 10_000);
-  };
-  try {
-    await within(
-      (async () => {
-        for (;;) {
-          const { value, done } = await lines.read();
-          if (done) throw new Error(`child server exited: ${seen}`);
-          seen += value;
-          const match = /listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(seen);
-          if (match) {
-            port = Number(match[1]);
-            return;
-          }
-        }
-      })(),
-      "the child server to listen",
-      15_000,
-    );
-  } catch (error) {
-    await close();
-    throw error;
-  }
-  return {
-    port,
-    rss(): number {
-      const status = Deno.readTextFileSync(`/proc/${child.pid}/status`);
-      return Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)![1]) * 1024;
-    },
-    close,
-  };
-}
-
 const MB = 1024 * 1024;
 
 function mb(bytes: number): string {
@@ -235,7 +162,7 @@ function mb(bytes: number): string {
 }
 
 Deno.test("memory stays bounded under 10 MB frames, 10 at once and then 40 in a row", async () => {
-  const server = await spawnServer([
+  const server = await ChildServer.start([
     "--rate",
     "0",
     "--max-connections-per-ip",
@@ -323,7 +250,7 @@ Deno.test("memory stays bounded under 10 MB frames, 10 at once and then 40 in a 
 Deno.test("memory stays bounded while 12 clients that never read are sent 20 MB each", async () => {
   // Default queue bounds (256 messages, 64 KiB): eviction waits for the
   // kernel's socket buffers to fill first, a few MB per reader.
-  const server = await spawnServer(["--rate", "0"]);
+  const server = await ChildServer.start(["--rate", "0"]);
   try {
     let before = 0;
     let after = 0;
@@ -397,7 +324,7 @@ Deno.test({
   // do until Deno (or a hand-made WebSocket layer) can refuse it early.
   ignore: Deno.env.get("HUBCHAT_KNOWN_LIMITS") !== "1",
 }, async () => {
-  const server = await spawnServer(["--rate", "0"]);
+  const server = await ChildServer.start(["--rate", "0"]);
   try {
     let before = 0;
     let held = 0;
