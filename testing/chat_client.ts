@@ -15,10 +15,26 @@ import {
 import { Inbox } from "./inbox.ts";
 import { WAIT_MS, within } from "./wait.ts";
 
-/** ISO 8601, UTC, with milliseconds: the protocol's timestamps. */
+/**
+ * ISO 8601, UTC, with milliseconds: the protocol's timestamps.
+ *
+ * @example
+ * ```ts
+ * import { ISO_UTC_MS } from "./chat_client.ts";
+ * ISO_UTC_MS.test("2026-11-22T10:00:00.000Z"); // true
+ * ```
+ */
 export const ISO_UTC_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
-/** The name the server makes up for a client that asked for none. */
+/**
+ * The name the server makes up for a client that asked for none.
+ *
+ * @example
+ * ```ts
+ * import { GUEST_NAME } from "./chat_client.ts";
+ * GUEST_NAME.test("guest-1f2e"); // true
+ * ```
+ */
 export const GUEST_NAME = /^guest-[0-9a-f]{4}$/;
 
 /** How a WebSocket ended, as its close event told. */
@@ -32,6 +48,12 @@ export interface CloseInfo {
 /**
  * Parses one frame from the server into its messages, one JSON document per
  * `\n`-separated line; throws if a line is not a JSON object.
+ *
+ * @example
+ * ```ts
+ * import { parseFrame } from "./chat_client.ts";
+ * parseFrame('{"type":"typing","username":"ann"}').length; // 1
+ * ```
  */
 export function parseFrame(frame: string): ServerMessage[] {
   return splitFrame(frame).map((line) => {
@@ -47,6 +69,16 @@ export function parseFrame(frame: string): ServerMessage[] {
 /**
  * A well-behaved chat client on Deno's WebSocket: it reads every frame,
  * splits it into messages, and answers pings (Deno does that itself).
+ *
+ * @example
+ * ```ts
+ * import { ChatClient } from "./chat_client.ts";
+ * const port = 8080; // a running server's
+ * const ann = await ChatClient.join(port, "ann");
+ * ann.say("hello");
+ * await ann.expectMessage("ann", "hello");
+ * await ann.close();
+ * ```
  */
 export class ChatClient {
   /** The underlying socket. */

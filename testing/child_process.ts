@@ -23,6 +23,13 @@ const CONFIG = new URL("deno.json", ROOT).pathname;
  * Default bound on waiting for one line of a child's output, in
  * milliseconds: the first line waits for Deno to start and load the
  * script, which has taken seconds on a loaded 2-core machine.
+ *
+ * @example
+ * ```ts
+ * import { CHILD_WAIT_MS, DenoChild } from "./child_process.ts";
+ * const child = DenoChild.spawn("slow.ts");
+ * await child.nextLine("the first line", CHILD_WAIT_MS * 2);
+ * ```
  */
 export const CHILD_WAIT_MS = 20_000;
 

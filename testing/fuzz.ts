@@ -20,7 +20,15 @@ const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 /** The server's frame limit with default options. */
 const MAX_FRAME_BYTES = 8 * 1024;
 
-/** Error codes a refused text frame may get (README, "Client to server"). */
+/**
+ * Error codes a refused text frame may get (README, "Client to server").
+ *
+ * @example
+ * ```ts
+ * import { INPUT_ERROR_CODES } from "./fuzz.ts";
+ * INPUT_ERROR_CODES.has("invalid_json"); // true
+ * ```
+ */
 export const INPUT_ERROR_CODES = new Set([
   "invalid_json",
   "invalid_message",
@@ -42,6 +50,13 @@ const VIOLATION_CLOSE_CODES = new Set([1002, 1003, 1007, 1009]);
 /**
  * mulberry32: a 32-bit seeded PRNG, plenty for picking among test cases
  * and reproducible from one number.
+ *
+ * @example
+ * ```ts
+ * import { Rng } from "./fuzz.ts";
+ * const rng = new Rng(42);
+ * rng.pick(["a", "b", "c"]); // the same one for every run with seed 42
+ * ```
  */
 export class Rng {
   #state: number;
@@ -87,7 +102,16 @@ export class Rng {
   }
 }
 
-/** The fuzz seed: FUZZ_SEED (decimal or 0x hex) if set, else a fixed one. */
+/**
+ * The fuzz seed: FUZZ_SEED (decimal or 0x hex) if set, else a fixed one;
+ * throws on a value that is not a 32-bit unsigned integer.
+ *
+ * @example
+ * ```ts
+ * import { fuzzSeed, Rng } from "./fuzz.ts";
+ * const rng = new Rng(fuzzSeed());
+ * ```
+ */
 export function fuzzSeed(): number {
   const raw = Deno.env.get("FUZZ_SEED");
   if (raw === undefined || raw.trim() === "") return 0x6875_6263; // "hubc"
@@ -100,7 +124,10 @@ export function fuzzSeed(): number {
 
 // ------------------------------------------------------------ the oracle
 
-/** What the server must do with a text frame, per the README. */
+/**
+ * What the server must do with a text frame, per the README: deliver a
+ * (trimmed) text, refuse it with an error code, or close the connection.
+ */
 export type Verdict =
   | { kind: "deliver"; text: string }
   | { kind: "error"; code: string }
@@ -112,7 +139,17 @@ function codePoints(text: string): number {
   return count;
 }
 
-/** Judges a text frame as it arrives (already decoded from UTF-8). */
+/**
+ * Judges a text frame as it arrives (already decoded from UTF-8), against
+ * a frame limit of `maxFrameBytes`.
+ *
+ * @example
+ * ```ts
+ * import { judge } from "./fuzz.ts";
+ * judge('{"type":"message","text":" hi "}'); // { kind: "deliver", text: "hi" }
+ * judge("{"); // { kind: "error", code: "invalid_json" }
+ * ```
+ */
 export function judge(frame: string, maxFrameBytes = MAX_FRAME_BYTES): Verdict {
   if (encoder.encode(frame).length > maxFrameBytes) {
     return { kind: "close", code: 1009 };
@@ -354,8 +391,16 @@ const INVALID_UTF8 = [
 
 /** One fuzz step: the bytes to write, and what must happen. */
 export interface Step {
+  /** What the step sends, for a failure message. */
   what: string;
+  /** The bytes to write, as they go on the wire. */
   bytes: Uint8Array;
+  /**
+   * What must happen: the oracle's verdict on a text frame, the end of the
+   * connection (with one of `codes`, or a drop), the line delivered or the
+   * connection ended (an unmasked frame), nothing (a ping or pong), or a
+   * drop by the client itself (random bytes, a truncated frame).
+   */
   expect:
     | { kind: "verdict"; verdict: Verdict }
     | { kind: "end"; codes: ReadonlySet<number> }
@@ -547,6 +592,18 @@ function violationStep(rng: Rng): Step {
   }
 }
 
+/**
+ * One fuzz step drawn from `rng`: mostly text frames from the grammar
+ * (some mutated, some fragmented), then pings and pongs, protocol
+ * violations, clean closes, and garbage before a drop.
+ *
+ * @example
+ * ```ts
+ * import { genStep, Rng } from "./fuzz.ts";
+ * const step = genStep(new Rng(1));
+ * step.what; // e.g. 'text "{\"type\":\"message\",\"text\":\"hello\"}"'
+ * ```
+ */
 export function genStep(rng: Rng): Step {
   const roll = rng.float();
   if (roll < 0.72) return textStep(rng);

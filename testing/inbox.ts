@@ -16,6 +16,14 @@ interface Waiter<T> {
 /**
  * A queue of things received, read in order with bounded waits. Once ended,
  * reads past the last item reject at once with the end's reason.
+ *
+ * @example
+ * ```ts
+ * import { Inbox } from "./inbox.ts";
+ * const inbox = new Inbox<string>();
+ * inbox.push("one");
+ * await inbox.next("the first line", 100); // "one"
+ * ```
  */
 export class Inbox<T> {
   #items: T[] = [];

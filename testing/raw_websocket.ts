@@ -81,6 +81,15 @@ function indexOfBytes(haystack: Uint8Array, needle: Uint8Array): number {
 /**
  * A TCP connection to the server, with buffered reads that are bounded in
  * time. At most one read is in flight; `close` waits for it to settle.
+ *
+ * @example
+ * ```ts
+ * import { RawConnection } from "./raw_websocket.ts";
+ * const connection = await RawConnection.connect(8080);
+ * await connection.write(new TextEncoder().encode("GET /healthz HTTP/1.1\r\n\r\n"));
+ * (await connection.readResponse()).status; // 200
+ * await connection.close();
+ * ```
  */
 export class RawConnection {
   /** The TCP connection. */
@@ -299,7 +308,9 @@ function chatPath(username?: string): string {
  * @example
  * ```ts
  * import { rawUpgradeReply } from "./raw_websocket.ts";
- * // const reply = await rawUpgradeReply(server.port, "a<b"); // 400
+ * const port = 8080; // a running server's
+ * const reply = await rawUpgradeReply(port, "a<b");
+ * reply.status; // 400
  * ```
  */
 export function rawUpgradeReply(
@@ -316,7 +327,9 @@ export function rawUpgradeReply(
  * @example
  * ```ts
  * import { upgradeReplyAt } from "./raw_websocket.ts";
- * // const reply = await upgradeReplyAt(port, "/ws?username=a", ["Origin: https://x"]);
+ * const port = 8080; // a running server's
+ * const origin = ["Origin: https://elsewhere.example"];
+ * const reply = await upgradeReplyAt(port, "/ws?username=a", origin);
  * ```
  */
 export async function upgradeReplyAt(
@@ -339,6 +352,14 @@ export async function upgradeReplyAt(
  * A WebSocket client on raw TCP. It does only what it is told: it reads
  * frames only when asked, answers pings only if asked, and can vanish
  * without a close frame. Frames it sends are masked, as a client's must be.
+ *
+ * @example
+ * ```ts
+ * import { RawWebSocket } from "./raw_websocket.ts";
+ * const raw = await RawWebSocket.connect(8080, "ann");
+ * await raw.next("the welcome"); // { type: "welcome", ... }
+ * await raw.close(); // gone without a close frame
+ * ```
  */
 export class RawWebSocket {
   /** The TCP connection under it. */

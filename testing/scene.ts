@@ -19,14 +19,32 @@ import { RawWebSocket } from "./raw_websocket.ts";
 import { type Closer, withServer } from "./server.ts";
 import { WAIT_MS, waitUntil } from "./wait.ts";
 
-/** How a connection ended, seen from the client. */
+/**
+ * How a connection ended, seen from the client: a close frame, or the end
+ * of the stream without one.
+ *
+ * @example
+ * ```ts
+ * import type { End } from "./scene.ts";
+ * const dropped: End = { kind: "eof" };
+ * ```
+ */
 export type End = { kind: "close"; code: number; reason: string } | {
   kind: "eof";
 };
 
 /**
  * Reads until the server closes (a close frame or a dropped connection),
- * skipping whatever messages arrive first.
+ * skipping whatever messages arrive first and answering pings.
+ *
+ * @example
+ * ```ts
+ * import { rawJoin, readEnd } from "./scene.ts";
+ * const port = 8080; // a running server's
+ * const raw = await rawJoin(port, "ann");
+ * await raw.sendClose(1000, "bye");
+ * await readEnd(raw); // { kind: "close", code: 1000, reason: "bye" }
+ * ```
  */
 export async function readEnd(
   raw: RawWebSocket,
@@ -43,7 +61,16 @@ export async function readEnd(
   }
 }
 
-/** Asserts an end is a drop or a close with one of `codes`. */
+/**
+ * Asserts an end is a drop or a close with one of `codes`; `what` names
+ * the attack in the failure.
+ *
+ * @example
+ * ```ts
+ * import { assertEnd } from "./scene.ts";
+ * assertEnd({ kind: "close", code: 1009, reason: "" }, new Set([1009]), "big");
+ * ```
+ */
 export function assertEnd(
   end: End,
   codes: ReadonlySet<number>,
@@ -61,6 +88,15 @@ export function assertEnd(
 /**
  * A raw client that has read its welcome and its own join (and whatever
  * lines in flight arrived between the two).
+ *
+ * @example
+ * ```ts
+ * import { rawJoin } from "./scene.ts";
+ * const port = 8080; // a running server's
+ * const raw = await rawJoin(port, "ann");
+ * await raw.sendText(JSON.stringify({ type: "message", text: "hi" }));
+ * await raw.close();
+ * ```
  */
 export async function rawJoin(
   port: number,
@@ -82,7 +118,17 @@ export async function rawJoin(
   return raw;
 }
 
-/** Reads messages until one matches (at most 10,000). */
+/**
+ * Reads messages until one matches (at most 10,000), dropping the others.
+ *
+ * @example
+ * ```ts
+ * import { ChatClient } from "./chat_client.ts";
+ * import { nextMatching } from "./scene.ts";
+ * const ann = await ChatClient.join(8080, "ann");
+ * await nextMatching(() => ann.next(), (m) => m.type === "leave", "a leave");
+ * ```
+ */
 export async function nextMatching(
   next: () => Promise<ServerMessage>,
   match: (message: ServerMessage) => boolean,
@@ -95,6 +141,17 @@ export async function nextMatching(
   throw new Error(`${what}: not among 10,000 messages`);
 }
 
+/**
+ * A message's field by name, whatever the message's type.
+ *
+ * @example
+ * ```ts
+ * import { field } from "./scene.ts";
+ * import type { ServerMessage } from "../protocol.ts";
+ * const message: ServerMessage = JSON.parse('{"type":"error","code":"empty_text"}');
+ * field(message, "code"); // "empty_text"
+ * ```
+ */
 export function field(message: ServerMessage, name: string): unknown {
   return (message as unknown as Record<string, unknown>)[name];
 }
@@ -102,6 +159,14 @@ export function field(message: ServerMessage, name: string): unknown {
 /**
  * The next reply to this client's own frame: its own chat line coming back,
  * or an error. Other people's lines and presence are skipped.
+ *
+ * @example
+ * ```ts
+ * import { nextReply, rawJoin } from "./scene.ts";
+ * const raw = await rawJoin(8080, "ann");
+ * await raw.sendText("not json");
+ * await nextReply(raw, "ann", "the refusal"); // an error, invalid_json
+ * ```
  */
 export async function nextReply(
   raw: RawWebSocket,
@@ -119,6 +184,15 @@ export async function nextReply(
 
 // ------------------------------------------------------------- health
 
+/**
+ * `/healthz`: its status code and the clients it counts.
+ *
+ * @example
+ * ```ts
+ * import { health } from "./scene.ts";
+ * await health(8080); // { status: 200, clients: 0 }
+ * ```
+ */
 export async function health(
   port: number,
 ): Promise<{ status: number; clients: number }> {
@@ -127,7 +201,15 @@ export async function health(
   return { status: response.status, clients: body.clients };
 }
 
-/** One sample of /metrics: `name` or `name{label="value"}`, 0 if absent. */
+/**
+ * One sample of /metrics: `name` or `name{label="value"}`, 0 if absent.
+ *
+ * @example
+ * ```ts
+ * import { metric } from "./scene.ts";
+ * await metric(8080, 'hubchat_evictions_total{cause="rate_limit"}'); // 0
+ * ```
+ */
 export async function metric(port: number, sample: string): Promise<number> {
   const response = await fetch(`http://127.0.0.1:${port}/metrics`);
   const text = await response.text();
@@ -141,7 +223,10 @@ export async function metric(port: number, sample: string): Promise<number> {
 
 // -------------------------------------------------------------- scene
 
-/** What the observer saw during a scene, once settled. */
+/**
+ * What the observer saw during a scene, once settled: what
+ * {@linkcode withScene} resolves with.
+ */
 export interface Tally {
   /** Joins seen, by name (the observer's and sender's own excluded). */
   joins: Map<string, number>;
@@ -153,7 +238,7 @@ export interface Tally {
   senderLines: number;
 }
 
-/** The fixtures of one scene. */
+/** The fixtures of one scene: what an attack is given. */
 export interface Scene {
   port: number;
   track: <T extends Closer>(closer: T) => T;
@@ -171,6 +256,17 @@ export interface Scene {
  * comment), then checks the invariants and returns what the observer saw.
  * `host` is the port of a server already running (a child process), or
  * server options for one started here.
+ *
+ * @example
+ * ```ts
+ * import { rawJoin, withScene } from "./scene.ts";
+ * const tally = await withScene({}, async (scene) => {
+ *   const attacker = scene.track(await rawJoin(scene.port, "mallory"));
+ *   await attacker.sendText("not json");
+ *   await scene.say();
+ * });
+ * tally.others; // []
+ * ```
  */
 export async function withScene(
   host: ServerOptions | number,

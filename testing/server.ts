@@ -8,7 +8,10 @@
 import { type ChatServer, type ServerOptions, startServer } from "../server.ts";
 import { within } from "./wait.ts";
 
-/** Things to close at the end of a test, most recent first. */
+/**
+ * A thing a test opened and {@linkcode withServer} closes after it, most
+ * recent first: a client, a raw socket, a child process.
+ */
 export interface Closer {
   /** Closes the thing and waits for it to be closed. */
   close(): Promise<unknown>;

@@ -12,7 +12,16 @@
 
 import { sleep, withTimeout } from "../tools/wait.ts";
 
-/** Default bound on one wait, in milliseconds: generous, never asserted. */
+/**
+ * Default bound on one wait, in milliseconds: generous (a loaded 2-core
+ * machine answers within it), and never asserted.
+ *
+ * @example
+ * ```ts
+ * import { WAIT_MS, within } from "./wait.ts";
+ * await within(Promise.resolve(), "nothing", WAIT_MS * 2);
+ * ```
+ */
 export const WAIT_MS = 5000;
 
 /**
