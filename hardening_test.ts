@@ -9,13 +9,11 @@ import { importSecret, signToken, SUBPROTOCOL } from "./auth.ts";
 import { createLogger } from "./log.ts";
 import { startServer } from "./server.ts";
 import type { ServerMessage } from "./protocol.ts";
-import {
-  ChatClient,
-  RawWebSocket,
-  upgradeReplyAt,
-  waitUntil,
-  withServer,
-} from "./test_util.ts";
+import { ChatClient } from "./testing/chat_client.ts";
+import { RawWebSocket, upgradeReplyAt } from "./testing/raw_websocket.ts";
+import { withServer } from "./testing/server.ts";
+import { waitUntil } from "./testing/wait.ts";
+import { sleep } from "./tools/wait.ts";
 
 const SECRET = "a-test-secret-that-is-at-least-32-bytes-long";
 const encoder = new TextEncoder();
@@ -314,7 +312,7 @@ Deno.test("rate limit: an idle client's bucket refills", async () => {
         await ann.expectMessage("ann", `a${round}`);
         await ann.expectMessage("ann", `b${round}`);
         // 2 tokens back after 40 ms at 50/s; wait a comfortable 100 ms.
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        await sleep(100);
       }
       assert.equal(ann.pending, 0, "no error was sent");
     },

@@ -8,33 +8,15 @@ import {
   KV_MAX_VALUE_BYTES,
   type StoredMessage,
 } from "./history.ts";
+import { type ChildExit, DenoChild } from "./testing/child_process.ts";
+import { within } from "./testing/wait.ts";
 
 /** Longest any one test may take; a hang fails instead of stalling CI. */
 const TEST_DEADLINE_MS = 30_000;
 
-/** Runs `body`, failing if it takes longer than `ms`. */
-async function within<T>(
-  ms: number,
-  what: string,
-  body: () => Promise<T>,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`${what}: took longer than ${ms} ms`)),
-      ms,
-    );
-  });
-  try {
-    return await Promise.race([body(), deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** A test bounded by {@linkcode TEST_DEADLINE_MS}. */
 function test(name: string, body: () => Promise<void>): void {
-  Deno.test(name, () => within(TEST_DEADLINE_MS, name, body));
+  Deno.test(name, () => within(body(), name, TEST_DEADLINE_MS));
 }
 
 /** Runs `body` with a fresh temporary directory, removed afterwards. */
@@ -795,45 +777,24 @@ test("every id acknowledged before a SIGKILL is stored", async () => {
     const script = `${dir}/child.ts`;
     const path = `${dir}/history.db`;
     await Deno.writeTextFile(script, CHILD_SCRIPT);
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--unstable-kv", script, path],
-      cwd: dir,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    // Whatever happens, the child does not outlive the test.
-    const guard = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Already gone.
-      }
-    }, TEST_DEADLINE_MS - 5000);
+    const child = DenoChild.spawn(script, [path], { cwd: dir });
     const acknowledged: number[] = [];
-    let stderr = "";
+    let exit: ChildExit;
     try {
-      const errors = new Response(child.stderr).text();
-      let buffer = "";
-      let killed = false;
-      for await (
-        const chunk of child.stdout.pipeThrough(new TextDecoderStream())
-      ) {
-        buffer += chunk;
-        const lines = buffer.split("\n");
-        buffer = lines.pop()!; // an unfinished line is not an acknowledgement
-        for (const line of lines) acknowledged.push(Number(line));
-        if (!killed && acknowledged.length >= KILL_AFTER_IDS) {
-          child.kill("SIGKILL");
-          killed = true;
-        }
+      // An unfinished last line is not an acknowledgement: nextLine never
+      // returns one.
+      for (;;) {
+        const line = await child.nextLine("the child's next id");
+        if (line === null) break;
+        acknowledged.push(Number(line));
+        if (acknowledged.length === KILL_AFTER_IDS) child.kill("SIGKILL");
       }
-      const status = await child.status;
-      stderr = await errors;
-      assert.equal(status.signal, "SIGKILL", `child ended early: ${stderr}`);
     } finally {
-      clearTimeout(guard);
+      // Whatever happens, the child does not outlive the test.
+      exit = await child.close();
     }
+    const stderr = exit.stderr;
+    assert.equal(exit.status.signal, "SIGKILL", `child ended early: ${stderr}`);
     assert.ok(acknowledged.length >= KILL_AFTER_IDS, stderr);
     assert.deepEqual(acknowledged, range(1, acknowledged.length));
 

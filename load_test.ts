@@ -18,7 +18,7 @@ import {
 import { startServer } from "./server.ts";
 import { startFloorServer } from "./bench/floor_server.ts";
 import { startNaiveServer } from "./bench/naive_server.ts";
-import { withServer } from "./test_util.ts";
+import { withServer } from "./testing/server.ts";
 
 Deno.test("percentile uses the nearest rank", () => {
   assert.equal(percentile([], 50), 0);

@@ -8,7 +8,9 @@
 import assert from "node:assert/strict";
 import { type Invocation, parseInvocation, UsageError } from "./main.ts";
 import type { ServerOptions } from "./server.ts";
-import { ChatClient, withTimeout } from "./test_util.ts";
+import { ChatClient } from "./testing/chat_client.ts";
+import { type ChildExit, DenoChild } from "./testing/child_process.ts";
+import { within } from "./testing/wait.ts";
 
 /**
  * The address a server started with these options listens on: what
@@ -152,76 +154,13 @@ Deno.test("parseInvocation: -h and --help ask for help", () => {
   });
 });
 
-/** A running `deno run -A main.ts ...` with its output streams. */
-interface MainProcess {
-  child: Deno.ChildProcess;
-  /** Reads the next line of standard output (null at its end). */
-  readLine(what: string, ms?: number): Promise<string | null>;
-  /** The exit status, once the process ends. */
-  status: Promise<Deno.CommandStatus>;
-  /** Kills the process if it still runs and releases its streams. */
-  cleanup(): Promise<{ stdout: string; stderr: string }>;
-}
+/** The program under test, run as a child process below. */
+const MAIN = new URL("./main.ts", import.meta.url);
 
 /** Starts `main.ts` with `args` as a child process. */
-function spawnMain(args: string[]): MainProcess {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "main.ts", ...args],
-    cwd: new URL(".", import.meta.url),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    // History in memory: a test leaves no data/ folder behind.
-    env: { NO_COLOR: "1", HUBCHAT_DATA: ":memory:" },
-  }).spawn();
-  let exited = false;
-  const status = child.status.then((status) => {
-    exited = true;
-    return status;
-  });
-  const stderr = new Response(child.stderr).text();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  let stdoutDone = false;
-  let pending: Promise<ReadableStreamReadResult<string>> | undefined;
-  async function readLine(what: string, ms = 20_000): Promise<string | null> {
-    const deadline = Date.now() + ms;
-    while (!buffered.includes("\n")) {
-      if (stdoutDone) return null;
-      pending ??= reader.read();
-      const chunk = await withTimeout(
-        pending,
-        what,
-        Math.max(1, deadline - Date.now()),
-      );
-      pending = undefined;
-      if (chunk.done) stdoutDone = true;
-      else buffered += chunk.value;
-    }
-    const newline = buffered.indexOf("\n");
-    const line = buffered.slice(0, newline);
-    buffered = buffered.slice(newline + 1);
-    return line;
-  }
-  async function cleanup(): Promise<{ stdout: string; stderr: string }> {
-    if (!exited) {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // It ended in the meantime.
-      }
-    }
-    await status;
-    let rest = buffered;
-    while (!stdoutDone) {
-      const chunk = await (pending ?? reader.read());
-      pending = undefined;
-      if (chunk.done) stdoutDone = true;
-      else rest += chunk.value;
-    }
-    return { stdout: rest, stderr: await stderr };
-  }
-  return { child, readLine, status, cleanup };
+function spawnMain(args: string[]): DenoChild {
+  // History in memory: a test leaves no data/ folder behind.
+  return DenoChild.spawn(MAIN, args, { env: { HUBCHAT_DATA: ":memory:" } });
 }
 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
@@ -229,7 +168,7 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
     const main = spawnMain(["--port", "0", "--host", "127.0.0.1"]);
     let client: ChatClient | undefined;
     try {
-      const line = await main.readLine("the listening line");
+      const line = await main.nextLine("the listening line");
       const match = /^hubchat listening on http:\/\/127\.0\.0\.1:(\d+)\/$/.exec(
         line ?? "",
       );
@@ -241,19 +180,19 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
       assert.deepEqual(await health.json(), { status: "ok", clients: 0 });
       client = await ChatClient.join(port, "ann");
 
-      main.child.kill(signal);
-      const end = await withTimeout(
+      main.kill(signal);
+      const end = await within(
         client.closed,
         "the client's close",
         10_000,
       );
       assert.deepEqual(end, { code: 1001, reason: "server shutting down" });
-      const status = await withTimeout(main.status, "the exit", 10_000);
+      const status = await within(main.status, "the exit", 10_000);
       assert.equal(status.code, 0);
       assert.equal(status.success, true);
     } finally {
       await client?.close();
-      await main.cleanup();
+      await main.close();
     }
   });
 }
@@ -264,13 +203,13 @@ async function runMainToExit(
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const main = spawnMain(args);
   let status: Deno.CommandStatus;
-  let output: { stdout: string; stderr: string };
+  let exit: ChildExit;
   try {
-    status = await withTimeout(main.status, "the exit", 20_000);
+    status = await within(main.status, "the exit", 20_000);
   } finally {
-    output = await main.cleanup();
+    exit = await main.close();
   }
-  return { code: status.code, ...output };
+  return { code: status.code, stdout: exit.stdout, stderr: exit.stderr };
 }
 
 Deno.test("main.ts --help prints the usage and exits 0", async () => {

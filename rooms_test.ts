@@ -9,13 +9,12 @@ import type { History, StoredMessage } from "./history.ts";
 import type { ChatMessage, ServerMessage, WelcomeMessage } from "./protocol.ts";
 import { Room } from "./room.ts";
 import { startServer } from "./server.ts";
-import {
-  ChatClient,
-  rawUpgradeReply,
-  waitUntil,
-  withServer,
-  withTimeout,
-} from "./test_util.ts";
+import { ChatClient } from "./testing/chat_client.ts";
+import { ChildServer } from "./testing/child_server.ts";
+import { rawUpgradeReply } from "./testing/raw_websocket.ts";
+import { withServer } from "./testing/server.ts";
+import { waitUntil } from "./testing/wait.ts";
+import { sleep } from "./tools/wait.ts";
 
 /**
  * Opens a client with any query; checks that the welcome comes first and
@@ -414,7 +413,7 @@ Deno.test("resume: a reconnect during a stream sees every message exactly once",
       const sending = (async () => {
         for (; count < total; count++) {
           sender.say(`s${count}`);
-          if (count % 20 === 0) await new Promise((r) => setTimeout(r, 1));
+          if (count % 20 === 0) await sleep(1);
         }
       })();
       let reader = first.client;
@@ -503,46 +502,21 @@ Deno.test("history survives a restart, and a SIGKILL loses nothing acknowledged"
     await second.shutdown();
 
     // A child server killed with SIGKILL mid-stream.
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        new URL("./main.ts", import.meta.url).pathname,
-        "--port",
-        "0",
-        "--data",
-        data,
-        "--rate",
-        "0",
-        "--history",
-        "1000",
-      ],
-      stdout: "piped",
-      stderr: "null",
-    }).spawn();
+    const flags = ["--rate", "0", "--history", "1000"];
+    const child = await ChildServer.start(flags, { data });
     const acknowledged: string[] = [];
     try {
-      const reader = child.stdout.pipeThrough(new TextDecoderStream())
-        .getReader();
-      const { value: line } = await withTimeout(reader.read(), "listening");
-      await reader.cancel();
-      const port = Number(line?.match(/:(\d+)\//)?.[1]);
-      const sender = await enter(port, { username: "sender" });
+      const sender = await enter(child.port, { username: "sender" });
       let sent = 0;
       while (acknowledged.length < 300) {
         // A window of 20 in flight: acknowledged = echoed back (stored).
         while (sent - acknowledged.length < 20) sender.client.say(`k${sent++}`);
         acknowledged.push((await nextChat(sender.client)).text);
       }
-      child.kill("SIGKILL");
+      await child.stop("SIGKILL");
       await sender.client.closed;
     } finally {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Already gone.
-      }
-      await child.status;
+      await child.close();
     }
     const third = await startServer({ port: 0, data, historyLimit: 1000 });
     const c = await enter(third.port, { username: "carol" });

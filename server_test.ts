@@ -8,20 +8,16 @@
 import assert from "node:assert/strict";
 import { createLogger } from "./log.ts";
 import type { ErrorCode, ServerMessage } from "./protocol.ts";
+import { ChatClient, GUEST_NAME, ISO_UTC_MS } from "./testing/chat_client.ts";
 import {
-  ChatClient,
-  type Closer,
-  GUEST_NAME,
-  ISO_UTC_MS,
-  Opcode,
   RawConnection,
   type RawReply,
   rawUpgradeReply,
   RawWebSocket,
-  waitUntil,
-  withServer,
-  withTimeout,
-} from "./test_util.ts";
+} from "./testing/raw_websocket.ts";
+import { type Closer, withServer } from "./testing/server.ts";
+import { waitUntil, within } from "./testing/wait.ts";
+import { Opcode } from "./tools/ws_frame.ts";
 
 const encoder = new TextEncoder();
 
@@ -811,7 +807,7 @@ async function expectClosedFor(
   await ann.expectPresence("join", "bad", 3);
   await bob.expectPresence("join", "bad", 3);
   send(bad);
-  const end = await withTimeout(bad.closed, "the offender to be closed");
+  const end = await within(bad.closed, "the offender to be closed");
   assert.equal(end.code, code);
   assert.notEqual(end.reason, "");
   for (const client of [ann, bob]) {
@@ -917,9 +913,9 @@ Deno.test("shutdown closes every client with 1001 and resolves", async () => {
     const ann = track(await ChatClient.join(server.port, "ann"));
     const bob = track(await ChatClient.join(server.port, "bob"));
     await ann.expectPresence("join", "bob", 2);
-    await withTimeout(server.shutdown(), "shutdown", 10_000);
+    await within(server.shutdown(), "shutdown", 10_000);
     for (const client of [ann, bob]) {
-      const end = await withTimeout(client.closed, "the close");
+      const end = await within(client.closed, "the close");
       assert.deepEqual(end, { code: 1001, reason: "server shutting down" });
       // No leave was announced on the way down.
       assert.equal(client.pending, 0);
@@ -938,9 +934,9 @@ Deno.test("shutdown resolves even when a client ignores the closing handshake", 
     const refused = await rawUpgradeReply(server.port, "latecomer");
     assert.equal(refused.status, 503);
     assert.match(refused.body, /shutting down/);
-    const end = await withTimeout(ann.closed, "ann's close");
+    const end = await within(ann.closed, "ann's close");
     assert.deepEqual(end, { code: 1001, reason: "server shutting down" });
-    await withTimeout(stopping, "shutdown", 10_000);
+    await within(stopping, "shutdown", 10_000);
     // The deaf client was sent the close frame too.
     let close;
     for (;;) {
@@ -980,7 +976,7 @@ Deno.test("a handshake that races shutdown is closed with 1001 too", async () =>
       reason: "server shutting down",
     }, "the late client must be closed like every other client");
     assert.ok(stopping);
-    await withTimeout(stopping, "shutdown", 10_000);
+    await within(stopping, "shutdown", 10_000);
   });
 });
 
