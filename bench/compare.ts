@@ -15,7 +15,7 @@
  * @module
  */
 
-import { type LoadOptions, type LoadSummary, runLoad } from "../load.ts";
+import { type LoadOptions, type LoadSummary, runLoad } from "../tools/load.ts";
 
 /** One server under test. */
 export interface ServerUnderTest {

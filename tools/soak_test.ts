@@ -13,7 +13,7 @@ import {
   soakServerCommand,
   summarizeRss,
 } from "./soak.ts";
-import { startServer } from "./server.ts";
+import { startServer } from "../server.ts";
 
 function snapshot(fields: Partial<IntervalSnapshot> = {}): IntervalSnapshot {
   return {

@@ -15,10 +15,10 @@ import {
   serverArgv,
   splitCommand,
 } from "./load.ts";
-import { startServer } from "./server.ts";
-import { startFloorServer } from "./bench/floor_server.ts";
-import { startNaiveServer } from "./bench/naive_server.ts";
-import { withServer } from "./test_util.ts";
+import { startServer } from "../server.ts";
+import { startFloorServer } from "../bench/floor_server.ts";
+import { startNaiveServer } from "../bench/naive_server.ts";
+import { withServer } from "../test_util.ts";
 
 Deno.test("percentile uses the nearest rank", () => {
   assert.equal(percentile([], 50), 0);
