@@ -14,6 +14,9 @@
  * @module
  */
 
+import { sleep, withTimeout } from "./wait.ts";
+import { closePayload, encodeFrame, Opcode } from "./ws_frame.ts";
+
 // ---------------------------------------------------------------------------
 // Defaults and limits
 // ---------------------------------------------------------------------------
@@ -1135,36 +1138,6 @@ export interface ServerProcess {
   stop(): Promise<number | null>;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/**
- * Resolves with the promise's value, or `fallback` after `ms`; the timer is
- * always cleared.
- *
- * @example
- * ```ts
- * import { withTimeout } from "./load.ts";
- * await withTimeout(new Promise<number>(() => {}), 10, -1); // -1
- * ```
- */
-export async function withTimeout<T>(
-  promise: Promise<T>,
-  ms: number,
-  fallback: T,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<T>((resolve) => {
-    timer = setTimeout(() => resolve(fallback), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /**
  * Starts `command` on a free loopback port (see {@linkcode serverArgv}) and
  * resolves once it printed its `http://host:port/`; throws an Error with its
@@ -1396,57 +1369,6 @@ export async function handshake(
 
 const CRLFCRLF = encoder.encode("\r\n\r\n");
 
-/**
- * One frame from client to server. Clients must mask; the all-zero masking
- * key is valid and leaves the payload as it is, which saves a pass over it.
- */
-function clientFrame(opcode: number, payload: Uint8Array): Uint8Array {
-  const len = payload.length;
-  const ext = len < 126 ? 0 : len < 65_536 ? 2 : 8;
-  const frame = new Uint8Array(6 + ext + len);
-  frame[0] = 0x80 | opcode;
-  if (ext === 0) frame[1] = 0x80 | len;
-  else if (ext === 2) {
-    frame[1] = 0x80 | 126;
-    frame[2] = len >>> 8;
-    frame[3] = len & 0xff;
-  } else {
-    frame[1] = 0x80 | 127;
-    let rest = len;
-    for (let j = 9; j >= 2; j--) {
-      frame[j] = rest % 256;
-      rest = Math.floor(rest / 256);
-    }
-  }
-  // Bytes 2+ext .. 5+ext are the masking key: zero.
-  frame.set(payload, 6 + ext);
-  return frame;
-}
-
-/**
- * A masked text frame for an ASCII string (the run's chat JSON).
- *
- * @example
- * ```ts
- * import { asciiTextFrame } from "./load.ts";
- * asciiTextFrame('{"type":"message","text":"hi"}').length; // 6 + 31
- * ```
- */
-export function asciiTextFrame(text: string): Uint8Array {
-  const len = text.length;
-  const ext = len < 126 ? 0 : 2;
-  const frame = new Uint8Array(6 + ext + len);
-  frame[0] = 0x81;
-  if (ext === 0) frame[1] = 0x80 | len;
-  else {
-    frame[1] = 0x80 | 126;
-    frame[2] = len >>> 8;
-    frame[3] = len & 0xff;
-  }
-  encoder.encodeInto(text, frame.subarray(6 + ext));
-  return frame;
-}
-
 /** Called with each complete text frame: `buf[start, end)` is its payload. */
 export type TextHandler = (
   buf: Uint8Array,
@@ -1627,13 +1549,25 @@ export class RawClient {
         this.#onText(whole, 0, size, now);
       }
     } else if (opcode === 9) {
-      this.send(clientFrame(10, buf.slice(start, end)));
+      this.send(
+        encodeFrame({
+          opcode: Opcode.pong,
+          payload: buf.subarray(start, end),
+          mask: "zero",
+        }),
+      );
     } else if (opcode === 8) {
       this.serverCloseCode = end - start >= 2
         ? buf[start] * 256 + buf[start + 1]
         : 1005;
       if (!this.#sentClose) {
-        this.send(clientFrame(8, buf.slice(start, Math.min(end, start + 2))));
+        this.send(
+          encodeFrame({
+            opcode: Opcode.close,
+            payload: buf.subarray(start, Math.min(end, start + 2)),
+            mask: "zero",
+          }),
+        );
         this.#sentClose = true;
       }
     }
@@ -1646,7 +1580,13 @@ export class RawClient {
   async close(capMs: number): Promise<void> {
     if (!this.#closed) {
       if (!this.#sentClose && !this.ended) {
-        this.send(clientFrame(8, new Uint8Array([0x03, 0xe8])));
+        this.send(
+          encodeFrame({
+            opcode: Opcode.close,
+            payload: closePayload(1000),
+            mask: "zero",
+          }),
+        );
         this.#sentClose = true;
       }
       await withTimeout(this.#reading, capMs, undefined);
@@ -1727,7 +1667,7 @@ interface StalledClient {
 }
 
 /** A masked, empty ping frame, written now and then to notice a close. */
-const PING_FRAME = clientFrame(9, new Uint8Array(0));
+const PING_FRAME = encodeFrame({ opcode: Opcode.ping, mask: "zero" });
 
 async function openStalled(
   wsUrl: string,
@@ -1980,7 +1920,13 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
     const seq = sent[s];
     const sentUs = Math.round(performance.now() * 1000);
     const text = encodeText(run, { sender: s, seq, sentUs, size: cfg.size });
-    client.send(asciiTextFrame(`{"type":"message","text":"${text}"}`));
+    client.send(
+      encodeFrame({
+        opcode: Opcode.text,
+        payload: `{"type":"message","text":"${text}"}`,
+        mask: "zero",
+      }),
+    );
     sent[s] = seq + 1;
     if (sentUs >= measureStartUs && sentUs < measureEndUs) sentMeasured++;
   }

@@ -16,7 +16,6 @@
  */
 
 import {
-  asciiTextFrame,
   CLOSE_CAP_MS,
   CONNECT_CAP_BASE_S,
   CONNECT_CAP_PER_CLIENT_S,
@@ -46,8 +45,9 @@ import {
   type ServerProcess,
   startServerProcess,
   statusBytes,
-  withTimeout,
 } from "./load.ts";
+import { sleep, withTimeout } from "./wait.ts";
+import { encodeFrame, Opcode } from "./ws_frame.ts";
 
 // ---------------------------------------------------------------------------
 // Defaults and limits
@@ -889,24 +889,6 @@ export function parseSoakArgs(args: readonly string[]): SoakArgs {
 // The run
 // ---------------------------------------------------------------------------
 
-/** Waits `ms`, or less if `signal` aborts; never leaves a timer behind. */
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) {
-      resolve();
-      return;
-    }
-    // Even a wait of 0 goes through the timer queue, so loops yield to I/O.
-    const timer = setTimeout(done, Math.max(0, ms));
-    function done(): void {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
-}
-
 /** Fetches `url` as text within {@linkcode METRICS_TIMEOUT_MS}. */
 async function fetchText(url: string): Promise<string> {
   const controller = new AbortController();
@@ -1199,7 +1181,13 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
     const seq = sent[s];
     const sentUs = Math.round(performance.now() * 1000);
     const text = encodeText(run, { sender: s, seq, sentUs, size: cfg.size });
-    session.client?.send(asciiTextFrame(`{"type":"message","text":"${text}"}`));
+    session.client?.send(
+      encodeFrame({
+        opcode: Opcode.text,
+        payload: `{"type":"message","text":"${text}"}`,
+        mask: "zero",
+      }),
+    );
     sent[s] = seq + 1;
     sentTotal++;
   }
