@@ -15,7 +15,8 @@
  * @module
  */
 
-import { type LoadOptions, type LoadSummary, runLoad } from "../tools/load.ts";
+import { type LoadSummary, runLoad } from "../tools/load.ts";
+import type { LoadOptions } from "../tools/load_options.ts";
 
 /** One server under test. */
 export interface ServerUnderTest {
