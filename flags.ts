@@ -3,7 +3,8 @@
  * tools in tools/ and the comparison servers in bench/ all describe their
  * flags in a table of {@linkcode Flag}s, read them with
  * {@linkcode readFlags} (node:util's `parseArgs`, strict, no positionals)
- * and print their option rows with {@linkcode helpRows}, so the flags of
+ * and print their option rows with {@linkcode helpRows}; {@linkcode checkFlag}
+ * checks numbers that come from code by the same rules. The flags of
  * every command are spelled, checked and explained the same way.
  *
  * Every error is a {@linkcode UsageError} of one line that names the flag
@@ -84,9 +85,6 @@ export interface ReadOptions {
   /** Where the flags' environment variables are read. Default: none. */
   env?: EnvSource;
 }
-
-/** A numeric flag's rule, as {@linkcode checkNumber} applies it. */
-export type NumberRule = Pick<Flag, "kind" | "min" | "max" | "unit">;
 
 /**
  * A command line (or environment variable) that makes no sense; its
@@ -191,24 +189,28 @@ export function readFlags(
 }
 
 /**
- * Checks a number against a flag's rule (for options that come from code
- * rather than a command line, or ranges known only later) and returns it;
- * throws a {@linkcode UsageError} like `--senders is 3; expected a whole
- * number from 1 to 2`.
+ * Checks a number against a flag's kind and range (for options that come
+ * from code rather than a command line, or for ranges known only later,
+ * given as `bounds`) and returns it; throws a {@linkcode UsageError} like
+ * `--senders is 3; expected a whole number from 1 to 2`.
  *
  * @example
  * ```ts
- * import { checkNumber } from "./flags.ts";
- * checkNumber("--clients", 10, { kind: "whole", min: 1, max: 1000 }); // 10
+ * import { checkFlag, type Flag } from "./flags.ts";
+ * const senders: Flag = { name: "senders", kind: "whole", min: 1, help: "senders" };
+ * checkFlag(senders, 2, { max: 10 }); // 2
  * ```
  */
-export function checkNumber(
-  name: string,
+export function checkFlag(
+  flag: Flag,
   value: number,
-  rule: NumberRule,
+  bounds: Pick<Flag, "min" | "max"> = {},
 ): number {
+  const rule = { ...flag, ...bounds };
   if (!fitsRule(value, rule)) {
-    throw new UsageError(`${name} is ${value}; expected ${expected(rule)}`);
+    throw new UsageError(
+      `--${flag.name} is ${value}; expected ${expected(rule)}`,
+    );
   }
   return value;
 }
@@ -400,7 +402,7 @@ function readValue(
   return value;
 }
 
-function fitsRule(value: number, rule: NumberRule): boolean {
+function fitsRule(value: number, rule: Flag): boolean {
   return Number.isFinite(value) &&
     (rule.kind !== "whole" || Number.isInteger(value)) &&
     (rule.min === undefined || value >= rule.min) &&
@@ -408,7 +410,7 @@ function fitsRule(value: number, rule: NumberRule): boolean {
 }
 
 /** What a number must be, as messages say it: "a whole number from 0 to 9". */
-function expected(rule: NumberRule): string {
+function expected(rule: Flag): string {
   const { min, max } = rule;
   if (
     rule.kind !== "whole" && rule.unit === undefined && min === 0 &&

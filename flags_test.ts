@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import {
-  checkNumber,
+  checkFlag,
   type Flag,
   helpRows,
   readFlags,
@@ -189,20 +189,28 @@ Deno.test("readFlags: text must not be empty; switches read words from the envir
   }
 });
 
-Deno.test("checkNumber applies a rule to numbers from code", () => {
-  assert.equal(checkNumber("--clients", 5, { kind: "whole", min: 1 }), 5);
+Deno.test("checkFlag applies a flag's rule to numbers from code", () => {
+  const clients: Flag = { name: "clients", kind: "whole", min: 1, help: "" };
+  assert.equal(checkFlag(clients, 5), 5);
   assert.throws(
-    () => checkNumber("--senders", 3, { kind: "whole", min: 1, max: 2 }),
-    new UsageError("--senders is 3; expected a whole number from 1 to 2"),
+    () => checkFlag(clients, 3, { max: 2 }),
+    new UsageError("--clients is 3; expected a whole number from 1 to 2"),
   );
+  assert.throws(() => checkFlag(clients, 1.5), /expected a whole number/);
+  const drain: Flag = {
+    name: "drain",
+    kind: "number",
+    min: 0,
+    unit: "seconds",
+    help: "",
+  };
   assert.throws(
-    () =>
-      checkNumber("--drain", NaN, { kind: "number", min: 0, unit: "seconds" }),
+    () => checkFlag(drain, NaN),
     /--drain is NaN; expected seconds of at least 0/,
   );
   assert.throws(
-    () => checkNumber("--x", 1.5, { kind: "whole", max: 9 }),
-    /expected a whole number of at most 9/,
+    () => checkFlag({ name: "x", kind: "whole", help: "" }, 10, { max: 9 }),
+    /--x is 10; expected a whole number of at most 9/,
   );
 });
 

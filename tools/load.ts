@@ -6,9 +6,9 @@
  * started the server itself).
  *
  * ```sh
- * deno run -A load.ts --clients 100 --duration 10
- * deno run -A load.ts --server "deno run -A main.ts" --clients 1000 --rate 25000
- * deno run -A load.ts --help
+ * deno run -A tools/load.ts --clients 100 --duration 10
+ * deno task load --server "deno run -A main.ts" --clients 1000 --rate 25000
+ * deno task load --help
  * ```
  *
  * @module
@@ -19,7 +19,7 @@ import {
   CONNECT_CAP_BASE_S,
   CONNECT_CAP_PER_CLIENT_S,
   DRAIN_POLL_MS,
-  HELP,
+  LOAD_HELP,
   type LoadArgs,
   type LoadOptions,
   OPEN_LOOP_MAX_BURST_MS,
@@ -688,7 +688,7 @@ if (import.meta.main) {
     Deno.exit(2);
   }
   if (args.help) {
-    console.log(HELP);
+    console.log(LOAD_HELP);
     Deno.exit(0);
   }
   const o = resolveLoadOptions(args.options);

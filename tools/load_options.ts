@@ -6,6 +6,14 @@
  * @module
  */
 
+import {
+  checkFlag,
+  type Flag,
+  helpRows,
+  readFlags,
+  UsageError,
+} from "../flags.ts";
+
 /** Default target: hubchat's default port on loopback. */
 export const DEFAULT_URL = "ws://127.0.0.1:8080/ws";
 
@@ -138,14 +146,14 @@ export function normalizeUrl(raw: string): string {
   try {
     url = new URL(raw);
   } catch {
-    throw new Error(
+    throw new UsageError(
       `--url "${raw}" is not a URL; expected like ws://127.0.0.1:8080/ws`,
     );
   }
   if (url.protocol === "http:") url.protocol = "ws:";
   else if (url.protocol === "https:") url.protocol = "wss:";
   if (url.protocol !== "ws:" && url.protocol !== "wss:") {
-    throw new Error(
+    throw new UsageError(
       `--url "${raw}" has scheme ${url.protocol}; expected ws:, wss:, http: or https:`,
     );
   }
@@ -153,44 +161,201 @@ export function normalizeUrl(raw: string): string {
   return url.href;
 }
 
-export const HELP = `hubchat load tool
+/** Seconds any phase of a run may last at the most: a day. */
+const MAX_PHASE_S = 86_400;
 
-Usage: deno run -A load.ts [options]       (or: deno task load [options])
+/** CPUs taskset can name: Linux's default NR_CPUS limit. */
+const MAX_CPU = 4095;
+
+/** `--size`, the same for the load and the soak tool. */
+export const SIZE_FLAG = {
+  name: "size",
+  kind: "whole",
+  min: MIN_SIZE,
+  max: MAX_SIZE,
+  value: "BYTES",
+  default: DEFAULT_SIZE,
+  help: `chat text size, ${MIN_SIZE}-${MAX_SIZE}`,
+} as const satisfies Flag;
+
+/**
+ * The load tool's flags, by the option each sets (its name in camelCase):
+ * kinds and ranges for the command line and for
+ * {@linkcode resolveLoadOptions}, text for `--help`.
+ */
+const FLAG = {
+  url: {
+    name: "url",
+    kind: "text",
+    value: "URL",
+    default: DEFAULT_URL,
+    help: "chat endpoint",
+  },
+  server: {
+    name: "server",
+    kind: "text",
+    value: '"CMD"',
+    help: "start CMD, read its http://host:port/ from stdout, stop it at " +
+      "the end (SIGTERM, SIGKILL after 5 s). CMD gets " +
+      '"--port 0 --host 127.0.0.1" appended, unless it holds {port} (and ' +
+      "{host}) placeholders, which are filled in instead. With --server the " +
+      "summary has the server's CPU (from /proc/PID/stat) and memory.",
+  },
+  clients: {
+    name: "clients",
+    kind: "whole",
+    min: 1,
+    max: 1_000_000,
+    value: "N",
+    default: DEFAULT_CLIENTS,
+    help: "WebSocket clients",
+  },
+  senders: {
+    name: "senders",
+    kind: "whole",
+    min: 1,
+    max: 1_000_000,
+    value: "S",
+    default: DEFAULT_SENDERS,
+    help: "clients that also send, at most --clients",
+  },
+  size: SIZE_FLAG,
+  window: {
+    name: "window",
+    kind: "whole",
+    min: 1,
+    max: 1_000_000,
+    value: "W",
+    default: DEFAULT_WINDOW,
+    help: "closed loop: W messages in flight per sender",
+  },
+  rate: {
+    name: "rate",
+    kind: "number",
+    min: 0,
+    unit: "deliveries/s",
+    value: "R",
+    help: "open loop: R deliveries/s offered, i.e. R/clients messages/s, " +
+      "evenly spread, late sends skipped",
+  },
+  duration: {
+    name: "duration",
+    kind: "number",
+    min: 0.1,
+    max: MAX_PHASE_S,
+    unit: "seconds",
+    value: "SEC",
+    default: DEFAULT_DURATION_S,
+    help: "measured seconds",
+  },
+  warmup: {
+    name: "warmup",
+    kind: "number",
+    min: 0,
+    max: MAX_PHASE_S,
+    unit: "seconds",
+    value: "SEC",
+    default: DEFAULT_WARMUP_S,
+    help: "unmeasured seconds first",
+  },
+  drain: {
+    name: "drain",
+    kind: "number",
+    min: 0,
+    max: MAX_PHASE_S,
+    unit: "seconds",
+    value: "SEC",
+    default: DEFAULT_DRAIN_S,
+    help: "wait for in-flight messages",
+  },
+  connectConcurrency: {
+    name: "connect-concurrency",
+    kind: "whole",
+    min: 1,
+    max: 100_000,
+    value: "N",
+    default: DEFAULT_CONNECT_CONCURRENCY,
+    help: "handshakes at once",
+  },
+  connectTimeout: {
+    name: "connect-timeout",
+    kind: "number",
+    min: 0.1,
+    max: MAX_PHASE_S,
+    unit: "seconds",
+    value: "SEC",
+    default: DEFAULT_CONNECT_TIMEOUT_S,
+    help: "per handshake",
+  },
+  stall: {
+    name: "stall",
+    kind: "whole",
+    min: 0,
+    max: 100_000,
+    value: "N",
+    help: "N more clients (raw TCP) that connect, then never read: the " +
+      'slow-consumer experiment; their fate is reported under "stall"',
+  },
+  idle: {
+    name: "idle",
+    kind: "switch",
+    help: "connect, then hold the clients for --duration without sending; " +
+      "with --server, reports server RSS before/after and bytes per connection",
+  },
+  pinServer: {
+    name: "pin-server",
+    kind: "whole",
+    min: 0,
+    max: MAX_CPU,
+    value: "CPU",
+    help: "run the server under taskset -c CPU",
+  },
+  pinLoad: {
+    name: "pin-load",
+    kind: "whole",
+    min: 0,
+    max: MAX_CPU,
+    value: "CPU",
+    help: "pin this process and all its threads to CPU (taskset -a)",
+  },
+  jsonOnly: {
+    name: "json-only",
+    kind: "switch",
+    help: "no progress lines on stderr",
+  },
+} as const satisfies Record<string, Flag>;
+
+/** The command line's flags, in the order `--help` lists them. */
+const LOAD_FLAGS: readonly Flag[] = Object.values(FLAG);
+
+/** What `deno task load --help` prints. */
+export const LOAD_HELP = `hubchat load tool
+
+Usage: deno task load [options]       (or: deno run -A tools/load.ts [options])
 
 Target (one of):
-  --url URL              chat endpoint (default ${DEFAULT_URL})
-  --server "CMD"         start CMD, read its http://host:port/ from stdout,
-                         stop it at the end (SIGTERM, SIGKILL after 5 s).
-                         CMD gets "--port 0 --host 127.0.0.1" appended, unless
-                         it holds {port} (and {host}) placeholders, which are
-                         filled in instead. With --server the summary has the
-                         server's CPU (from /proc/PID/stat) and memory.
+${helpRows([FLAG.url, FLAG.server])}
 
 Load:
-  --clients N            WebSocket clients (default ${DEFAULT_CLIENTS})
-  --senders S            clients that also send (default ${DEFAULT_SENDERS})
-  --size BYTES           chat text size, ${MIN_SIZE}-${MAX_SIZE} (default ${DEFAULT_SIZE})
-  --window W             closed loop: W messages in flight per sender
-                         (default ${DEFAULT_WINDOW})
-  --rate R               open loop: R deliveries/s offered, i.e. R/clients
-                         messages/s, evenly spread, late sends skipped
-  --duration SEC         measured seconds (default ${DEFAULT_DURATION_S})
-  --warmup SEC           unmeasured seconds first (default ${DEFAULT_WARMUP_S})
-  --drain SEC            wait for in-flight messages (default ${DEFAULT_DRAIN_S})
-  --connect-concurrency N  handshakes at once (default ${DEFAULT_CONNECT_CONCURRENCY})
-  --connect-timeout SEC  per handshake (default ${DEFAULT_CONNECT_TIMEOUT_S})
-  --stall N              N more clients (raw TCP) that connect, then never
-                         read: the slow-consumer experiment; their fate is
-                         reported under "stall"
-  --idle                 connect, then hold the clients for --duration
-                         without sending; with --server, reports server RSS
-                         before/after and bytes per connection
+${
+  helpRows([
+    FLAG.clients,
+    FLAG.senders,
+    FLAG.size,
+    FLAG.window,
+    FLAG.rate,
+    FLAG.duration,
+    FLAG.warmup,
+    FLAG.drain,
+    FLAG.connectConcurrency,
+    FLAG.connectTimeout,
+    FLAG.stall,
+    FLAG.idle,
+  ])
+}
 
 Measurement:
-  --pin-server CPU       run the server under taskset -c CPU
-  --pin-load CPU         pin this process (all threads) to CPU (taskset -a -p)
-  --json-only            no progress lines on stderr
-  --help                 this text
+${helpRows([FLAG.pinServer, FLAG.pinLoad, FLAG.jsonOnly], { withHelp: true })}
 
 Output: a progress line on stderr about once a second, then one JSON
 summary on stdout. The run always ends within connect cap + warmup +
@@ -201,95 +366,9 @@ Many connections: each client is a file descriptor here and one in the
 server. For 10,000 clients run "ulimit -n 65536" (in the same shell) first.
 `;
 
-/** How a command line's flags map onto options, for {@linkcode parseFlags}. */
-export interface FlagSpec {
-  /** Flags that take a value, and the option each sets. */
-  values: Record<string, string>;
-  /** Of those, the options whose value is text; the rest are numbers. */
-  text: ReadonlySet<string>;
-  /** Flags that take no value, and the option each sets to true. */
-  switches: Record<string, string>;
-}
-
 /**
- * Parses `--flag value`, `--flag=value` and switches into options; `-h` or
- * `--help` sets `help`. Throws an Error naming the bad flag. Shared by the
- * load and soak tools.
- *
- * @example
- * ```ts
- * import { parseFlags } from "./load_options.ts";
- * parseFlags(["--clients=10", "--idle"], {
- *   values: { "--clients": "clients" },
- *   text: new Set(),
- *   switches: { "--idle": "idle" },
- * });
- * // { help: false, options: { clients: 10, idle: true } }
- * ```
- */
-export function parseFlags(
-  args: readonly string[],
-  spec: FlagSpec,
-): { help: boolean; options: Record<string, unknown> } {
-  const options: Record<string, unknown> = {};
-  let help = false;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg === "--help" || arg === "-h") {
-      help = true;
-      continue;
-    }
-    const switched = spec.switches[arg];
-    if (switched !== undefined) {
-      options[switched] = true;
-      continue;
-    }
-    const eq = arg.indexOf("=");
-    const flag = eq === -1 ? arg : arg.slice(0, eq);
-    const key = spec.values[flag];
-    if (key === undefined) {
-      throw new Error(`unknown option "${arg}"; see --help for the options`);
-    }
-    const value = eq === -1 ? args[++i] : arg.slice(eq + 1);
-    if (value === undefined || value === "") {
-      throw new Error(`${flag} needs a value; see --help`);
-    }
-    if (spec.text.has(key)) {
-      options[key] = value;
-      continue;
-    }
-    const n = Number(value);
-    if (!Number.isFinite(n) || value.trim() === "") {
-      throw new Error(
-        `${flag} "${value}" is not a number; expected e.g. ${flag} 10`,
-      );
-    }
-    options[key] = n;
-  }
-  return { help, options };
-}
-
-/** Flags that take a value, and the option each sets. */
-const VALUE_FLAGS: Record<string, keyof LoadOptions> = {
-  "--url": "url",
-  "--server": "server",
-  "--clients": "clients",
-  "--senders": "senders",
-  "--size": "size",
-  "--window": "window",
-  "--rate": "rate",
-  "--duration": "duration",
-  "--warmup": "warmup",
-  "--drain": "drain",
-  "--connect-concurrency": "connectConcurrency",
-  "--connect-timeout": "connectTimeout",
-  "--stall": "stall",
-  "--pin-server": "pinServer",
-  "--pin-load": "pinLoad",
-};
-
-/**
- * Parses the CLI's arguments; throws an Error naming the bad flag.
+ * Parses the CLI's arguments; throws a {@linkcode UsageError} naming the
+ * bad flag.
  *
  * @example
  * ```ts
@@ -299,13 +378,9 @@ const VALUE_FLAGS: Record<string, keyof LoadOptions> = {
  * ```
  */
 export function parseLoadArgs(args: readonly string[]): LoadArgs {
-  const { help, options } = parseFlags(args, {
-    values: VALUE_FLAGS,
-    text: new Set(["url", "server"]),
-    switches: { "--json-only": "jsonOnly", "--idle": "idle" },
-  });
-  const { jsonOnly, ...load } = options;
-  return { help, jsonOnly: jsonOnly === true, options: load as LoadOptions };
+  const { help, values } = readFlags(LOAD_FLAGS, args);
+  const { jsonOnly, ...options } = values;
+  return { help, jsonOnly: jsonOnly === true, options: options as LoadOptions };
 }
 
 /** {@linkcode LoadOptions} with defaults filled in and checked. */
@@ -329,31 +404,10 @@ export interface ResolvedLoadOptions {
   progress: boolean;
 }
 
-function checkInt(
-  name: string,
-  value: number,
-  range: { min: number; max: number },
-): number {
-  if (!Number.isInteger(value) || value < range.min || value > range.max) {
-    throw new Error(
-      `${name} is ${value}; expected an integer from ${range.min} to ${range.max}`,
-    );
-  }
-  return value;
-}
-
-function checkSeconds(name: string, value: number, min: number): number {
-  if (!Number.isFinite(value) || value < min || value > 86_400) {
-    throw new Error(
-      `${name} is ${value} s; expected seconds from ${min} to 86400`,
-    );
-  }
-  return value;
-}
-
 /**
- * Fills in defaults and checks every option; throws an Error saying which
- * option was wrong and what was expected.
+ * Fills in defaults and checks every option; throws a
+ * {@linkcode UsageError} saying which option was wrong and what was
+ * expected.
  *
  * @example
  * ```ts
@@ -362,60 +416,40 @@ function checkSeconds(name: string, value: number, min: number): number {
  * ```
  */
 export function resolveLoadOptions(options: LoadOptions): ResolvedLoadOptions {
-  const clients = checkInt("--clients", options.clients ?? DEFAULT_CLIENTS, {
-    min: 1,
-    max: 1_000_000,
-  });
+  const clients = checkFlag(FLAG.clients, options.clients ?? DEFAULT_CLIENTS);
   const idle = options.idle ?? false;
-  const senders = idle ? 0 : checkInt(
-    "--senders",
-    options.senders ?? DEFAULT_SENDERS,
-    { min: 1, max: clients },
-  );
-  const rate = options.rate ?? 0;
-  if (!Number.isFinite(rate) || rate < 0) {
-    throw new Error(`--rate is ${rate}; expected deliveries/s > 0`);
-  }
-  const cpu = { min: 0, max: 4095 };
+  const senders = idle
+    ? 0
+    : checkFlag(FLAG.senders, options.senders ?? DEFAULT_SENDERS, {
+      max: clients,
+    });
   return {
     url: normalizeUrl(options.url ?? DEFAULT_URL),
     server: options.server ?? null,
     clients,
     senders,
-    size: checkInt("--size", options.size ?? DEFAULT_SIZE, {
-      min: MIN_SIZE,
-      max: MAX_SIZE,
-    }),
-    window: checkInt("--window", options.window ?? DEFAULT_WINDOW, {
-      min: 1,
-      max: 1_000_000,
-    }),
-    rate,
-    duration: checkSeconds(
-      "--duration",
-      options.duration ?? DEFAULT_DURATION_S,
-      0.1,
-    ),
-    warmup: checkSeconds("--warmup", options.warmup ?? DEFAULT_WARMUP_S, 0),
-    drain: checkSeconds("--drain", options.drain ?? DEFAULT_DRAIN_S, 0),
-    connectConcurrency: checkInt(
-      "--connect-concurrency",
+    size: checkFlag(FLAG.size, options.size ?? DEFAULT_SIZE),
+    window: checkFlag(FLAG.window, options.window ?? DEFAULT_WINDOW),
+    rate: checkFlag(FLAG.rate, options.rate ?? 0),
+    duration: checkFlag(FLAG.duration, options.duration ?? DEFAULT_DURATION_S),
+    warmup: checkFlag(FLAG.warmup, options.warmup ?? DEFAULT_WARMUP_S),
+    drain: checkFlag(FLAG.drain, options.drain ?? DEFAULT_DRAIN_S),
+    connectConcurrency: checkFlag(
+      FLAG.connectConcurrency,
       options.connectConcurrency ?? DEFAULT_CONNECT_CONCURRENCY,
-      { min: 1, max: 100_000 },
     ),
-    connectTimeout: checkSeconds(
-      "--connect-timeout",
+    connectTimeout: checkFlag(
+      FLAG.connectTimeout,
       options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT_S,
-      0.1,
     ),
-    stall: checkInt("--stall", options.stall ?? 0, { min: 0, max: 100_000 }),
+    stall: checkFlag(FLAG.stall, options.stall ?? 0),
     idle,
     pinServer: options.pinServer === undefined
       ? null
-      : checkInt("--pin-server", options.pinServer, cpu),
+      : checkFlag(FLAG.pinServer, options.pinServer),
     pinLoad: options.pinLoad === undefined
       ? null
-      : checkInt("--pin-load", options.pinLoad, cpu),
+      : checkFlag(FLAG.pinLoad, options.pinLoad),
     progress: options.progress ?? false,
   };
 }

@@ -38,7 +38,7 @@ Deno.test("resolveLoadOptions fills defaults and explains bad values", () => {
   assert.equal(o.url, "ws://127.0.0.1:8080/ws");
   assert.throws(
     () => resolveLoadOptions({ clients: 2, senders: 3 }),
-    /--senders is 3; expected an integer from 1 to 2/,
+    /--senders is 3; expected a whole number from 1 to 2/,
   );
   assert.throws(() => resolveLoadOptions({ size: 10 }), /--size is 10/);
   assert.throws(() => resolveLoadOptions({ url: "ftp://x/" }), /scheme ftp:/);

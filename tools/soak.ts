@@ -7,9 +7,9 @@
  * that a 10-second load run cannot show.
  *
  * ```sh
- * deno run -A soak.ts --server "deno run -A main.ts" --clients 200 --minutes 2 --rate 5000
- * deno run -A soak.ts --url ws://127.0.0.1:8080/ws --clients 50 --minutes 60 --rate 1000 --churn 5
- * deno run -A soak.ts --help
+ * deno task soak --server "deno run -A main.ts" --clients 200 --minutes 2 --rate 5000
+ * deno task soak --url ws://127.0.0.1:8080/ws --clients 50 --minutes 60 --rate 1000 --churn 5
+ * deno task soak --help
  * ```
  *
  * @module
@@ -42,10 +42,10 @@ import {
 import { statusBytes } from "./proc.ts";
 import { type ServerProcess, startServerProcess } from "./server_process.ts";
 import {
-  HELP,
   parseSoakArgs,
   type ResolvedSoakOptions,
   resolveSoakOptions,
+  SOAK_HELP,
   type SoakArgs,
   type SoakOptions,
   soakServerCommand,
@@ -797,7 +797,7 @@ async function main(): Promise<void> {
     Deno.exit(2);
   }
   if (args.help) {
-    console.log(HELP);
+    console.log(SOAK_HELP);
     return;
   }
   const json = args.json;

@@ -7,13 +7,12 @@
  */
 
 import type { IntervalReport } from "./soak_report.ts";
+import { checkFlag, type Flag, helpRows, readFlags } from "../flags.ts";
 import {
   DEFAULT_SIZE,
   DEFAULT_URL,
-  MAX_SIZE,
-  MIN_SIZE,
   normalizeUrl,
-  parseFlags,
+  SIZE_FLAG,
 } from "./load_options.ts";
 
 /** 100 clients: a busy room that any laptop holds. */
@@ -175,35 +174,127 @@ export function soakServerCommand(command: string, asIs: boolean): string {
   return extra.length === 0 ? command : `${command} ${extra.join(" ")}`;
 }
 
-function checkInt(
-  name: string,
-  value: number,
-  range: { min: number; max: number },
-): number {
-  if (!Number.isInteger(value) || value < range.min || value > range.max) {
-    throw new Error(
-      `${name} is ${value}; expected a whole number from ${range.min} to ${range.max}`,
-    );
-  }
-  return value;
-}
+/** The most deliveries/s a soak offers: far beyond any one server. */
+const MAX_RATE = 1e9;
 
-function checkRange(
-  name: string,
-  value: number,
-  range: { min: number; max: number; unit: string },
-): number {
-  if (!Number.isFinite(value) || value < range.min || value > range.max) {
-    throw new Error(
-      `${name} is ${value}; expected ${range.unit} from ${range.min} to ${range.max}`,
-    );
-  }
-  return value;
-}
+/** The longest report interval: an hour. */
+const MAX_INTERVAL_S = 3600;
+
+/** The largest pid Linux hands out (2^31 - 1). */
+const MAX_PID = 2 ** 31 - 1;
 
 /**
- * Fills in defaults and checks every option; throws an Error naming the
- * option and what was expected.
+ * The soak tool's flags, by the option each sets (its name in camelCase):
+ * kinds and ranges for the command line and for
+ * {@linkcode resolveSoakOptions}, text for `--help`.
+ */
+const FLAG = {
+  url: {
+    name: "url",
+    kind: "text",
+    value: "URL",
+    default: DEFAULT_URL,
+    help: 'chat endpoint; run hubchat for it with "--rate 0 ' +
+      '--max-connections-per-ip 0" (its defaults, 10 msg/s per client and ' +
+      "20 connections per address, throttle and refuse a soak from one " +
+      "machine)",
+  },
+  server: {
+    name: "server",
+    kind: "text",
+    value: '"CMD"',
+    help: 'start CMD on a free port (it gets "--port 0 --host 127.0.0.1", ' +
+      'or fills {port}/{host}), plus "--rate 0 --max-connections-per-ip 0" ' +
+      "for either flag CMD does not set itself; stop it at the end",
+  },
+  serverAsIs: {
+    name: "server-as-is",
+    kind: "switch",
+    help: "add no --rate/--max-connections-per-ip (non-hubchat)",
+  },
+  serverPid: {
+    name: "server-pid",
+    kind: "whole",
+    min: 1,
+    max: MAX_PID,
+    value: "PID",
+    help: "with --url: read server RSS from /proc/PID/status",
+  },
+  clients: {
+    name: "clients",
+    kind: "whole",
+    min: 1,
+    max: 1_000_000,
+    value: "N",
+    default: DEFAULT_CLIENTS,
+    help: "WebSocket clients",
+  },
+  minutes: {
+    name: "minutes",
+    kind: "number",
+    min: 0.001,
+    max: MAX_MINUTES,
+    unit: "minutes",
+    value: "M",
+    default: DEFAULT_MINUTES,
+    help: "run length, fractions allowed",
+  },
+  rate: {
+    name: "rate",
+    kind: "number",
+    min: 0.001,
+    max: MAX_RATE,
+    unit: "deliveries/s",
+    value: "R",
+    default: DEFAULT_RATE,
+    help: "deliveries/s offered, open loop: R/N messages/s spread over the " +
+      "senders, late sends skipped",
+  },
+  interval: {
+    name: "interval",
+    kind: "number",
+    min: 0.1,
+    max: MAX_INTERVAL_S,
+    unit: "seconds",
+    value: "SEC",
+    default: DEFAULT_INTERVAL_S,
+    help: "seconds per report line",
+  },
+  size: SIZE_FLAG,
+  senders: {
+    name: "senders",
+    kind: "whole",
+    min: 1,
+    max: 1_000_000,
+    value: "S",
+    default: `min(${DEFAULT_SENDERS}, N-K)`,
+    help: "clients that send, at most N-K; they never churn",
+  },
+  churn: {
+    name: "churn",
+    kind: "whole",
+    min: 0,
+    max: 1_000_000,
+    value: "K",
+    default: 0,
+    help: "the last K clients (fewer than N) each disconnect and reconnect " +
+      "(under a new name) once per interval, at a random moment: " +
+      "join/leave paths under load",
+  },
+  json: {
+    name: "json",
+    kind: "switch",
+    help: 'JSON lines instead: {"type":"start",...}, one ' +
+      '{"type":"interval",...} each interval, then {"type":"summary",...}',
+  },
+} as const satisfies Record<string, Flag>;
+
+/** The command line's flags, in the order `--help` lists them. */
+const SOAK_FLAGS: readonly Flag[] = Object.values(FLAG);
+
+/**
+ * Fills in defaults and checks every option; throws a UsageError (see
+ * flags.ts) naming the option and what was expected.
  *
  * @example
  * ```ts
@@ -212,24 +303,18 @@ function checkRange(
  * ```
  */
 export function resolveSoakOptions(options: SoakOptions): ResolvedSoakOptions {
-  const clients = checkInt("--clients", options.clients ?? DEFAULT_CLIENTS, {
-    min: 1,
-    max: 1_000_000,
-  });
-  const churn = checkInt("--churn", options.churn ?? 0, {
-    min: 0,
+  const clients = checkFlag(FLAG.clients, options.clients ?? DEFAULT_CLIENTS);
+  const churn = checkFlag(FLAG.churn, options.churn ?? 0, {
     max: clients - 1,
   });
-  const senders = checkInt(
-    "--senders",
+  const senders = checkFlag(
+    FLAG.senders,
     options.senders ?? Math.min(DEFAULT_SENDERS, clients - churn),
-    { min: 1, max: clients - churn },
+    { max: clients - churn },
   );
-  const serverPid = options.serverPid === undefined ? null : checkInt(
-    "--server-pid",
-    options.serverPid,
-    { min: 1, max: 2 ** 31 - 1 },
-  );
+  const serverPid = options.serverPid === undefined
+    ? null
+    : checkFlag(FLAG.serverPid, options.serverPid);
   return {
     url: normalizeUrl(options.url ?? DEFAULT_URL),
     server: options.server ?? null,
@@ -237,46 +322,17 @@ export function resolveSoakOptions(options: SoakOptions): ResolvedSoakOptions {
     serverPid,
     clients,
     senders,
-    minutes: checkRange("--minutes", options.minutes ?? DEFAULT_MINUTES, {
-      min: 0.001,
-      max: MAX_MINUTES,
-      unit: "minutes",
-    }),
-    rate: checkRange("--rate", options.rate ?? DEFAULT_RATE, {
-      min: 0.001,
-      max: 1e9,
-      unit: "deliveries/s",
-    }),
-    interval: checkRange("--interval", options.interval ?? DEFAULT_INTERVAL_S, {
-      min: 0.1,
-      max: 3600,
-      unit: "seconds",
-    }),
-    size: checkInt("--size", options.size ?? DEFAULT_SIZE, {
-      min: MIN_SIZE,
-      max: MAX_SIZE,
-    }),
+    minutes: checkFlag(FLAG.minutes, options.minutes ?? DEFAULT_MINUTES),
+    rate: checkFlag(FLAG.rate, options.rate ?? DEFAULT_RATE),
+    interval: checkFlag(FLAG.interval, options.interval ?? DEFAULT_INTERVAL_S),
+    size: checkFlag(FLAG.size, options.size ?? DEFAULT_SIZE),
     churn,
   };
 }
 
-/** Flags that take a value, and the option each sets. */
-const VALUE_FLAGS: Record<string, keyof SoakOptions> = {
-  "--url": "url",
-  "--server": "server",
-  "--server-pid": "serverPid",
-  "--clients": "clients",
-  "--senders": "senders",
-  "--minutes": "minutes",
-  "--rate": "rate",
-  "--interval": "interval",
-  "--size": "size",
-  "--churn": "churn",
-};
-
 /**
- * Parses the CLI's arguments (`--flag value` or `--flag=value`); throws an
- * Error naming the bad flag.
+ * Parses the CLI's arguments (`--flag value` or `--flag=value`); throws a
+ * UsageError (see flags.ts) naming the bad flag.
  *
  * @example
  * ```ts
@@ -286,65 +342,50 @@ const VALUE_FLAGS: Record<string, keyof SoakOptions> = {
  * ```
  */
 export function parseSoakArgs(args: readonly string[]): SoakArgs {
-  const { help, options } = parseFlags(args, {
-    values: VALUE_FLAGS,
-    text: new Set(["url", "server"]),
-    switches: { "--json": "json", "--server-as-is": "serverAsIs" },
-  });
-  const { json, ...soak } = options;
-  return { help, json: json === true, options: soak as SoakOptions };
+  const { help, values } = readFlags(SOAK_FLAGS, args);
+  const { json, ...options } = values;
+  return { help, json: json === true, options: options as SoakOptions };
 }
 
-export const HELP =
+/** What `deno task soak --help` prints. */
+export const SOAK_HELP =
   `hubchat soak tool: many clients, many minutes, one line per interval
 
-Usage: deno run -A soak.ts [options]       (or: deno task soak [options])
+Usage: deno task soak [options]       (or: deno run -A tools/soak.ts [options])
 
 Target (one of):
-  --url URL            chat endpoint (default ${DEFAULT_URL}). Run hubchat
-                       for it with "--rate 0 --max-connections-per-ip 0":
-                       its defaults (10 msg/s per client, 20 connections per
-                       address) throttle and refuse a soak from one machine.
-  --server "CMD"       start CMD on a free port (it gets
-                       "--port 0 --host 127.0.0.1", or fills {port}/{host}),
-                       plus "--rate 0 --max-connections-per-ip 0" for either
-                       flag CMD does not set itself; stop it at the end
-  --server-as-is       add no --rate/--max-connections-per-ip (non-hubchat)
-  --server-pid PID     with --url: read server RSS from /proc/PID/status
+${helpRows([FLAG.url, FLAG.server, FLAG.serverAsIs, FLAG.serverPid])}
 
 Load:
-  --clients N          WebSocket clients (default ${DEFAULT_CLIENTS})
-  --minutes M          run length, fractions allowed (default ${DEFAULT_MINUTES})
-  --rate R             deliveries/s offered, open loop: R/N messages/s
-                       spread over the senders, late sends skipped
-                       (default ${DEFAULT_RATE})
-  --interval SEC       seconds per report line (default ${DEFAULT_INTERVAL_S})
-  --size BYTES         chat text size, ${MIN_SIZE}-${MAX_SIZE} (default ${DEFAULT_SIZE})
-  --senders S          clients that send (default min(${DEFAULT_SENDERS}, N-K));
-                       they never churn
-  --churn K            the last K clients each disconnect and reconnect
-                       (under a new name) once per interval, at a random
-                       moment: join/leave paths under load (default 0)
+${
+    helpRows([
+      FLAG.clients,
+      FLAG.minutes,
+      FLAG.rate,
+      FLAG.interval,
+      FLAG.size,
+      FLAG.senders,
+      FLAG.churn,
+    ])
+  }
 
 Output:
-  --json               JSON lines instead: {"type":"start",...}, one
-                       {"type":"interval",...} each interval, then
-                       {"type":"summary",...}
-  --help               this text
+${helpRows([FLAG.json], { withHelp: true })}
 
 Each interval line: elapsed time, delivered/s and p50/p99 latency of the
 interval; lost/dup/ooo so far; evicted (clients the server closed, by
 close code: 4008 slow consumer, 1008 rate limit, 1001 going away, none =
 no close frame; they reconnect after 1 s); srv_evicted
-(hubchat_evictions_total by cause from /metrics, when it answers); skipped (sends this
-tool was too late for: a delivered/s shortfall that is not the server's);
-clients connected; reconnects; server RSS (VmRSS from /proc/PID/status
-with --server or --server-pid, else process_resident_memory_bytes from
-/metrics if the server exports it). Then a JSON summary: totals, latency
-percentiles, the RSS series with its max, growth (last interval vs first)
-and slope per minute.
+(hubchat_evictions_total by cause from /metrics, when it answers); skipped
+(sends this tool was too late for: a delivered/s shortfall that is not the
+server's); clients connected; reconnects; server RSS (VmRSS from
+/proc/PID/status with --server or --server-pid, else
+process_resident_memory_bytes from /metrics if the server exports it). Then
+a JSON summary: totals, latency percentiles, the RSS series with its max,
+growth (last interval vs first) and slope per minute.
 
 Ctrl-C stops early and prints the summary so far; a second Ctrl-C exits at
-once. Exit status: 0 clean; 1 loss, duplicates, out-of-order, clients
-that failed to connect, or aborted; 2 bad options; 3 hard time cap. Many clients: run "ulimit -n 65536" first.
+once. Exit status: 0 clean; 1 loss, duplicates, out-of-order, clients that
+failed to connect, or aborted; 2 bad options; 3 hard time cap. Many clients:
+run "ulimit -n 65536" first.
 `;
