@@ -10,7 +10,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
   DEFAULT_TTL_SECONDS,
   importSecret,
@@ -18,38 +17,52 @@ import {
   SECRET_ENV,
   signToken,
 } from "../auth.ts";
+import {
+  type EnvSource,
+  type Flag,
+  helpRows,
+  readFlags,
+  UsageError,
+} from "../flags.ts";
 
-/** Where the command line finds the secret when `--secret` is not given. */
-export interface SecretSource {
-  /** Reads an environment variable, like `Deno.env.get`. */
-  get(name: string): string | undefined;
-}
+/** The minter's flags, in the order `--help` lists them. */
+const TOKEN_FLAGS: readonly Flag[] = [
+  {
+    name: "sub",
+    kind: "text",
+    value: "NAME",
+    help: "the user the token is for (required)",
+  },
+  {
+    name: "ttl",
+    kind: "whole",
+    min: 1,
+    value: "SECONDS",
+    default: DEFAULT_TTL_SECONDS,
+    help: "lifetime in seconds",
+  },
+  {
+    name: "secret",
+    kind: "text",
+    env: SECRET_ENV,
+    value: "S",
+    help: `shared secret, at least ${MIN_SECRET_BYTES} bytes; prefer the ` +
+      "variable, ps shows flags",
+  },
+];
 
-/** Thrown by {@linkcode mintFromCommandLine} for flags that make no sense. */
-export class AuthUsageError extends Error {
-  /** Creates the error with a message saying what was wrong. */
-  constructor(message: string) {
-    super(message);
-    this.name = "AuthUsageError";
-  }
-}
-
-/** The usage text of the command line. */
-export const AUTH_USAGE = `Mint a hubchat token (HS256 JWT).
+/** What `deno task token --help` prints. */
+export const TOKEN_USAGE = `Mint a hubchat token (HS256 JWT).
 
 Usage: deno task token --sub NAME [--ttl SECONDS] [--secret S]
 
 Options:
-  --sub NAME      the user the token is for (required)
-  --ttl SECONDS   lifetime in seconds (default ${DEFAULT_TTL_SECONDS})
-  --secret S      shared secret, at least ${MIN_SECRET_BYTES} bytes
-                  (default: env ${SECRET_ENV}; prefer it, ps shows flags)
-  -h, --help      show this help`;
+${helpRows(TOKEN_FLAGS, { withHelp: true })}`;
 
 /**
  * The command line, minus printing: reads flags and environment and returns
- * the token to print (or the usage text for `--help`). Throws an
- * {@linkcode AuthUsageError} for missing or bad flags.
+ * the token to print (or the usage text for `--help`). Throws a
+ * {@linkcode UsageError} for missing or bad flags.
  *
  * @example
  * ```ts
@@ -62,52 +75,30 @@ Options:
  */
 export async function mintFromCommandLine(
   args: string[],
-  env: SecretSource,
+  env: EnvSource,
   nowSeconds: number = Math.floor(Date.now() / 1000),
 ): Promise<string> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        secret: { type: "string" },
-        sub: { type: "string" },
-        ttl: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (error) {
-    throw new AuthUsageError((error as Error).message);
-  }
-  if (values.help) return AUTH_USAGE;
-  const secret = values.secret ?? env.get(SECRET_ENV);
-  if (secret === undefined || secret === "") {
-    throw new AuthUsageError(
+  const { help, values } = readFlags(TOKEN_FLAGS, args, { env });
+  if (help) return TOKEN_USAGE;
+  const secret = values.secret as string | undefined;
+  if (secret === undefined) {
+    throw new UsageError(
       `no secret; pass --secret or set ${SECRET_ENV} (at least ${MIN_SECRET_BYTES} bytes)`,
     );
   }
-  if (values.sub === undefined || values.sub.trim() === "") {
-    throw new AuthUsageError("no --sub; expected the user's name");
+  const sub = values.sub as string | undefined;
+  if (sub === undefined) {
+    throw new UsageError("no --sub; expected the user's name");
   }
-  let ttl = DEFAULT_TTL_SECONDS;
-  if (values.ttl !== undefined) {
-    ttl = Number(values.ttl);
-    if (!/^\d+$/.test(values.ttl.trim()) || ttl < 1) {
-      throw new AuthUsageError(
-        `--ttl is "${values.ttl}"; expected a whole number of seconds >= 1`,
-      );
-    }
-  }
+  const ttl = (values.ttl as number | undefined) ?? DEFAULT_TTL_SECONDS;
   let key: CryptoKey;
   try {
     key = await importSecret(secret);
   } catch (error) {
-    throw new AuthUsageError((error as Error).message);
+    throw new UsageError((error as Error).message);
   }
   return await signToken(
-    { sub: values.sub, iat: nowSeconds, exp: nowSeconds + ttl },
+    { sub, iat: nowSeconds, exp: nowSeconds + ttl },
     key,
   );
 }
@@ -116,8 +107,8 @@ if (import.meta.main) {
   try {
     console.log(await mintFromCommandLine(Deno.args, Deno.env));
   } catch (error) {
-    if (!(error instanceof AuthUsageError)) throw error;
-    console.error(`auth.ts: ${error.message}\n\n${AUTH_USAGE}`);
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`token: ${error.message}\n\n${TOKEN_USAGE}`);
     Deno.exit(2);
   }
 }

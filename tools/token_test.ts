@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { importSecret, verifyToken } from "../auth.ts";
-import { AUTH_USAGE, AuthUsageError, mintFromCommandLine } from "./token.ts";
+import { UsageError } from "../flags.ts";
+import { mintFromCommandLine, TOKEN_USAGE } from "./token.ts";
 
 const SECRET = "0123456789abcdef0123456789abcdef"; // exactly 32 bytes
 const NOW = 1_800_000_000; // 2027-01-15T08:00:00Z
@@ -24,7 +25,7 @@ Deno.test("a token from the command line verifies", async () => {
   );
   const claims = await verifyToken(fromFlag, key, { now: NOW });
   assert.equal(claims.ok && claims.claims.exp, NOW + 3600);
-  assert.equal(await mintFromCommandLine(["-h"], new Map()), AUTH_USAGE);
+  assert.equal(await mintFromCommandLine(["-h"], new Map()), TOKEN_USAGE);
 
   for (
     const [args, pattern] of [
@@ -39,7 +40,7 @@ Deno.test("a token from the command line verifies", async () => {
     await assert.rejects(
       mintFromCommandLine(args, new Map()),
       (error: Error) =>
-        error instanceof AuthUsageError && pattern.test(error.message),
+        error instanceof UsageError && pattern.test(error.message),
       args.join(" "),
     );
   }
