@@ -8,6 +8,7 @@
  */
 
 import { bytesAt, indexOfBytes } from "./bytes.ts";
+import { encodeFrame, Opcode } from "./ws_frame.ts";
 
 /** What one line of a server frame turned out to be. */
 export type LineKind =
@@ -64,6 +65,25 @@ export function encodeText(
   const head = `${run}:${fields.sender}:${fields.seq}:${fields.sentUs}:`;
   if (head.length >= fields.size) return head;
   return head + "x".repeat(fields.size - head.length);
+}
+
+/**
+ * The frame that sends `text` (a run's ASCII text, see {@linkcode
+ * encodeText}) as a chat message. The all-zero mask leaves the payload as
+ * it is: no pass over it.
+ *
+ * @example
+ * ```ts
+ * import { messageFrame } from "./chat_lines.ts";
+ * messageFrame("hi").length; // 2 + 4 + 31
+ * ```
+ */
+export function messageFrame(text: string): Uint8Array {
+  return encodeFrame({
+    opcode: Opcode.text,
+    payload: `{"type":"message","text":"${text}"}`,
+    mask: "zero",
+  });
 }
 
 const encoder = new TextEncoder();

@@ -15,25 +15,29 @@
  */
 
 import {
-  CLOSE_CAP_MS,
-  CONNECT_CAP_BASE_S,
-  CONNECT_CAP_PER_CLIENT_S,
-  DRAIN_POLL_MS,
-  LOAD_HELP,
-  type LoadArgs,
-  type LoadOptions,
-  OPEN_LOOP_MAX_BURST_MS,
-  parseLoadArgs,
-  resolveLoadOptions,
-} from "./load_options.ts";
-import {
   encodeText,
   errorCode,
   forEachLine,
+  messageFrame,
   type ParsedLine,
   runId,
   scanLine,
 } from "./chat_lines.ts";
+import {
+  CLOSE_CAP_MS,
+  connectAll,
+  connectCapSeconds,
+  drain,
+  openChatClient,
+  sendOpenLoop,
+} from "./fleet.ts";
+import {
+  LOAD_HELP,
+  type LoadArgs,
+  type LoadOptions,
+  parseLoadArgs,
+  resolveLoadOptions,
+} from "./load_options.ts";
 import { cpuSeconds, pinSelf, statusBytes } from "./proc.ts";
 import {
   SERVER_START_CAP_MS,
@@ -55,14 +59,8 @@ import {
   round,
   SequenceTracker,
 } from "./stats.ts";
-import { sleep, withTimeout } from "./wait.ts";
-import {
-  type Handshake,
-  handshake,
-  RawClient,
-  readBufferSize,
-} from "./ws_client.ts";
-import { encodeFrame, Opcode } from "./ws_frame.ts";
+import { sleep } from "./wait.ts";
+import { type RawClient, readBufferSize } from "./ws_client.ts";
 
 const encoder = new TextEncoder();
 
@@ -247,6 +245,8 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
 
   let closing = false;
   let sending = false;
+  /** Ends the open loop's sending (with the window, or on the way out). */
+  const stopSending = new AbortController();
   let measureStartUs = Infinity;
   let measureEndUs = Infinity;
   let windowDeliveries = 0;
@@ -267,13 +267,7 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
     const seq = sent[s];
     const sentUs = Math.round(performance.now() * 1000);
     const text = encodeText(run, { sender: s, seq, sentUs, size: cfg.size });
-    client.send(
-      encodeFrame({
-        opcode: Opcode.text,
-        payload: `{"type":"message","text":"${text}"}`,
-        mask: "zero",
-      }),
-    );
+    client.send(messageFrame(text));
     sent[s] = seq + 1;
     if (sentUs >= measureStartUs && sentUs < measureEndUs) sentMeasured++;
   }
@@ -324,7 +318,6 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
   }
 
   function onEnd(i: number): void {
-    welcomeWaiters[i]?.(false);
     if (open[i]) {
       open[i] = 0;
       connectedCount--;
@@ -337,39 +330,25 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
 
   async function connectClient(i: number, deadline: number): Promise<void> {
     const started = performance.now();
-    const timeoutMs = Math.max(
-      1,
-      Math.min(cfg.connectTimeout * 1000, deadline - started),
-    );
-    let shake: Handshake;
-    try {
-      shake = await handshake(url, `load-${run}-${i}`, timeoutMs);
-    } catch (error) {
-      count(errors.connect_errors, (error as Error).message.slice(0, 120));
-      return;
-    }
     const welcome = Promise.withResolvers<boolean>();
     welcomeWaiters[i] = welcome.resolve;
-    const client = new RawClient(shake, {
+    const { client, problem } = await openChatClient(url, `load-${run}-${i}`, {
+      timeoutMs: Math.max(
+        1,
+        Math.min(cfg.connectTimeout * 1000, deadline - started),
+      ),
+      bufferSize,
       onText: (buf, start, end, now) => onText(i, buf, start, end, now),
       onEnd: () => onEnd(i),
-      bufferSize,
+      welcome,
     });
     clients[i] = client;
-    const left = Math.max(1, timeoutMs - (performance.now() - started));
-    const ok = await withTimeout(welcome.promise, left, null);
-    welcomeWaiters[i] = () => {};
-    if (ok === true) {
+    if (problem === null) {
       open[i] = 1;
       connectedCount++;
       connectMs.push(performance.now() - started);
-    } else if (ok === null) {
-      count(errors.connect_errors, "timeout waiting for welcome");
     } else {
-      count(
-        errors.connect_errors,
-        `closed before welcome (code ${client.serverCloseCode ?? "none"})`,
-      );
+      count(errors.connect_errors, problem);
     }
   }
 
@@ -429,22 +408,11 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
 
     // Connect: bounded concurrency, bounded total time.
     const connectStart = performance.now();
-    const connectDeadline = connectStart +
-      (CONNECT_CAP_BASE_S + n * CONNECT_CAP_PER_CLIENT_S) * 1000;
-    let nextIndex = 0;
-    const worker = async (): Promise<void> => {
-      while (nextIndex < n) {
-        const i = nextIndex++;
-        if (performance.now() >= connectDeadline) {
-          count(errors.connect_errors, "connect phase cap reached");
-          continue;
-        }
-        await connectClient(i, connectDeadline);
-      }
-    };
-    await Promise.all(
-      Array.from({ length: Math.min(cfg.connectConcurrency, n) }, worker),
-    );
+    await connectAll(n, {
+      concurrency: cfg.connectConcurrency,
+      connect: connectClient,
+      errors: errors.connect_errors,
+    });
     // Stalled clients open as many at a time as the others did, so their
     // handshakes take at most one connect timeout per batch.
     for (let i = 0; i < cfg.stall; i += cfg.connectConcurrency) {
@@ -490,34 +458,11 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
           for (let k = 0; k < cfg.window; k++) sendOne(s);
         }
       } else {
-        openLoop = (async () => {
-          // Message k is due at t0 + k / msgPerMs. Each wake-up sends what
-          // is due; sends later than lateCap are skipped
-          // (and counted), never sent in a catch-up burst.
-          const msgPerMs = cfg.rate / n / 1000;
-          // Late by up to one interval is jitter, not a burst.
-          const lateCap = Math.max(OPEN_LOOP_MAX_BURST_MS, 1 / msgPerMs);
-          const t0 = performance.now();
-          let next = 0;
-          let rr = 0;
-          while (sending) {
-            const nowMs = performance.now() - t0;
-            const due = Math.floor(nowMs * msgPerMs) + 1;
-            const onTime = Math.ceil(
-              (nowMs - lateCap) * msgPerMs,
-            );
-            if (onTime > next) {
-              skipped += Math.min(due, onTime) - next;
-              next = Math.min(due, onTime);
-            }
-            for (; next < due; next++) {
-              sendOne(rr);
-              rr = (rr + 1) % senders;
-            }
-            const wait = next / msgPerMs - (performance.now() - t0);
-            await sleep(Math.max(0, Math.min(1000, wait)));
-          }
-        })();
+        openLoop = sendOpenLoop(cfg.rate / n, sendOne, {
+          senders,
+          signal: stopSending.signal,
+          onSkip: (late) => skipped += late,
+        });
       }
       await sleep(cfg.warmup * 1000);
       phase = "measure";
@@ -525,27 +470,23 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
       await sleep(cfg.duration * 1000);
       endWindow();
       sending = false;
+      stopSending.abort();
       if (openLoop !== null) await openLoop;
       phase = "drain";
       const totalSent = sent.reduce((a, b) => a + b, 0);
-      const drainDeadline = performance.now() + cfg.drain * 1000;
-      while (performance.now() < drainDeadline) {
-        let complete = true;
+      await drain(() => {
         for (let i = 0; i < n; i++) {
-          if (open[i] && tracker.distinct(i) < totalSent) {
-            complete = false;
-            break;
-          }
+          if (open[i] && tracker.distinct(i) < totalSent) return false;
         }
-        if (complete) break;
-        await sleep(DRAIN_POLL_MS);
-      }
+        return true;
+      }, cfg.drain * 1000);
     }
   } finally {
     if (progressTimer !== undefined) clearInterval(progressTimer);
     phase = "close";
     closing = true;
     sending = false;
+    stopSending.abort();
     stallStop.done = true;
     if (server !== null) peakRss = statusBytes(server.pid, "VmHWM");
     await Promise.all(
@@ -692,7 +633,7 @@ if (import.meta.main) {
     Deno.exit(0);
   }
   const o = resolveLoadOptions(args.options);
-  const capS = CONNECT_CAP_BASE_S + o.clients * CONNECT_CAP_PER_CLIENT_S +
+  const capS = connectCapSeconds(o.clients) +
     o.connectTimeout * (1 + Math.ceil(o.stall / o.connectConcurrency)) +
     o.warmup + o.duration + o.drain +
     (SERVER_START_CAP_MS + SERVER_STOP_CAP_MS + CLOSE_CAP_MS +

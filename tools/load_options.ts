@@ -44,33 +44,11 @@ export const DEFAULT_CONNECT_CONCURRENCY = 200;
 /** 10 s per handshake: anything slower is a failure worth reporting. */
 export const DEFAULT_CONNECT_TIMEOUT_S = 10;
 
-/**
- * The whole connect phase's cap is this base plus {@linkcode
- * CONNECT_CAP_PER_CLIENT_S} per client: each join is broadcast to everyone,
- * so connecting N clients costs the server O(N²) deliveries.
- */
-export const CONNECT_CAP_BASE_S = 30;
-
-/** See {@linkcode CONNECT_CAP_BASE_S}: 10,000 clients get 30 + 50 s. */
-export const CONNECT_CAP_PER_CLIENT_S = 0.005;
-
-/** How long closing all client sockets may take before we stop waiting. */
-export const CLOSE_CAP_MS = 5_000;
-
 /** Smallest --size: the header "<run>:<s>:<seq>:<µs>:" needs up to ~40. */
 export const MIN_SIZE = 40;
 
 /** Largest --size: hubchat's text limit is 2000 characters. */
 export const MAX_SIZE = 2000;
-
-/**
- * Open loop: a send more than 10 ms (or one interval, if longer) late is
- * skipped, not sent in a burst.
- */
-export const OPEN_LOOP_MAX_BURST_MS = 10;
-
-/** Drain completion is checked this often. */
-export const DRAIN_POLL_MS = 20;
 
 /** Options of {@linkcode runLoad}; every field has a default. */
 export interface LoadOptions {

@@ -16,22 +16,26 @@
  */
 
 import {
-  CLOSE_CAP_MS,
-  CONNECT_CAP_BASE_S,
-  CONNECT_CAP_PER_CLIENT_S,
-  DEFAULT_CONNECT_CONCURRENCY,
-  DEFAULT_CONNECT_TIMEOUT_S,
-  DRAIN_POLL_MS,
-  OPEN_LOOP_MAX_BURST_MS,
-} from "./load_options.ts";
-import {
   encodeText,
   errorCode,
   forEachLine,
+  messageFrame,
   type ParsedLine,
   runId,
   scanLine,
 } from "./chat_lines.ts";
+import {
+  CLOSE_CAP_MS,
+  connectAll,
+  connectCapSeconds,
+  drain,
+  openChatClient,
+  sendOpenLoop,
+} from "./fleet.ts";
+import {
+  DEFAULT_CONNECT_CONCURRENCY,
+  DEFAULT_CONNECT_TIMEOUT_S,
+} from "./load_options.ts";
 import {
   fetchText,
   METRICS_TIMEOUT_MS,
@@ -40,7 +44,12 @@ import {
   type ServerMetricsReading,
 } from "./metrics_reader.ts";
 import { statusBytes } from "./proc.ts";
-import { type ServerProcess, startServerProcess } from "./server_process.ts";
+import {
+  SERVER_START_CAP_MS,
+  SERVER_STOP_CAP_MS,
+  type ServerProcess,
+  startServerProcess,
+} from "./server_process.ts";
 import {
   parseSoakArgs,
   type ResolvedSoakOptions,
@@ -61,9 +70,8 @@ import {
   summarizeRss,
 } from "./soak_report.ts";
 import { count, round, SequenceTracker } from "./stats.ts";
-import { sleep, withTimeout } from "./wait.ts";
-import { handshake, RawClient, readBufferSize } from "./ws_client.ts";
-import { encodeFrame, Opcode } from "./ws_frame.ts";
+import { sleep } from "./wait.ts";
+import { type RawClient, readBufferSize } from "./ws_client.ts";
 
 /** Handshakes (up to the welcome) as the load tool makes them. */
 const CONNECT_TIMEOUT_MS = DEFAULT_CONNECT_TIMEOUT_S * 1000;
@@ -326,7 +334,6 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
   }
 
   function onEnd(session: Session): void {
-    session.welcome?.(false);
     if (!session.open) return;
     session.open = false;
     openCount--;
@@ -338,19 +345,6 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
   }
 
   async function connectSession(i: number, deadline: number): Promise<boolean> {
-    const started = performance.now();
-    const timeoutMs = Math.max(
-      1,
-      Math.min(CONNECT_TIMEOUT_MS, deadline - started),
-    );
-    const name = `soak-${run}-${i}.${generation[i]++}`;
-    let shake;
-    try {
-      shake = await handshake(url, name, timeoutMs);
-    } catch (error) {
-      count(connectErrors, (error as Error).message.slice(0, 120));
-      return false;
-    }
     const welcome = Promise.withResolvers<boolean>();
     const session: Session = {
       index: i,
@@ -364,31 +358,32 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
       retired: false,
       welcome: welcome.resolve,
     };
-    session.client = new RawClient(shake, {
-      onText: (buf, start, end, now) => onText(session, buf, start, end, now),
-      onEnd: () => onEnd(session),
-      bufferSize,
-    });
-    const left = Math.max(1, timeoutMs - (performance.now() - started));
-    const ok = await withTimeout(welcome.promise, left, null);
+    const opened = await openChatClient(
+      url,
+      `soak-${run}-${i}.${generation[i]++}`,
+      {
+        timeoutMs: Math.max(
+          1,
+          Math.min(CONNECT_TIMEOUT_MS, deadline - performance.now()),
+        ),
+        bufferSize,
+        onText: (buf, start, end, now) => onText(session, buf, start, end, now),
+        onEnd: () => onEnd(session),
+        welcome,
+      },
+    );
+    session.client = opened.client;
     session.welcome = null;
-    if (ok === true && !session.client.ended) {
+    if (opened.problem === null) {
       session.open = true;
       openCount++;
       slots[i] = session;
       sessionCount++;
       return true;
     }
-    count(
-      connectErrors,
-      ok === null
-        ? "timeout waiting for welcome"
-        : `closed before welcome (code ${
-          session.client.serverCloseCode ?? "none"
-        })`,
-    );
+    count(connectErrors, opened.problem);
     session.closing = true;
-    await session.client.close(CLOSE_CAP_MS);
+    await session.client?.close(CLOSE_CAP_MS);
     return false;
   }
 
@@ -455,39 +450,18 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
     const seq = sent[s];
     const sentUs = Math.round(performance.now() * 1000);
     const text = encodeText(run, { sender: s, seq, sentUs, size: cfg.size });
-    session.client?.send(
-      encodeFrame({
-        opcode: Opcode.text,
-        payload: `{"type":"message","text":"${text}"}`,
-        mask: "zero",
-      }),
-    );
+    session.client?.send(messageFrame(text));
     sent[s] = seq + 1;
     sentTotal++;
   }
 
   /** Open loop: message k is due at t0 + k / rate; late sends are skipped. */
-  async function sendLoop(): Promise<void> {
-    const msgPerMs = cfg.rate / n / 1000;
-    const lateCap = Math.max(OPEN_LOOP_MAX_BURST_MS, 1 / msgPerMs);
-    const t0 = performance.now();
-    let next = 0;
-    let rr = 0;
-    while (!halt.signal.aborted) {
-      const nowMs = performance.now() - t0;
-      const due = Math.floor(nowMs * msgPerMs) + 1;
-      const onTime = Math.ceil((nowMs - lateCap) * msgPerMs);
-      if (onTime > next) {
-        skipped += Math.min(due, onTime) - next;
-        next = Math.min(due, onTime);
-      }
-      for (; next < due; next++) {
-        sendOne(rr);
-        rr = (rr + 1) % senders;
-      }
-      const wait = next / msgPerMs - (performance.now() - t0);
-      await sleep(Math.min(1000, wait), halt.signal);
-    }
+  function sendLoop(): Promise<void> {
+    return sendOpenLoop(cfg.rate / n, sendOne, {
+      senders,
+      signal: halt.signal,
+      onSkip: (late) => skipped += late,
+    });
   }
 
   function readRss(scraped: number | null): number | null {
@@ -544,24 +518,6 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
     };
   }
 
-  /** Connects every slot, a few hundred handshakes at a time. */
-  async function connectAll(deadline: number): Promise<void> {
-    let nextIndex = 0;
-    async function worker(): Promise<void> {
-      while (nextIndex < n && !halt.signal.aborted) {
-        const i = nextIndex++;
-        if (performance.now() >= deadline) {
-          count(connectErrors, "connect phase cap reached");
-          continue;
-        }
-        await connectSession(i, deadline);
-      }
-    }
-    await Promise.all(
-      Array.from({ length: Math.min(DEFAULT_CONNECT_CONCURRENCY, n) }, worker),
-    );
-  }
-
   let intervalsStart = performance.now();
   let elapsedS = 0;
   try {
@@ -593,9 +549,12 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
 
     // Connect: bounded concurrency, bounded total time.
     const connectStart = performance.now();
-    await connectAll(
-      connectStart + (CONNECT_CAP_BASE_S + n * CONNECT_CAP_PER_CLIENT_S) * 1000,
-    );
+    await connectAll(n, {
+      concurrency: DEFAULT_CONNECT_CONCURRENCY,
+      connect: connectSession,
+      errors: connectErrors,
+      stopped: () => halt.signal.aborted,
+    });
     connectSeconds = round((performance.now() - connectStart) / 1000, 3);
     clientsConnected = openCount;
     if (openCount === 0) aborted = "no client connected";
@@ -648,21 +607,17 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
       halt.abort();
       await sending;
       // Drain: wait for in-flight messages to reach the stable clients.
-      const drainDeadline = performance.now() + DRAIN_MS;
-      while (performance.now() < drainDeadline) {
-        let complete = true;
+      await drain(() => {
         for (const session of slots) {
           if (
             session !== null && session.stable && session.open &&
             session.tracker.distinct(0) < sentTotal
           ) {
-            complete = false;
-            break;
+            return false;
           }
         }
-        if (complete) break;
-        await sleep(DRAIN_POLL_MS);
-      }
+        return true;
+      }, DRAIN_MS);
     }
   } finally {
     halt.abort();
@@ -775,9 +730,6 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
 /** Slack on top of the run's own caps before the CLI gives up: 60 s. */
 const CLI_SLACK_S = 60;
 
-/** How long a started server may take to print its URL, and to stop. */
-const SERVER_START_STOP_S = 65;
-
 /** Pretty JSON with number arrays on one line each. */
 function prettyJson(value: unknown): string {
   return JSON.stringify(value, null, 2).replace(
@@ -801,8 +753,8 @@ async function main(): Promise<void> {
     return;
   }
   const json = args.json;
-  const capS = CONNECT_CAP_BASE_S + cfg.clients * CONNECT_CAP_PER_CLIENT_S +
-    cfg.minutes * 60 + cfg.interval + SERVER_START_STOP_S +
+  const capS = connectCapSeconds(cfg.clients) + cfg.minutes * 60 +
+    cfg.interval + (SERVER_START_CAP_MS + SERVER_STOP_CAP_MS) / 1000 +
     (DRAIN_MS + 2 * CLOSE_CAP_MS + METRICS_TIMEOUT_MS) / 1000 + CLI_SLACK_S;
   const hardCap = setTimeout(() => {
     console.error(
