@@ -23,7 +23,7 @@ import {
   UsageError,
 } from "../flags.ts";
 import { type LoadSummary, runLoad } from "../tools/load.ts";
-import type { LoadOptions } from "../tools/load_options.ts";
+import { LOAD_FLAG, type LoadOptions } from "../tools/load_options.ts";
 
 /** One server under test. */
 export interface ServerUnderTest {
@@ -56,9 +56,6 @@ const DEFAULT_REPS = 3;
 const DEFAULT_DURATION_S = 5;
 /** 1 s warm-up: enough for the JIT on a loopback chat run. */
 const DEFAULT_WARMUP_S = 1;
-/** Seconds any run's phase may last at the most: a day, as the load tool. */
-const MAX_PHASE_S = 86_400;
-
 /** The command line's flags, in the order `--help` lists them. */
 const COMPARE_FLAGS: readonly Flag[] = [
   {
@@ -70,22 +67,12 @@ const COMPARE_FLAGS: readonly Flag[] = [
     help: "repetitions of the whole matrix; the table shows medians",
   },
   {
-    name: "duration",
-    kind: "number",
-    min: 0.1,
-    max: MAX_PHASE_S,
-    unit: "seconds",
-    value: "SEC",
+    ...LOAD_FLAG.duration,
     default: DEFAULT_DURATION_S,
     help: "measured seconds per run",
   },
   {
-    name: "warmup",
-    kind: "number",
-    min: 0,
-    max: MAX_PHASE_S,
-    unit: "seconds",
-    value: "SEC",
+    ...LOAD_FLAG.warmup,
     default: DEFAULT_WARMUP_S,
     help: "unmeasured seconds before each run's window",
   },

@@ -145,23 +145,21 @@ const MAX_PHASE_S = 86_400;
 /** CPUs taskset can name: Linux's default NR_CPUS limit. */
 const MAX_CPU = 4095;
 
-/** `--size`, the same for the load and the soak tool. */
-export const SIZE_FLAG = {
-  name: "size",
-  kind: "whole",
-  min: MIN_SIZE,
-  max: MAX_SIZE,
-  value: "BYTES",
-  default: DEFAULT_SIZE,
-  help: `chat text size, ${MIN_SIZE}-${MAX_SIZE}`,
-} as const satisfies Flag;
-
 /**
  * The load tool's flags, by the option each sets (its name in camelCase):
  * kinds and ranges for the command line and for
- * {@linkcode resolveLoadOptions}, text for `--help`.
+ * {@linkcode resolveLoadOptions}, text for `--help`. The soak tool and
+ * bench/compare.ts take some of them as they are, or with their own
+ * default and help.
+ *
+ * @example
+ * ```ts
+ * import { LOAD_FLAG } from "./load_options.ts";
+ * const duration = { ...LOAD_FLAG.duration, default: 5 };
+ * duration.max; // 86400
+ * ```
  */
-const FLAG = {
+export const LOAD_FLAG = {
   url: {
     name: "url",
     kind: "text",
@@ -197,7 +195,15 @@ const FLAG = {
     default: DEFAULT_SENDERS,
     help: "clients that also send, at most --clients",
   },
-  size: SIZE_FLAG,
+  size: {
+    name: "size",
+    kind: "whole",
+    min: MIN_SIZE,
+    max: MAX_SIZE,
+    value: "BYTES",
+    default: DEFAULT_SIZE,
+    help: `chat text size, ${MIN_SIZE}-${MAX_SIZE}`,
+  },
   window: {
     name: "window",
     kind: "whole",
@@ -304,7 +310,7 @@ const FLAG = {
 } as const satisfies Record<string, Flag>;
 
 /** The command line's flags, in the order `--help` lists them. */
-const LOAD_FLAGS: readonly Flag[] = Object.values(FLAG);
+const LOAD_FLAGS: readonly Flag[] = Object.values(LOAD_FLAG);
 
 /** What `deno task load --help` prints. */
 export const LOAD_HELP = `hubchat load tool
@@ -312,28 +318,32 @@ export const LOAD_HELP = `hubchat load tool
 Usage: deno task load [options]       (or: deno run -A tools/load.ts [options])
 
 Target (one of):
-${helpRows([FLAG.url, FLAG.server])}
+${helpRows([LOAD_FLAG.url, LOAD_FLAG.server])}
 
 Load:
 ${
   helpRows([
-    FLAG.clients,
-    FLAG.senders,
-    FLAG.size,
-    FLAG.window,
-    FLAG.rate,
-    FLAG.duration,
-    FLAG.warmup,
-    FLAG.drain,
-    FLAG.connectConcurrency,
-    FLAG.connectTimeout,
-    FLAG.stall,
-    FLAG.idle,
+    LOAD_FLAG.clients,
+    LOAD_FLAG.senders,
+    LOAD_FLAG.size,
+    LOAD_FLAG.window,
+    LOAD_FLAG.rate,
+    LOAD_FLAG.duration,
+    LOAD_FLAG.warmup,
+    LOAD_FLAG.drain,
+    LOAD_FLAG.connectConcurrency,
+    LOAD_FLAG.connectTimeout,
+    LOAD_FLAG.stall,
+    LOAD_FLAG.idle,
   ])
 }
 
 Measurement:
-${helpRows([FLAG.pinServer, FLAG.pinLoad, FLAG.jsonOnly], { withHelp: true })}
+${
+  helpRows([LOAD_FLAG.pinServer, LOAD_FLAG.pinLoad, LOAD_FLAG.jsonOnly], {
+    withHelp: true,
+  })
+}
 
 Output: a progress line on stderr about once a second, then one JSON
 summary on stdout. The run always ends within connect cap + warmup +
@@ -394,11 +404,14 @@ export interface ResolvedLoadOptions {
  * ```
  */
 export function resolveLoadOptions(options: LoadOptions): ResolvedLoadOptions {
-  const clients = checkFlag(FLAG.clients, options.clients ?? DEFAULT_CLIENTS);
+  const clients = checkFlag(
+    LOAD_FLAG.clients,
+    options.clients ?? DEFAULT_CLIENTS,
+  );
   const idle = options.idle ?? false;
   const senders = idle
     ? 0
-    : checkFlag(FLAG.senders, options.senders ?? DEFAULT_SENDERS, {
+    : checkFlag(LOAD_FLAG.senders, options.senders ?? DEFAULT_SENDERS, {
       max: clients,
     });
   return {
@@ -406,28 +419,31 @@ export function resolveLoadOptions(options: LoadOptions): ResolvedLoadOptions {
     server: options.server ?? null,
     clients,
     senders,
-    size: checkFlag(FLAG.size, options.size ?? DEFAULT_SIZE),
-    window: checkFlag(FLAG.window, options.window ?? DEFAULT_WINDOW),
-    rate: checkFlag(FLAG.rate, options.rate ?? 0),
-    duration: checkFlag(FLAG.duration, options.duration ?? DEFAULT_DURATION_S),
-    warmup: checkFlag(FLAG.warmup, options.warmup ?? DEFAULT_WARMUP_S),
-    drain: checkFlag(FLAG.drain, options.drain ?? DEFAULT_DRAIN_S),
+    size: checkFlag(LOAD_FLAG.size, options.size ?? DEFAULT_SIZE),
+    window: checkFlag(LOAD_FLAG.window, options.window ?? DEFAULT_WINDOW),
+    rate: checkFlag(LOAD_FLAG.rate, options.rate ?? 0),
+    duration: checkFlag(
+      LOAD_FLAG.duration,
+      options.duration ?? DEFAULT_DURATION_S,
+    ),
+    warmup: checkFlag(LOAD_FLAG.warmup, options.warmup ?? DEFAULT_WARMUP_S),
+    drain: checkFlag(LOAD_FLAG.drain, options.drain ?? DEFAULT_DRAIN_S),
     connectConcurrency: checkFlag(
-      FLAG.connectConcurrency,
+      LOAD_FLAG.connectConcurrency,
       options.connectConcurrency ?? DEFAULT_CONNECT_CONCURRENCY,
     ),
     connectTimeout: checkFlag(
-      FLAG.connectTimeout,
+      LOAD_FLAG.connectTimeout,
       options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT_S,
     ),
-    stall: checkFlag(FLAG.stall, options.stall ?? 0),
+    stall: checkFlag(LOAD_FLAG.stall, options.stall ?? 0),
     idle,
     pinServer: options.pinServer === undefined
       ? null
-      : checkFlag(FLAG.pinServer, options.pinServer),
+      : checkFlag(LOAD_FLAG.pinServer, options.pinServer),
     pinLoad: options.pinLoad === undefined
       ? null
-      : checkFlag(FLAG.pinLoad, options.pinLoad),
+      : checkFlag(LOAD_FLAG.pinLoad, options.pinLoad),
     progress: options.progress ?? false,
   };
 }

@@ -11,8 +11,8 @@ import { checkFlag, type Flag, helpRows, readFlags } from "../flags.ts";
 import {
   DEFAULT_SIZE,
   DEFAULT_URL,
+  LOAD_FLAG,
   normalizeUrl,
-  SIZE_FLAG,
 } from "./load_options.ts";
 
 /** 100 clients: a busy room that any laptop holds. */
@@ -190,10 +190,7 @@ const MAX_PID = 2 ** 31 - 1;
  */
 const FLAG = {
   url: {
-    name: "url",
-    kind: "text",
-    value: "URL",
-    default: DEFAULT_URL,
+    ...LOAD_FLAG.url,
     help: 'chat endpoint; run hubchat for it with "--rate 0 ' +
       '--max-connections-per-ip 0" (its defaults, 10 msg/s per client and ' +
       "20 connections per address, throttle and refuse a soak from one " +
@@ -220,15 +217,7 @@ const FLAG = {
     value: "PID",
     help: "with --url: read server RSS from /proc/PID/status",
   },
-  clients: {
-    name: "clients",
-    kind: "whole",
-    min: 1,
-    max: 1_000_000,
-    value: "N",
-    default: DEFAULT_CLIENTS,
-    help: "WebSocket clients",
-  },
+  clients: { ...LOAD_FLAG.clients, default: DEFAULT_CLIENTS },
   minutes: {
     name: "minutes",
     kind: "number",
@@ -260,13 +249,9 @@ const FLAG = {
     default: DEFAULT_INTERVAL_S,
     help: "seconds per report line",
   },
-  size: SIZE_FLAG,
+  size: LOAD_FLAG.size,
   senders: {
-    name: "senders",
-    kind: "whole",
-    min: 1,
-    max: 1_000_000,
-    value: "S",
+    ...LOAD_FLAG.senders,
     default: `min(${DEFAULT_SENDERS}, N-K)`,
     help: "clients that send, at most N-K; they never churn",
   },
