@@ -260,7 +260,16 @@ export type Invocation =
   | { help: true }
   | { help: false; options: Config };
 
-/** The usage text `--help` prints, built from {@linkcode SETTINGS}. */
+/**
+ * The usage text `--help` prints, its option rows rendered from
+ * {@linkcode SETTINGS}.
+ *
+ * @example
+ * ```ts
+ * import { usage } from "./main.ts";
+ * console.log(usage()); // "hubchat: real-time group chat over WebSocket ..."
+ * ```
+ */
 export function usage(): string {
   return [
     "hubchat: real-time group chat over WebSocket",

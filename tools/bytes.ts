@@ -4,7 +4,16 @@
  * @module
  */
 
-/** First index of `pattern` in `buf[from, to)`, or -1. */
+/**
+ * First index of `pattern` in `buf[from, to)`, or -1.
+ *
+ * @example
+ * ```ts
+ * import { indexOfBytes } from "./bytes.ts";
+ * const buf = new TextEncoder().encode("ab\r\n\r\nc");
+ * indexOfBytes(buf, new TextEncoder().encode("\r\n\r\n"), 0, buf.length); // 2
+ * ```
+ */
 export function indexOfBytes(
   buf: Uint8Array,
   pattern: Uint8Array,
@@ -23,7 +32,16 @@ export function indexOfBytes(
   return -1;
 }
 
-/** True when `buf` holds `pattern` at `at`, entirely before `end`. */
+/**
+ * True when `buf` holds `pattern` at `at`, entirely before `end`.
+ *
+ * @example
+ * ```ts
+ * import { bytesAt } from "./bytes.ts";
+ * const buf = new TextEncoder().encode('"type":"join"');
+ * bytesAt(buf, new TextEncoder().encode('join"'), 8, buf.length); // true
+ * ```
+ */
 export function bytesAt(
   buf: Uint8Array,
   pattern: Uint8Array,

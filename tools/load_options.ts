@@ -373,22 +373,39 @@ export function parseLoadArgs(args: readonly string[]): LoadArgs {
 
 /** {@linkcode LoadOptions} with defaults filled in and checked. */
 export interface ResolvedLoadOptions {
+  /** Target URL (ws/wss), or the default when `server` is set. */
   url: string;
+  /** The server command as given, or null. */
   server: string | null;
+  /** Receiving clients. */
   clients: number;
+  /** Sending clients (the first `senders`); 0 when idle. */
   senders: number;
+  /** Chat text bytes. */
   size: number;
+  /** Closed loop: messages in flight per sender. */
   window: number;
+  /** Open loop: offered deliveries/s; 0 for the closed loop. */
   rate: number;
+  /** Measured seconds. */
   duration: number;
+  /** Seconds of sending before measuring. */
   warmup: number;
+  /** Seconds to wait for in-flight messages. */
   drain: number;
+  /** Handshakes at once. */
   connectConcurrency: number;
+  /** Seconds per handshake, up to the welcome. */
   connectTimeout: number;
+  /** Stalled clients. */
   stall: number;
+  /** Hold the clients without sending. */
   idle: boolean;
+  /** CPU to pin the started server to, or null. */
   pinServer: number | null;
+  /** CPU to pin this process to, or null. */
   pinLoad: number | null;
+  /** Progress lines on stderr. */
   progress: boolean;
 }
 

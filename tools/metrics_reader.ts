@@ -127,7 +127,16 @@ export function metricsUrl(wsUrl: string): string {
   return url.href;
 }
 
-/** Fetches `url` as text within {@linkcode METRICS_TIMEOUT_MS}. */
+/**
+ * Fetches `url` as text within {@linkcode METRICS_TIMEOUT_MS}; throws on a
+ * network error, the timeout, or a status other than 2xx.
+ *
+ * @example
+ * ```ts
+ * import { fetchText, readServerMetrics } from "./metrics_reader.ts";
+ * readServerMetrics(await fetchText("http://127.0.0.1:8080/metrics"));
+ * ```
+ */
 export async function fetchText(url: string): Promise<string> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), METRICS_TIMEOUT_MS);

@@ -26,7 +26,8 @@ function clkTck(): number {
   return clockTicks;
 }
 
-export function readText(path: string): string | null {
+/** A /proc file's text, or null when it cannot be read (no such process). */
+function readText(path: string): string | null {
   try {
     return Deno.readTextFileSync(path);
   } catch {
@@ -63,7 +64,14 @@ function processTree(pid: number): number[] {
 
 /**
  * CPU seconds (user + system, all threads, plus reaped children) of a
- * process and its live descendants, or null if /proc has no such process.
+ * process and, unless `tree` is false, its live descendants; null if /proc
+ * has no such process.
+ *
+ * @example
+ * ```ts
+ * import { cpuSeconds } from "./proc.ts";
+ * cpuSeconds(Deno.pid, false); // e.g. 0.42 on Linux, null elsewhere
+ * ```
  */
 export function cpuSeconds(pid: number, tree = true): number | null {
   let ticks = 0;
@@ -105,6 +113,32 @@ export function statusBytes(pid: number, field: string): number | null {
   return found ? total : null;
 }
 
+/**
+ * A process's command line as it was run (from /proc/PID/cmdline), its
+ * words joined by spaces; null when /proc has no such process.
+ *
+ * @example
+ * ```ts
+ * import { commandLine } from "./proc.ts";
+ * commandLine(Deno.pid); // e.g. "deno run -A tools/load.ts" on Linux
+ * ```
+ */
+export function commandLine(pid: number): string | null {
+  const text = readText(`/proc/${pid}/cmdline`);
+  if (text === null) return null;
+  return text.split("\0").filter((word) => word !== "").join(" ");
+}
+
+/**
+ * Pins this process, all its threads, to one CPU (`taskset -a -p -c`);
+ * throws an Error naming `--pin-load` when taskset refuses.
+ *
+ * @example
+ * ```ts ignore
+ * import { pinSelf } from "./proc.ts";
+ * await pinSelf(1);
+ * ```
+ */
 export async function pinSelf(cpu: number): Promise<void> {
   const out = await new Deno.Command("taskset", {
     args: ["-a", "-p", "-c", String(cpu), String(Deno.pid)],

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { readText } from "./proc.ts";
+import { commandLine } from "./proc.ts";
 import { withTimeout } from "./wait.ts";
 
 /** How long a started server may take to print its URL (first compile). */
@@ -224,13 +224,10 @@ export async function startServerProcess(
         } stderr: ${JSON.stringify(stderrTail.join("").slice(-500))}`,
     );
   }
-  const cmdline = readText(`/proc/${child.pid}/cmdline`);
   return {
     pid: child.pid,
     url,
-    commandLine: cmdline === null
-      ? argv.join(" ")
-      : cmdline.split("\0").filter((w) => w !== "").join(" "),
+    commandLine: commandLine(child.pid) ?? argv.join(" "),
     stop,
   };
 }

@@ -281,6 +281,15 @@ export function summarizeRss(
   };
 }
 
+/**
+ * Bytes in MiB with one decimal, as report lines show memory.
+ *
+ * @example
+ * ```ts
+ * import { mib } from "./soak_report.ts";
+ * mib(52428800); // "50.0MiB"
+ * ```
+ */
 export function mib(bytes: number): string {
   return `${(bytes / 1048576).toFixed(1)}MiB`;
 }

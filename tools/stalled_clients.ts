@@ -16,10 +16,15 @@ const STALL_PROBE_MS = 1000;
 /** At the end, a stalled client reads its backlog for at most this long. */
 export const STALL_FINAL_READ_MS = 2000;
 
+/** One stalled client: its connection and what became of it. */
 export interface StalledClient {
+  /** The connection, until {@linkcode finishStalled} closed it. */
   conn: Deno.Conn | null;
+  /** When its handshake completed (`performance.now()`). */
   connectedAt: number;
+  /** Seconds from connect to the first sign the server closed it, or null. */
   closedAfter: number | null;
+  /** Reads the close code out of the backlog. */
   scanner: FrameScanner;
   /** A ping write still blocked on a full socket buffer. */
   pendingWrite: Promise<number> | null;
@@ -28,6 +33,21 @@ export interface StalledClient {
 /** A masked, empty ping frame, written now and then to notice a close. */
 const PING_FRAME = encodeFrame({ opcode: Opcode.ping, mask: "zero" });
 
+/**
+ * Opens one stalled client as `username`: the handshake, within
+ * `timeoutMs`, and nothing read after it. Throws the handshake's Error.
+ *
+ * @example
+ * ```ts
+ * import { finishStalled, openStalled, probeStalled } from "./stalled_clients.ts";
+ * const client = await openStalled("ws://127.0.0.1:8080/ws", "slow", 10_000);
+ * let done = false;
+ * const probe = probeStalled(client, () => done);
+ * done = true;
+ * await probe;
+ * console.log(await finishStalled(client), client.scanner.closeCode);
+ * ```
+ */
 export async function openStalled(
   wsUrl: string,
   username: string,
@@ -45,7 +65,10 @@ export async function openStalled(
   };
 }
 
-/** Writes a ping now and then until a write fails (the server closed). */
+/**
+ * Writes a ping now and then until a write fails (the server closed it,
+ * noted in `closedAfter`) or `until()` holds. See {@linkcode openStalled}.
+ */
 export async function probeStalled(
   client: StalledClient,
   until: () => boolean,
@@ -67,7 +90,11 @@ export async function probeStalled(
   }
 }
 
-/** Reads what the server left for a stalled client, then closes it. */
+/**
+ * Reads what the server left for a stalled client (for at most
+ * {@linkcode STALL_FINAL_READ_MS}, or up to a close frame), then closes it;
+ * resolves with the bytes read. See {@linkcode openStalled}.
+ */
 export async function finishStalled(client: StalledClient): Promise<number> {
   const conn = client.conn;
   if (conn === null) return 0;

@@ -361,14 +361,29 @@ export class RawClient {
   }
 }
 
-/** Finds WebSocket close frames in a server-to-client byte stream. */
+/**
+ * Finds WebSocket close frames in a server-to-client byte stream fed in
+ * pieces of any size (a stalled client's backlog): headers are read, every
+ * payload skipped but a close frame's code.
+ *
+ * @example
+ * ```ts
+ * import { FrameScanner } from "./ws_client.ts";
+ * const scanner = new FrameScanner();
+ * scanner.push(new Uint8Array([0x81, 1, 0x41, 0x88, 2, 0x0f])); // text "A", close...
+ * scanner.push(new Uint8Array([0xa8])); // ...code 4008
+ * scanner.closeCode; // 4008
+ * ```
+ */
 export class FrameScanner {
+  /** The code of the last close frame seen (1005 if it had none), or null. */
   closeCode: number | null = null;
   #header: number[] = [];
   #skip = 0;
   #inClose = false;
   #closePayload: number[] = [];
 
+  /** Reads the next bytes of the stream. */
   push(chunk: Uint8Array): void {
     let i = 0;
     while (i < chunk.length) {
