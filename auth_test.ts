@@ -1,10 +1,7 @@
 import assert from "node:assert/strict";
 import {
-  AUTH_USAGE,
-  AuthUsageError,
   importSecret,
   MAX_TOKEN_CHARS,
-  mintFromCommandLine,
   signToken,
   tokenFromRequest,
   type TokenResult,
@@ -268,72 +265,4 @@ Deno.test("tokenFromRequest: subprotocol header, then query", () => {
     headers: { "sec-websocket-protocol": "chat, auth." },
   });
   assert.deepEqual(tokenFromRequest(nothing), { token: null, protocol: null });
-});
-
-Deno.test("a token from the command line verifies", async () => {
-  const env = new Map([["HUBCHAT_AUTH_SECRET", SECRET]]);
-  const token = await mintFromCommandLine(
-    ["--sub", "alice", "--ttl", "60"],
-    env,
-    NOW,
-  );
-  const key = await importSecret(SECRET);
-  assert.deepEqual(await verifyToken(token, key, { now: NOW }), {
-    ok: true,
-    claims: { sub: "alice", iat: NOW, exp: NOW + 60 },
-  });
-  const fromFlag = await mintFromCommandLine(
-    ["--secret", SECRET, "--sub", "bob"],
-    new Map(),
-    NOW,
-  );
-  const claims = await verifyToken(fromFlag, key, { now: NOW });
-  assert.equal(claims.ok && claims.claims.exp, NOW + 3600);
-  assert.equal(await mintFromCommandLine(["-h"], new Map()), AUTH_USAGE);
-
-  for (
-    const [args, pattern] of [
-      [["--sub", "a"], /no secret/],
-      [["--secret", "short", "--sub", "a"], /5 bytes.*256 bits/],
-      [["--secret", SECRET], /no --sub/],
-      [["--secret", SECRET, "--sub", "a", "--ttl", "soon"], /--ttl is "soon"/],
-      [["--secret", SECRET, "--sub", "a", "--ttl", "0"], /--ttl is "0"/],
-      [["--bogus"], /bogus/],
-    ] as [string[], RegExp][]
-  ) {
-    await assert.rejects(
-      mintFromCommandLine(args, new Map()),
-      (error: Error) =>
-        error instanceof AuthUsageError && pattern.test(error.message),
-      args.join(" "),
-    );
-  }
-});
-
-Deno.test("the CLI prints a token", async () => {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-env",
-      new URL("./auth.ts", import.meta.url).pathname,
-      "--sub",
-      "alice",
-    ],
-    env: { HUBCHAT_AUTH_SECRET: SECRET },
-  }).output();
-  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
-  const token = new TextDecoder().decode(output.stdout).trim();
-  const result = await verifyToken(token, await importSecret(SECRET));
-  assert.equal(result.ok && result.claims.sub, "alice");
-
-  const failed = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-env",
-      new URL("./auth.ts", import.meta.url).pathname,
-    ],
-    env: { HUBCHAT_AUTH_SECRET: SECRET },
-  }).output();
-  assert.equal(failed.code, 2);
-  assert.match(new TextDecoder().decode(failed.stderr), /no --sub/);
 });

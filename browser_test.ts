@@ -16,7 +16,8 @@
 import assert from "node:assert/strict";
 import { type ChatServer, startServer } from "./server.ts";
 import { type Page, TestBrowser, waitFor } from "./testing/browser.ts";
-import { sleep, withTimeout } from "./test_util.ts";
+import { sleep } from "./tools/wait.ts";
+import { within } from "./testing/wait.ts";
 
 // ------------------------------------------------------------- harness
 
@@ -82,7 +83,7 @@ function browserTest(
         await closer.close().catch(() => {});
       }
       await browser?.close();
-      await withTimeout(server.shutdown(), "server shutdown", 10_000);
+      await within(server.shutdown(), "server shutdown", 10_000);
       if (failure) throw failure.error;
     },
   });
@@ -217,7 +218,7 @@ class Bot {
 
   static async join(port: number, name: string): Promise<Bot> {
     const bot = new Bot(port, name);
-    if (!(await withTimeout(bot.opened, `${name} to connect`, 10_000))) {
+    if (!(await within(bot.opened, `${name} to connect`, 10_000))) {
       throw new Error(`${name}: the server refused the connection`);
     }
     await bot.until((m) => m.type === "welcome", "its welcome");
@@ -244,7 +245,7 @@ class Bot {
 
   async close(): Promise<void> {
     if (this.socket.readyState <= WebSocket.OPEN) this.socket.close();
-    await withTimeout(this.closed, "the bot's socket to close", 5000);
+    await within(this.closed, "the bot's socket to close", 5000);
   }
 }
 
@@ -345,7 +346,7 @@ class ServerProcess {
       }
       let status: Deno.CommandStatus;
       try {
-        status = await withTimeout(
+        status = await within(
           this.#child.status,
           "main.ts to exit",
           10_000,
@@ -360,7 +361,7 @@ class ServerProcess {
       }
       for (const stream of [this.#stdout, this.#stderr]) {
         try {
-          await withTimeout(stream.done, "main.ts's output to end", 2000);
+          await within(stream.done, "main.ts's output to end", 2000);
         } catch {
           await stream.reader.cancel().catch(() => {});
           await stream.done;

@@ -9,8 +9,14 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { SECRET_ENV, secretProblem } from "./auth.ts";
+import {
+  type Flag,
+  type FlagValue,
+  helpRows,
+  readFlags,
+  UsageError,
+} from "./flags.ts";
 import { DEFAULT_HISTORY_LIMIT } from "./history.ts";
 import {
   DEFAULT_BURST,
@@ -29,14 +35,8 @@ import {
   startServer,
 } from "./server.ts";
 
-/** Thrown for a flag or variable that does not make sense. */
-export class UsageError extends Error {
-  /** Creates the error with a message saying what was wrong. */
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
+/** Thrown for a flag or variable that does not make sense (from flags.ts). */
+export { UsageError };
 
 /**
  * Where history lives unless `--data` says otherwise: beside the working
@@ -54,27 +54,20 @@ export interface Config extends ServerOptions {
   logFormat?: LogFormat;
 }
 
-/** One setting: its flag, its environment variable, and how to read it. */
-export interface Setting {
-  /** The long flag, without dashes. */
-  flag: string;
+/**
+ * One setting: a flag with its environment variable (read by flags.ts), and
+ * the field of the config it sets.
+ */
+export interface Setting extends Flag {
   /** The environment variable read when the flag is absent. */
   env: string;
-  /** A boolean flag takes no value; its variable is "1"/"true"/"0"/"false". */
-  kind: "string" | "number" | "boolean";
-  /** For a number that must be whole: the least and most it may be. */
-  whole?: { min: number; max?: number };
-  /** The value placeholder and default, as `--help` shows them. */
-  shown: string;
-  /** One line for `--help`. */
-  help: string;
   /** The field of the config it sets. */
   key: keyof Config;
   /**
    * Turns the value read into what the field holds, when that is more than
    * the value itself; throws a UsageError saying what was wrong.
    */
-  convert?(value: string | number | boolean): Config[keyof Config];
+  convert?(value: FlagValue): Config[keyof Config];
 }
 
 /**
@@ -84,43 +77,46 @@ export interface Setting {
  */
 export const SETTINGS: readonly Setting[] = [
   {
-    flag: "port",
+    name: "port",
     env: "PORT",
-    kind: "number",
-    whole: { min: 0, max: 65535 },
-    shown: `N (${DEFAULT_PORT})`,
+    kind: "whole",
+    min: 0,
+    max: 65535,
+    value: "N",
+    default: DEFAULT_PORT,
     help: "port to listen on; 0 picks a free one",
     key: "port",
   },
   {
-    flag: "host",
+    name: "host",
     env: "HOST",
-    kind: "string",
-    shown: `ADDR (${DEFAULT_HOST})`,
+    kind: "text",
+    value: "ADDR",
+    default: DEFAULT_HOST,
     help: "address to listen on; 0.0.0.0 for every interface",
     key: "hostname",
   },
   {
-    flag: "cert",
+    name: "cert",
     env: "HUBCHAT_CERT",
-    kind: "string",
-    shown: "FILE",
+    kind: "text",
+    value: "FILE",
     help: "PEM certificate chain: serve https and wss (needs --key)",
     key: "certFile",
   },
   {
-    flag: "key",
+    name: "key",
     env: "HUBCHAT_KEY",
-    kind: "string",
-    shown: "FILE",
+    kind: "text",
+    value: "FILE",
     help: "PEM private key for --cert",
     key: "keyFile",
   },
   {
-    flag: "allowed-origins",
+    name: "allowed-origins",
     env: "HUBCHAT_ALLOWED_ORIGINS",
-    kind: "string",
-    shown: "LIST",
+    kind: "text",
+    value: "LIST",
     help: "origins allowed besides the page's own, comma-separated (* = any)",
     key: "allowedOrigins",
     convert(value) {
@@ -134,18 +130,17 @@ export const SETTINGS: readonly Setting[] = [
     },
   },
   {
-    flag: "require-origin",
+    name: "require-origin",
     env: "HUBCHAT_REQUIRE_ORIGIN",
-    kind: "boolean",
-    shown: "",
+    kind: "switch",
     help: "refuse upgrades without an Origin header (non-browser clients)",
     key: "requireOrigin",
   },
   {
-    flag: "auth-secret",
+    name: "auth-secret",
     env: SECRET_ENV,
-    kind: "string",
-    shown: "SECRET",
+    kind: "text",
+    value: "SECRET",
     help: "require an HS256 JWT per client; its sub is the username",
     key: "authSecret",
     convert(value) {
@@ -155,88 +150,97 @@ export const SETTINGS: readonly Setting[] = [
     },
   },
   {
-    flag: "max-connections",
+    name: "max-connections",
     env: "HUBCHAT_MAX_CONNECTIONS",
-    kind: "number",
-    whole: { min: 0 },
-    shown: `N (${DEFAULT_MAX_CONNECTIONS})`,
+    kind: "whole",
+    min: 0,
+    value: "N",
+    default: DEFAULT_MAX_CONNECTIONS,
     help: "connections in all (0 = no cap); over it: 503",
     key: "maxConnections",
   },
   {
-    flag: "max-connections-per-ip",
+    name: "max-connections-per-ip",
     env: "HUBCHAT_MAX_CONNECTIONS_PER_IP",
-    kind: "number",
-    whole: { min: 0 },
-    shown: `N (${DEFAULT_MAX_CONNECTIONS_PER_IP})`,
+    kind: "whole",
+    min: 0,
+    value: "N",
+    default: DEFAULT_MAX_CONNECTIONS_PER_IP,
     help: "connections from one address (0 = no cap); over it: 429",
     key: "maxConnectionsPerIp",
   },
   {
-    flag: "trust-proxy",
+    name: "trust-proxy",
     env: "HUBCHAT_TRUST_PROXY",
-    kind: "boolean",
-    shown: "",
+    kind: "switch",
     help: "the client's address is the first X-Forwarded-For entry",
     key: "trustProxy",
   },
   {
-    flag: "rate",
+    name: "rate",
     env: "HUBCHAT_RATE",
     kind: "number",
-    shown: `N (${DEFAULT_RATE_PER_SECOND})`,
+    min: 0,
+    value: "N",
+    default: DEFAULT_RATE_PER_SECOND,
     help: "messages a client may send per second (0 = no limit)",
     key: "ratePerSecond",
   },
   {
-    flag: "burst",
+    name: "burst",
     env: "HUBCHAT_BURST",
-    kind: "number",
-    whole: { min: 1 },
-    shown: `N (${DEFAULT_BURST})`,
+    kind: "whole",
+    min: 1,
+    value: "N",
+    default: DEFAULT_BURST,
     help: "messages a client may send at once above the rate",
     key: "burst",
   },
   {
-    flag: "max-frame-bytes",
+    name: "max-frame-bytes",
     env: "HUBCHAT_MAX_FRAME_BYTES",
-    kind: "number",
-    whole: { min: 1 },
-    shown: `N (${DEFAULT_MAX_FRAME_BYTES})`,
+    kind: "whole",
+    min: 1,
+    value: "N",
+    default: DEFAULT_MAX_FRAME_BYTES,
     help: "largest frame a client may send; bigger: close 1009",
     key: "maxFrameBytes",
   },
   {
-    flag: "idle-timeout",
+    name: "idle-timeout",
     env: "HUBCHAT_IDLE_TIMEOUT",
-    kind: "number",
-    whole: { min: 1 },
-    shown: `SECONDS (${DEFAULT_IDLE_TIMEOUT_SECONDS})`,
+    kind: "whole",
+    min: 1,
+    value: "SECONDS",
+    default: DEFAULT_IDLE_TIMEOUT_SECONDS,
     help: "drop a peer that answers no ping for this long",
     key: "idleTimeoutSeconds",
   },
   {
-    flag: "data",
+    name: "data",
     env: "HUBCHAT_DATA",
-    kind: "string",
-    shown: `PATH (${DEFAULT_DATA_PATH})`,
+    kind: "text",
+    value: "PATH",
+    default: DEFAULT_DATA_PATH,
     help: "Deno KV file for history; :memory: keeps it in memory",
     key: "data",
   },
   {
-    flag: "history",
+    name: "history",
     env: "HUBCHAT_HISTORY",
-    kind: "number",
-    whole: { min: 0 },
-    shown: `N (${DEFAULT_HISTORY_LIMIT})`,
+    kind: "whole",
+    min: 0,
+    value: "N",
+    default: DEFAULT_HISTORY_LIMIT,
     help: "messages kept per room, sent on join; 0 stores nothing",
     key: "historyLimit",
   },
   {
-    flag: "log-format",
+    name: "log-format",
     env: "HUBCHAT_LOG_FORMAT",
-    kind: "string",
-    shown: "text|json (text)",
+    kind: "text",
+    value: "text|json",
+    default: "text",
     help:
       "connect/disconnect/eviction/refusal lines on stderr, no message text",
     key: "logFormat",
@@ -256,69 +260,33 @@ export type Invocation =
   | { help: true }
   | { help: false; options: Config };
 
-/** The usage text `--help` prints, built from {@linkcode SETTINGS}. */
+/**
+ * The usage text `--help` prints, its option rows rendered from
+ * {@linkcode SETTINGS}.
+ *
+ * @example
+ * ```ts
+ * import { usage } from "./main.ts";
+ * console.log(usage()); // "hubchat: real-time group chat over WebSocket ..."
+ * ```
+ */
 export function usage(): string {
-  const rows = SETTINGS.map((setting) => {
-    const left = `  --${setting.flag} ${setting.shown}`.padEnd(34);
-    return `${left}${setting.help}\n${"".padEnd(34)}env ${setting.env}`;
-  });
   return [
     "hubchat: real-time group chat over WebSocket",
     "",
     "Usage: deno run -A main.ts [options]",
     "",
     "Options (flags win over environment variables):",
-    ...rows,
-    `${"  -h, --help".padEnd(34)}show this help`,
+    helpRows(SETTINGS, { withHelp: true }),
     "",
     "Open http://HOST:PORT/ in a browser; WebSocket clients connect to",
     "ws://HOST:PORT/ws?username=NAME.",
   ].join("\n");
 }
 
-function readValue(
-  setting: Setting,
-  raw: string | boolean,
-  source: string,
-): string | number | boolean {
-  if (setting.kind === "boolean") {
-    if (typeof raw === "boolean") return raw;
-    const word = raw.trim().toLowerCase();
-    if (["1", "true", "yes", "on"].includes(word)) return true;
-    if (["0", "false", "no", "off", ""].includes(word)) return false;
-    throw new UsageError(`${source} is "${raw}"; expected true or false`);
-  }
-  const text = String(raw).trim();
-  if (setting.kind === "number") {
-    if (!/^\d+(\.\d+)?$/.test(text)) {
-      throw new UsageError(
-        `${source} is "${raw}"; expected a non-negative number`,
-      );
-    }
-    const value = Number(text);
-    const whole = setting.whole;
-    if (
-      whole !== undefined &&
-      (!Number.isInteger(value) || value < whole.min ||
-        value > (whole.max ?? Number.MAX_SAFE_INTEGER))
-    ) {
-      const range = whole.max === undefined
-        ? `of at least ${whole.min}`
-        : `from ${whole.min} to ${whole.max}`;
-      throw new UsageError(
-        `${source} is "${raw}"; expected a whole number ${range}`,
-      );
-    }
-    return value;
-  }
-  if (text === "") {
-    throw new UsageError(`${source} is empty; expected ${setting.shown}`);
-  }
-  return text;
-}
-
 /**
- * Reads flags and environment into server options.
+ * Reads flags and environment into server options; throws a
+ * {@linkcode UsageError} naming the flag or variable that makes no sense.
  *
  * @example
  * ```ts
@@ -331,41 +299,18 @@ export function parseInvocation(
   args: string[],
   env: Record<string, string | undefined>,
 ): Invocation {
-  const flags: Record<string, { type: "string" | "boolean"; short?: string }> =
-    { help: { type: "boolean", short: "h" } };
-  for (const setting of SETTINGS) {
-    flags[setting.flag] = {
-      type: setting.kind === "boolean" ? "boolean" : "string",
-    };
-  }
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    values = parseArgs({
-      args,
-      options: flags,
-      strict: true,
-      allowPositionals: false,
-    }).values as Record<string, string | boolean | undefined>;
-  } catch (error) {
-    throw new UsageError(
-      `${(error as Error).message}; run with --help for the options`,
-    );
-  }
-  if (values.help) return { help: true };
+  const reading = readFlags(SETTINGS, args, { env });
+  if (reading.help) return { help: true };
   const options: Config = {};
   for (const setting of SETTINGS) {
-    const fromFlag = values[setting.flag];
-    const fromEnv = env[setting.env];
-    const source = fromFlag !== undefined ? `--${setting.flag}` : setting.env;
-    const raw = fromFlag ?? fromEnv;
-    if (raw === undefined) continue;
-    const value = readValue(setting, raw, source);
+    const value = reading.values[setting.key];
+    if (value === undefined) continue;
     try {
       (options as Record<string, unknown>)[setting.key] =
         setting.convert?.(value) ?? value;
     } catch (error) {
       if (!(error instanceof UsageError)) throw error;
-      throw new UsageError(`${source}: ${error.message}`);
+      throw new UsageError(`${reading.sources[setting.key]}: ${error.message}`);
     }
   }
   if ((options.certFile === undefined) !== (options.keyFile === undefined)) {

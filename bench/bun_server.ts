@@ -17,6 +17,8 @@
  * @module
  */
 import process from "node:process";
+import { UsageError } from "../flags.ts";
+import { listenUsage, readListenFlags } from "./listen_flags.ts";
 
 /** Bun's global, declared loosely so Deno's linter and formatter accept it. */
 const bun = (globalThis as any).Bun;
@@ -29,12 +31,6 @@ const MAX_TEXT_CHARS = 2000;
 
 /** Letters, decimal digits, space, `_`, `-`, `.`: hubchat's username rule. */
 const USERNAME_PATTERN = /^[\p{L}\p{Nd} _.\-]+$/u;
-
-/** Default port when neither `--port` nor `PORT` is given: hubchat's default. */
-const DEFAULT_PORT = 8080;
-
-/** Default host: loopback, so a benchmark never listens on the network. */
-const DEFAULT_HOST = "127.0.0.1";
 
 /** The one pub/sub topic every chat socket subscribes to. */
 const TOPIC = "chat";
@@ -68,26 +64,21 @@ function errorJson(code: string, text: string): string {
   });
 }
 
-function flagValue(args: string[], name: string): string | undefined {
-  for (let i = 0; i < args.length; i++) {
-    if (args[i] === name) return args[i + 1];
-    if (args[i].startsWith(name + "=")) return args[i].slice(name.length + 1);
+/** Where to listen, read as every comparison server reads it. */
+function listenFlags(): { port: number; hostname: string } {
+  try {
+    const flags = readListenFlags(process.argv.slice(2), process.env);
+    if (flags !== null) return flags;
+    console.log(listenUsage("bun bench/bun_server.ts"));
+    process.exit(0);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`bun_server: ${error.message}`);
+    process.exit(2);
   }
-  return undefined;
 }
 
-const args = process.argv.slice(2);
-const portText = flagValue(args, "--port") ?? process.env.PORT ??
-  String(DEFAULT_PORT);
-const port = Number(portText);
-if (!Number.isInteger(port) || port < 0 || port > 65535) {
-  console.error(
-    `bun_server: bad port "${portText}"; expected an integer 0-65535`,
-  );
-  process.exit(2);
-}
-const hostname = flagValue(args, "--host") ?? process.env.HOST ??
-  DEFAULT_HOST;
+const { port, hostname } = listenFlags();
 
 /** Usernames of open sockets, in join order. */
 const names = new Set<string>();

@@ -15,7 +15,15 @@
  * @module
  */
 
-import { type LoadOptions, type LoadSummary, runLoad } from "../load.ts";
+import {
+  type Flag,
+  type FlagReading,
+  helpRows,
+  readFlags,
+  UsageError,
+} from "../flags.ts";
+import { type LoadSummary, runLoad } from "../tools/load.ts";
+import { LOAD_FLAG, type LoadOptions } from "../tools/load_options.ts";
 
 /** One server under test. */
 export interface ServerUnderTest {
@@ -48,6 +56,40 @@ const DEFAULT_REPS = 3;
 const DEFAULT_DURATION_S = 5;
 /** 1 s warm-up: enough for the JIT on a loopback chat run. */
 const DEFAULT_WARMUP_S = 1;
+/** The command line's flags, in the order `--help` lists them. */
+const COMPARE_FLAGS: readonly Flag[] = [
+  {
+    name: "reps",
+    kind: "whole",
+    min: 1,
+    value: "N",
+    default: DEFAULT_REPS,
+    help: "repetitions of the whole matrix; the table shows medians",
+  },
+  {
+    ...LOAD_FLAG.duration,
+    default: DEFAULT_DURATION_S,
+    help: "measured seconds per run",
+  },
+  {
+    ...LOAD_FLAG.warmup,
+    default: DEFAULT_WARMUP_S,
+    help: "unmeasured seconds before each run's window",
+  },
+  {
+    name: "out",
+    kind: "text",
+    value: "FILE",
+    help: "append each run's summary to FILE, one JSON line a run",
+  },
+];
+
+/** What `deno run -A bench/compare.ts --help` prints. */
+const COMPARE_USAGE = `Usage: deno run -A bench/compare.ts [options]
+
+Options:
+${helpRows(COMPARE_FLAGS, { withHelp: true })}`;
+
 /** Server on CPU 0, load tool on CPU 1: the two cores this machine has. */
 const SERVER_CPU = 0;
 const LOAD_CPU = 1;
@@ -61,7 +103,7 @@ function repoPath(relative: string): string {
  *
  * @example
  * ```ts
- * import { serversUnderTest } from "./bench/compare.ts";
+ * import { serversUnderTest } from "./compare.ts";
  * console.log((await serversUnderTest()).map((s) => s.name));
  * ```
  */
@@ -112,7 +154,7 @@ export async function serversUnderTest(): Promise<ServerUnderTest[]> {
  *
  * @example
  * ```ts
- * import { median } from "./bench/compare.ts";
+ * import { median } from "./compare.ts";
  * median([3, null, 1, 2]); // 2
  * ```
  */
@@ -125,30 +167,29 @@ export function median(values: (number | null)[]): number | null {
   return xs.length % 2 === 1 ? xs[mid] : (xs[mid - 1] + xs[mid]) / 2;
 }
 
-function flag(args: string[], name: string, fallback: number): number {
-  const i = args.indexOf(name);
-  if (i === -1) return fallback;
-  const value = Number(args[i + 1]);
-  if (!Number.isFinite(value) || value <= 0) {
-    throw new Error(`${name} "${args[i + 1]}"; expected a positive number`);
-  }
-  return value;
-}
-
 function fmt(value: number | null, digits: number): string {
   return value === null ? "–" : value.toFixed(digits);
 }
 
 async function main(): Promise<void> {
-  const args = Deno.args;
-  const reps = flag(args, "--reps", DEFAULT_REPS);
-  const duration = flag(args, "--duration", DEFAULT_DURATION_S);
-  const warmup = flag(args, "--warmup", DEFAULT_WARMUP_S);
-  const outIndex = args.indexOf("--out");
-  const out = outIndex === -1 ? null : args[outIndex + 1] ?? "";
-  if (out === "" || out?.startsWith("--")) {
-    throw new Error("--out needs a file to append the runs to");
+  let reading: FlagReading;
+  try {
+    reading = readFlags(COMPARE_FLAGS, Deno.args);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`compare: ${error.message}`);
+    Deno.exit(2);
   }
+  if (reading.help) {
+    console.log(COMPARE_USAGE);
+    return;
+  }
+  const reps = (reading.values.reps as number | undefined) ?? DEFAULT_REPS;
+  const duration = (reading.values.duration as number | undefined) ??
+    DEFAULT_DURATION_S;
+  const warmup = (reading.values.warmup as number | undefined) ??
+    DEFAULT_WARMUP_S;
+  const out = (reading.values.out as string | undefined) ?? null;
   const servers = await serversUnderTest();
   const results = new Map<string, LoadSummary[]>();
   for (let rep = 1; rep <= reps; rep++) {

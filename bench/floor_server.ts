@@ -17,12 +17,8 @@
  * @module
  */
 
-import {
-  DEFAULT_HOST,
-  DEFAULT_PORT,
-  type ListenFlags,
-  readListenFlags,
-} from "./listen_flags.ts";
+import { DEFAULT_HOST, DEFAULT_PORT } from "./listen_flags.ts";
+import { serveFromCommandLine } from "./server_cli.ts";
 
 /**
  * Bytes hubchat's envelope adds to a client's `{"type":"message","text":…}`:
@@ -56,7 +52,7 @@ export interface FloorServer {
  *
  * @example
  * ```ts ignore
- * import { startFloorServer } from "./bench/floor_server.ts";
+ * import { startFloorServer } from "./floor_server.ts";
  * const server = startFloorServer({ port: 0 });
  * console.log(server.url);
  * await server.shutdown();
@@ -117,23 +113,6 @@ export function startFloorServer(
   };
 }
 
-function main(): void {
-  let flags: ListenFlags;
-  try {
-    flags = readListenFlags(Deno.args);
-  } catch (error) {
-    console.error(`floor_server: ${(error as Error).message}`);
-    Deno.exit(2);
-  }
-  const server = startFloorServer(flags);
-  console.log(`listening on ${server.url}`);
-  function stop(): void {
-    server.shutdown().finally(() => Deno.exit(0));
-  }
-  Deno.addSignalListener("SIGTERM", stop);
-  Deno.addSignalListener("SIGINT", stop);
-}
-
 if (import.meta.main) {
-  main();
+  await serveFromCommandLine("floor_server", startFloorServer);
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { readListenFlags } from "./listen_flags.ts";
+import { UsageError } from "../flags.ts";
+import { listenUsage, readListenFlags } from "./listen_flags.ts";
 
 Deno.test("readListenFlags: flags, in both spellings", () => {
   assert.deepEqual(readListenFlags(["--port", "0", "--host", "::1"]), {
@@ -13,10 +14,38 @@ Deno.test("readListenFlags: flags, in both spellings", () => {
 });
 
 Deno.test("readListenFlags: a bad port names itself and the range", () => {
-  for (const port of ["70000", "-1", "8.5", "http"]) {
+  const range = "expected a whole number from 0 to 65535";
+  for (
+    const [port, message] of [
+      ["70000", `--port is "70000"; ${range}`],
+      ["-1", `--port is "-1"; ${range}`],
+      ["8.5", `--port is "8.5"; ${range}`],
+      ["http", `--port is "http", not a number; ${range}`],
+    ]
+  ) {
     assert.throws(
       () => readListenFlags(["--port", port]),
-      new RangeError(`bad port "${port}"; expected an integer 0-65535`),
+      new UsageError(message),
     );
   }
+});
+
+Deno.test("readListenFlags: PORT and HOST, defaults, and --help", () => {
+  assert.deepEqual(readListenFlags([], {}), {
+    port: 8080,
+    hostname: "127.0.0.1",
+  });
+  assert.deepEqual(
+    readListenFlags(["--port", "1"], { PORT: "2", HOST: "0.0.0.0" }),
+    { port: 1, hostname: "0.0.0.0" },
+  );
+  assert.throws(
+    () => readListenFlags([], { PORT: "x" }),
+    /^UsageError: PORT is "x", not a number/,
+  );
+  assert.equal(readListenFlags(["-h"]), null);
+  const usage = listenUsage("bun bench/bun_server.ts");
+  assert.match(usage, /^Usage: bun bench\/bun_server.ts \[options\]/);
+  assert.match(usage, /^ {2}--port N .*$/m);
+  assert.match(usage, /^ {2}--host ADDR .*$/m);
 });

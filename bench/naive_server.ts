@@ -14,12 +14,8 @@
  * @module
  */
 
-import {
-  DEFAULT_HOST,
-  DEFAULT_PORT,
-  type ListenFlags,
-  readListenFlags,
-} from "./listen_flags.ts";
+import { DEFAULT_HOST, DEFAULT_PORT } from "./listen_flags.ts";
+import { serveFromCommandLine } from "./server_cli.ts";
 
 /** Longest username in code points, as in hubchat's protocol. */
 const MAX_USERNAME_CHARS = 32;
@@ -82,7 +78,7 @@ function errorJson(code: string, text: string): string {
  *
  * @example
  * ```ts
- * import { startNaiveServer } from "./bench/naive_server.ts";
+ * import { startNaiveServer } from "./naive_server.ts";
  * const server = await startNaiveServer({ port: 0 });
  * console.log(server.url); // http://127.0.0.1:41234/
  * await server.shutdown();
@@ -252,26 +248,6 @@ export async function startNaiveServer(
   return { url: `http://${host}:${addr.port}/`, port: addr.port, shutdown };
 }
 
-async function main(): Promise<void> {
-  let flags: ListenFlags;
-  try {
-    flags = readListenFlags(Deno.args);
-  } catch (error) {
-    console.error(`naive_server: ${(error as Error).message}`);
-    Deno.exit(2);
-  }
-  const server = await startNaiveServer(flags);
-  console.log(`listening on ${server.url}`);
-  let stopping = false;
-  function stop(): void {
-    if (stopping) return;
-    stopping = true;
-    server.shutdown().finally(() => Deno.exit(0));
-  }
-  Deno.addSignalListener("SIGTERM", stop);
-  Deno.addSignalListener("SIGINT", stop);
-}
-
 if (import.meta.main) {
-  await main();
+  await serveFromCommandLine("naive_server", startNaiveServer);
 }

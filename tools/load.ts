@@ -1,0 +1,660 @@
+/**
+ * hubchat's load tool: opens many WebSocket clients against a chat server,
+ * sends sequence-numbered, timestamped messages, checks that every client got
+ * every message once and in order, and prints one JSON summary (throughput,
+ * latency percentiles, loss, and the server's CPU and memory when the tool
+ * started the server itself).
+ *
+ * ```sh
+ * deno run -A tools/load.ts --clients 100 --duration 10
+ * deno task load --server "deno run -A main.ts" --clients 1000 --rate 25000
+ * deno task load --help
+ * ```
+ *
+ * @module
+ */
+
+import {
+  encodeText,
+  errorCode,
+  forEachLine,
+  messageFrame,
+  type ParsedLine,
+  runId,
+  scanLine,
+} from "./chat_lines.ts";
+import {
+  CLOSE_CAP_MS,
+  connectAll,
+  connectCapSeconds,
+  drain,
+  openChatClient,
+  sendOpenLoop,
+} from "./fleet.ts";
+import {
+  LOAD_HELP,
+  type LoadArgs,
+  type LoadOptions,
+  parseLoadArgs,
+  resolveLoadOptions,
+} from "./load_options.ts";
+import { cpuSeconds, pinSelf, statusBytes } from "./proc.ts";
+import {
+  SERVER_START_CAP_MS,
+  SERVER_STOP_CAP_MS,
+  type ServerProcess,
+  startServerProcess,
+} from "./server_process.ts";
+import {
+  finishStalled,
+  openStalled,
+  probeStalled,
+  STALL_FINAL_READ_MS,
+  type StalledClient,
+} from "./stalled_clients.ts";
+import {
+  count,
+  LatencyHistogram,
+  percentile,
+  round,
+  SequenceTracker,
+} from "./stats.ts";
+import { sleep } from "./wait.ts";
+import { type RawClient, readBufferSize } from "./ws_client.ts";
+
+const encoder = new TextEncoder();
+
+/** Progress line period: once a second, as people read it. */
+const PROGRESS_PERIOD_MS = 1000;
+
+/** Latency percentiles in milliseconds. */
+export interface LatencySummary {
+  /** Samples taken. */
+  count: number;
+  /** Median. */
+  p50: number;
+  /** 90th percentile. */
+  p90: number;
+  /** 99th percentile. */
+  p99: number;
+  /** Largest sample. */
+  max: number;
+}
+
+/** Handshake timing: from `new WebSocket` to the welcome message. */
+export interface ConnectSummary {
+  /** Wall time of the whole connect phase, ms. */
+  total: number;
+  /** Median per connection, ms. */
+  p50: number;
+  /** 99th percentile per connection, ms. */
+  p99: number;
+  /** Slowest connection, ms. */
+  max: number;
+}
+
+/** What happened to the clients that stopped reading (`--stall`). */
+export interface StallSummary {
+  /** Stalled clients asked for. */
+  count: number;
+  /** How many completed the handshake (HTTP 101). */
+  connected: number;
+  /** How many the server closed (seen as a failed write or EOF). */
+  closed_by_server: number;
+  /** Seconds from connect to the first sign of the close, per closed one. */
+  closed_after_s: number[];
+  /** Close codes found in the backlog read at the end, by code. */
+  close_codes: Record<string, number>;
+  /** Bytes read from their backlogs at the end, summed. */
+  backlog_bytes_read: number;
+}
+
+/** The result of one load run; the CLI prints it as JSON. */
+export interface LoadSummary {
+  /** The resolved options. */
+  config: Required<Omit<LoadOptions, "server" | "pinServer" | "pinLoad">> & {
+    server: string | null;
+    pinServer: number | null;
+    pinLoad: number | null;
+    mode: "closed" | "open" | "idle";
+  };
+  /** The URL the clients used. */
+  url: string;
+  /** Prefix of every username and message of this run. */
+  run_id: string;
+  /** Clients that got their welcome. */
+  clients_connected: number;
+  /** Clients that did not (HTTP error, timeout, cap). */
+  connect_failures: number;
+  /** Handshake timing. */
+  connect_ms: ConnectSummary;
+  /** Messages sent, warm-up and measured window together. */
+  messages_sent: number;
+  /** Messages sent during the measured window. */
+  messages_sent_measured: number;
+  /** Open loop: sends skipped because the scheduler ran late. */
+  skipped_sends: number;
+  /** Deliveries (one message arriving at one client) in the window. */
+  deliveries: number;
+  /** All deliveries of the run, warm-up and drain included. */
+  deliveries_total: number;
+  /** `deliveries` divided by the window's length. */
+  deliveries_per_sec: number;
+  /** Open loop: deliveries/s offered (the `rate` option), else null. */
+  offered_deliveries_per_sec: number | null;
+  /** Messages the senders got back per second in the window. */
+  messages_per_sec: number;
+  /** Send-to-receive latency of messages sent in the window. */
+  latency_ms: LatencySummary;
+  /** Deliveries that never arrived by the end of the drain. */
+  lost: number;
+  /** Deliveries that arrived twice or more. */
+  duplicated: number;
+  /** Deliveries that arrived after a later message from the same sender. */
+  out_of_order: number;
+  /** Connected clients that got every message of every sender exactly. */
+  clients_complete: number;
+  /** Chat messages not from this run (other users), ignored. */
+  foreign_messages: number;
+  /** Errors seen: server `error` codes, close codes, connect errors. */
+  errors: {
+    server_error_codes: Record<string, number>;
+    close_codes: Record<string, number>;
+    connect_errors: Record<string, number>;
+  };
+  /** The stalled clients' fate, or null without `stall`. */
+  stall: StallSummary | null;
+  /** Server command line as run (from /proc), or null. */
+  server_process: string | null;
+  /** Server pid, or null. */
+  server_pid: number | null;
+  /** Server CPU (user+system, process and descendants) in the window. */
+  server_cpu_seconds: number | null;
+  /** Server CPU per delivery in the window, µs. */
+  server_cpu_us_per_delivery: number | null;
+  /** Server CPU seconds per 100,000 deliveries in the window. */
+  server_cpu_seconds_per_100k_deliveries: number | null;
+  /** Server peak resident memory (VmHWM), bytes. */
+  server_peak_rss_bytes: number | null;
+  /** Server resident memory before the clients connected, bytes. */
+  server_rss_start_bytes: number | null;
+  /** Server resident memory at the end of the window, bytes. */
+  server_rss_end_bytes: number | null;
+  /** Idle mode: (end RSS − start RSS) / connected clients, bytes. */
+  server_bytes_per_connection: number | null;
+  /** Server exit code after SIGTERM (null if a signal ended it). */
+  server_exit_code: number | null;
+  /** This process's CPU in the window (≈ 1 means the tool is saturated). */
+  load_cpu_seconds: number | null;
+  /** Why the run stopped early, or null. */
+  aborted: string | null;
+}
+
+/**
+ * Runs one load test and returns its summary. Every phase is bounded in time;
+ * every socket, and the server process when `server` is given, is closed
+ * before it resolves.
+ *
+ * @example
+ * ```ts
+ * import { runLoad } from "./load.ts";
+ * const summary = await runLoad({
+ *   url: "ws://127.0.0.1:8080/ws",
+ *   clients: 10,
+ *   duration: 1,
+ *   warmup: 0,
+ * });
+ * console.log(summary.deliveries_per_sec, summary.lost);
+ * ```
+ */
+export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
+  const cfg = resolveLoadOptions(options);
+  if (cfg.pinLoad !== null) await pinSelf(cfg.pinLoad);
+  const mode: "closed" | "open" | "idle" = cfg.idle
+    ? "idle"
+    : cfg.rate > 0
+    ? "open"
+    : "closed";
+  const run = runId();
+  const runBytes = encoder.encode(run);
+  const n = cfg.clients;
+  const senders = cfg.senders;
+  const progress = cfg.progress;
+  function log(line: string): void {
+    if (progress) console.error(`[load] ${line}`);
+  }
+  const bufferSize = readBufferSize(n);
+
+  let server: ServerProcess | null = null;
+  let url = cfg.url;
+  const clients: (RawClient | null)[] = new Array(n).fill(null);
+  const welcomed = new Uint8Array(n);
+  const open = new Uint8Array(n);
+  const welcomeWaiters: ((ok: boolean) => void)[] = new Array(n);
+  const connectMs: number[] = [];
+  const errors = {
+    server_error_codes: {} as Record<string, number>,
+    close_codes: {} as Record<string, number>,
+    connect_errors: {} as Record<string, number>,
+  };
+  const tracker = new SequenceTracker(n, Math.max(1, senders));
+  const sent: number[] = new Array(senders).fill(0);
+  const histogram = new LatencyHistogram();
+  const progressHistogram = new LatencyHistogram();
+  const stalled: StalledClient[] = [];
+
+  let closing = false;
+  let sending = false;
+  /** Ends the open loop's sending (with the window, or on the way out). */
+  const stopSending = new AbortController();
+  let measureStartUs = Infinity;
+  let measureEndUs = Infinity;
+  let windowDeliveries = 0;
+  let windowEchoes = 0;
+  let deliveriesTotal = 0;
+  let secondDeliveries = 0;
+  let foreign = 0;
+  let sentMeasured = 0;
+  let skipped = 0;
+  let aborted: string | null = null;
+  let connectedCount = 0;
+
+  const line: ParsedLine = { kind: "other", sender: 0, seq: 0, sentUs: 0 };
+
+  function sendOne(s: number): void {
+    const client = clients[s];
+    if (client === null || !open[s]) return;
+    const seq = sent[s];
+    const sentUs = Math.round(performance.now() * 1000);
+    const text = encodeText(run, { sender: s, seq, sentUs, size: cfg.size });
+    client.send(messageFrame(text));
+    sent[s] = seq + 1;
+    if (sentUs >= measureStartUs && sentUs < measureEndUs) sentMeasured++;
+  }
+
+  function onMessage(i: number, nowUs: number): void {
+    const s = line.sender;
+    if (s >= senders) {
+      foreign++;
+      return;
+    }
+    if (tracker.record(i, s, line.seq) === "duplicate") return;
+    deliveriesTotal++;
+    secondDeliveries++;
+    const latency = nowUs - line.sentUs;
+    progressHistogram.record(latency);
+    if (nowUs >= measureStartUs && nowUs < measureEndUs) {
+      windowDeliveries++;
+      if (i === s) windowEchoes++;
+    }
+    if (line.sentUs >= measureStartUs && line.sentUs < measureEndUs) {
+      histogram.record(latency);
+    }
+    if (i === s && sending && mode === "closed") sendOne(s);
+  }
+
+  function onText(
+    i: number,
+    buf: Uint8Array,
+    from: number,
+    to: number,
+    now: number,
+  ): void {
+    const nowUs = now * 1000;
+    forEachLine(buf, from, to, (start, end) => {
+      // Presence and typing lines ("join", "leave", "other") need nothing.
+      const kind = scanLine(buf, start, end, runBytes, line);
+      if (kind === "message") onMessage(i, nowUs);
+      else if (kind === "foreign") foreign++;
+      else if (kind === "welcome") {
+        if (!welcomed[i]) {
+          welcomed[i] = 1;
+          welcomeWaiters[i]?.(true);
+        }
+      } else if (kind === "error") {
+        count(errors.server_error_codes, errorCode(buf, start, end));
+      }
+    });
+  }
+
+  function onEnd(i: number): void {
+    if (open[i]) {
+      open[i] = 0;
+      connectedCount--;
+      if (!closing) {
+        const code = clients[i]?.serverCloseCode;
+        count(errors.close_codes, code == null ? "no close frame" : `${code}`);
+      }
+    }
+  }
+
+  async function connectClient(i: number, deadline: number): Promise<void> {
+    const started = performance.now();
+    const welcome = Promise.withResolvers<boolean>();
+    welcomeWaiters[i] = welcome.resolve;
+    const { client, problem } = await openChatClient(url, `load-${run}-${i}`, {
+      timeoutMs: Math.max(
+        1,
+        Math.min(cfg.connectTimeout * 1000, deadline - started),
+      ),
+      bufferSize,
+      onText: (buf, start, end, now) => onText(i, buf, start, end, now),
+      onEnd: () => onEnd(i),
+      welcome,
+    });
+    clients[i] = client;
+    if (problem === null) {
+      open[i] = 1;
+      connectedCount++;
+      connectMs.push(performance.now() - started);
+    } else {
+      count(errors.connect_errors, problem);
+    }
+  }
+
+  let progressTimer: ReturnType<typeof setInterval> | undefined;
+  let phase = "connect";
+  const runStarted = performance.now();
+  let serverCpuStart: number | null = null;
+  let serverCpuEnd: number | null = null;
+  let loadCpuStart: number | null = null;
+  let loadCpuEnd: number | null = null;
+  let rssStart: number | null = null;
+  let rssEnd: number | null = null;
+  let peakRss: number | null = null;
+  let exitCode: number | null = null;
+  let connectTotal = 0;
+  let measuredSeconds = 0;
+  const stallProbes: Promise<void>[] = [];
+  const stallStop = { done: false };
+  let stallBacklog = 0;
+
+  function startWindow(): void {
+    measureStartUs = performance.now() * 1000;
+    if (server !== null) serverCpuStart = cpuSeconds(server.pid);
+    loadCpuStart = cpuSeconds(Deno.pid, false);
+  }
+
+  function endWindow(): void {
+    const nowUs = performance.now() * 1000;
+    measureEndUs = nowUs;
+    measuredSeconds = (nowUs - measureStartUs) / 1e6;
+    if (server !== null) {
+      serverCpuEnd = cpuSeconds(server.pid);
+      rssEnd = statusBytes(server.pid, "VmRSS");
+    }
+    loadCpuEnd = cpuSeconds(Deno.pid, false);
+  }
+
+  try {
+    if (cfg.server !== null) {
+      log(`starting server: ${cfg.server}`);
+      server = await startServerProcess(cfg.server, cfg.pinServer);
+      url = server.url;
+      log(`server pid ${server.pid} (${server.commandLine}) at ${url}`);
+      rssStart = statusBytes(server.pid, "VmRSS");
+    }
+
+    progressTimer = setInterval(() => {
+      const elapsed = (performance.now() - runStarted) / 1000;
+      log(
+        `t=${elapsed.toFixed(1)}s ${phase} deliveries/s=${secondDeliveries} ` +
+          `p99=${
+            (progressHistogram.percentile(99) / 1000).toFixed(2)
+          }ms clients=${connectedCount}/${n} lost(gaps)=${tracker.gaps}`,
+      );
+      secondDeliveries = 0;
+    }, PROGRESS_PERIOD_MS);
+
+    // Connect: bounded concurrency, bounded total time.
+    const connectStart = performance.now();
+    await connectAll(n, {
+      concurrency: cfg.connectConcurrency,
+      connect: connectClient,
+      errors: errors.connect_errors,
+    });
+    // Stalled clients open as many at a time as the others did, so their
+    // handshakes take at most one connect timeout per batch.
+    for (let i = 0; i < cfg.stall; i += cfg.connectConcurrency) {
+      const batch = Array.from(
+        { length: Math.min(cfg.connectConcurrency, cfg.stall - i) },
+        (_, j) =>
+          openStalled(url, `load-${run}-s${i + j}`, cfg.connectTimeout * 1000),
+      );
+      for (const opened of await Promise.allSettled(batch)) {
+        if (opened.status === "fulfilled") stalled.push(opened.value);
+        else {
+          count(
+            errors.connect_errors,
+            `stall: ${(opened.reason as Error).message.slice(0, 100)}`,
+          );
+        }
+      }
+    }
+    for (const client of stalled) {
+      stallProbes.push(probeStalled(client, () => stallStop.done));
+    }
+    connectTotal = performance.now() - connectStart;
+    log(
+      `connected ${connectedCount}/${n} in ${connectTotal.toFixed(0)} ms` +
+        (cfg.stall > 0 ? `, stalled ${stalled.length}/${cfg.stall}` : ""),
+    );
+    if (connectedCount === 0) aborted = "no client connected";
+    for (let s = 0; s < senders && aborted === null; s++) {
+      if (!open[s]) aborted = `sender ${s} failed to connect`;
+    }
+
+    if (aborted === null && mode === "idle") {
+      phase = "idle";
+      startWindow();
+      await sleep(cfg.duration * 1000);
+      endWindow();
+    } else if (aborted === null) {
+      phase = "warmup";
+      sending = true;
+      let openLoop: Promise<void> | null = null;
+      if (mode === "closed") {
+        for (let s = 0; s < senders; s++) {
+          for (let k = 0; k < cfg.window; k++) sendOne(s);
+        }
+      } else {
+        openLoop = sendOpenLoop(cfg.rate / n, sendOne, {
+          senders,
+          signal: stopSending.signal,
+          onSkip: (late) => skipped += late,
+        });
+      }
+      await sleep(cfg.warmup * 1000);
+      phase = "measure";
+      startWindow();
+      await sleep(cfg.duration * 1000);
+      endWindow();
+      sending = false;
+      stopSending.abort();
+      if (openLoop !== null) await openLoop;
+      phase = "drain";
+      const totalSent = sent.reduce((a, b) => a + b, 0);
+      await drain(() => {
+        for (let i = 0; i < n; i++) {
+          if (open[i] && tracker.distinct(i) < totalSent) return false;
+        }
+        return true;
+      }, cfg.drain * 1000);
+    }
+  } finally {
+    if (progressTimer !== undefined) clearInterval(progressTimer);
+    phase = "close";
+    closing = true;
+    sending = false;
+    stopSending.abort();
+    stallStop.done = true;
+    if (server !== null) peakRss = statusBytes(server.pid, "VmHWM");
+    await Promise.all(
+      clients.map((client) => client?.close(CLOSE_CAP_MS)),
+    );
+    await Promise.all(stallProbes);
+    const backlogs = await Promise.all(stalled.map(finishStalled));
+    stallBacklog = backlogs.reduce((a, b) => a + b, 0);
+    if (server !== null) exitCode = await server.stop();
+  }
+
+  // Summary.
+  const totalSent = sent.reduce((a, b) => a + b, 0);
+  let lost = 0;
+  let complete = 0;
+  for (let i = 0; i < n; i++) {
+    if (!welcomed[i]) continue;
+    const l = tracker.lost(i, sent);
+    lost += l;
+    if (l === 0) complete++;
+  }
+  connectMs.sort((a, b) => a - b);
+  const serverCpu = serverCpuStart !== null && serverCpuEnd !== null
+    ? serverCpuEnd - serverCpuStart
+    : null;
+  const clientsConnected = welcomed.reduce((a, b) => a + b, 0);
+  let stall: StallSummary | null = null;
+  if (cfg.stall > 0) {
+    const closeCodes: Record<string, number> = {};
+    const closedAfter: number[] = [];
+    for (const client of stalled) {
+      if (client.scanner.closeCode !== null) {
+        count(closeCodes, String(client.scanner.closeCode));
+      }
+      if (client.closedAfter !== null) {
+        closedAfter.push(round(client.closedAfter, 2));
+      }
+    }
+    stall = {
+      count: cfg.stall,
+      connected: stalled.length,
+      closed_by_server: closedAfter.length,
+      closed_after_s: closedAfter,
+      close_codes: closeCodes,
+      backlog_bytes_read: stallBacklog,
+    };
+  }
+  const perSec = measuredSeconds > 0 && mode !== "idle";
+  return {
+    config: {
+      url: cfg.url,
+      server: cfg.server,
+      clients: n,
+      senders,
+      size: cfg.size,
+      window: cfg.window,
+      rate: cfg.rate,
+      duration: cfg.duration,
+      warmup: cfg.warmup,
+      drain: cfg.drain,
+      connectConcurrency: cfg.connectConcurrency,
+      connectTimeout: cfg.connectTimeout,
+      stall: cfg.stall,
+      idle: cfg.idle,
+      pinServer: cfg.pinServer,
+      pinLoad: cfg.pinLoad,
+      progress: cfg.progress,
+      mode,
+    },
+    url,
+    run_id: run,
+    clients_connected: clientsConnected,
+    connect_failures: n - clientsConnected,
+    connect_ms: {
+      total: round(connectTotal, 1),
+      p50: round(percentile(connectMs, 50), 2),
+      p99: round(percentile(connectMs, 99), 2),
+      max: round(connectMs.at(-1) ?? 0, 2),
+    },
+    messages_sent: totalSent,
+    messages_sent_measured: sentMeasured,
+    skipped_sends: skipped,
+    deliveries: windowDeliveries,
+    deliveries_total: deliveriesTotal,
+    deliveries_per_sec: perSec
+      ? Math.round(windowDeliveries / measuredSeconds)
+      : 0,
+    offered_deliveries_per_sec: mode === "open" ? cfg.rate : null,
+    messages_per_sec: perSec ? round(windowEchoes / measuredSeconds, 1) : 0,
+    latency_ms: {
+      count: histogram.count,
+      p50: round(histogram.percentile(50) / 1000, 3),
+      p90: round(histogram.percentile(90) / 1000, 3),
+      p99: round(histogram.percentile(99) / 1000, 3),
+      max: round(histogram.max / 1000, 3),
+    },
+    lost,
+    duplicated: tracker.duplicated,
+    out_of_order: tracker.outOfOrder,
+    clients_complete: complete,
+    foreign_messages: foreign,
+    errors,
+    stall,
+    server_process: server?.commandLine ?? null,
+    server_pid: server?.pid ?? null,
+    server_cpu_seconds: serverCpu === null ? null : round(serverCpu, 3),
+    server_cpu_us_per_delivery: serverCpu !== null && windowDeliveries > 0
+      ? round((serverCpu * 1e6) / windowDeliveries, 4)
+      : null,
+    server_cpu_seconds_per_100k_deliveries:
+      serverCpu !== null && windowDeliveries > 0
+        ? round((serverCpu * 1e5) / windowDeliveries, 4)
+        : null,
+    server_peak_rss_bytes: peakRss,
+    server_rss_start_bytes: rssStart,
+    server_rss_end_bytes: rssEnd,
+    server_bytes_per_connection:
+      mode === "idle" && rssStart !== null && rssEnd !== null &&
+        clientsConnected > 0
+        ? Math.round((rssEnd - rssStart) / clientsConnected)
+        : null,
+    server_exit_code: exitCode,
+    load_cpu_seconds: loadCpuStart !== null && loadCpuEnd !== null
+      ? round(loadCpuEnd - loadCpuStart, 3)
+      : null,
+    aborted,
+  };
+}
+
+/** Slack on top of the run's own caps before the CLI gives up: 30 s. */
+const CLI_SLACK_S = 30;
+
+if (import.meta.main) {
+  let args: LoadArgs;
+  try {
+    args = parseLoadArgs(Deno.args);
+    if (!args.help) resolveLoadOptions(args.options);
+  } catch (error) {
+    console.error(`load: ${(error as Error).message}`);
+    Deno.exit(2);
+  }
+  if (args.help) {
+    console.log(LOAD_HELP);
+    Deno.exit(0);
+  }
+  const o = resolveLoadOptions(args.options);
+  const capS = connectCapSeconds(o.clients) +
+    o.connectTimeout * (1 + Math.ceil(o.stall / o.connectConcurrency)) +
+    o.warmup + o.duration + o.drain +
+    (SERVER_START_CAP_MS + SERVER_STOP_CAP_MS + CLOSE_CAP_MS +
+        STALL_FINAL_READ_MS) / 1000 +
+    CLI_SLACK_S;
+  const hardCap = setTimeout(() => {
+    console.error(
+      `load: hard time cap of ${capS.toFixed(0)} s reached; exiting`,
+    );
+    Deno.exit(3);
+  }, capS * 1000);
+  Deno.unrefTimer(hardCap);
+  try {
+    const summary = await runLoad({
+      ...args.options,
+      progress: !args.jsonOnly,
+    });
+    console.log(JSON.stringify(summary, null, 2));
+    Deno.exit(summary.aborted === null ? 0 : 1);
+  } catch (error) {
+    console.error(`load: ${(error as Error).message}`);
+    Deno.exit(1);
+  }
+}

@@ -1,0 +1,376 @@
+/**
+ * The soak tool's options: defaults and limits, the command line and its
+ * help, the checks that turn options into a run's settings, and the flags a
+ * started hubchat gets so that it does not throttle the soak.
+ *
+ * @module
+ */
+
+import type { IntervalReport } from "./soak_report.ts";
+import { checkFlag, type Flag, helpRows, readFlags } from "../flags.ts";
+import {
+  DEFAULT_SIZE,
+  DEFAULT_URL,
+  LOAD_FLAG,
+  normalizeUrl,
+} from "./load_options.ts";
+
+/** 100 clients: a busy room that any laptop holds. */
+const DEFAULT_CLIENTS = 100;
+
+/** 1 minute: a quick soak; real ones pass --minutes 30 or more. */
+const DEFAULT_MINUTES = 1;
+
+/** 1000 deliveries/s: steady traffic, far below hubchat's ceiling. */
+const DEFAULT_RATE = 1000;
+
+/** 10 s per report: 6 lines a minute, enough points for an RSS trend. */
+const DEFAULT_INTERVAL_S = 10;
+
+/**
+ * Up to 10 senders: several interleaved streams exercise ordering across
+ * senders, while the per-receiver tracking stays O(clients × senders) small.
+ */
+const DEFAULT_SENDERS = 10;
+
+/** A week: a soak longer than that is a deployment. */
+const MAX_MINUTES = 7 * 24 * 60;
+
+/** Flags appended to a started hubchat: the soak floods from one address. */
+const UNLIMITED_SERVER_FLAGS = ["--rate", "0", "--max-connections-per-ip", "0"];
+
+/** Options of {@linkcode runSoak}; every field has a default. */
+export interface SoakOptions {
+  /**
+   * WebSocket URL of the chat endpoint; `http://` works too, and an empty
+   * path becomes `/ws`. Ignored when `server` is set. Default
+   * `ws://127.0.0.1:8080/ws`.
+   */
+  url?: string;
+  /**
+   * A command that starts the server, like `deno run -A main.ts`; it gets
+   * `--port 0 --host 127.0.0.1` (or fills `{port}`/`{host}`) and, unless
+   * `serverAsIs`, `--rate 0 --max-connections-per-ip 0` for any of those two
+   * flags it does not set itself.
+   */
+  server?: string;
+  /** Run `server` exactly as given (for servers other than hubchat). */
+  serverAsIs?: boolean;
+  /**
+   * Read server RSS from `/proc/PID/status` of this pid (with `url`, for a
+   * server started some other way on this machine).
+   */
+  serverPid?: number;
+  /** WebSocket clients held open. Default 100. */
+  clients?: number;
+  /** How many of the clients also send (they never churn). Default ≤ 10. */
+  senders?: number;
+  /** Run length in minutes (fractions allowed). Default 1. */
+  minutes?: number;
+  /**
+   * Offered deliveries per second (open loop): `rate / clients` messages a
+   * second, spread evenly over the senders. Default 1000.
+   */
+  rate?: number;
+  /** Seconds per report line. Default 10. */
+  interval?: number;
+  /** Chat text size in bytes (ASCII), 40 to 2000. Default 64. */
+  size?: number;
+  /**
+   * Clients that disconnect and reconnect (under a new name) once per
+   * interval each, at a random moment: join/leave paths under load.
+   */
+  churn?: number;
+  /** Aborting it ends the run early (SIGINT); the summary says so. */
+  signal?: AbortSignal;
+  /** Called once the clients are connected, before the first interval. */
+  onStart?: (info: SoakStart) => void;
+  /** Called with each interval's report as it is cut. */
+  onInterval?: (report: IntervalReport) => void;
+}
+
+/** {@linkcode SoakOptions} with defaults filled in and checked. */
+export interface ResolvedSoakOptions {
+  /** Target URL (ws/wss), or the default when `server` is set. */
+  url: string;
+  /** The server command as given, or null. */
+  server: string | null;
+  /** Run the server command unchanged. */
+  serverAsIs: boolean;
+  /** Pid to read RSS from, or null. */
+  serverPid: number | null;
+  /** Clients. */
+  clients: number;
+  /** Senders (the first `senders` clients). */
+  senders: number;
+  /** Minutes. */
+  minutes: number;
+  /** Offered deliveries/s. */
+  rate: number;
+  /** Seconds per report. */
+  interval: number;
+  /** Chat text bytes. */
+  size: number;
+  /** Churning clients (the last `churn` clients). */
+  churn: number;
+}
+
+/** What the run looks like once its clients are connected. */
+export interface SoakStart {
+  /** Prefix of every username and message of this run. */
+  run_id: string;
+  /** The URL the clients use. */
+  url: string;
+  /** The resolved options. */
+  config: ResolvedSoakOptions;
+  /** Clients that got their welcome. */
+  clients_connected: number;
+  /** Seconds the connect phase took. */
+  connect_seconds: number;
+  /** Why clients failed to connect, by message (`HTTP 429 ...`, say). */
+  connect_errors: Record<string, number>;
+  /** Server pid (started by the tool, or `serverPid`), or null. */
+  server_pid: number | null;
+  /** Server command line as run, or null. */
+  server_process: string | null;
+  /** Server RSS before the clients connected, bytes, or null. */
+  rss_before_clients_bytes: number | null;
+  /** Where RSS comes from: `/proc`, the server's `/metrics`, or nowhere. */
+  rss_source: "proc" | "metrics" | null;
+  /** The `/metrics` URL scraped each interval, or null if unreachable. */
+  metrics_url: string | null;
+}
+
+/** What {@linkcode parseSoakArgs} makes of a command line. */
+export interface SoakArgs {
+  /** `--help` was given. */
+  help: boolean;
+  /** `--json`: JSON lines instead of text lines. */
+  json: boolean;
+  /** The options for {@linkcode runSoak}. */
+  options: SoakOptions;
+}
+
+/**
+ * The command to start: `command` plus `--rate 0 --max-connections-per-ip
+ * 0` for each of the two flags it does not set itself (hubchat's defaults
+ * would throttle and refuse a soak from one address), unless `asIs`.
+ *
+ * @example
+ * ```ts
+ * import { soakServerCommand } from "./soak_options.ts";
+ * soakServerCommand("deno run -A main.ts --rate 100", false);
+ * // "deno run -A main.ts --rate 100 --max-connections-per-ip 0"
+ * ```
+ */
+export function soakServerCommand(command: string, asIs: boolean): string {
+  if (asIs) return command;
+  const extra: string[] = [];
+  for (let i = 0; i < UNLIMITED_SERVER_FLAGS.length; i += 2) {
+    const flag = UNLIMITED_SERVER_FLAGS[i];
+    const given = new RegExp(`(^|\\s)${flag}(=|\\s|$)`).test(command);
+    if (!given) extra.push(flag, UNLIMITED_SERVER_FLAGS[i + 1]);
+  }
+  return extra.length === 0 ? command : `${command} ${extra.join(" ")}`;
+}
+
+/** The most deliveries/s a soak offers: far beyond any one server. */
+const MAX_RATE = 1e9;
+
+/** The longest report interval: an hour. */
+const MAX_INTERVAL_S = 3600;
+
+/** The largest pid Linux hands out (2^31 - 1). */
+const MAX_PID = 2 ** 31 - 1;
+
+/**
+ * The soak tool's flags, by the option each sets (its name in camelCase):
+ * kinds and ranges for the command line and for
+ * {@linkcode resolveSoakOptions}, text for `--help`.
+ */
+const FLAG = {
+  url: {
+    ...LOAD_FLAG.url,
+    help: 'chat endpoint; run hubchat for it with "--rate 0 ' +
+      '--max-connections-per-ip 0" (its defaults, 10 msg/s per client and ' +
+      "20 connections per address, throttle and refuse a soak from one " +
+      "machine)",
+  },
+  server: {
+    name: "server",
+    kind: "text",
+    value: '"CMD"',
+    help: 'start CMD on a free port (it gets "--port 0 --host 127.0.0.1", ' +
+      'or fills {port}/{host}), plus "--rate 0 --max-connections-per-ip 0" ' +
+      "for either flag CMD does not set itself; stop it at the end",
+  },
+  serverAsIs: {
+    name: "server-as-is",
+    kind: "switch",
+    help: "add no --rate/--max-connections-per-ip (non-hubchat)",
+  },
+  serverPid: {
+    name: "server-pid",
+    kind: "whole",
+    min: 1,
+    max: MAX_PID,
+    value: "PID",
+    help: "with --url: read server RSS from /proc/PID/status",
+  },
+  clients: { ...LOAD_FLAG.clients, default: DEFAULT_CLIENTS },
+  minutes: {
+    name: "minutes",
+    kind: "number",
+    min: 0.001,
+    max: MAX_MINUTES,
+    unit: "minutes",
+    value: "M",
+    default: DEFAULT_MINUTES,
+    help: "run length, fractions allowed",
+  },
+  rate: {
+    name: "rate",
+    kind: "number",
+    min: 0.001,
+    max: MAX_RATE,
+    unit: "deliveries/s",
+    value: "R",
+    default: DEFAULT_RATE,
+    help: "deliveries/s offered, open loop: R/N messages/s spread over the " +
+      "senders, late sends skipped",
+  },
+  interval: {
+    name: "interval",
+    kind: "number",
+    min: 0.1,
+    max: MAX_INTERVAL_S,
+    unit: "seconds",
+    value: "SEC",
+    default: DEFAULT_INTERVAL_S,
+    help: "seconds per report line",
+  },
+  size: LOAD_FLAG.size,
+  senders: {
+    ...LOAD_FLAG.senders,
+    default: `min(${DEFAULT_SENDERS}, N-K)`,
+    help: "clients that send, at most N-K; they never churn",
+  },
+  churn: {
+    name: "churn",
+    kind: "whole",
+    min: 0,
+    max: 1_000_000,
+    value: "K",
+    default: 0,
+    help: "the last K clients (fewer than N) each disconnect and reconnect " +
+      "(under a new name) once per interval, at a random moment: " +
+      "join/leave paths under load",
+  },
+  json: {
+    name: "json",
+    kind: "switch",
+    help: 'JSON lines instead: {"type":"start",...}, one ' +
+      '{"type":"interval",...} each interval, then {"type":"summary",...}',
+  },
+} as const satisfies Record<string, Flag>;
+
+/** The command line's flags, in the order `--help` lists them. */
+const SOAK_FLAGS: readonly Flag[] = Object.values(FLAG);
+
+/**
+ * Fills in defaults and checks every option; throws a UsageError (see
+ * flags.ts) naming the option and what was expected.
+ *
+ * @example
+ * ```ts
+ * import { resolveSoakOptions } from "./soak_options.ts";
+ * resolveSoakOptions({ clients: 20, churn: 2 }).senders; // 10
+ * ```
+ */
+export function resolveSoakOptions(options: SoakOptions): ResolvedSoakOptions {
+  const clients = checkFlag(FLAG.clients, options.clients ?? DEFAULT_CLIENTS);
+  const churn = checkFlag(FLAG.churn, options.churn ?? 0, {
+    max: clients - 1,
+  });
+  const senders = checkFlag(
+    FLAG.senders,
+    options.senders ?? Math.min(DEFAULT_SENDERS, clients - churn),
+    { max: clients - churn },
+  );
+  const serverPid = options.serverPid === undefined
+    ? null
+    : checkFlag(FLAG.serverPid, options.serverPid);
+  return {
+    url: normalizeUrl(options.url ?? DEFAULT_URL),
+    server: options.server ?? null,
+    serverAsIs: options.serverAsIs ?? false,
+    serverPid,
+    clients,
+    senders,
+    minutes: checkFlag(FLAG.minutes, options.minutes ?? DEFAULT_MINUTES),
+    rate: checkFlag(FLAG.rate, options.rate ?? DEFAULT_RATE),
+    interval: checkFlag(FLAG.interval, options.interval ?? DEFAULT_INTERVAL_S),
+    size: checkFlag(FLAG.size, options.size ?? DEFAULT_SIZE),
+    churn,
+  };
+}
+
+/**
+ * Parses the CLI's arguments (`--flag value` or `--flag=value`); throws a
+ * UsageError (see flags.ts) naming the bad flag.
+ *
+ * @example
+ * ```ts
+ * import { parseSoakArgs } from "./soak_options.ts";
+ * parseSoakArgs(["--clients", "200", "--minutes=2", "--json"]);
+ * // { help: false, json: true, options: { clients: 200, minutes: 2 } }
+ * ```
+ */
+export function parseSoakArgs(args: readonly string[]): SoakArgs {
+  const { help, values } = readFlags(SOAK_FLAGS, args);
+  const { json, ...options } = values;
+  return { help, json: json === true, options: options as SoakOptions };
+}
+
+/** What `deno task soak --help` prints. */
+export const SOAK_HELP =
+  `hubchat soak tool: many clients, many minutes, one line per interval
+
+Usage: deno task soak [options]       (or: deno run -A tools/soak.ts [options])
+
+Target (one of):
+${helpRows([FLAG.url, FLAG.server, FLAG.serverAsIs, FLAG.serverPid])}
+
+Load:
+${
+    helpRows([
+      FLAG.clients,
+      FLAG.minutes,
+      FLAG.rate,
+      FLAG.interval,
+      FLAG.size,
+      FLAG.senders,
+      FLAG.churn,
+    ])
+  }
+
+Output:
+${helpRows([FLAG.json], { withHelp: true })}
+
+Each interval line: elapsed time, delivered/s and p50/p99 latency of the
+interval; lost/dup/ooo so far; evicted (clients the server closed, by
+close code: 4008 slow consumer, 1008 rate limit, 1001 going away, none =
+no close frame; they reconnect after 1 s); srv_evicted
+(hubchat_evictions_total by cause from /metrics, when it answers); skipped
+(sends this tool was too late for: a delivered/s shortfall that is not the
+server's); clients connected; reconnects; server RSS (VmRSS from
+/proc/PID/status with --server or --server-pid, else
+process_resident_memory_bytes from /metrics if the server exports it). Then
+a JSON summary: totals, latency percentiles, the RSS series with its max,
+growth (last interval vs first) and slope per minute.
+
+Ctrl-C stops early and prints the summary so far; a second Ctrl-C exits at
+once. Exit status: 0 clean; 1 loss, duplicates, out-of-order, clients that
+failed to connect, or aborted; 2 bad options; 3 hard time cap. Many clients:
+run "ulimit -n 65536" first.
+`;

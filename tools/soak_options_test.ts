@@ -1,0 +1,76 @@
+import assert from "node:assert/strict";
+import {
+  parseSoakArgs,
+  resolveSoakOptions,
+  soakServerCommand,
+} from "./soak_options.ts";
+
+Deno.test("parseSoakArgs and resolveSoakOptions", () => {
+  const args = parseSoakArgs([
+    "--server",
+    "deno run -A main.ts",
+    "--clients=200",
+    "--minutes",
+    "2",
+    "--rate",
+    "5000",
+    "--interval",
+    "5",
+    "--churn",
+    "4",
+    "--size=100",
+    "--json",
+    "--server-as-is",
+  ]);
+  assert.equal(args.help, false);
+  assert.equal(args.json, true);
+  assert.deepEqual(args.options, {
+    server: "deno run -A main.ts",
+    clients: 200,
+    minutes: 2,
+    rate: 5000,
+    interval: 5,
+    churn: 4,
+    size: 100,
+    serverAsIs: true,
+  });
+  assert.equal(parseSoakArgs(["-h"]).help, true);
+  assert.throws(() => parseSoakArgs(["--bogus"]), /unknown option "--bogus"/);
+  assert.throws(() => parseSoakArgs(["--rate", "fast"]), /not a number/);
+  assert.throws(() => parseSoakArgs(["--minutes"]), /needs a value/);
+
+  const o = resolveSoakOptions({});
+  assert.equal(o.url, "ws://127.0.0.1:8080/ws");
+  assert.equal(o.clients, 100);
+  assert.equal(o.senders, 10);
+  assert.equal(o.interval, 10);
+  assert.equal(o.churn, 0);
+  assert.equal(resolveSoakOptions({ clients: 5, churn: 3 }).senders, 2);
+  assert.throws(
+    () => resolveSoakOptions({ clients: 5, churn: 5 }),
+    /--churn is 5; expected a whole number from 0 to 4/,
+  );
+  assert.throws(
+    () => resolveSoakOptions({ clients: 5, churn: 2, senders: 4 }),
+    /--senders is 4; expected a whole number from 1 to 3/,
+  );
+  assert.throws(() => resolveSoakOptions({ rate: 0 }), /--rate is 0/);
+  assert.throws(() => resolveSoakOptions({ minutes: -1 }), /--minutes is -1/);
+  assert.throws(() => resolveSoakOptions({ size: 5 }), /--size is 5/);
+});
+
+Deno.test("server command helper: soakServerCommand", () => {
+  assert.equal(
+    soakServerCommand("deno run -A main.ts", false),
+    "deno run -A main.ts --rate 0 --max-connections-per-ip 0",
+  );
+  assert.equal(
+    soakServerCommand("deno run -A main.ts --rate=50", false),
+    "deno run -A main.ts --rate=50 --max-connections-per-ip 0",
+  );
+  assert.equal(
+    soakServerCommand("x --max-connections-per-ip 5 --rate 1", false),
+    "x --max-connections-per-ip 5 --rate 1",
+  );
+  assert.equal(soakServerCommand("bun s.ts", true), "bun s.ts");
+});
