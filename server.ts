@@ -14,11 +14,14 @@ import {
   checkOrigin,
   clientAddress,
   ConnectionLimiter,
+  validateAllowedOrigins,
+} from "./admission.ts";
+import {
   DEFAULT_BURST,
+  DEFAULT_MAX_FRAME_BYTES,
   DEFAULT_RATE_PER_SECOND,
   FloodGuard,
-  validateAllowedOrigins,
-} from "./limits.ts";
+} from "./connection.ts";
 import { History } from "./history.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { ServerMetrics } from "./server_metrics.ts";
@@ -44,13 +47,6 @@ export const DEFAULT_PORT = 8080;
  * network until someone says so.
  */
 export const DEFAULT_HOST = "127.0.0.1";
-
-/**
- * Largest frame a client may send, in bytes. A chat line is at most 2000
- * characters (up to 8000 bytes of UTF-8 in the worst case, usually far less)
- * plus a little JSON; anything bigger is not chat.
- */
-export const DEFAULT_MAX_FRAME_BYTES = 8 * 1024;
 
 /**
  * Seconds without a pong before a peer counts as dead and is dropped (and
