@@ -24,8 +24,7 @@ import {
 } from "./connection.ts";
 import { History } from "./history.ts";
 import { type Logger, silentLogger } from "./log.ts";
-import { ServerMetrics } from "./server_metrics.ts";
-import { PROMETHEUS_CONTENT_TYPE } from "./metrics.ts";
+import { PROMETHEUS_CONTENT_TYPE, ServerMetrics } from "./metrics.ts";
 import {
   DEFAULT_ROOM,
   type ErrorCode,
