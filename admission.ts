@@ -1,13 +1,31 @@
 /**
- * Who may connect: the `Origin` check that stops other sites from opening
- * sockets with a visitor's cookies (cross-site WebSocket hijacking), the
- * client's address behind a proxy, and connection caps, total and per
- * address. Every check runs before the WebSocket upgrade.
+ * Who may connect, decided before any upgrade ({@linkcode Admission}): not
+ * while the server stops; an allowed `Origin` (so that other sites cannot
+ * open sockets with a visitor's cookies: cross-site WebSocket hijacking); a
+ * valid room and resume point; a valid token or name; a name free in its
+ * room, or taken over from the peer's own older connection; and a
+ * connection slot, within the caps in all and per address (the client's
+ * address read behind a proxy too).
  *
- * Pure and timer-free, so every rule is testable without sockets.
+ * A refusal is data ({@linkcode Refusal}); the server answers it over HTTP.
+ * The rules are functions of what they are given, so each is testable
+ * without sockets.
  *
  * @module
  */
+
+import { tokenFromRequest, verifyToken } from "./auth.ts";
+import type { Client } from "./client.ts";
+import type { Newcomer } from "./connection.ts";
+import {
+  CloseCode,
+  DEFAULT_ROOM,
+  parseSince,
+  validateRoomName,
+  validateUsername,
+} from "./protocol.ts";
+import type { Room } from "./room.ts";
+import type { Rooms } from "./rooms.ts";
 
 /**
  * Connections the server holds at most. Each costs a file descriptor and
@@ -348,4 +366,346 @@ export class ConnectionLimiter {
     if (held <= 1) this.#perIp.delete(ip);
     else this.#perIp.set(ip, held - 1);
   }
+}
+
+/** A refused upgrade: the HTTP answer, and why as the metrics count it. */
+export interface Refusal {
+  /** The HTTP status: 4xx for the peer's mistake, 503 when the server is full. */
+  status: number;
+  /** The `reason` label of `hubchat_rejected_upgrades_total`. */
+  reason: string;
+  /** What was wrong and what was expected, for the peer. */
+  text: string;
+  /** The `error` code of a JSON body; without one the body is plain text. */
+  error?: string;
+}
+
+/** One step of admission: its result, or the refusal that ends admission. */
+export type Verdict<T> = { ok: true; value: T } | {
+  ok: false;
+  refusal: Refusal;
+};
+
+/** Refusal of every upgrade once the server is stopping. */
+const SHUTTING_DOWN: Refusal = {
+  status: 503,
+  reason: "shutdown",
+  text: "server shutting down",
+};
+
+function refused(refusal: Refusal): { ok: false; refusal: Refusal } {
+  return { ok: false, refusal };
+}
+
+/** Where a peer asked to be: a room, and the last message id it saw there. */
+export interface RoomRequest {
+  /** The room's name, checked and normalized. */
+  room: string;
+  /** The last message id the peer saw in it; undefined for none. */
+  since: number | undefined;
+}
+
+/**
+ * Reads `?room=` (default "lobby") and `?since=` from an upgrade's query.
+ *
+ * @example
+ * ```ts
+ * import { requestedRoom } from "./admission.ts";
+ * requestedRoom(new URLSearchParams("room=dev&since=42"));
+ * // { ok: true, value: { room: "dev", since: 42 } }
+ * ```
+ */
+export function requestedRoom(query: URLSearchParams): Verdict<RoomRequest> {
+  const room = validateRoomName(query.get("room") || DEFAULT_ROOM);
+  if (!room.ok) {
+    return refused({
+      status: 400,
+      reason: "invalid_room",
+      error: room.code,
+      text: room.text,
+    });
+  }
+  const sinceParam = query.get("since");
+  if (sinceParam === null || sinceParam === "") {
+    return { ok: true, value: { room: room.value, since: undefined } };
+  }
+  const since = parseSince(sinceParam);
+  if (!since.ok) {
+    return refused({
+      status: 400,
+      reason: "invalid_since",
+      error: since.code,
+      text: since.text,
+    });
+  }
+  return { ok: true, value: { room: room.value, since: since.value } };
+}
+
+/** Options for {@linkcode identify}. */
+export interface IdentifyOptions {
+  /** The token the peer presented, if any. */
+  token: string | null;
+  /** The key tokens are verified with; null when none is required. */
+  authKey: CryptoKey | null;
+}
+
+/**
+ * Decides who the peer is: the verified token's subject when the server
+ * requires tokens (`?username=` cannot override it), else the name the
+ * query asks for, or null for "make up a guest name".
+ *
+ * @example
+ * ```ts
+ * import { identify } from "./admission.ts";
+ * const query = new URLSearchParams("username=ann");
+ * await identify(query, { token: null, authKey: null });
+ * // { ok: true, value: "ann" }
+ * ```
+ */
+export async function identify(
+  query: URLSearchParams,
+  options: IdentifyOptions,
+): Promise<Verdict<string | null>> {
+  if (options.authKey !== null) {
+    if (options.token === null) {
+      return unauthorized(
+        'a token is required; pass ?token=JWT or the subprotocols ["hubchat", "auth.JWT"]',
+      );
+    }
+    const verified = await verifyToken(options.token, options.authKey);
+    if (!verified.ok) return unauthorized(verified.reason);
+    const checked = validateUsername(verified.claims.sub);
+    if (!checked.ok) {
+      return unauthorized(
+        `the token's subject is not a valid username: ${checked.text}`,
+      );
+    }
+    return { ok: true, value: checked.value };
+  }
+  const requested = query.get("username");
+  if (requested === null || requested.trim() === "") {
+    return { ok: true, value: null };
+  }
+  const checked = validateUsername(requested);
+  if (!checked.ok) {
+    return refused({
+      status: 400,
+      reason: "invalid_username",
+      error: checked.code,
+      text: checked.text,
+    });
+  }
+  return { ok: true, value: checked.value };
+}
+
+function unauthorized(text: string): { ok: false; refusal: Refusal } {
+  return refused({
+    status: 401,
+    reason: "unauthorized",
+    error: "unauthorized",
+    text,
+  });
+}
+
+/** Picks a `guest-XXXX` name nobody in the room holds. */
+function guestName(room: Room): string {
+  for (;;) {
+    const suffix = Math.floor(Math.random() * 0x10000).toString(16);
+    const name = `guest-${suffix.padStart(4, "0")}`;
+    if (!room.isTaken(name)) return name;
+  }
+}
+
+/** What the route already read from an upgrade, so nothing is read twice. */
+export interface UpgradeContext {
+  /** The peer's address ({@linkcode clientAddress}). */
+  ip: string;
+  /** The query of the request's URL. */
+  query: URLSearchParams;
+}
+
+/** Options for {@linkcode Admission}. */
+export interface AdmissionOptions {
+  /** The rooms peers join: the room is opened and the name checked here. */
+  rooms: Rooms;
+  /** The key tokens are verified with; null or absent: no token needed. */
+  authKey?: CryptoKey | null;
+  /** Origins allowed besides the page's own (`*` allows any). */
+  allowedOrigins?: readonly string[];
+  /** Refuse upgrades that carry no Origin header. Default false. */
+  requireOrigin?: boolean;
+  /** Connections in all; 0 means no cap. Default 10,000. */
+  maxConnections?: number;
+  /** Connections from one address; 0 means no cap. Default 20. */
+  maxConnectionsPerIp?: number;
+  /** The session secret of the connection a client is, for takeovers. */
+  sessionOf?: (client: Client) => string | undefined;
+  /** True once the server is stopping: every upgrade is then refused. */
+  isShuttingDown?: () => boolean;
+}
+
+/** A peer that may connect: who, where, and the slot it holds. */
+export interface Admittance extends Newcomer {
+  /** The subprotocol to answer with, when the peer offered hubchat's. */
+  protocol: string | undefined;
+  /** Gives back the slot and the room when the upgrade fails after all. */
+  cancel(): void;
+}
+
+/**
+ * Decides who may connect, before any upgrade: not while stopping; an
+ * allowed origin; a valid room and resume point; a valid token or name; a
+ * name free in the room (or taken over from an older connection that
+ * presents its session); a room and a connection slot to spare.
+ *
+ * Invariant: from the end of its one await to the end of `admit`, nothing
+ * awaits, so nobody can take the name or drop the room between the checks
+ * and the caller's reserve, if the caller reserves in the same turn.
+ *
+ * @example
+ * ```ts
+ * import { Admission } from "./admission.ts";
+ * import { Rooms } from "./rooms.ts";
+ * const rooms = new Rooms({ history: null });
+ * const admission = new Admission({ rooms });
+ * const request = new Request("http://127.0.0.1/ws?username=ann");
+ * const query = new URL(request.url).searchParams;
+ * const verdict = await admission.admit(request, { ip: "127.0.0.1", query });
+ * if (verdict.ok) verdict.value.cancel(); // or upgrade, then reserve
+ * rooms.close(1001, "done");
+ * ```
+ */
+export class Admission {
+  #rooms: Rooms;
+  #authKey: CryptoKey | null;
+  #originPolicy: { allowedOrigins: string[]; requireOrigin: boolean };
+  #limiter: ConnectionLimiter;
+  #sessionOf: (client: Client) => string | undefined;
+  #isShuttingDown: () => boolean;
+
+  /**
+   * Creates the policy. Throws a `TypeError` for an allowed origin that is
+   * not an origin and a `RangeError` for a bad cap, so a bad setting stops
+   * the start, not every upgrade.
+   */
+  constructor(options: AdmissionOptions) {
+    this.#rooms = options.rooms;
+    this.#authKey = options.authKey ?? null;
+    this.#originPolicy = {
+      allowedOrigins: validateAllowedOrigins(options.allowedOrigins ?? []),
+      requireOrigin: options.requireOrigin ?? false,
+    };
+    this.#limiter = new ConnectionLimiter({
+      maxTotal: options.maxConnections,
+      maxPerIp: options.maxConnectionsPerIp,
+    });
+    this.#sessionOf = options.sessionOf ?? noSession;
+    this.#isShuttingDown = options.isShuttingDown ?? never;
+  }
+
+  /** Admits a peer or says why not; upgrade and reserve in the same turn. */
+  async admit(
+    request: Request,
+    context: UpgradeContext,
+  ): Promise<Verdict<Admittance>> {
+    if (this.#isShuttingDown()) return refused(SHUTTING_DOWN);
+    const origin = checkOrigin(request.headers, this.#originPolicy);
+    if (!origin.ok) {
+      return refused({ status: 403, reason: "origin", text: origin.reason });
+    }
+    const wanted = requestedRoom(context.query);
+    if (!wanted.ok) return wanted;
+    // The token and the subprotocol to answer with, read once.
+    const presented = tokenFromRequest(request);
+    const identity = await identify(context.query, {
+      token: presented.token,
+      authKey: this.#authKey,
+    });
+    if (!identity.ok) return identity;
+    // From here on nothing awaits (see the class's invariant).
+    if (this.#isShuttingDown()) return refused(SHUTTING_DOWN);
+    const seat = this.#seat(
+      identity.value,
+      wanted.value.room,
+      context.query.get("session"),
+    );
+    if (!seat.ok) return seat;
+    const { room, username } = seat.value;
+    const slot = this.#limiter.tryAcquire(context.ip);
+    if (!slot.ok) {
+      this.#rooms.release(room);
+      return refused({
+        status: slot.limit === "total" ? 503 : 429,
+        reason: `limit_${slot.limit}`,
+        text: slot.reason,
+      });
+    }
+    const rooms = this.#rooms;
+    return {
+      ok: true,
+      value: {
+        ip: context.ip,
+        username,
+        room,
+        since: wanted.value.since,
+        protocol: presented.protocol ?? undefined,
+        release: slot.release,
+        cancel(): void {
+          slot.release();
+          rooms.release(room);
+        },
+      },
+    };
+  }
+
+  /**
+   * Opens the room and settles the name: the one asked for (taken over when
+   * the connection holding it is the peer's own, by its session) or a
+   * guest's.
+   */
+  #seat(
+    identity: string | null,
+    roomName: string,
+    claim: string | null,
+  ): Verdict<{ room: Room; username: string }> {
+    const holder = identity === null
+      ? undefined
+      : this.#rooms.get(roomName)?.holder(identity);
+    if (
+      holder !== undefined && claim !== null &&
+      this.#sessionOf(holder) === claim
+    ) {
+      // The same person reconnecting before their old socket timed out:
+      // the old connection ends (and leaves) before the new one joins.
+      holder.close(CloseCode.replaced, "replaced by a newer connection");
+    }
+    const room = this.#rooms.open(roomName);
+    if (room === null) {
+      return refused({
+        status: 503,
+        reason: "room_limit",
+        text: "the server has as many rooms open as it allows",
+      });
+    }
+    const username = identity ?? guestName(room);
+    if (room.isTaken(username)) {
+      this.#rooms.release(room);
+      return refused({
+        status: 409,
+        reason: "username_taken",
+        error: "username_taken",
+        text:
+          `username "${username}" is already online in room "${room.name}"; choose another`,
+      });
+    }
+    return { ok: true, value: { room, username } };
+  }
+}
+
+function noSession(): undefined {
+  return undefined;
+}
+
+function never(): boolean {
+  return false;
 }

@@ -44,6 +44,20 @@ export type Validated<T> =
 /** The room a client is in when it names none. */
 export const DEFAULT_ROOM = "lobby";
 
+/** Close codes the server sends, by cause. */
+export const CloseCode = {
+  /** Server shutting down, or a dead peer. */
+  goingAway: 1001,
+  /** The peer sent a binary frame; the protocol is JSON text. */
+  unsupportedData: 1003,
+  /** The peer kept flooding after being told to slow down. */
+  policyViolation: 1008,
+  /** A newer connection with this connection's session took its name. */
+  replaced: 4001,
+  /** The peer's frame was larger than the limit. */
+  messageTooBig: 1009,
+} as const;
+
 /**
  * A chat line a client asks the server to send: to the room, or with `to`
  * only to that member (and back to the sender).
