@@ -414,6 +414,32 @@ export function chatMessage(line: Omit<ChatMessage, "type">): ChatMessage {
 }
 
 /**
+ * Who may read a chat line: anyone in its room when it is public; only its
+ * sender and its recipient when it is direct. The room applies it to the
+ * history it hands a joiner; live, a direct message is only sent to those
+ * two.
+ *
+ * @example
+ * ```ts
+ * import { chatMessage, visibleTo } from "./protocol.ts";
+ * const line = chatMessage({
+ *   id: 1,
+ *   room: "lobby",
+ *   username: "ann",
+ *   text: "psst",
+ *   timestamp: "2026-11-22T10:00:00.000Z",
+ *   to: "bob",
+ * });
+ * visibleTo(line, "bob"); // true
+ * visibleTo(line, "cy"); // false
+ * ```
+ */
+export function visibleTo(line: ChatMessage, username: string): boolean {
+  return line.to === undefined || line.to === username ||
+    line.username === username;
+}
+
+/**
  * Builds the `error` reply for a refused frame.
  *
  * @example
