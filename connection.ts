@@ -8,8 +8,9 @@
  * or a move to another room. {@linkcode Connections} is a server's session
  * table.
  *
- * The checks are pure and timer-free (time is passed in), so every rule is
- * testable without sockets or clocks.
+ * The frame rules are pure functions and the rate limit takes the time as
+ * an argument, so every rule is testable without sockets or clocks; a
+ * Connection itself needs only something with `send` and `close`.
  *
  * @module
  */
@@ -72,198 +73,6 @@ export const DEFAULT_BURST = 20;
  * with no pause at all: a flood, not a person.
  */
 export const DEFAULT_MAX_STRIKES = 10;
-
-function checkPositive(name: string, value: number, integer: boolean): void {
-  if (
-    !(value > 0 && value < Infinity) || (integer && !Number.isInteger(value))
-  ) {
-    throw new RangeError(
-      `${name} is ${value}; expected a ${
-        integer ? "whole number" : "finite number"
-      } > 0`,
-    );
-  }
-}
-
-/** Options for {@linkcode TokenBucket}. */
-export interface TokenBucketOptions {
-  /** Tokens added per second, sustained. */
-  ratePerSecond: number;
-  /** Most tokens held, so most taken at once; the bucket starts full. */
-  burst: number;
-}
-
-/**
- * A token bucket: `burst` tokens to start, `ratePerSecond` more each second
- * up to `burst`, one per {@linkcode TokenBucket.take}. There is no timer: the
- * refill is computed from the time passed to `take`.
- *
- * @example
- * ```ts
- * import { TokenBucket } from "./connection.ts";
- * const bucket = new TokenBucket({ ratePerSecond: 10, burst: 20 });
- * if (!bucket.take(performance.now())) console.log("slow down");
- * ```
- */
-export class TokenBucket {
-  /** Tokens added per second. */
-  readonly ratePerSecond: number;
-  /** Most tokens held. */
-  readonly burst: number;
-  #tokens: number;
-  #lastMs = -Infinity;
-
-  /** Creates a full bucket. Throws a `RangeError` for a rate or burst <= 0. */
-  constructor(options: TokenBucketOptions) {
-    checkPositive("ratePerSecond", options.ratePerSecond, false);
-    checkPositive("burst", options.burst, false);
-    this.ratePerSecond = options.ratePerSecond;
-    this.burst = options.burst;
-    this.#tokens = options.burst;
-  }
-
-  /**
-   * Takes one token if there is one. `nowMs` is a monotonic clock in
-   * milliseconds (`performance.now()`); a clock that goes back refills
-   * nothing.
-   */
-  take(nowMs: number): boolean {
-    this.#refill(nowMs);
-    if (this.#tokens < 1) return false;
-    this.#tokens -= 1;
-    return true;
-  }
-
-  /** Tokens available at `nowMs` (fractional), without taking any. */
-  available(nowMs: number): number {
-    this.#refill(nowMs);
-    return this.#tokens;
-  }
-
-  #refill(nowMs: number): void {
-    if (nowMs > this.#lastMs) {
-      if (this.#lastMs !== -Infinity) {
-        const added = (nowMs - this.#lastMs) * this.ratePerSecond / 1000;
-        this.#tokens = Math.min(this.burst, this.#tokens + added);
-      }
-      this.#lastMs = nowMs;
-    }
-  }
-}
-
-/** Options for {@linkcode FloodGuard}; every field has a default. */
-export interface FloodGuardOptions {
-  /** Frames per second, sustained. Default 10. */
-  ratePerSecond?: number;
-  /** Frames at once after a quiet spell. Default 20. */
-  burst?: number;
-  /** Consecutive refusals before `"close"`. Default 10. */
-  maxStrikes?: number;
-}
-
-/**
- * What to do with a frame:
- * - `"accept"`: handle it.
- * - `"warn"`: drop it and tell the client once (the first refusal of a
- *   streak), e.g. an `error` message with code `rate_limited`.
- * - `"drop"`: drop it silently; the client was already warned, and answering
- *   every frame of a flood would amplify it.
- * - `"close"`: close the connection with 1008 (policy violation).
- */
-export type FloodVerdict = "accept" | "warn" | "drop" | "close";
-
-/**
- * A per-connection rate limit that escalates: a {@linkcode TokenBucket} plus
- * a count of consecutive refusals (`strikes`), reset by any accepted frame.
- *
- * @example
- * ```ts
- * import { FloodGuard } from "./connection.ts";
- * const guard = new FloodGuard(); // 10/s, burst 20, close after 10 strikes
- * switch (guard.check(performance.now())) {
- *   case "accept": break; // handle the frame
- *   case "warn": break; // reply with an error, drop the frame
- *   case "drop": break; // drop the frame
- *   case "close": break; // socket.close(1008, "rate limit exceeded")
- * }
- * ```
- */
-export class FloodGuard {
-  /** The rate limit. */
-  readonly bucket: TokenBucket;
-  /** Consecutive refusals that lead to `"close"`. */
-  readonly maxStrikes: number;
-  #strikes = 0;
-
-  /** Creates a guard; throws a `RangeError` for a value <= 0. */
-  constructor(options: FloodGuardOptions = {}) {
-    this.bucket = new TokenBucket({
-      ratePerSecond: options.ratePerSecond ?? DEFAULT_RATE_PER_SECOND,
-      burst: options.burst ?? DEFAULT_BURST,
-    });
-    this.maxStrikes = options.maxStrikes ?? DEFAULT_MAX_STRIKES;
-    checkPositive("maxStrikes", this.maxStrikes, true);
-  }
-
-  /** Consecutive refusals so far; 0 after an accepted frame. */
-  get strikes(): number {
-    return this.#strikes;
-  }
-
-  /** Decides about one frame arriving at `nowMs` (`performance.now()`). */
-  check(nowMs: number): FloodVerdict {
-    if (this.bucket.take(nowMs)) {
-      this.#strikes = 0;
-      return "accept";
-    }
-    this.#strikes++;
-    if (this.#strikes >= this.maxStrikes) return "close";
-    return this.#strikes === 1 ? "warn" : "drop";
-  }
-}
-
-/** A fresh connection secret: 128 random bits, hex. */
-function newSessionToken(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join(
-    "",
-  );
-}
-
-/**
- * True when a text frame is larger than `maxBytes` of UTF-8. A UTF-16 unit
- * is 1 to 3 bytes of UTF-8, so the exact count is made only when needed.
- *
- * @example
- * ```ts
- * import { isFrameTooLarge } from "./connection.ts";
- * isFrameTooLarge("é".repeat(5), 8); // true: 10 bytes
- * ```
- */
-export function isFrameTooLarge(text: string, maxBytes: number): boolean {
-  return text.length > maxBytes ||
-    (text.length * 3 > maxBytes && utf8Length(text) > maxBytes);
-}
-
-/** Why the server cut a client off, as `hubchat_evictions_total` counts it. */
-export type EvictionCause = "slow_consumer" | "rate_limit" | "idle";
-
-/**
- * Why a client's end was an eviction, or null for an ordinary end.
- *
- * @example
- * ```ts
- * import { evictionCause } from "./connection.ts";
- * evictionCause({ code: 4008, reason: "slow consumer", byServer: true });
- * // "slow_consumer"
- * ```
- */
-export function evictionCause(end: ClientEnd): EvictionCause | null {
-  if (end.code === CLOSE_SLOW_CONSUMER) return "slow_consumer";
-  if (end.code === CloseCode.policyViolation) return "rate_limit";
-  if (!end.byServer && end.reason === DENO_IDLE_REASON) return "idle";
-  return null;
-}
 
 /** Who a new connection is, as admission decided. */
 export interface Newcomer {
@@ -623,5 +432,198 @@ export class Connections {
   /** Resolves once every socket accepted so far has closed. */
   async closed(): Promise<void> {
     await Promise.all(this.#unclosed.values());
+  }
+}
+
+/** A fresh connection secret: 128 random bits, hex. */
+function newSessionToken(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join(
+    "",
+  );
+}
+
+/**
+ * True when a text frame is larger than `maxBytes` of UTF-8. A UTF-16 unit
+ * is 1 to 3 bytes of UTF-8, so the exact count is made only when needed.
+ *
+ * @example
+ * ```ts
+ * import { isFrameTooLarge } from "./connection.ts";
+ * isFrameTooLarge("é".repeat(5), 8); // true: 10 bytes
+ * ```
+ */
+export function isFrameTooLarge(text: string, maxBytes: number): boolean {
+  return text.length > maxBytes ||
+    (text.length * 3 > maxBytes && utf8Length(text) > maxBytes);
+}
+
+/** Why the server cut a client off, as `hubchat_evictions_total` counts it. */
+export type EvictionCause = "slow_consumer" | "rate_limit" | "idle";
+
+/**
+ * Why a client's end was an eviction, or null for an ordinary end.
+ *
+ * @example
+ * ```ts
+ * import { evictionCause } from "./connection.ts";
+ * evictionCause({ code: 4008, reason: "slow consumer", byServer: true });
+ * // "slow_consumer"
+ * ```
+ */
+export function evictionCause(end: ClientEnd): EvictionCause | null {
+  if (end.code === CLOSE_SLOW_CONSUMER) return "slow_consumer";
+  if (end.code === CloseCode.policyViolation) return "rate_limit";
+  if (!end.byServer && end.reason === DENO_IDLE_REASON) return "idle";
+  return null;
+}
+
+/** Throws a RangeError naming a setting that is not a number > 0 (or whole). */
+function checkPositive(name: string, value: number, integer: boolean): void {
+  if (
+    !(value > 0 && value < Infinity) || (integer && !Number.isInteger(value))
+  ) {
+    throw new RangeError(
+      `${name} is ${value}; expected a ${
+        integer ? "whole number" : "finite number"
+      } > 0`,
+    );
+  }
+}
+
+/** Options for {@linkcode TokenBucket}. */
+export interface TokenBucketOptions {
+  /** Tokens added per second, sustained. */
+  ratePerSecond: number;
+  /** Most tokens held, so most taken at once; the bucket starts full. */
+  burst: number;
+}
+
+/**
+ * A token bucket: `burst` tokens to start, `ratePerSecond` more each second
+ * up to `burst`, one per {@linkcode TokenBucket.take}. There is no timer: the
+ * refill is computed from the time passed to `take`.
+ *
+ * @example
+ * ```ts
+ * import { TokenBucket } from "./connection.ts";
+ * const bucket = new TokenBucket({ ratePerSecond: 10, burst: 20 });
+ * if (!bucket.take(performance.now())) console.log("slow down");
+ * ```
+ */
+export class TokenBucket {
+  /** Tokens added per second. */
+  readonly ratePerSecond: number;
+  /** Most tokens held. */
+  readonly burst: number;
+  #tokens: number;
+  #lastMs = -Infinity;
+
+  /** Creates a full bucket. Throws a `RangeError` for a rate or burst <= 0. */
+  constructor(options: TokenBucketOptions) {
+    checkPositive("ratePerSecond", options.ratePerSecond, false);
+    checkPositive("burst", options.burst, false);
+    this.ratePerSecond = options.ratePerSecond;
+    this.burst = options.burst;
+    this.#tokens = options.burst;
+  }
+
+  /**
+   * Takes one token if there is one. `nowMs` is a monotonic clock in
+   * milliseconds (`performance.now()`); a clock that goes back refills
+   * nothing.
+   */
+  take(nowMs: number): boolean {
+    this.#refill(nowMs);
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+
+  /** Tokens available at `nowMs` (fractional), without taking any. */
+  available(nowMs: number): number {
+    this.#refill(nowMs);
+    return this.#tokens;
+  }
+
+  #refill(nowMs: number): void {
+    if (nowMs > this.#lastMs) {
+      if (this.#lastMs !== -Infinity) {
+        const added = (nowMs - this.#lastMs) * this.ratePerSecond / 1000;
+        this.#tokens = Math.min(this.burst, this.#tokens + added);
+      }
+      this.#lastMs = nowMs;
+    }
+  }
+}
+
+/** Options for {@linkcode FloodGuard}; every field has a default. */
+export interface FloodGuardOptions {
+  /** Frames per second, sustained. Default 10. */
+  ratePerSecond?: number;
+  /** Frames at once after a quiet spell. Default 20. */
+  burst?: number;
+  /** Consecutive refusals before `"close"`. Default 10. */
+  maxStrikes?: number;
+}
+
+/**
+ * What to do with a frame:
+ * - `"accept"`: handle it.
+ * - `"warn"`: drop it and tell the client once (the first refusal of a
+ *   streak), e.g. an `error` message with code `rate_limited`.
+ * - `"drop"`: drop it silently; the client was already warned, and answering
+ *   every frame of a flood would amplify it.
+ * - `"close"`: close the connection with 1008 (policy violation).
+ */
+export type FloodVerdict = "accept" | "warn" | "drop" | "close";
+
+/**
+ * A per-connection rate limit that escalates: a {@linkcode TokenBucket} plus
+ * a count of consecutive refusals (`strikes`), reset by any accepted frame.
+ *
+ * @example
+ * ```ts
+ * import { FloodGuard } from "./connection.ts";
+ * const guard = new FloodGuard(); // 10/s, burst 20, close after 10 strikes
+ * switch (guard.check(performance.now())) {
+ *   case "accept": break; // handle the frame
+ *   case "warn": break; // reply with an error, drop the frame
+ *   case "drop": break; // drop the frame
+ *   case "close": break; // socket.close(1008, "rate limit exceeded")
+ * }
+ * ```
+ */
+export class FloodGuard {
+  /** The rate limit. */
+  readonly bucket: TokenBucket;
+  /** Consecutive refusals that lead to `"close"`. */
+  readonly maxStrikes: number;
+  #strikes = 0;
+
+  /** Creates a guard; throws a `RangeError` for a value <= 0. */
+  constructor(options: FloodGuardOptions = {}) {
+    this.bucket = new TokenBucket({
+      ratePerSecond: options.ratePerSecond ?? DEFAULT_RATE_PER_SECOND,
+      burst: options.burst ?? DEFAULT_BURST,
+    });
+    this.maxStrikes = options.maxStrikes ?? DEFAULT_MAX_STRIKES;
+    checkPositive("maxStrikes", this.maxStrikes, true);
+  }
+
+  /** Consecutive refusals so far; 0 after an accepted frame. */
+  get strikes(): number {
+    return this.#strikes;
+  }
+
+  /** Decides about one frame arriving at `nowMs` (`performance.now()`). */
+  check(nowMs: number): FloodVerdict {
+    if (this.bucket.take(nowMs)) {
+      this.#strikes = 0;
+      return "accept";
+    }
+    this.#strikes++;
+    if (this.#strikes >= this.maxStrikes) return "close";
+    return this.#strikes === 1 ? "warn" : "drop";
   }
 }
