@@ -557,6 +557,12 @@ const MAX_ADDRESS_CHARS = 45;
 /** Characters of an IPv4 or IPv6 address (no zone, no port). */
 const ADDRESS_PATTERN = /^[0-9A-Fa-f:.]+$/;
 
+/** Options for {@linkcode clientAddress}. */
+export interface ClientAddressOptions {
+  /** Read `X-Forwarded-For`: every request comes through a proxy. */
+  trustProxy?: boolean;
+}
+
 /**
  * The peer's address, for logs and per-address limits. With `trustProxy`,
  * the first address of `X-Forwarded-For` (if it looks like an IP address),
@@ -572,7 +578,7 @@ const ADDRESS_PATTERN = /^[0-9A-Fa-f:.]+$/;
  * ```ts
  * import { clientAddress } from "./admission.ts";
  * Deno.serve((request, info) => {
- *   const ip = clientAddress(request, info, false);
+ *   const ip = clientAddress(request, info, { trustProxy: false });
  *   return new Response(ip);
  * });
  * ```
@@ -580,9 +586,9 @@ const ADDRESS_PATTERN = /^[0-9A-Fa-f:.]+$/;
 export function clientAddress(
   request: Request,
   info: Deno.ServeHandlerInfo,
-  trustProxy: boolean,
+  options: ClientAddressOptions = {},
 ): string {
-  if (trustProxy) {
+  if (options.trustProxy) {
     const forwarded = request.headers.get("x-forwarded-for");
     if (forwarded !== null) {
       const comma = forwarded.indexOf(",");

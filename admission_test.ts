@@ -150,26 +150,41 @@ Deno.test("clientAddress: X-Forwarded-For only behind a trusted proxy", () => {
   const request = new Request("http://localhost/ws", {
     headers: { "x-forwarded-for": " 203.0.113.7 , 10.0.0.1" },
   });
-  assert.equal(clientAddress(request, info("10.0.0.1"), true), "203.0.113.7");
-  assert.equal(clientAddress(request, info("10.0.0.1"), false), "10.0.0.1");
+  assert.equal(
+    clientAddress(request, info("10.0.0.1"), { trustProxy: true }),
+    "203.0.113.7",
+  );
+  assert.equal(
+    clientAddress(request, info("10.0.0.1"), { trustProxy: false }),
+    "10.0.0.1",
+  );
   const v6 = new Request("http://localhost/", {
     headers: { "x-forwarded-for": "2001:DB8::1" },
   });
-  assert.equal(clientAddress(v6, info("10.0.0.1"), true), "2001:db8::1");
+  assert.equal(
+    clientAddress(v6, info("10.0.0.1"), { trustProxy: true }),
+    "2001:db8::1",
+  );
   // No header, or junk in it: the socket's address.
   const plain = new Request("http://localhost/");
-  assert.equal(clientAddress(plain, info("127.0.0.1"), true), "127.0.0.1");
+  assert.equal(
+    clientAddress(plain, info("127.0.0.1"), { trustProxy: true }),
+    "127.0.0.1",
+  );
   for (const junk of ["unknown", "", "1.2.3.4<script>", "x".repeat(100)]) {
     const request = new Request("http://localhost/", {
       headers: { "x-forwarded-for": junk },
     });
-    assert.equal(clientAddress(request, info("10.0.0.1"), true), "10.0.0.1");
+    assert.equal(
+      clientAddress(request, info("10.0.0.1"), { trustProxy: true }),
+      "10.0.0.1",
+    );
   }
   const unix: Deno.ServeHandlerInfo = {
     remoteAddr: { transport: "unix", path: "/run/hubchat.sock" },
     completed: Promise.resolve(),
   };
-  assert.equal(clientAddress(plain, unix, false), "unix");
+  assert.equal(clientAddress(plain, unix, { trustProxy: false }), "unix");
 });
 
 Deno.test("connection limiter: caps, per address and in all", () => {

@@ -8,7 +8,12 @@
  * @module
  */
 
-import { Admission, clientAddress, type Refusal } from "./admission.ts";
+import {
+  Admission,
+  clientAddress,
+  type ClientAddressOptions,
+  type Refusal,
+} from "./admission.ts";
 import { importSecret } from "./auth.ts";
 import type { Client } from "./client.ts";
 import { Connections } from "./connection.ts";
@@ -135,7 +140,7 @@ interface Parts {
   connections: Connections;
   logger: Logger;
   idleTimeout: number;
-  trustProxy: boolean;
+  addressOptions: ClientAddressOptions;
 }
 
 /** Answers one HTTP request. */
@@ -186,7 +191,7 @@ async function upgrade(
       { upgrade: "websocket" },
     );
   }
-  const ip = clientAddress(request, info, parts.trustProxy);
+  const ip = clientAddress(request, info, parts.addressOptions);
   function reject(refusal: Refusal): Response {
     parts.metrics.rejected.inc(refusal.reason);
     parts.logger.log("warn", "reject", {
@@ -281,7 +286,7 @@ export async function startServer(
     connections,
     logger,
     idleTimeout: options.idleTimeoutSeconds ?? DEFAULT_IDLE_TIMEOUT_SECONDS,
-    trustProxy: options.trustProxy ?? false,
+    addressOptions: { trustProxy: options.trustProxy ?? false },
   };
 
   const { promise: listening, resolve: onListen } = Promise.withResolvers<
