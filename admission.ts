@@ -153,7 +153,7 @@ export class Admission {
       maxPerIp: options.maxConnectionsPerIp,
     });
     this.#sessionOf = options.sessionOf ?? noSession;
-    this.#isShuttingDown = options.isShuttingDown ?? never;
+    this.#isShuttingDown = options.isShuttingDown ?? notShuttingDown;
   }
 
   /** Admits a peer or says why not; upgrade and reserve in the same turn. */
@@ -255,11 +255,13 @@ export class Admission {
   }
 }
 
+/** Without a session table, no connection can be taken over. */
 function noSession(): undefined {
   return undefined;
 }
 
-function never(): boolean {
+/** Without a way to stop, the server is never shutting down. */
+function notShuttingDown(): boolean {
   return false;
 }
 
