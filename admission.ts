@@ -83,14 +83,13 @@ export interface AdmissionOptions {
   rooms: Rooms;
   /** The key tokens are verified with; null or absent: no token needed. */
   authKey?: CryptoKey | null;
-  /** Origins allowed besides the page's own (`*` allows any). */
-  allowedOrigins?: readonly string[];
-  /** Refuse upgrades that carry no Origin header. Default false. */
-  requireOrigin?: boolean;
-  /** Connections in all; 0 means no cap. Default 10,000. */
-  maxConnections?: number;
-  /** Connections from one address; 0 means no cap. Default 20. */
-  maxConnectionsPerIp?: number;
+  /**
+   * Which origins may open sockets; validate the list first
+   * ({@linkcode validateAllowedOrigins}). Default: the page's own only.
+   */
+  origins?: OriginOptions;
+  /** Counts connections against the caps. Default: the default caps. */
+  limiter?: ConnectionLimiter;
   /** The session secret of the connection a client is, for takeovers. */
   sessionOf?: (client: Client) => string | undefined;
   /** True once the server is stopping: every upgrade is then refused. */
@@ -131,27 +130,17 @@ export interface Admittance extends Newcomer {
 export class Admission {
   #rooms: Rooms;
   #authKey: CryptoKey | null;
-  #originPolicy: { allowedOrigins: string[]; requireOrigin: boolean };
+  #originPolicy: OriginOptions;
   #limiter: ConnectionLimiter;
   #sessionOf: (client: Client) => string | undefined;
   #isShuttingDown: () => boolean;
 
-  /**
-   * Creates the policy. Throws a `TypeError` for an allowed origin that is
-   * not an origin and a `RangeError` for a bad cap, so a bad setting stops
-   * the start, not every upgrade.
-   */
+  /** Creates the policy from settings already checked. */
   constructor(options: AdmissionOptions) {
     this.#rooms = options.rooms;
     this.#authKey = options.authKey ?? null;
-    this.#originPolicy = {
-      allowedOrigins: validateAllowedOrigins(options.allowedOrigins ?? []),
-      requireOrigin: options.requireOrigin ?? false,
-    };
-    this.#limiter = new ConnectionLimiter({
-      maxTotal: options.maxConnections,
-      maxPerIp: options.maxConnectionsPerIp,
-    });
+    this.#originPolicy = options.origins ?? SAME_ORIGIN_ONLY;
+    this.#limiter = options.limiter ?? new ConnectionLimiter();
     this.#sessionOf = options.sessionOf ?? noSession;
     this.#isShuttingDown = options.isShuttingDown ?? notShuttingDown;
   }
@@ -254,6 +243,12 @@ export class Admission {
     return { ok: true, value: { room, username } };
   }
 }
+
+/** The default origin policy: the page's own origin, or no Origin header. */
+const SAME_ORIGIN_ONLY: OriginOptions = {
+  allowedOrigins: [],
+  requireOrigin: false,
+};
 
 /** Without a session table, no connection can be taken over. */
 function noSession(): undefined {

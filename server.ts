@@ -12,7 +12,9 @@ import {
   Admission,
   clientAddress,
   type ClientAddressOptions,
+  ConnectionLimiter,
   type Refusal,
+  validateAllowedOrigins,
 } from "./admission.ts";
 import { importSecret } from "./auth.ts";
 import type { Client } from "./client.ts";
@@ -238,6 +240,18 @@ async function upgrade(
 export async function startServer(
   options: ServerOptions = {},
 ): Promise<ChatServer> {
+  // Bad settings stop the start before anything is opened.
+  const origins = {
+    allowedOrigins: validateAllowedOrigins(options.allowedOrigins ?? []),
+    requireOrigin: options.requireOrigin ?? false,
+  };
+  const authKey = options.authSecret === undefined
+    ? null
+    : await importSecret(options.authSecret);
+  const limiter = new ConnectionLimiter({
+    maxTotal: options.maxConnections,
+    maxPerIp: options.maxConnectionsPerIp,
+  });
   let shuttingDown: Promise<void> | undefined;
   const isShuttingDown = (): boolean => shuttingDown !== undefined;
   const logger = options.logger ?? silentLogger;
@@ -269,13 +283,9 @@ export async function startServer(
   });
   const admission = new Admission({
     rooms,
-    authKey: options.authSecret === undefined
-      ? null
-      : await importSecret(options.authSecret),
-    allowedOrigins: options.allowedOrigins,
-    requireOrigin: options.requireOrigin,
-    maxConnections: options.maxConnections,
-    maxConnectionsPerIp: options.maxConnectionsPerIp,
+    authKey,
+    origins,
+    limiter,
     sessionOf: (client) => connections.sessionOf(client),
     isShuttingDown,
   });
