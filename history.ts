@@ -124,7 +124,7 @@ export interface StoredMessage extends HistoryEntry {
 
 /** What a client that reconnects missed; see {@linkcode History.since}. */
 export interface ResumeResult {
-  /** The kept messages after the client's last id that it may see. */
+  /** The kept messages after the client's last id, oldest first. */
   messages: StoredMessage[];
   /**
    * True when the client missed messages that are no longer kept (or its
@@ -329,12 +329,6 @@ function isMetaValue(value: unknown): value is MetaValue {
   return Number.isSafeInteger(lastId) && Number.isSafeInteger(trimmedId);
 }
 
-/** True when `forUser` may see the message: public, or a DM they are in. */
-function visibleTo(message: StoredMessage, forUser: string): boolean {
-  return message.to === undefined || message.to === forUser ||
-    message.username === forUser;
-}
-
 /** Why an entry cannot be stored, or undefined when it can. */
 function invalidEntry(room: string, entry: HistoryEntry): Error | undefined {
   if (typeof room !== "string" || room.length === 0) {
@@ -386,8 +380,8 @@ function parentDirectory(path: string): string | undefined {
  *   timestamp: new Date().toISOString(),
  * });
  * stored.id; // 1
- * history.recent("lobby", "bob"); // [stored]
- * history.since("lobby", 0, "bob"); // { messages: [stored], gap: false }
+ * history.recent("lobby"); // [stored]
+ * history.since("lobby", 0); // { messages: [stored], gap: false }
  * await history.close();
  * ```
  */
@@ -544,30 +538,27 @@ export class History {
   }
 
   /**
-   * The room's kept messages that `forUser` may see (public ones, and direct
-   * messages they sent or received), oldest first: the `history` of a
-   * `welcome`. Pass `""` for public messages only.
+   * The room's kept messages, direct ones included, oldest first, in a new
+   * array. Who may read which is the room's rule, not the store's.
    *
    * @example
    * ```ts
    * import { History } from "./history.ts";
    * const history = await History.open(":memory:");
-   * history.recent("lobby", "ann"); // []
+   * history.recent("lobby"); // []
    * await history.close();
    * ```
    */
-  recent(room: string, forUser: string): StoredMessage[] {
-    const kept = this.#rooms.get(room)?.kept ?? [];
-    return kept.filter((message) => visibleTo(message, forUser));
+  recent(room: string): StoredMessage[] {
+    return this.#rooms.get(room)?.kept.slice() ?? [];
   }
 
   /**
    * What a client that last saw message `lastSeenId` of the room missed,
-   * for `forUser`. `lastSeenId` 0 means it saw nothing.
+   * direct messages included. `lastSeenId` 0 means it saw nothing.
    *
    * - `gap` is false when every message after `lastSeenId` is still kept:
-   *   `messages` are exactly those (that `forUser` may see), with no
-   *   duplicate and no hole. Precisely, `gap` is true iff `lastSeenId` is
+   *   `messages` are exactly those, with no duplicate and no hole. Precisely, `gap` is true iff `lastSeenId` is
    *   below the newest id trimmed away, which is `oldest kept id - 1` (ids
    *   skipped by failed commits were never stored, so they are no gap).
    * - `gap` is true, too, when `lastSeenId` is above {@linkcode latestId}:
@@ -584,12 +575,12 @@ export class History {
    * const timestamp = new Date().toISOString();
    * await history.append("lobby", { username: "ann", text: "1", timestamp });
    * await history.append("lobby", { username: "ann", text: "2", timestamp });
-   * history.since("lobby", 1, "bob"); // { messages: [message 2], gap: false }
-   * history.since("lobby", 9, "bob"); // { messages: [1, 2], gap: true }
+   * history.since("lobby", 1); // { messages: [message 2], gap: false }
+   * history.since("lobby", 9); // { messages: [1, 2], gap: true }
    * await history.close();
    * ```
    */
-  since(room: string, lastSeenId: number, forUser: string): ResumeResult {
+  since(room: string, lastSeenId: number): ResumeResult {
     if (!Number.isSafeInteger(lastSeenId) || lastSeenId < 0) {
       throw new RangeError(
         `history: lastSeenId must be an integer >= 0, got ${lastSeenId}`,
@@ -600,7 +591,7 @@ export class History {
       return { messages: [], gap: lastSeenId > 0 };
     }
     if (lastSeenId > state.lastId) {
-      return { messages: this.recent(room, forUser), gap: true };
+      return { messages: this.recent(room), gap: true };
     }
     const kept = state.kept;
     // First kept index whose id is above lastSeenId (ids ascend).
@@ -611,11 +602,7 @@ export class History {
       if (kept[middle].id <= lastSeenId) low = middle + 1;
       else high = middle;
     }
-    const messages: StoredMessage[] = [];
-    for (let i = low; i < kept.length; i++) {
-      if (visibleTo(kept[i], forUser)) messages.push(kept[i]);
-    }
-    return { messages, gap: lastSeenId < state.trimmedId };
+    return { messages: kept.slice(low), gap: lastSeenId < state.trimmedId };
   }
 
   /**

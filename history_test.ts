@@ -8,6 +8,7 @@ import {
   KV_MAX_VALUE_BYTES,
   type StoredMessage,
 } from "./history.ts";
+import { visibleTo } from "./protocol.ts";
 import { type ChildExit, DenoChild } from "./testing/child_process.ts";
 import { within } from "./testing/wait.ts";
 
@@ -160,7 +161,7 @@ test("one turn's appends share one commit and resolve in id order", async () => 
       );
     }
     // Nothing is visible before it is stored.
-    assert.deepEqual(history.recent("even", "ann"), []);
+    assert.deepEqual(history.recent("even"), []);
     assert.equal(history.latestId("even"), 0);
     await Promise.all(all);
     assert.equal(history.commits, before + 1);
@@ -215,7 +216,7 @@ test("a burst of 2,500 appends resolves in order over several commits", async ()
     assert.deepEqual(await storedIds(path, "lobby"), range(1, 2500));
     const reopened = await History.open(path, { limit: 5000 });
     try {
-      const kept = reopened.recent("lobby", "bob");
+      const kept = reopened.recent("lobby");
       assert.deepEqual(ids(kept), range(1, 2500));
       assert.equal(kept[1234].text, burstText(1234));
       assert.equal((await reopened.append("lobby", entry("x", "y"))).id, 2501);
@@ -282,14 +283,14 @@ test("trimming keeps exactly the last N, in memory and in KV", async () => {
       for (let i = 1; i <= 12; i++) {
         await history.append("lobby", entry("ann", `${i}`));
       }
-      assert.deepEqual(ids(history.recent("lobby", "ann")), range(8, 12));
+      assert.deepEqual(ids(history.recent("lobby")), range(8, 12));
       // A burst longer than the limit: the pushed-out part is never written.
       const burst: Promise<StoredMessage>[] = [];
       for (let i = 0; i < 20; i++) {
         burst.push(history.append("lobby", entry("ann", "burst")));
       }
       assert.deepEqual(ids(await Promise.all(burst)), range(13, 32));
-      assert.deepEqual(ids(history.recent("lobby", "ann")), range(28, 32));
+      assert.deepEqual(ids(history.recent("lobby")), range(28, 32));
     } finally {
       await history.close();
     }
@@ -318,7 +319,7 @@ test("reopening keeps history and ids continue; parent dirs are made", async () 
     const second = await History.open(path);
     try {
       assert.deepEqual(second.listRooms(), ["lobby", "other"]);
-      assert.deepEqual(second.recent("lobby", "ann"), [
+      assert.deepEqual(second.recent("lobby"), [
         {
           type: "message",
           id: 1,
@@ -361,9 +362,9 @@ test("reopening with a smaller limit trims the store", async () => {
     }
     const second = await History.open(path, { limit: 10 });
     try {
-      assert.deepEqual(ids(second.recent("lobby", "ann")), range(21, 30));
-      assert.deepEqual(second.since("lobby", 20, "ann").gap, false);
-      assert.deepEqual(second.since("lobby", 19, "ann").gap, true);
+      assert.deepEqual(ids(second.recent("lobby")), range(21, 30));
+      assert.deepEqual(second.since("lobby", 20).gap, false);
+      assert.deepEqual(second.since("lobby", 19).gap, true);
     } finally {
       await second.close();
     }
@@ -388,10 +389,10 @@ test("trimming deletes whole blocks; a reopen sees what the run saw", async () =
       }
       const latest = history.latestId("lobby");
       assert.equal(latest, 20 * 7 + 40);
-      assert.deepEqual(ids(history.recent("lobby", "ann")), range(176, 180));
+      assert.deepEqual(ids(history.recent("lobby")), range(176, 180));
       seen = range(0, latest + 1).map((since) => ({
         since,
-        result: history.since("lobby", since, "bob"),
+        result: history.since("lobby", since),
       }));
     } finally {
       await history.close();
@@ -408,7 +409,7 @@ test("trimming deletes whole blocks; a reopen sees what the run saw", async () =
     const reopened = await History.open(path, { limit: 5 });
     try {
       for (const { since, result } of seen) {
-        assert.deepEqual(reopened.since("lobby", since, "bob"), result);
+        assert.deepEqual(reopened.since("lobby", since), result);
       }
       assert.equal((await reopened.append("lobby", entry("x", "y"))).id, 181);
     } finally {
@@ -441,7 +442,7 @@ test("blocks respect KV's value limit; messages round-trip exactly", async () =>
         );
       }
       await Promise.all(all);
-      view = history.recent("lobby", "ann");
+      view = history.recent("lobby");
       assert.equal(view.length, 200);
     } finally {
       await history.close();
@@ -456,8 +457,8 @@ test("blocks respect KV's value limit; messages round-trip exactly", async () =>
     }
     const reopened = await History.open(path, { limit: 1000 });
     try {
-      assert.deepEqual(reopened.recent("lobby", "ann"), view);
-      assert.equal(reopened.recent("lobby", "ann")[1].text, odd[1]);
+      assert.deepEqual(reopened.recent("lobby"), view);
+      assert.equal(reopened.recent("lobby")[1].text, odd[1]);
     } finally {
       await reopened.close();
     }
@@ -515,7 +516,7 @@ test("a failed commit that would fill a block leaves it as stored", async () => 
       assert.ok(failed.every((result) => result.status === "rejected"));
       kv.atomic = realAtomic;
       await burst(91, 70); // 130 in all: 30 trimmed away
-      view = history.recent("lobby", "ann");
+      view = history.recent("lobby");
       assert.deepEqual(ids(view), [...range(31, 60), ...range(91, 160)]);
     } finally {
       await history.close();
@@ -526,9 +527,9 @@ test("a failed commit that would fill a block leaves it as stored", async () => 
     );
     const reopened = await History.open(path, { limit: 100 });
     try {
-      assert.deepEqual(reopened.recent("lobby", "ann"), view);
-      assert.equal(reopened.since("lobby", 30, "ann").gap, false);
-      assert.equal(reopened.since("lobby", 29, "ann").gap, true);
+      assert.deepEqual(reopened.recent("lobby"), view);
+      assert.equal(reopened.since("lobby", 30).gap, false);
+      assert.equal(reopened.since("lobby", 29).gap, true);
     } finally {
       await reopened.close();
     }
@@ -554,13 +555,13 @@ test("keys of the old one-key-per-message layout are ignored", async () => {
       assert.equal(history.latestId("lobby"), 3);
       assert.equal(history.latestId("orphan"), 0);
       assert.equal((await history.append("lobby", entry("ann", "new"))).id, 4);
-      assert.deepEqual(ids(history.recent("lobby", "ann")), [4]);
+      assert.deepEqual(ids(history.recent("lobby")), [4]);
     } finally {
       await history.close();
     }
     const reopened = await History.open(path);
     try {
-      assert.deepEqual(ids(reopened.recent("lobby", "ann")), [4]);
+      assert.deepEqual(ids(reopened.recent("lobby")), [4]);
       assert.deepEqual(reopened.listRooms(), ["lobby"]);
     } finally {
       await reopened.close();
@@ -568,7 +569,7 @@ test("keys of the old one-key-per-message layout are ignored", async () => {
   });
 });
 
-test("direct messages are seen only by their sender and recipient", async () => {
+test("direct messages are stored with the rest; visibleTo says who sees them", async () => {
   const history = await History.open(":memory:");
   try {
     await history.append("lobby", entry("ann", "public 1"));
@@ -576,34 +577,48 @@ test("direct messages are seen only by their sender and recipient", async () => 
     await history.append("lobby", entry("carol", "to ann", "ann"));
     await history.append("lobby", entry("bob", "public 2"));
     const texts = (messages: StoredMessage[]) => messages.map((m) => m.text);
-    assert.deepEqual(texts(history.recent("lobby", "ann")), [
+    // The store returns what it stored; the room applies visibleTo.
+    assert.deepEqual(texts(history.recent("lobby")), [
       "public 1",
       "to bob",
       "to ann",
       "public 2",
     ]);
-    assert.deepEqual(texts(history.recent("lobby", "bob")), [
+    assert.deepEqual(texts(history.since("lobby", 1).messages), [
+      "to bob",
+      "to ann",
+      "public 2",
+    ]);
+    const seenBy = (messages: StoredMessage[], username: string) =>
+      texts(messages.filter((message) => visibleTo(message, username)));
+    assert.deepEqual(seenBy(history.recent("lobby"), "ann"), [
+      "public 1",
+      "to bob",
+      "to ann",
+      "public 2",
+    ]);
+    assert.deepEqual(seenBy(history.recent("lobby"), "bob"), [
       "public 1",
       "to bob",
       "public 2",
     ]);
-    assert.deepEqual(texts(history.recent("lobby", "carol")), [
+    assert.deepEqual(seenBy(history.recent("lobby"), "carol"), [
       "public 1",
       "to ann",
       "public 2",
     ]);
-    assert.deepEqual(texts(history.recent("lobby", "dave")), [
+    assert.deepEqual(seenBy(history.recent("lobby"), "dave"), [
       "public 1",
       "public 2",
     ]);
-    assert.deepEqual(texts(history.recent("lobby", "")), [
+    assert.deepEqual(seenBy(history.recent("lobby"), ""), [
       "public 1",
       "public 2",
     ]);
-    assert.deepEqual(texts(history.since("lobby", 1, "dave").messages), [
+    assert.deepEqual(seenBy(history.since("lobby", 1).messages, "dave"), [
       "public 2",
     ]);
-    assert.deepEqual(texts(history.since("lobby", 1, "bob").messages), [
+    assert.deepEqual(seenBy(history.since("lobby", 1).messages, "bob"), [
       "to bob",
       "public 2",
     ]);
@@ -619,38 +634,38 @@ test("since: exact, no gap, gap, and beyond the latest id", async () => {
       await history.append("lobby", entry("ann", `${i}`));
     }
     // Kept: 8..12; trimmed: 1..7.
-    assert.deepEqual(history.since("lobby", 12, "bob"), {
+    assert.deepEqual(history.since("lobby", 12), {
       messages: [],
       gap: false,
     });
-    const after10 = history.since("lobby", 10, "bob");
+    const after10 = history.since("lobby", 10);
     assert.equal(after10.gap, false);
     assert.deepEqual(ids(after10.messages), [11, 12]);
-    const after7 = history.since("lobby", 7, "bob");
+    const after7 = history.since("lobby", 7);
     assert.equal(after7.gap, false);
     assert.deepEqual(ids(after7.messages), range(8, 12));
-    const after6 = history.since("lobby", 6, "bob");
+    const after6 = history.since("lobby", 6);
     assert.equal(after6.gap, true);
     assert.deepEqual(ids(after6.messages), range(8, 12));
-    const fromScratch = history.since("lobby", 0, "bob");
+    const fromScratch = history.since("lobby", 0);
     assert.equal(fromScratch.gap, true);
     assert.deepEqual(ids(fromScratch.messages), range(8, 12));
     // A client that saw more than this store knows (say it was wiped).
-    const beyond = history.since("lobby", 99, "bob");
+    const beyond = history.since("lobby", 99);
     assert.equal(beyond.gap, true);
     assert.deepEqual(ids(beyond.messages), range(8, 12));
     // Rooms without history.
-    assert.deepEqual(history.since("empty", 0, "bob"), {
+    assert.deepEqual(history.since("empty", 0), {
       messages: [],
       gap: false,
     });
-    assert.deepEqual(history.since("empty", 3, "bob"), {
+    assert.deepEqual(history.since("empty", 3), {
       messages: [],
       gap: true,
     });
-    assert.throws(() => history.since("lobby", -1, "bob"), RangeError);
-    assert.throws(() => history.since("lobby", 1.5, "bob"), RangeError);
-    assert.throws(() => history.since("lobby", NaN, "bob"), RangeError);
+    assert.throws(() => history.since("lobby", -1), RangeError);
+    assert.throws(() => history.since("lobby", 1.5), RangeError);
+    assert.throws(() => history.since("lobby", NaN), RangeError);
   } finally {
     await history.close();
   }
@@ -687,17 +702,17 @@ test("a failed commit rejects exactly its appends; the view stays stored", async
         /disk on fire/,
       );
     }
-    assert.deepEqual(ids(history.recent("lobby", "ann")), [1]);
+    assert.deepEqual(ids(history.recent("lobby")), [1]);
     assert.equal(history.latestId("lobby"), 1);
     const next = await history.append("lobby", entry("ann", "kept 4"));
     assert.equal(next.id, 4);
-    assert.deepEqual(ids(history.recent("lobby", "ann")), [1, 4]);
+    assert.deepEqual(ids(history.recent("lobby")), [1, 4]);
     // Ids skipped by the failure are no gap: they were never seen.
-    assert.deepEqual(history.since("lobby", 0, "ann"), {
-      messages: history.recent("lobby", "ann"),
+    assert.deepEqual(history.since("lobby", 0), {
+      messages: history.recent("lobby"),
       gap: false,
     });
-    assert.deepEqual(history.since("lobby", 1, "ann").gap, false);
+    assert.deepEqual(history.since("lobby", 1).gap, false);
     const stored = await readRoom(kv, "lobby");
     assert.deepEqual(stored.all, [1, 4]);
     assert.deepEqual(stored.messages.map((m) => m[2]), ["kept 1", "kept 4"]);
@@ -800,7 +815,7 @@ test("every id acknowledged before a SIGKILL is stored", async () => {
 
     const history = await History.open(path, { limit: 1_000_000 });
     try {
-      const kept = ids(history.recent("lobby", "anyone"));
+      const kept = ids(history.recent("lobby"));
       const latest = history.latestId("lobby");
       assert.ok(latest >= acknowledged.length);
       // Every acknowledged id is there, and nothing is missing in between.

@@ -39,24 +39,35 @@ function textValue(value: string | number | boolean): string {
   return /^[^\s"=]+$/.test(text) ? text : JSON.stringify(text);
 }
 
+/** One event, as {@linkcode formatLine} writes it. */
+export interface LogEntry {
+  /** When it happened. */
+  time: Date;
+  /** How much it matters. */
+  level: LogLevel;
+  /** What happened, one word: `connect`, `evict`, … */
+  event: string;
+  /** What else there is to say about it. */
+  fields: LogFields;
+}
+
 /**
  * Formats one log line.
  *
  * @example
  * ```ts
  * import { formatLine } from "./log.ts";
- * formatLine("text", "info", "connect", { user: "ann" }, new Date(0));
+ * const time = new Date(0);
+ * formatLine({ time, level: "info", event: "connect", fields: { user: "ann" } });
  * // '1970-01-01T00:00:00.000Z info connect user=ann'
  * ```
  */
 export function formatLine(
-  format: LogFormat,
-  level: LogLevel,
-  event: string,
-  fields: LogFields,
-  now: Date,
+  entry: LogEntry,
+  format: LogFormat = "text",
 ): string {
-  const time = now.toISOString();
+  const { level, event, fields } = entry;
+  const time = entry.time.toISOString();
   if (format === "json") {
     return JSON.stringify({ time, level, event, ...fields });
   }
@@ -82,7 +93,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const write = options.write ?? console.error;
   return {
     log(level: LogLevel, event: string, fields: LogFields = {}): void {
-      write(formatLine(format, level, event, fields, new Date()));
+      write(formatLine({ time: new Date(), level, event, fields }, format));
     },
   };
 }

@@ -19,17 +19,19 @@ import {
 } from "./flags.ts";
 import { DEFAULT_HISTORY_LIMIT } from "./history.ts";
 import {
-  DEFAULT_BURST,
   DEFAULT_MAX_CONNECTIONS,
   DEFAULT_MAX_CONNECTIONS_PER_IP,
-  DEFAULT_RATE_PER_SECOND,
   validateAllowedOrigins,
-} from "./limits.ts";
+} from "./admission.ts";
+import {
+  DEFAULT_BURST,
+  DEFAULT_MAX_FRAME_BYTES,
+  DEFAULT_RATE_PER_SECOND,
+} from "./connection.ts";
 import { createLogger, type LogFormat } from "./log.ts";
 import {
   DEFAULT_HOST,
   DEFAULT_IDLE_TIMEOUT_SECONDS,
-  DEFAULT_MAX_FRAME_BYTES,
   DEFAULT_PORT,
   type ServerOptions,
   startServer,

@@ -44,6 +44,20 @@ export type Validated<T> =
 /** The room a client is in when it names none. */
 export const DEFAULT_ROOM = "lobby";
 
+/** Close codes the server sends, by cause. */
+export const CloseCode = {
+  /** Server shutting down, or a dead peer. */
+  goingAway: 1001,
+  /** The peer sent a binary frame; the protocol is JSON text. */
+  unsupportedData: 1003,
+  /** The peer kept flooding after being told to slow down. */
+  policyViolation: 1008,
+  /** A newer connection with this connection's session took its name. */
+  replaced: 4001,
+  /** The peer's frame was larger than the limit. */
+  messageTooBig: 1009,
+} as const;
+
 /**
  * A chat line a client asks the server to send: to the room, or with `to`
  * only to that member (and back to the sender).
@@ -397,6 +411,32 @@ export function chatMessage(line: Omit<ChatMessage, "type">): ChatMessage {
   };
   if (line.to !== undefined) message.to = line.to;
   return message;
+}
+
+/**
+ * Who may read a chat line: anyone in its room when it is public; only its
+ * sender and its recipient when it is direct. The room applies it to the
+ * history it hands a joiner; live, a direct message is only sent to those
+ * two.
+ *
+ * @example
+ * ```ts
+ * import { chatMessage, visibleTo } from "./protocol.ts";
+ * const line = chatMessage({
+ *   id: 1,
+ *   room: "lobby",
+ *   username: "ann",
+ *   text: "psst",
+ *   timestamp: "2026-11-22T10:00:00.000Z",
+ *   to: "bob",
+ * });
+ * visibleTo(line, "bob"); // true
+ * visibleTo(line, "cy"); // false
+ * ```
+ */
+export function visibleTo(line: ChatMessage, username: string): boolean {
+  return line.to === undefined || line.to === username ||
+    line.username === username;
 }
 
 /**

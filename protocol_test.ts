@@ -12,6 +12,7 @@ import {
   validateRoomName,
   validateText,
   validateUsername,
+  visibleTo,
 } from "./protocol.ts";
 
 Deno.test("usernames: trimmed, 1 to 32 letters, digits, space, _ - .", () => {
@@ -209,4 +210,23 @@ Deno.test("chatMessage puts a line in wire order, to last and only if given", ()
     to: undefined,
   });
   assert.equal("to" in open, false);
+});
+
+Deno.test("visibleTo: a public line is everyone's, a direct one its two ends'", () => {
+  const line = {
+    id: 1,
+    room: "lobby",
+    username: "ann",
+    text: "hi",
+    timestamp: "2026-11-22T10:00:00.000Z",
+  };
+  const open = chatMessage(line);
+  for (const username of ["ann", "bob", ""]) {
+    assert.equal(visibleTo(open, username), true, username);
+  }
+  const direct = chatMessage({ ...line, to: "bob" });
+  assert.equal(visibleTo(direct, "ann"), true);
+  assert.equal(visibleTo(direct, "bob"), true);
+  assert.equal(visibleTo(direct, "carol"), false);
+  assert.equal(visibleTo(direct, ""), false);
 });

@@ -1,8 +1,9 @@
 /**
  * A chat room: a Hub plus the meaning of chat. Names are unique in it; it
- * welcomes joiners with the room's history, announces joins and leaves
- * (exactly one leave for every join), stores each chat line before sending
- * it, and relays typing.
+ * welcomes joiners with the room's history (each sees only the direct
+ * messages it sent or received: {@linkcode visibleTo}), announces joins and
+ * leaves (exactly one leave for every join), stores each chat line before
+ * sending it, and relays typing.
  *
  * @module
  */
@@ -18,6 +19,7 @@ import {
   type PresenceMessage,
   timestamp,
   type TypingMessage,
+  visibleTo,
   type WelcomeMessage,
 } from "./protocol.ts";
 
@@ -163,16 +165,13 @@ export class Room {
         gap: options.since !== undefined && options.since !== this.#lastSentId,
       }
       : options.since === undefined
-      ? {
-        messages: this.#history.recent(this.name, client.username),
-        gap: false,
-      }
-      : this.#history.since(this.name, options.since, client.username);
+      ? { messages: this.#history.recent(this.name), gap: false }
+      : this.#history.since(this.name, options.since);
     const history: ChatMessage[] = [];
     for (const stored of past.messages) {
       // Stored but not yet sent live: it will arrive live, once.
       if (stored.id > this.#lastSentId) break;
-      history.push(stored);
+      if (visibleTo(stored, client.username)) history.push(stored);
     }
     const welcome: WelcomeMessage = {
       type: "welcome",

@@ -1,0 +1,714 @@
+/**
+ * Who may connect, decided before any upgrade ({@linkcode Admission}): not
+ * while the server stops; an allowed `Origin` (so that other sites cannot
+ * open sockets with a visitor's cookies: cross-site WebSocket hijacking); a
+ * valid room and resume point; a valid token or name; a name free in its
+ * room, or taken over from the peer's own older connection; and a
+ * connection slot, within the caps in all and per address (the client's
+ * address read behind a proxy too).
+ *
+ * A refusal is data ({@linkcode Refusal}); the server answers it over HTTP.
+ * The rules are functions of what they are given, so each is testable
+ * without sockets.
+ *
+ * @module
+ */
+
+import { tokenFromRequest, verifyToken } from "./auth.ts";
+import type { Client } from "./client.ts";
+import type { Newcomer } from "./connection.ts";
+import {
+  CloseCode,
+  DEFAULT_ROOM,
+  parseSince,
+  validateRoomName,
+  validateUsername,
+} from "./protocol.ts";
+import type { Room } from "./room.ts";
+import type { Rooms } from "./rooms.ts";
+
+/**
+ * Connections the server holds at most. Each costs a file descriptor and
+ * tens of KiB; 10,000 fits this machine's memory many times over and is
+ * what the load tool's memory test holds.
+ */
+export const DEFAULT_MAX_CONNECTIONS = 10_000;
+
+/**
+ * Connections accepted from one address. A household or office behind one
+ * NAT, a few tabs each, fits; one host cannot fill the server.
+ */
+export const DEFAULT_MAX_CONNECTIONS_PER_IP = 20;
+
+/** A refused upgrade: the HTTP answer, and why as the metrics count it. */
+export interface Refusal {
+  /** The HTTP status: 4xx for the peer's mistake, 503 when the server is full. */
+  status: number;
+  /** The `reason` label of `hubchat_rejected_upgrades_total`. */
+  reason: string;
+  /** What was wrong and what was expected, for the peer. */
+  text: string;
+  /** The `error` code of a JSON body; without one the body is plain text. */
+  error?: string;
+}
+
+/** One step of admission: its result, or the refusal that ends admission. */
+export type Verdict<T> = { ok: true; value: T } | {
+  ok: false;
+  refusal: Refusal;
+};
+
+/** Refusal of every upgrade once the server is stopping. */
+const SHUTTING_DOWN: Refusal = {
+  status: 503,
+  reason: "shutdown",
+  text: "server shutting down",
+};
+
+function refused(refusal: Refusal): { ok: false; refusal: Refusal } {
+  return { ok: false, refusal };
+}
+
+/** What the route already read from an upgrade, so nothing is read twice. */
+export interface UpgradeContext {
+  /** The peer's address ({@linkcode clientAddress}). */
+  ip: string;
+  /** The query of the request's URL. */
+  query: URLSearchParams;
+}
+
+/** Options for {@linkcode Admission}. */
+export interface AdmissionOptions {
+  /** The rooms peers join: the room is opened and the name checked here. */
+  rooms: Rooms;
+  /** The key tokens are verified with; null or absent: no token needed. */
+  authKey?: CryptoKey | null;
+  /**
+   * Which origins may open sockets; validate the list first
+   * ({@linkcode validateAllowedOrigins}). Default: the page's own only.
+   */
+  origins?: OriginOptions;
+  /** Counts connections against the caps. Default: the default caps. */
+  limiter?: ConnectionLimiter;
+  /** The session secret of the connection a client is, for takeovers. */
+  sessionOf?: (client: Client) => string | undefined;
+  /** True once the server is stopping: every upgrade is then refused. */
+  isShuttingDown?: () => boolean;
+}
+
+/** A peer that may connect: who, where, and the slot it holds. */
+export interface Admittance extends Newcomer {
+  /** The subprotocol to answer with, when the peer offered hubchat's. */
+  protocol: string | undefined;
+  /** Gives back the slot and the room when the upgrade fails after all. */
+  cancel(): void;
+}
+
+/**
+ * Decides who may connect, before any upgrade: not while stopping; an
+ * allowed origin; a valid room and resume point; a valid token or name; a
+ * name free in the room (or taken over from an older connection that
+ * presents its session); a room and a connection slot to spare.
+ *
+ * Invariant: from the end of its one await to the end of `admit`, nothing
+ * awaits, so nobody can take the name or drop the room between the checks
+ * and the caller's reserve, if the caller reserves in the same turn.
+ *
+ * @example
+ * ```ts
+ * import { Admission } from "./admission.ts";
+ * import { Rooms } from "./rooms.ts";
+ * const rooms = new Rooms({ history: null });
+ * const admission = new Admission({ rooms });
+ * const request = new Request("http://127.0.0.1/ws?username=ann");
+ * const query = new URL(request.url).searchParams;
+ * const verdict = await admission.admit(request, { ip: "127.0.0.1", query });
+ * if (verdict.ok) verdict.value.cancel(); // or upgrade, then reserve
+ * rooms.close(1001, "done");
+ * ```
+ */
+export class Admission {
+  #rooms: Rooms;
+  #authKey: CryptoKey | null;
+  #originPolicy: OriginOptions;
+  #limiter: ConnectionLimiter;
+  #sessionOf: (client: Client) => string | undefined;
+  #isShuttingDown: () => boolean;
+
+  /** Creates the policy from settings already checked. */
+  constructor(options: AdmissionOptions) {
+    this.#rooms = options.rooms;
+    this.#authKey = options.authKey ?? null;
+    this.#originPolicy = options.origins ?? SAME_ORIGIN_ONLY;
+    this.#limiter = options.limiter ?? new ConnectionLimiter();
+    this.#sessionOf = options.sessionOf ?? noSession;
+    this.#isShuttingDown = options.isShuttingDown ?? notShuttingDown;
+  }
+
+  /** Admits a peer or says why not; upgrade and reserve in the same turn. */
+  async admit(
+    request: Request,
+    context: UpgradeContext,
+  ): Promise<Verdict<Admittance>> {
+    if (this.#isShuttingDown()) return refused(SHUTTING_DOWN);
+    const origin = checkOrigin(request.headers, this.#originPolicy);
+    if (!origin.ok) {
+      return refused({ status: 403, reason: "origin", text: origin.reason });
+    }
+    const wanted = requestedRoom(context.query);
+    if (!wanted.ok) return wanted;
+    // The token and the subprotocol to answer with, read once.
+    const presented = tokenFromRequest(request);
+    const identity = await identify(context.query, {
+      token: presented.token,
+      authKey: this.#authKey,
+    });
+    if (!identity.ok) return identity;
+    // From here on nothing awaits (see the class's invariant).
+    if (this.#isShuttingDown()) return refused(SHUTTING_DOWN);
+    const seat = this.#seat(
+      identity.value,
+      wanted.value.room,
+      context.query.get("session"),
+    );
+    if (!seat.ok) return seat;
+    const { room, username } = seat.value;
+    const slot = this.#limiter.tryAcquire(context.ip);
+    if (!slot.ok) {
+      this.#rooms.release(room);
+      return refused({
+        status: slot.limit === "total" ? 503 : 429,
+        reason: `limit_${slot.limit}`,
+        text: slot.reason,
+      });
+    }
+    const rooms = this.#rooms;
+    return {
+      ok: true,
+      value: {
+        ip: context.ip,
+        username,
+        room,
+        since: wanted.value.since,
+        protocol: presented.protocol ?? undefined,
+        release: slot.release,
+        cancel(): void {
+          slot.release();
+          rooms.release(room);
+        },
+      },
+    };
+  }
+
+  /**
+   * Opens the room and settles the name: the one asked for (taken over when
+   * the connection holding it is the peer's own, by its session) or a
+   * guest's.
+   */
+  #seat(
+    identity: string | null,
+    roomName: string,
+    claim: string | null,
+  ): Verdict<{ room: Room; username: string }> {
+    const holder = identity === null
+      ? undefined
+      : this.#rooms.get(roomName)?.holder(identity);
+    if (
+      holder !== undefined && claim !== null &&
+      this.#sessionOf(holder) === claim
+    ) {
+      // The same person reconnecting before their old socket timed out:
+      // the old connection ends (and leaves) before the new one joins.
+      holder.close(CloseCode.replaced, "replaced by a newer connection");
+    }
+    const room = this.#rooms.open(roomName);
+    if (room === null) {
+      return refused({
+        status: 503,
+        reason: "room_limit",
+        text: "the server has as many rooms open as it allows",
+      });
+    }
+    const username = identity ?? guestName(room);
+    if (room.isTaken(username)) {
+      this.#rooms.release(room);
+      return refused({
+        status: 409,
+        reason: "username_taken",
+        error: "username_taken",
+        text:
+          `username "${username}" is already online in room "${room.name}"; choose another`,
+      });
+    }
+    return { ok: true, value: { room, username } };
+  }
+}
+
+/** The default origin policy: the page's own origin, or no Origin header. */
+const SAME_ORIGIN_ONLY: OriginOptions = {
+  allowedOrigins: [],
+  requireOrigin: false,
+};
+
+/** Without a session table, no connection can be taken over. */
+function noSession(): undefined {
+  return undefined;
+}
+
+/** Without a way to stop, the server is never shutting down. */
+function notShuttingDown(): boolean {
+  return false;
+}
+
+/** Where a peer asked to be: a room, and the last message id it saw there. */
+export interface RoomRequest {
+  /** The room's name, checked and normalized. */
+  room: string;
+  /** The last message id the peer saw in it; undefined for none. */
+  since: number | undefined;
+}
+
+/**
+ * Reads `?room=` (default "lobby") and `?since=` from an upgrade's query.
+ *
+ * @example
+ * ```ts
+ * import { requestedRoom } from "./admission.ts";
+ * requestedRoom(new URLSearchParams("room=dev&since=42"));
+ * // { ok: true, value: { room: "dev", since: 42 } }
+ * ```
+ */
+export function requestedRoom(query: URLSearchParams): Verdict<RoomRequest> {
+  const room = validateRoomName(query.get("room") || DEFAULT_ROOM);
+  if (!room.ok) {
+    return refused({
+      status: 400,
+      reason: "invalid_room",
+      error: room.code,
+      text: room.text,
+    });
+  }
+  const sinceParam = query.get("since");
+  if (sinceParam === null || sinceParam === "") {
+    return { ok: true, value: { room: room.value, since: undefined } };
+  }
+  const since = parseSince(sinceParam);
+  if (!since.ok) {
+    return refused({
+      status: 400,
+      reason: "invalid_since",
+      error: since.code,
+      text: since.text,
+    });
+  }
+  return { ok: true, value: { room: room.value, since: since.value } };
+}
+
+/** Options for {@linkcode identify}. */
+export interface IdentifyOptions {
+  /** The token the peer presented, if any. */
+  token: string | null;
+  /** The key tokens are verified with; null when none is required. */
+  authKey: CryptoKey | null;
+}
+
+/**
+ * Decides who the peer is: the verified token's subject when the server
+ * requires tokens (`?username=` cannot override it), else the name the
+ * query asks for, or null for "make up a guest name".
+ *
+ * @example
+ * ```ts
+ * import { identify } from "./admission.ts";
+ * const query = new URLSearchParams("username=ann");
+ * await identify(query, { token: null, authKey: null });
+ * // { ok: true, value: "ann" }
+ * ```
+ */
+export async function identify(
+  query: URLSearchParams,
+  options: IdentifyOptions,
+): Promise<Verdict<string | null>> {
+  if (options.authKey !== null) {
+    if (options.token === null) {
+      return unauthorized(
+        'a token is required; pass ?token=JWT or the subprotocols ["hubchat", "auth.JWT"]',
+      );
+    }
+    const verified = await verifyToken(options.token, options.authKey);
+    if (!verified.ok) return unauthorized(verified.reason);
+    const checked = validateUsername(verified.claims.sub);
+    if (!checked.ok) {
+      return unauthorized(
+        `the token's subject is not a valid username: ${checked.text}`,
+      );
+    }
+    return { ok: true, value: checked.value };
+  }
+  const requested = query.get("username");
+  if (requested === null || requested.trim() === "") {
+    return { ok: true, value: null };
+  }
+  const checked = validateUsername(requested);
+  if (!checked.ok) {
+    return refused({
+      status: 400,
+      reason: "invalid_username",
+      error: checked.code,
+      text: checked.text,
+    });
+  }
+  return { ok: true, value: checked.value };
+}
+
+function unauthorized(text: string): { ok: false; refusal: Refusal } {
+  return refused({
+    status: 401,
+    reason: "unauthorized",
+    error: "unauthorized",
+    text,
+  });
+}
+
+/** Picks a `guest-XXXX` name nobody in the room holds. */
+function guestName(room: Room): string {
+  for (;;) {
+    const suffix = Math.floor(Math.random() * 0x10000).toString(16);
+    const name = `guest-${suffix.padStart(4, "0")}`;
+    if (!room.isTaken(name)) return name;
+  }
+}
+
+/** `host` or `host:port`, IPv6 hosts in brackets, as in a `Host` header. */
+const HOST_HEADER = /^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]\/@]+)(?::(\d{1,5}))?$/;
+
+/** Options for {@linkcode checkOrigin}. */
+export interface OriginOptions {
+  /**
+   * Origins allowed besides the server's own, exactly as browsers send them
+   * (`https://chat.example.com`, scheme and host, port only if not the
+   * default); `"*"` allows any. See {@linkcode validateAllowedOrigins}.
+   */
+  allowedOrigins: readonly string[];
+  /**
+   * Refuse requests without an `Origin` header. Browsers always send one on
+   * a WebSocket upgrade, so only non-browser clients omit it; they cannot be
+   * used for cross-site hijacking, hence the usual `false`.
+   */
+  requireOrigin: boolean;
+}
+
+/** The outcome of {@linkcode checkOrigin}. */
+export type OriginResult = { ok: true } | { ok: false; reason: string };
+
+/** Parsed allowlists, by list, so each is parsed once. */
+const allowlistCache = new WeakMap<readonly string[], Set<string>>();
+
+function defaultPort(protocol: string): string {
+  return protocol === "https:" || protocol === "wss:" ? "443" : "80";
+}
+
+/** Quotes peer-controlled text for a reason, short and on one line. */
+function quote(text: string): string {
+  const json = JSON.stringify(text);
+  return json.length > 100 ? json.slice(0, 100) + '…"' : json;
+}
+
+/**
+ * Normalizes allowed origins (`"*"`, or `scheme://host[:port]` with an http,
+ * https, ws or wss scheme, lower-cased, default port dropped). Throws a
+ * `TypeError` naming the first entry that is not an origin; call it at
+ * startup to fail fast on bad configuration.
+ *
+ * @example
+ * ```ts
+ * import { validateAllowedOrigins } from "./admission.ts";
+ * validateAllowedOrigins(["https://Chat.Example.com:443"]);
+ * // ["https://chat.example.com"]
+ * validateAllowedOrigins(["chat.example.com"]); // throws: no scheme
+ * ```
+ */
+export function validateAllowedOrigins(list: readonly string[]): string[] {
+  return list.map(normalizeAllowed);
+}
+
+function normalizeAllowed(entry: string): string {
+  if (entry === "*") return entry;
+  let url: URL | null = null;
+  try {
+    url = new URL(entry);
+  } catch {
+    // reported below
+  }
+  if (
+    url === null || !/^(https?|wss?):$/.test(url.protocol) ||
+    url.username !== "" || url.password !== "" ||
+    (url.pathname !== "/" && url.pathname !== "") || url.search !== "" ||
+    url.hash !== ""
+  ) {
+    throw new TypeError(
+      `allowed origin ${
+        quote(entry)
+      } is not an origin; expected "*" or scheme://host[:port], e.g. https://chat.example.com`,
+    );
+  }
+  return url.origin;
+}
+
+function allowlist(list: readonly string[]): Set<string> {
+  let set = allowlistCache.get(list);
+  if (set === undefined) {
+    set = new Set(validateAllowedOrigins(list));
+    allowlistCache.set(list, set);
+  }
+  return set;
+}
+
+/**
+ * Checks a WebSocket upgrade's `Origin` header. Allowed:
+ *
+ * - no `Origin` header, unless `requireOrigin` (non-browser clients);
+ * - the server's own origin: the Origin's host and port (scheme ignored,
+ *   case-insensitive, default port of its scheme when absent) equal the
+ *   `Host` header's (whose absent port means the Origin's default);
+ * - an origin in `allowedOrigins`, or any origin if it holds `"*"`.
+ *
+ * Behind a proxy that rewrites `Host`, list the public origin in
+ * `allowedOrigins`. Throws a `TypeError` for an entry of `allowedOrigins`
+ * that is not an origin (see {@linkcode validateAllowedOrigins}).
+ *
+ * @example
+ * ```ts
+ * import { checkOrigin } from "./admission.ts";
+ * const headers = new Headers({
+ *   host: "chat.example.com",
+ *   origin: "https://chat.example.com",
+ * });
+ * checkOrigin(headers, { allowedOrigins: [], requireOrigin: false });
+ * // { ok: true }
+ * ```
+ */
+export function checkOrigin(
+  headers: Headers,
+  options: OriginOptions,
+): OriginResult {
+  const allowed = allowlist(options.allowedOrigins);
+  const origin = headers.get("origin");
+  if (origin === null) {
+    return options.requireOrigin
+      ? { ok: false, reason: "no Origin header; expected a browser's Origin" }
+      : { ok: true };
+  }
+  if (allowed.has("*")) return { ok: true };
+  let url: URL | null = null;
+  try {
+    url = new URL(origin);
+  } catch {
+    // "null" (sandboxed frames, file: pages) and garbage: allowlist only.
+  }
+  if (url !== null && /^(https?|wss?):$/.test(url.protocol)) {
+    if (allowed.has(url.origin)) return { ok: true };
+    const host = parseHost(headers.get("host"));
+    if (
+      host !== null && host.hostname === url.hostname &&
+      (host.port ?? defaultPort(url.protocol)) ===
+        (url.port || defaultPort(url.protocol))
+    ) {
+      return { ok: true };
+    }
+  } else if (allowed.has(origin)) {
+    return { ok: true };
+  }
+  const expected = allowed.size === 0
+    ? "the server's own host"
+    : `the server's own host or one of ${[...allowed].join(", ")}`;
+  return {
+    ok: false,
+    reason: `origin ${quote(origin)} is not allowed; expected ${expected}`,
+  };
+}
+
+/** A `Host` header's hostname (normalized as URLs do) and explicit port. */
+function parseHost(
+  header: string | null,
+): { hostname: string; port: string | null } | null {
+  if (header === null) return null;
+  const match = HOST_HEADER.exec(header.trim());
+  if (match === null) return null;
+  let hostname: string;
+  try {
+    hostname = new URL(`http://${match[1]}`).hostname;
+  } catch {
+    return null;
+  }
+  const port = match[2] === undefined ? null : String(Number(match[2]));
+  return { hostname, port };
+}
+
+/**
+ * Longest address accepted from `X-Forwarded-For`: the longest textual IPv6
+ * address (IPv4-mapped, `ffff:ffff:...:255.255.255.255`) is 45 characters.
+ */
+const MAX_ADDRESS_CHARS = 45;
+
+/** Characters of an IPv4 or IPv6 address (no zone, no port). */
+const ADDRESS_PATTERN = /^[0-9A-Fa-f:.]+$/;
+
+/** Options for {@linkcode clientAddress}. */
+export interface ClientAddressOptions {
+  /** Read `X-Forwarded-For`: every request comes through a proxy. */
+  trustProxy?: boolean;
+}
+
+/**
+ * The peer's address, for logs and per-address limits. With `trustProxy`,
+ * the first address of `X-Forwarded-For` (if it looks like an IP address),
+ * else the socket's remote address (`"unix"` or `"vsock"` for those
+ * transports).
+ *
+ * Only trust the proxy if every request comes through it, and if it
+ * *replaces* `X-Forwarded-For` (nginx: `proxy_set_header X-Forwarded-For
+ * $remote_addr;`). A proxy that appends (`$proxy_add_x_forwarded_for`) leaves
+ * the first entry to whatever the client claimed.
+ *
+ * @example
+ * ```ts
+ * import { clientAddress } from "./admission.ts";
+ * Deno.serve((request, info) => {
+ *   const ip = clientAddress(request, info, { trustProxy: false });
+ *   return new Response(ip);
+ * });
+ * ```
+ */
+export function clientAddress(
+  request: Request,
+  info: Deno.ServeHandlerInfo,
+  options: ClientAddressOptions = {},
+): string {
+  if (options.trustProxy) {
+    const forwarded = request.headers.get("x-forwarded-for");
+    if (forwarded !== null) {
+      const comma = forwarded.indexOf(",");
+      const first = (comma === -1 ? forwarded : forwarded.slice(0, comma))
+        .trim();
+      if (first.length <= MAX_ADDRESS_CHARS && ADDRESS_PATTERN.test(first)) {
+        return first.toLowerCase();
+      }
+    }
+  }
+  const remote = info.remoteAddr;
+  return "hostname" in remote ? remote.hostname : remote.transport;
+}
+
+/** A connection cap: 0 means none, anything else a whole number >= 1. */
+function cap(name: string, value: number): number {
+  if (value === 0) return Infinity;
+  if (!(value > 0 && value < Infinity) || !Number.isInteger(value)) {
+    throw new RangeError(`${name} is ${value}; expected a whole number > 0`);
+  }
+  return value;
+}
+
+/** Options for {@linkcode ConnectionLimiter}; every field has a default. */
+export interface ConnectionLimiterOptions {
+  /** Connections in all; 0 is no cap. Default 10,000. */
+  maxTotal?: number;
+  /** Connections from one address; 0 is no cap. Default 20. */
+  maxPerIp?: number;
+}
+
+/**
+ * The outcome of {@linkcode ConnectionLimiter.tryAcquire}: a slot and the
+ * function that frees it (idempotent), or which limit was hit and why. A
+ * full server is HTTP 503, a greedy address 429.
+ */
+export type AcquireResult =
+  | { ok: true; release: () => void }
+  | { ok: false; limit: "total" | "per_ip"; reason: string };
+
+/**
+ * Counts open connections, in all and per address, and refuses past the
+ * caps. Each slot is freed through the `release` function that acquired it,
+ * which does nothing the second time, so counts never go negative however
+ * often a socket reports its end.
+ *
+ * @example
+ * ```ts
+ * import { ConnectionLimiter } from "./admission.ts";
+ * const limiter = new ConnectionLimiter({ maxTotal: 1000, maxPerIp: 20 });
+ * const slot = limiter.tryAcquire("203.0.113.7");
+ * if (!slot.ok) console.log(slot.reason); // answer 503 or 429
+ * else slot.release(); // when the socket closes
+ * ```
+ */
+export class ConnectionLimiter {
+  /** Connections in all (`Infinity`: no cap). */
+  readonly maxTotal: number;
+  /** Connections from one address (`Infinity`: no cap). */
+  readonly maxPerIp: number;
+  #total = 0;
+  /** Open connections by address; addresses with none are deleted. */
+  #perIp = new Map<string, number>();
+
+  /**
+   * Creates a limiter; throws a `RangeError` for a cap that is not a whole
+   * number >= 0.
+   */
+  constructor(options: ConnectionLimiterOptions = {}) {
+    this.maxTotal = cap(
+      "maxTotal",
+      options.maxTotal ?? DEFAULT_MAX_CONNECTIONS,
+    );
+    this.maxPerIp = cap(
+      "maxPerIp",
+      options.maxPerIp ?? DEFAULT_MAX_CONNECTIONS_PER_IP,
+    );
+  }
+
+  /** Open connections in all. */
+  get total(): number {
+    return this.#total;
+  }
+
+  /** Open connections from `ip`. */
+  countFor(ip: string): number {
+    return this.#perIp.get(ip) ?? 0;
+  }
+
+  /** Takes a slot for `ip`, or says which cap refused it. */
+  tryAcquire(ip: string): AcquireResult {
+    if (this.#total >= this.maxTotal) {
+      return {
+        ok: false,
+        limit: "total",
+        reason:
+          `server is full (${this.maxTotal} connections); try again later`,
+      };
+    }
+    const held = this.#perIp.get(ip) ?? 0;
+    if (held >= this.maxPerIp) {
+      return {
+        ok: false,
+        limit: "per_ip",
+        reason:
+          `too many connections from your address (${this.maxPerIp}); close some before opening more`,
+      };
+    }
+    this.#total++;
+    this.#perIp.set(ip, held + 1);
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.#release(ip);
+    };
+    return { ok: true, release };
+  }
+
+  #release(ip: string): void {
+    this.#total--;
+    const held = this.#perIp.get(ip)!;
+    if (held <= 1) this.#perIp.delete(ip);
+    else this.#perIp.set(ip, held - 1);
+  }
+}

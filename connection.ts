@@ -1,0 +1,629 @@
+/**
+ * One peer's connection: the read side of its socket, as gorilla's
+ * `readPump` ({@linkcode Connection}; client.ts is the write side). Every
+ * frame is checked before anything is parsed: text only, at most
+ * {@linkcode DEFAULT_MAX_FRAME_BYTES}, and within a per-connection rate
+ * limit that escalates from a warning to dropping frames to closing the
+ * connection. Then it goes to the peer's room: a chat line, a typing notice,
+ * or a move to another room. {@linkcode Connections} is a server's session
+ * table.
+ *
+ * The frame rules are pure functions and the rate limit takes the time as
+ * an argument, so every rule is testable without sockets or clocks; a
+ * Connection itself needs only something with `send` and `close`.
+ *
+ * @module
+ */
+
+import {
+  Client,
+  type ClientEnd,
+  type ClientSocket,
+  CLOSE_SLOW_CONSUMER,
+} from "./client.ts";
+import type { Logger } from "./log.ts";
+import type { ServerMetrics } from "./metrics.ts";
+import {
+  type ClientCommand,
+  CloseCode,
+  type ErrorCode,
+  errorMessage,
+  parseClientMessage,
+  utf8Length,
+} from "./protocol.ts";
+import type { Room } from "./room.ts";
+import type { Rooms } from "./rooms.ts";
+
+/**
+ * Largest frame a client may send, in bytes. A chat line is at most 2000
+ * characters (up to 8000 bytes of UTF-8 in the worst case, usually far less)
+ * plus a little JSON; anything bigger is not chat.
+ */
+export const DEFAULT_MAX_FRAME_BYTES = 8 * 1024;
+
+/**
+ * Milliseconds between two typing notices relayed for one client: enough to keep
+ * "X is typing…" alive, rare enough to cost nothing.
+ */
+export const TYPING_INTERVAL_MS = 2000;
+
+/**
+ * How Deno words the close when a peer missed its pings (code 1001, which a
+ * browser leaving the page also uses): the only way to tell the two apart.
+ */
+const DENO_IDLE_REASON = "No response from ping frame.";
+
+/**
+ * Chat lines a connection may send per second, sustained. Faster than anyone
+ * types, slow enough that one script cannot drown the room (every line is
+ * sent to everyone).
+ */
+export const DEFAULT_RATE_PER_SECOND = 10;
+
+/**
+ * Lines a connection may send at once after a quiet spell: a pasted block or
+ * a client replaying what it queued while reconnecting.
+ */
+export const DEFAULT_BURST = 20;
+
+/**
+ * Consecutive refused frames before the connection is closed with 1008. Any
+ * accepted frame resets the count; at 10 lines per second a token comes back
+ * every 100 ms, so 10 refusals in a row means frames faster than the limit
+ * with no pause at all: a flood, not a person.
+ */
+export const DEFAULT_MAX_STRIKES = 10;
+
+/** Who a new connection is, as admission decided. */
+export interface Newcomer {
+  /** The peer's address, for logs and its connection slot. */
+  ip: string;
+  /** The name it chats under, checked free in `room`. */
+  username: string;
+  /** The room it joins once its socket opens. */
+  room: Room;
+  /** The last message id it saw in `room`; undefined for none. */
+  since: number | undefined;
+  /** Frees its connection slot (idempotent). */
+  release(): void;
+}
+
+/** What every connection of one server shares. */
+export interface ConnectionsOptions {
+  /** Where connections say, type and move. */
+  rooms: Rooms;
+  /** Counts frames, refusals, connections and evictions. */
+  metrics: ServerMetrics;
+  /** Where connect, disconnect and eviction lines go. Default: nowhere. */
+  logger?: Logger;
+  /** Largest frame a client may send, in bytes. Default 8 KiB. */
+  maxFrameBytes?: number;
+  /** Messages a client may send per second; 0 means no limit. Default 10. */
+  ratePerSecond?: number;
+  /** Messages a client may send at once above the rate. Default 20. */
+  burst?: number;
+  /** Most messages a client's outbox holds before eviction. Default 256. */
+  maxQueue?: number;
+  /** `bufferedAmount` above which a client counts as backed up. */
+  highWaterBytes?: number;
+  /** True once the server is stopping: a socket opening then is closed. */
+  isShuttingDown?: () => boolean;
+}
+
+/** Options for a {@linkcode Connection}. */
+export interface ConnectionOptions {
+  /** Who the peer is and where it goes. */
+  newcomer: Newcomer;
+  /** What it shares with every connection of the server. */
+  shared: ConnectionsOptions;
+  /** Told once, when the connection ends. */
+  onEnd?: (connection: Connection) => void;
+}
+
+/**
+ * One peer's connection: the read side of its socket, as gorilla's
+ * `readPump`. Every frame is checked (type, size, rate) before it is
+ * parsed, then dispatched: a line to the room, a typing notice (throttled),
+ * or a move to another room. Its {@linkcode Client} is the write side.
+ *
+ * Lifecycle: made at the upgrade, holding its name in its room; `open`
+ * when the socket opens (welcome and join); `receive` per frame; its end,
+ * however it comes, leaves the room, frees the slot and is logged once.
+ *
+ * @example
+ * ```ts
+ * import { Connection } from "./connection.ts";
+ * import { ServerMetrics } from "./metrics.ts";
+ * import { Rooms } from "./rooms.ts";
+ * const rooms = new Rooms({ history: null });
+ * const metrics = new ServerMetrics({
+ *   connectionsOpen: () => 1,
+ *   clients: () => rooms.clients(),
+ * });
+ * const socket = { bufferedAmount: 0, send(frame: string) {}, close() {} };
+ * const connection = new Connection(socket, {
+ *   newcomer: {
+ *     ip: "127.0.0.1",
+ *     username: "ann",
+ *     room: rooms.open("lobby")!,
+ *     since: undefined,
+ *     release() {},
+ *   },
+ *   shared: { rooms, metrics },
+ * });
+ * connection.open();
+ * connection.receive('{"type":"message","text":"hi"}');
+ * rooms.close(1001, "done");
+ * ```
+ */
+export class Connection {
+  /** The write side: the peer's outbox and socket. */
+  readonly client: Client;
+  /** The secret that lets a reconnect take this connection's name. */
+  readonly session: string = newSessionToken();
+  /** The peer's address. */
+  readonly ip: string;
+  #room: Room;
+  #since: number | undefined;
+  /** True when the name was reserved in the room at the upgrade. */
+  #reserved: boolean;
+  #shared: ConnectionsOptions;
+  #metrics: ServerMetrics;
+  #maxFrameBytes: number;
+  #ratePerSecond: number;
+  #burst: number;
+  /** Rate limit; null when the server runs without one. */
+  #guard: FloodGuard | null;
+  /** When a typing notice was last relayed (performance.now()). */
+  #lastTypingAt = -Infinity;
+  #openedAt = performance.now();
+  #release: () => void;
+  #onEnd?: (connection: Connection) => void;
+
+  /** Makes the client and reserves its name in its room. */
+  constructor(socket: ClientSocket, options: ConnectionOptions) {
+    const { newcomer, shared } = options;
+    this.ip = newcomer.ip;
+    this.#room = newcomer.room;
+    this.#since = newcomer.since;
+    this.#release = newcomer.release;
+    this.#onEnd = options.onEnd;
+    this.#shared = shared;
+    this.#metrics = shared.metrics;
+    this.#maxFrameBytes = shared.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    this.#ratePerSecond = shared.ratePerSecond ?? DEFAULT_RATE_PER_SECOND;
+    this.#burst = shared.burst ?? DEFAULT_BURST;
+    this.#guard = this.#ratePerSecond === 0 ? null : new FloodGuard({
+      ratePerSecond: this.#ratePerSecond,
+      burst: this.#burst,
+    });
+    this.client = new Client(socket, {
+      username: newcomer.username,
+      flusher: shared.rooms.flusher,
+      maxQueue: shared.maxQueue,
+      highWaterBytes: shared.highWaterBytes,
+      onEnd: (_client, end) => this.#ended(end),
+    });
+    this.#reserved = this.#room.reserve(this.client);
+  }
+
+  /** The room the peer is in now. */
+  get room(): Room {
+    return this.#room;
+  }
+
+  /** The socket opened: welcome the peer into its room and announce it. */
+  open(): void {
+    // Shutdown may have begun between the upgrade and the open.
+    if (this.#shared.isShuttingDown?.() || !this.#reserved) {
+      this.client.close(CloseCode.goingAway, "server shutting down");
+      return;
+    }
+    this.#shared.logger?.log("info", "connect", {
+      user: this.client.username,
+      ip: this.ip,
+      room: this.#room.name,
+    });
+    this.#room.join(this.client, { since: this.#since, session: this.session });
+  }
+
+  /** Handles one frame from the peer, cheapest checks first. */
+  receive(data: unknown): void {
+    const client = this.client;
+    if (client.ended) return;
+    const metrics = this.#metrics;
+    metrics.received.inc();
+    // Nothing is parsed for a frame refused here.
+    if (typeof data !== "string") {
+      metrics.errors.inc("binary_frame");
+      client.close(
+        CloseCode.unsupportedData,
+        "binary frames are not supported; send JSON text",
+      );
+      return;
+    }
+    if (isFrameTooLarge(data, this.#maxFrameBytes)) {
+      metrics.errors.inc("frame_too_large");
+      client.close(
+        CloseCode.messageTooBig,
+        `frame larger than ${this.#maxFrameBytes} bytes`,
+      );
+      return;
+    }
+    if (this.#guard !== null && !this.#withinRate(this.#guard)) return;
+    const parsed = parseClientMessage(data);
+    if (!parsed.ok) {
+      this.#refuse(parsed.code, parsed.text);
+      return;
+    }
+    this.#dispatch(parsed.value);
+  }
+
+  /** Applies the rate limit: true when the frame may be handled. */
+  #withinRate(guard: FloodGuard): boolean {
+    const verdict = guard.check(performance.now());
+    if (verdict === "accept") return true;
+    if (verdict === "warn") {
+      this.#refuse(
+        "rate_limited",
+        `too many messages; at most ${this.#ratePerSecond} per second (bursts of ${this.#burst}); this one was dropped`,
+      );
+      return false;
+    }
+    this.#metrics.errors.inc("rate_limited");
+    if (verdict === "close") {
+      this.client.close(
+        CloseCode.policyViolation,
+        "rate limit exceeded repeatedly",
+      );
+    }
+    return false;
+  }
+
+  #dispatch(command: ClientCommand): void {
+    switch (command.type) {
+      case "message":
+        this.#room.say(this.client, command.text, command.to);
+        return;
+      case "typing": {
+        const now = performance.now();
+        if (now - this.#lastTypingAt < TYPING_INTERVAL_MS) return;
+        this.#lastTypingAt = now;
+        this.#room.typing(this.client);
+        return;
+      }
+      case "join":
+        this.#switchRoom(command.room);
+        return;
+    }
+  }
+
+  /** Moves the peer to another room: leave there, welcome and join here. */
+  #switchRoom(name: string): void {
+    const client = this.client;
+    const from = this.#room;
+    if (name === from.name) {
+      this.#refuse("invalid_room", `you are already in room "${name}"`);
+      return;
+    }
+    const rooms = this.#shared.rooms;
+    const to = rooms.open(name);
+    if (to === null) {
+      this.#refuse(
+        "room_limit",
+        "the server has as many rooms open as it allows; join an existing one",
+      );
+      return;
+    }
+    if (!to.reserve(client)) {
+      this.#refuse(
+        "username_taken",
+        `username "${client.username}" is already online in room "${name}"`,
+      );
+      rooms.release(to);
+      return;
+    }
+    from.leave(client);
+    this.#room = to;
+    to.join(client, { session: this.session });
+  }
+
+  #refuse(code: ErrorCode, text: string): void {
+    this.#metrics.errors.inc(code);
+    this.client.deliver(JSON.stringify(errorMessage({ code, text })));
+  }
+
+  /** The client ended, however: leave, free the slot, log it once. */
+  #ended(end: ClientEnd): void {
+    this.#onEnd?.(this);
+    this.#room.leave(this.client);
+    this.#release();
+    const seconds = (performance.now() - this.#openedAt) / 1000;
+    const fields = {
+      user: this.client.username,
+      ip: this.ip,
+      code: end.code,
+      reason: end.reason || undefined,
+      by: end.byServer ? "server" : "peer",
+      seconds: Math.round(seconds * 10) / 10,
+    };
+    const cause = evictionCause(end);
+    const logger = this.#shared.logger;
+    if (cause !== null) {
+      this.#metrics.evictions.inc(cause);
+      logger?.log("warn", "evict", { ...fields, cause });
+    } else {
+      logger?.log("info", "disconnect", fields);
+    }
+  }
+}
+
+/**
+ * The session table of one server: every connection whose client has not
+ * ended, and every socket not yet closed, which shutdown waits for.
+ *
+ * @example
+ * ```ts
+ * import { Connections } from "./connection.ts";
+ * import { ServerMetrics } from "./metrics.ts";
+ * import { Rooms } from "./rooms.ts";
+ * const rooms = new Rooms({ history: null });
+ * const connections: Connections = new Connections({
+ *   rooms,
+ *   metrics: new ServerMetrics({
+ *     connectionsOpen: () => connections.open,
+ *     clients: () => rooms.clients(),
+ *   }),
+ * });
+ * // After an upgrade: connections.accept(socket, newcomer);
+ * await connections.closed();
+ * ```
+ */
+export class Connections {
+  #shared: ConnectionsOptions;
+  #byClient = new Map<Client, Connection>();
+  /** Sockets not yet closed, each with a way to wait for its close. */
+  #unclosed = new Map<WebSocket, Promise<void>>();
+
+  /** Creates an empty table. */
+  constructor(options: ConnectionsOptions) {
+    this.#shared = options;
+  }
+
+  /** Sockets accepted and not yet closed. */
+  get open(): number {
+    return this.#unclosed.size;
+  }
+
+  /** The session secret of the connection whose client this is. */
+  sessionOf(client: Client): string | undefined {
+    return this.#byClient.get(client)?.session;
+  }
+
+  /** Takes over a socket just upgraded for an admitted peer. */
+  accept(socket: WebSocket, newcomer: Newcomer): Connection {
+    const connection = new Connection(socket, {
+      newcomer,
+      shared: this.#shared,
+      onEnd: (ended) => this.#byClient.delete(ended.client),
+    });
+    const client = connection.client;
+    this.#byClient.set(client, connection);
+    this.#shared.metrics.connections.inc();
+    this.#unclosed.set(
+      socket,
+      new Promise((resolve) => {
+        socket.addEventListener("close", (event) => {
+          this.#unclosed.delete(socket);
+          client.socketClosed(event.code, event.reason);
+          resolve();
+        });
+      }),
+    );
+    socket.addEventListener("open", () => connection.open());
+    socket.addEventListener("message", (event) => {
+      connection.receive(event.data);
+    });
+    // An "error" event is always followed by "close", which ends the client
+    // with the real code and reason.
+    return connection;
+  }
+
+  /** Resolves once every socket accepted so far has closed. */
+  async closed(): Promise<void> {
+    await Promise.all(this.#unclosed.values());
+  }
+}
+
+/** A fresh connection secret: 128 random bits, hex. */
+function newSessionToken(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join(
+    "",
+  );
+}
+
+/**
+ * True when a text frame is larger than `maxBytes` of UTF-8. A UTF-16 unit
+ * is 1 to 3 bytes of UTF-8, so the exact count is made only when needed.
+ *
+ * @example
+ * ```ts
+ * import { isFrameTooLarge } from "./connection.ts";
+ * isFrameTooLarge("é".repeat(5), 8); // true: 10 bytes
+ * ```
+ */
+export function isFrameTooLarge(text: string, maxBytes: number): boolean {
+  return text.length > maxBytes ||
+    (text.length * 3 > maxBytes && utf8Length(text) > maxBytes);
+}
+
+/** Why the server cut a client off, as `hubchat_evictions_total` counts it. */
+export type EvictionCause = "slow_consumer" | "rate_limit" | "idle";
+
+/**
+ * Why a client's end was an eviction, or null for an ordinary end.
+ *
+ * @example
+ * ```ts
+ * import { evictionCause } from "./connection.ts";
+ * evictionCause({ code: 4008, reason: "slow consumer", byServer: true });
+ * // "slow_consumer"
+ * ```
+ */
+export function evictionCause(end: ClientEnd): EvictionCause | null {
+  if (end.code === CLOSE_SLOW_CONSUMER) return "slow_consumer";
+  if (end.code === CloseCode.policyViolation) return "rate_limit";
+  if (!end.byServer && end.reason === DENO_IDLE_REASON) return "idle";
+  return null;
+}
+
+/** Throws a RangeError naming a setting that is not a number > 0 (or whole). */
+function checkPositive(name: string, value: number, integer: boolean): void {
+  if (
+    !(value > 0 && value < Infinity) || (integer && !Number.isInteger(value))
+  ) {
+    throw new RangeError(
+      `${name} is ${value}; expected a ${
+        integer ? "whole number" : "finite number"
+      } > 0`,
+    );
+  }
+}
+
+/** Options for {@linkcode TokenBucket}. */
+export interface TokenBucketOptions {
+  /** Tokens added per second, sustained. */
+  ratePerSecond: number;
+  /** Most tokens held, so most taken at once; the bucket starts full. */
+  burst: number;
+}
+
+/**
+ * A token bucket: `burst` tokens to start, `ratePerSecond` more each second
+ * up to `burst`, one per {@linkcode TokenBucket.take}. There is no timer: the
+ * refill is computed from the time passed to `take`.
+ *
+ * @example
+ * ```ts
+ * import { TokenBucket } from "./connection.ts";
+ * const bucket = new TokenBucket({ ratePerSecond: 10, burst: 20 });
+ * if (!bucket.take(performance.now())) console.log("slow down");
+ * ```
+ */
+export class TokenBucket {
+  /** Tokens added per second. */
+  readonly ratePerSecond: number;
+  /** Most tokens held. */
+  readonly burst: number;
+  #tokens: number;
+  #lastMs = -Infinity;
+
+  /** Creates a full bucket. Throws a `RangeError` for a rate or burst <= 0. */
+  constructor(options: TokenBucketOptions) {
+    checkPositive("ratePerSecond", options.ratePerSecond, false);
+    checkPositive("burst", options.burst, false);
+    this.ratePerSecond = options.ratePerSecond;
+    this.burst = options.burst;
+    this.#tokens = options.burst;
+  }
+
+  /**
+   * Takes one token if there is one. `nowMs` is a monotonic clock in
+   * milliseconds (`performance.now()`); a clock that goes back refills
+   * nothing.
+   */
+  take(nowMs: number): boolean {
+    this.#refill(nowMs);
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+
+  /** Tokens available at `nowMs` (fractional), without taking any. */
+  available(nowMs: number): number {
+    this.#refill(nowMs);
+    return this.#tokens;
+  }
+
+  #refill(nowMs: number): void {
+    if (nowMs > this.#lastMs) {
+      if (this.#lastMs !== -Infinity) {
+        const added = (nowMs - this.#lastMs) * this.ratePerSecond / 1000;
+        this.#tokens = Math.min(this.burst, this.#tokens + added);
+      }
+      this.#lastMs = nowMs;
+    }
+  }
+}
+
+/** Options for {@linkcode FloodGuard}; every field has a default. */
+export interface FloodGuardOptions {
+  /** Frames per second, sustained. Default 10. */
+  ratePerSecond?: number;
+  /** Frames at once after a quiet spell. Default 20. */
+  burst?: number;
+  /** Consecutive refusals before `"close"`. Default 10. */
+  maxStrikes?: number;
+}
+
+/**
+ * What to do with a frame:
+ * - `"accept"`: handle it.
+ * - `"warn"`: drop it and tell the client once (the first refusal of a
+ *   streak), e.g. an `error` message with code `rate_limited`.
+ * - `"drop"`: drop it silently; the client was already warned, and answering
+ *   every frame of a flood would amplify it.
+ * - `"close"`: close the connection with 1008 (policy violation).
+ */
+export type FloodVerdict = "accept" | "warn" | "drop" | "close";
+
+/**
+ * A per-connection rate limit that escalates: a {@linkcode TokenBucket} plus
+ * a count of consecutive refusals (`strikes`), reset by any accepted frame.
+ *
+ * @example
+ * ```ts
+ * import { FloodGuard } from "./connection.ts";
+ * const guard = new FloodGuard(); // 10/s, burst 20, close after 10 strikes
+ * switch (guard.check(performance.now())) {
+ *   case "accept": break; // handle the frame
+ *   case "warn": break; // reply with an error, drop the frame
+ *   case "drop": break; // drop the frame
+ *   case "close": break; // socket.close(1008, "rate limit exceeded")
+ * }
+ * ```
+ */
+export class FloodGuard {
+  /** The rate limit. */
+  readonly bucket: TokenBucket;
+  /** Consecutive refusals that lead to `"close"`. */
+  readonly maxStrikes: number;
+  #strikes = 0;
+
+  /** Creates a guard; throws a `RangeError` for a value <= 0. */
+  constructor(options: FloodGuardOptions = {}) {
+    this.bucket = new TokenBucket({
+      ratePerSecond: options.ratePerSecond ?? DEFAULT_RATE_PER_SECOND,
+      burst: options.burst ?? DEFAULT_BURST,
+    });
+    this.maxStrikes = options.maxStrikes ?? DEFAULT_MAX_STRIKES;
+    checkPositive("maxStrikes", this.maxStrikes, true);
+  }
+
+  /** Consecutive refusals so far; 0 after an accepted frame. */
+  get strikes(): number {
+    return this.#strikes;
+  }
+
+  /** Decides about one frame arriving at `nowMs` (`performance.now()`). */
+  check(nowMs: number): FloodVerdict {
+    if (this.bucket.take(nowMs)) {
+      this.#strikes = 0;
+      return "accept";
+    }
+    this.#strikes++;
+    if (this.#strikes >= this.maxStrikes) return "close";
+    return this.#strikes === 1 ? "warn" : "drop";
+  }
+}
