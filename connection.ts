@@ -295,6 +295,9 @@ export class Connection {
       case "join":
         this.#switchRoom(command.room);
         return;
+      case "members":
+        this.#room.members(this.client, command);
+        return;
     }
   }
 

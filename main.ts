@@ -18,6 +18,7 @@ import {
   UsageError,
 } from "./flags.ts";
 import { DEFAULT_HISTORY_LIMIT } from "./history.ts";
+import { DEFAULT_LARGE_ROOM } from "./presence.ts";
 import {
   DEFAULT_MAX_CONNECTIONS,
   DEFAULT_MAX_CONNECTIONS_PER_IP,
@@ -236,6 +237,16 @@ export const SETTINGS: readonly Setting[] = [
     default: DEFAULT_HISTORY_LIMIT,
     help: "messages kept per room, sent on join; 0 stores nothing",
     key: "historyLimit",
+  },
+  {
+    name: "large-room",
+    env: "HUBCHAT_LARGE_ROOM",
+    kind: "whole",
+    min: 1,
+    value: "N",
+    default: DEFAULT_LARGE_ROOM,
+    help: "members above which a room sends its count, not each join and leave",
+    key: "largeRoom",
   },
   {
     name: "log-format",

@@ -79,8 +79,29 @@ export interface TypingCommand {
   type: "typing";
 }
 
+/**
+ * A request for a page of the room's member list, in name order: the names
+ * after `after` (from the start when absent), at most `limit` of them.
+ */
+export interface MembersCommand {
+  type: "members";
+  after?: string;
+  limit: number;
+}
+
 /** Everything a client may send, after validation. */
-export type ClientCommand = SendCommand | JoinCommand | TypingCommand;
+export type ClientCommand =
+  | SendCommand
+  | JoinCommand
+  | TypingCommand
+  | MembersCommand;
+
+/**
+ * Most names in one page of a member list: the `welcome` of a large room
+ * and each `members` reply. A hundred names is a screenful or two and a few
+ * kilobytes, whatever the room's size.
+ */
+export const MEMBERS_PAGE_SIZE = 100;
 
 /** A chat line as stored and sent: the server stamps all but `text`. */
 export interface ChatMessage {
@@ -100,8 +121,18 @@ export interface WelcomeMessage {
   type: "welcome";
   username: string;
   room: string;
-  /** Names online in the room, the joiner included. */
+  /**
+   * Names online in the room, the joiner included: all of them, in joining
+   * order, in a small room; the first page in name order in a large one.
+   */
   users: string[];
+  /** Members online, the joiner included. */
+  online: number;
+  /**
+   * True in a large room: joins and leaves are not announced one by one;
+   * `online` messages carry the count and `members` pages the list.
+   */
+  large: boolean;
   /** Recent messages, or those after `since`, oldest first. */
   history: ChatMessage[];
   /** True when messages after `since` were older than history keeps. */
@@ -118,6 +149,33 @@ export interface PresenceMessage {
   username: string;
   timestamp: string;
   online: number;
+}
+
+/**
+ * The room's count, in a large room: sent when it changed, at most about
+ * once a second. When the room turns large or small it is sent at once, in
+ * the room's order; on turning small it carries every name (`users`), from
+ * which joins and leaves are announced again one by one.
+ */
+export interface OnlineMessage {
+  type: "online";
+  room: string;
+  online: number;
+  large: boolean;
+  /** Every member, in joining order: only when the room turned small. */
+  users?: string[];
+  timestamp: string;
+}
+
+/** A page of the member list, in name order: the reply to `members`. */
+export interface MembersMessage {
+  type: "members";
+  room: string;
+  users: string[];
+  /** Pass as `after` for the next page; null on the last page. */
+  next: string | null;
+  online: number;
+  timestamp: string;
 }
 
 /** Someone in the room is typing. */
@@ -140,6 +198,8 @@ export interface ErrorMessage {
 export type ServerMessage =
   | WelcomeMessage
   | PresenceMessage
+  | OnlineMessage
+  | MembersMessage
   | ChatMessage
   | TypingMessage
   | ErrorMessage;
@@ -317,15 +377,49 @@ export function parseClientMessage(frame: string): Validated<ClientCommand> {
     }
     case "typing":
       return { ok: true, value: { type: "typing" } };
+    case "members":
+      return parseMembers(fields);
     default:
       return {
         ok: false,
         code: "unknown_type",
         text: `unknown message type "${
           type.slice(0, 40)
-        }"; expected "message", "join" or "typing"`,
+        }"; expected "message", "join", "typing" or "members"`,
       };
   }
+}
+
+function parseMembers(
+  fields: Record<string, unknown>,
+): Validated<MembersCommand> {
+  const { after, limit } = fields;
+  if (after !== undefined && after !== null && typeof after !== "string") {
+    return {
+      ok: false,
+      code: "invalid_message",
+      text: '"after" is not a string; expected the last name of a page',
+    };
+  }
+  if (
+    limit !== undefined && limit !== null &&
+    (typeof limit !== "number" || !Number.isInteger(limit) || limit < 1 ||
+      limit > MEMBERS_PAGE_SIZE)
+  ) {
+    return {
+      ok: false,
+      code: "invalid_message",
+      text: `"limit" is ${
+        JSON.stringify(limit)?.slice(0, 20)
+      }; expected a whole number from 1 to ${MEMBERS_PAGE_SIZE}`,
+    };
+  }
+  const command: MembersCommand = {
+    type: "members",
+    limit: typeof limit === "number" ? limit : MEMBERS_PAGE_SIZE,
+  };
+  if (typeof after === "string") command.after = after;
+  return { ok: true, value: command };
 }
 
 function parseSend(fields: Record<string, unknown>): Validated<SendCommand> {

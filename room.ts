@@ -2,7 +2,8 @@
  * A chat room: a Hub plus the meaning of chat. Names are unique in it; it
  * welcomes joiners with the room's history (each sees only the direct
  * messages it sent or received: {@linkcode visibleTo}), announces joins and
- * leaves (exactly one leave for every join), stores each chat line before
+ * leaves (exactly one leave for every join) while it is small and its count
+ * once it is large ({@linkcode Presence}), stores each chat line before
  * sending it, and relays typing.
  *
  * @module
@@ -12,10 +13,18 @@ import type { Client } from "./client.ts";
 import type { History, HistoryEntry, StoredMessage } from "./history.ts";
 import { Hub, type HubOptions } from "./hub.ts";
 import {
+  Presence,
+  PRESENCE_INTERVAL_MS,
+  type PresenceChange,
+} from "./presence.ts";
+import {
   type ChatMessage,
   chatMessage,
   type ErrorCode,
   errorMessage,
+  type MembersCommand,
+  type MembersMessage,
+  type OnlineMessage,
   type PresenceMessage,
   timestamp,
   type TypingMessage,
@@ -32,6 +41,8 @@ export interface RoomOptions extends HubOptions {
   history: History | null;
   /** Told of every error the room sends a client (for metrics). */
   onRefusal?: (code: ErrorCode) => void;
+  /** Members above which joins and leaves become a count. Default 100. */
+  largeRoom?: number;
   /**
    * Told when the room has become idle: nobody in it or on the way, and no
    * line still being stored. Its owner may then drop it.
@@ -102,6 +113,10 @@ export class Room {
    */
   #ordered: OrderedEvent[] = [];
   #closing = false;
+  /** Who is in, and whether they are told one by one or by count. */
+  #presence: Presence;
+  /** Pending send of a large room's count; undefined when none is due. */
+  #countTimer: ReturnType<typeof setTimeout> | undefined;
 
   /** Creates an empty room. */
   constructor(name: string, options: RoomOptions) {
@@ -111,11 +126,17 @@ export class Room {
     this.#onRefusal = options.onRefusal;
     this.#onIdle = options.onIdle;
     this.#lastSentId = options.history?.latestId(name) ?? 0;
+    this.#presence = new Presence({ largeRoom: options.largeRoom });
   }
 
   /** Members whose socket is open and who were welcomed. */
   get online(): number {
-    return this.hub.clientCount;
+    return this.#presence.online;
+  }
+
+  /** True while the room sends its count instead of each join and leave. */
+  get large(): boolean {
+    return this.#presence.large;
   }
 
   /** True when nobody is here or on the way and nothing is being stored. */
@@ -125,9 +146,7 @@ export class Room {
 
   /** The names of joined members, in joining order. */
   users(): string[] {
-    const names: string[] = [];
-    for (const client of this.hub.clients()) names.push(client.username);
-    return names;
+    return this.#presence.all();
   }
 
   /** True when the name is held, by a joined or a reserved member. */
@@ -158,6 +177,7 @@ export class Room {
   #admit(client: Client, options: JoinOptions): void {
     if (client.ended || this.#names.get(client.username) !== client) return;
     if (!this.hub.register(client)) return;
+    const change = this.#presence.add(client.username);
     const past = this.#history === null
       ? {
         messages: [],
@@ -177,14 +197,19 @@ export class Room {
       type: "welcome",
       username: client.username,
       room: this.name,
-      users: this.users(),
+      users: this.#presence.welcomeUsers(),
+      online: this.#presence.online,
+      large: this.#presence.large,
       history,
       gap: past.gap,
       session: options.session,
       timestamp: timestamp(),
     };
     client.deliver(JSON.stringify(welcome));
-    this.hub.broadcastText(this.#presence("join", client.username));
+    const text = this.#presenceText(change, "join", client.username);
+    // The joiner's own welcome already says the room turned large.
+    const except = change === "turned_large" ? client : undefined;
+    if (text !== null) this.hub.broadcastText(text, except);
   }
 
   /** Forgets a client, however it went; announces the leave once. */
@@ -193,10 +218,81 @@ export class Room {
       this.#names.delete(client.username);
     }
     if (this.hub.unregister(client) && !this.#closing) {
-      const text = this.#presence("leave", client.username);
-      this.#enqueue({ ready: true, send: () => this.hub.broadcastText(text) });
+      const change = this.#presence.remove(client.username);
+      const text = this.#presenceText(change, "leave", client.username);
+      if (text !== null) {
+        this.#enqueue({
+          ready: true,
+          send: () => this.hub.broadcastText(text),
+        });
+      }
     }
     this.#tellIfIdle();
+  }
+
+  /**
+   * What a join or leave sends now, in the room's order: the join or leave
+   * itself in a small room, the count when the room changed mode, nothing
+   * in a large room (its count goes out within the interval).
+   */
+  #presenceText(
+    change: PresenceChange,
+    type: "join" | "leave",
+    username: string,
+  ): string | null {
+    switch (change) {
+      case "announce":
+        return this.#joinOrLeave(type, username);
+      case "turned_large":
+        this.#stopCount();
+        return this.#online(undefined);
+      case "turned_small":
+        this.#stopCount();
+        return this.#online(this.#presence.all());
+      case "count":
+        this.#countTimer ??= setTimeout(this.#sendCount, PRESENCE_INTERVAL_MS);
+        return null;
+    }
+  }
+
+  /** A large room's periodic count, when it changed. */
+  #sendCount = (): void => {
+    this.#countTimer = undefined;
+    const online = this.#presence.tick();
+    if (online !== null) this.hub.broadcastText(this.#online(undefined));
+  };
+
+  #stopCount(): void {
+    clearTimeout(this.#countTimer);
+    this.#countTimer = undefined;
+  }
+
+  /** The count, serialized; with `users` when the room turned small. */
+  #online(users: string[] | undefined): string {
+    const message: OnlineMessage = {
+      type: "online",
+      room: this.name,
+      online: this.#presence.online,
+      large: this.#presence.large,
+      timestamp: timestamp(),
+    };
+    if (users !== undefined) message.users = users;
+    return JSON.stringify(message);
+  }
+
+  /** Answers a member's request for a page of the member list. */
+  members(client: Client, command: MembersCommand): void {
+    if (this.#names.get(client.username) !== client) return;
+    const page = this.#presence.page(command.after, command.limit);
+    const message: MembersMessage = {
+      type: "members",
+      room: this.name,
+      users: page.users,
+      next: page.next,
+      online: this.#presence.online,
+      timestamp: timestamp(),
+    };
+    client.deliver(JSON.stringify(message));
   }
 
   /** The room just lost a member or a stored line went out: idle now? */
@@ -304,6 +400,7 @@ export class Room {
   /** Closes every member without announcing each leave (shutdown). */
   close(code: number, reason: string): void {
     this.#closing = true;
+    this.#stopCount();
     this.hub.close(code, reason);
     this.#names.clear();
   }
@@ -314,13 +411,13 @@ export class Room {
   }
 
   /** A join or leave, serialized, with the count after it. */
-  #presence(type: "join" | "leave", username: string): string {
+  #joinOrLeave(type: "join" | "leave", username: string): string {
     const message: PresenceMessage = {
       type,
       room: this.name,
       username,
       timestamp: timestamp(),
-      online: this.hub.clientCount,
+      online: this.#presence.online,
     };
     return JSON.stringify(message);
   }

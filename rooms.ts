@@ -28,6 +28,8 @@ export interface RoomsOptions {
   onBroadcast?: (recipients: number, text: string, seconds: number) => void;
   /** Told of every error a room sends a client (for metrics). */
   onRefusal?: (code: ErrorCode) => void;
+  /** Members above which a room announces its count, not each join. */
+  largeRoom?: number;
 }
 
 /** A room as `GET /rooms` lists it. */
@@ -71,6 +73,7 @@ export class Rooms {
       flusher: this.flusher,
       onBroadcast: options.onBroadcast,
       onRefusal: options.onRefusal,
+      largeRoom: options.largeRoom,
       onIdle: (room) => this.release(room),
     };
   }

@@ -85,6 +85,8 @@ export interface ServerOptions {
   historyLimit?: number;
   /** Rooms open at once. Default 1000. */
   maxRooms?: number;
+  /** Members above which a room sends its count, not each join. Default 100. */
+  largeRoom?: number;
 }
 
 /** A running chat server. */
@@ -267,6 +269,7 @@ export async function startServer(
   const rooms: Rooms = new Rooms({
     history,
     maxRooms: options.maxRooms,
+    largeRoom: options.largeRoom,
     onBroadcast: metrics.observeBroadcast.bind(metrics),
     onRefusal: (code) => metrics.errors.inc(code),
   });

@@ -297,6 +297,8 @@ Deno.test("welcome comes first and lists everyone; join goes to all", async () =
     assert.deepEqual(Object.keys(welcome).sort(), [
       "gap",
       "history",
+      "large",
+      "online",
       "room",
       "session",
       "timestamp",
@@ -307,6 +309,8 @@ Deno.test("welcome comes first and lists everyone; join goes to all", async () =
     assert.equal(welcome.type, "welcome");
     assert.equal((welcome as { username: string }).username, "ann");
     assert.deepEqual((welcome as { users: string[] }).users, ["ann"]);
+    assert.equal((welcome as { online: number }).online, 1);
+    assert.equal((welcome as { large: boolean }).large, false);
     assertTimestamp(welcome.timestamp, started);
     const join = await ann.next("own join");
     assert.deepEqual(Object.keys(join).sort(), [

@@ -1,0 +1,208 @@
+/**
+ * Large rooms over real sockets: past `largeRoom` members a room sends its
+ * count instead of each join and leave, and pages its member list on
+ * request; chat, direct messages and exactly-once delivery are unchanged.
+ */
+
+import assert from "node:assert/strict";
+import type {
+  ChatMessage,
+  MembersMessage,
+  OnlineMessage,
+  ServerMessage,
+  WelcomeMessage,
+} from "./protocol.ts";
+import { ChatClient } from "./testing/chat_client.ts";
+import { withServer } from "./testing/server.ts";
+import { within } from "./testing/wait.ts";
+
+/** Opens a client into a room that may be large: its welcome, nothing else. */
+async function arrive(port: number, username: string): Promise<ChatClient> {
+  const client = await ChatClient.open(
+    `ws://127.0.0.1:${port}/ws?username=${encodeURIComponent(username)}`,
+    username,
+  );
+  const welcome = await client.next(`${username}'s welcome`);
+  assert.equal(welcome.type, "welcome");
+  client.welcome = welcome as WelcomeMessage;
+  client.username = username;
+  return client;
+}
+
+/** The next message, which must be of `type`. */
+async function expectType<T extends ServerMessage>(
+  client: ChatClient,
+  type: T["type"],
+  ms?: number,
+): Promise<T> {
+  const message = await client.next(`a ${type} message`, ms);
+  assert.equal(
+    message.type,
+    type,
+    `${client.username}: expected ${type}, got ${JSON.stringify(message)}`,
+  );
+  return message as T;
+}
+
+/** Asks for a page of members and returns the reply. */
+async function members(
+  client: ChatClient,
+  request: { after?: string; limit?: number },
+): Promise<MembersMessage> {
+  client.send({ type: "members", ...request });
+  return await expectType<MembersMessage>(client, "members");
+}
+
+Deno.test("a room past the threshold sends its count, pages its members, and chats as before", async () => {
+  await withServer({ largeRoom: 4 }, async (server, track) => {
+    const port = server.port;
+    const small: ChatClient[] = [];
+    for (const name of ["ann", "bob", "cy", "dee"]) {
+      const client = track(await ChatClient.join(port, name));
+      for (const member of small) {
+        await member.expectPresence("join", name, small.length + 1);
+      }
+      small.push(client);
+    }
+    const [ann, bob] = small;
+
+    // The fifth member makes the room large: no join, the count instead.
+    const eve = track(await arrive(port, "eve"));
+    assert.equal(eve.welcome!.large, true);
+    assert.equal(eve.welcome!.online, 5);
+    assert.deepEqual(eve.welcome!.users, ["ann", "bob", "cy", "dee", "eve"]);
+    for (const member of small) {
+      const turned = await expectType<OnlineMessage>(member, "online");
+      assert.equal(turned.large, true);
+      assert.equal(turned.online, 5);
+      assert.equal(turned.users, undefined);
+    }
+
+    // Two arrivals within the interval: one count, of both.
+    const fay = track(await arrive(port, "fay"));
+    const gil = track(await arrive(port, "gil"));
+    assert.equal(gil.welcome!.online, 7);
+    const everyone = [...small, eve, fay, gil];
+    for (const member of everyone) {
+      const count = await expectType<OnlineMessage>(member, "online", 3000);
+      assert.deepEqual({ online: count.online, large: count.large }, {
+        online: 7,
+        large: true,
+      });
+    }
+
+    // The member list, a page at a time, in name order.
+    const first = await members(eve, { limit: 4 });
+    assert.deepEqual(first.users, ["ann", "bob", "cy", "dee"]);
+    assert.equal(first.next, "dee");
+    assert.equal(first.online, 7);
+    const second = await members(eve, { after: first.next!, limit: 4 });
+    assert.deepEqual(second.users, ["eve", "fay", "gil"]);
+    assert.equal(second.next, null);
+    eve.send({ type: "members", limit: 0 });
+    const refused = await expectType(eve, "error");
+    assert.equal((refused as { code: string }).code, "invalid_message");
+
+    // Chat is unchanged: a line reaches everyone once; a DM its two ends.
+    ann.say("hello, large room");
+    for (const member of everyone) {
+      await member.expectMessage("ann", "hello, large room");
+    }
+    gil.send({ type: "message", text: "psst", to: "bob" });
+    for (const end of [gil, bob]) {
+      const dm = await expectType<ChatMessage>(end, "message");
+      assert.deepEqual([dm.username, dm.to, dm.text], ["gil", "bob", "psst"]);
+    }
+    gil.send({ type: "message", text: "anyone?", to: "zed" });
+    const unknown = await expectType(gil, "error");
+    assert.equal((unknown as { code: string }).code, "unknown_recipient");
+
+    // Leaving: counts while large; at half the threshold, small again with
+    // every name, and joins are announced one by one from there.
+    for (const leaver of [gil, fay, eve, small[3], small[2]]) {
+      await leaver.close();
+    }
+    const counts: OnlineMessage[] = [];
+    for (;;) {
+      const message = await expectType<OnlineMessage>(ann, "online", 3000);
+      counts.push(message);
+      if (!message.large) break;
+    }
+    const last = counts[counts.length - 1];
+    assert.equal(last.online, 2);
+    assert.deepEqual(last.users, ["ann", "bob"]);
+    for (const count of counts.slice(0, -1)) assert.ok(count.online > 2);
+    const hal = track(await ChatClient.join(port, "hal"));
+    assert.equal(hal.welcome!.large, false);
+    assert.deepEqual(hal.welcome!.users, ["ann", "bob", "hal"]);
+    await ann.expectPresence("join", "hal", 3);
+  });
+});
+
+Deno.test("a thousand members: bounded welcomes, one count, every line once", async () => {
+  const clients = 1000;
+  await withServer(
+    { ratePerSecond: 0, maxConnectionsPerIp: 0 },
+    async (server, track) => {
+      const port = server.port;
+      const joined: ChatClient[] = [];
+      // A few at a time, as browsers arrive; each welcome is bounded.
+      for (let i = 0; i < clients; i += 50) {
+        const batch: Promise<ChatClient>[] = [];
+        for (let j = i; j < Math.min(clients, i + 50); j++) {
+          batch.push(arrive(port, `user${String(j).padStart(4, "0")}`));
+        }
+        for (const client of await Promise.all(batch)) {
+          joined.push(track(client));
+        }
+      }
+      for (const client of joined) {
+        assert.ok(client.welcome!.users.length <= 100);
+        assert.ok(
+          client.welcome!.users.includes(client.username!) ||
+            client.welcome!.large,
+        );
+      }
+      const last = joined[joined.length - 1];
+      assert.equal(last.welcome!.online, clients);
+      assert.equal(last.welcome!.large, true);
+      assert.equal(last.welcome!.users.length, 100);
+
+      // Everyone hears the final count within a couple of intervals, and
+      // nothing but counts arrives meanwhile: no join storm.
+      await within(
+        Promise.all(joined.map(async (client) => {
+          for (;;) {
+            const message = await client.next("the count", 5000);
+            assert.ok(
+              message.type === "online" || message.type === "join",
+              `${client.username}: ${message.type}`,
+            );
+            // Joins only while the room was small: before the 101st member.
+            if (message.type === "join") {
+              assert.ok(!client.welcome!.large);
+              continue;
+            }
+            if ((message as OnlineMessage).online === clients) return;
+          }
+        })),
+        "every member to hear the count of 1000",
+        20_000,
+      );
+
+      // One line reaches every member exactly once.
+      joined[0].say("to a thousand");
+      await within(
+        Promise.all(joined.map(async (client) => {
+          await client.expectMessage(joined[0].username!, "to a thousand");
+        })),
+        "the line to reach all 1000",
+        20_000,
+      );
+      await server.shutdown();
+      for (const client of joined) {
+        assert.equal(client.pending, 0, `${client.username}: nothing more`);
+      }
+    },
+  );
+});
