@@ -138,6 +138,12 @@ export interface ResumeResult {
 export interface HistoryOptions {
   /** Messages kept per room, at least 1. Default {@linkcode DEFAULT_HISTORY_LIMIT}. */
   limit?: number;
+  /**
+   * Told after every commit: null when it stored its messages, the error
+   * when it failed (a full disk, say; those messages were refused). Once
+   * per commit, not per message: the operator's view of the store.
+   */
+  onCommit?: (error: Error | null) => void;
 }
 
 /**
@@ -399,9 +405,12 @@ export class History {
   #commits = 0;
   #closing: Promise<void> | undefined;
 
-  private constructor(kv: Deno.Kv, limit: number) {
+  #onCommit?: (error: Error | null) => void;
+
+  private constructor(kv: Deno.Kv, options: HistoryOptions) {
     this.#kv = kv;
-    this.limit = limit;
+    this.limit = checkLimit(options.limit);
+    this.#onCommit = options.onCommit;
   }
 
   /**
@@ -436,7 +445,7 @@ export class History {
         { cause: error },
       );
     }
-    return await History.fromKv(kv, { limit });
+    return await History.fromKv(kv, { ...options, limit });
   }
 
   /**
@@ -454,7 +463,7 @@ export class History {
     kv: Deno.Kv,
     options: HistoryOptions = {},
   ): Promise<History> {
-    const history = new History(kv, checkLimit(options.limit));
+    const history = new History(kv, options);
     try {
       await history.#load();
     } catch (error) {
@@ -829,9 +838,13 @@ export class History {
           ),
         );
       }
+      this.#onCommit?.(
+        error instanceof Error ? error : new Error(reason, { cause: error }),
+      );
       return;
     }
     this.#commits++;
+    this.#onCommit?.(null);
     for (const update of updates) {
       const { state } = update;
       state.kept = update.kept;

@@ -451,6 +451,60 @@ export interface MetricsSources {
   connectionsOpen(): number;
   /** Every client whose outbox depth is to be sampled. */
   clients(): Iterable<Client>;
+  /** What is degraded now; `/metrics` shows it as gauges too. */
+  health?: Health;
+}
+
+/** A part of the server that can be degraded while the rest goes on. */
+export type HealthPart = "storage" | "accept";
+
+/**
+ * What is degraded now, part by part, as `/healthz` tells it: the server
+ * keeps serving what it can, and says plainly what it cannot.
+ *
+ * @example
+ * ```ts
+ * import { Health } from "./metrics.ts";
+ * const health = new Health();
+ * health.set("storage", "failing"); // true: it changed
+ * health.report(3); // { status: "degraded", clients: 3, storage: "failing" }
+ * health.set("storage", null);
+ * health.ok; // true
+ * ```
+ */
+export class Health {
+  #problems = new Map<HealthPart, string>();
+
+  /** True when nothing is degraded. */
+  get ok(): boolean {
+    return this.#problems.size === 0;
+  }
+
+  /** The state of one part: its problem, or null when it is fine. */
+  get(part: HealthPart): string | null {
+    return this.#problems.get(part) ?? null;
+  }
+
+  /**
+   * Records a part's problem (null: fine again); true when that changed
+   * its state, so the caller logs each change once, not each failure.
+   */
+  set(part: HealthPart, problem: string | null): boolean {
+    if ((this.#problems.get(part) ?? null) === problem) return false;
+    if (problem === null) this.#problems.delete(part);
+    else this.#problems.set(part, problem);
+    return true;
+  }
+
+  /** The `/healthz` body: `ok` or `degraded`, the clients, each problem. */
+  report(clients: number): Record<string, string | number> {
+    const body: Record<string, string | number> = {
+      status: this.ok ? "ok" : "degraded",
+      clients,
+    };
+    for (const [part, problem] of this.#problems) body[part] = problem;
+    return body;
+  }
 }
 
 /** Samples outbox depths at scrape time into a fresh histogram. */
@@ -504,6 +558,8 @@ export class ServerMetrics {
   readonly rejected: Counter;
   /** Seconds one broadcast took to reach every outbox. */
   readonly fanout: Histogram;
+  /** History commits that failed (their lines were refused). */
+  readonly storageFailures: Counter;
 
   /** Registers every metric, reading live state from `sources`. */
   constructor(sources: MetricsSources) {
@@ -548,6 +604,16 @@ export class ServerMetrics {
       ["reason"],
     );
     registry.register(new OutboxDepth(sources.clients));
+    this.storageFailures = registry.counter(
+      "hubchat_storage_failures_total",
+      "History commits that failed; their lines were refused, not sent.",
+    );
+    const health = sources.health;
+    registry.gauge(
+      "hubchat_storage_failing",
+      "1 while history cannot be written (lines are refused), else 0.",
+      () => (health !== undefined && health.get("storage") !== null ? 1 : 0),
+    );
     registry.gauge(
       "process_resident_memory_bytes",
       "Resident memory of the server process (RSS).",

@@ -21,7 +21,7 @@ import type { Client } from "./client.ts";
 import { Connections } from "./connection.ts";
 import { History } from "./history.ts";
 import { type Logger, silentLogger } from "./log.ts";
-import { PROMETHEUS_CONTENT_TYPE, ServerMetrics } from "./metrics.ts";
+import { Health, PROMETHEUS_CONTENT_TYPE, ServerMetrics } from "./metrics.ts";
 import { CloseCode } from "./protocol.ts";
 import { Rooms } from "./rooms.ts";
 
@@ -81,6 +81,11 @@ export interface ServerOptions {
   logger?: Logger;
   /** Deno KV path for history; ":memory:" (the default) keeps none. */
   data?: string;
+  /**
+   * An open Deno KV to keep history in, instead of opening `data` (tests
+   * use it to make the store fail on purpose). The server closes it.
+   */
+  kv?: Deno.Kv;
   /** Messages kept per room; 0 keeps none and stores nothing. Default 100. */
   historyLimit?: number;
   /** Rooms open at once. Default 1000. */
@@ -140,6 +145,7 @@ function refusalResponse(refusal: Refusal): Response {
 interface Parts {
   rooms: Rooms;
   metrics: ServerMetrics;
+  health: Health;
   admission: Admission;
   connections: Connections;
   logger: Logger;
@@ -168,7 +174,9 @@ function route(
       return upgrade(parts, request, { info, query: url.searchParams });
     case "/healthz":
       if (!readOnly) return methodNotAllowed("GET, HEAD");
-      return Response.json({ status: "ok", clients: parts.rooms.online });
+      return Response.json(parts.health.report(parts.rooms.online), {
+        status: parts.health.ok ? 200 : 503,
+      });
     case "/rooms":
       if (!readOnly) return methodNotAllowed("GET, HEAD");
       return Response.json({ rooms: parts.rooms.list() });
@@ -257,15 +265,28 @@ export async function startServer(
   let shuttingDown: Promise<void> | undefined;
   const isShuttingDown = (): boolean => shuttingDown !== undefined;
   const logger = options.logger ?? silentLogger;
+  const health = new Health();
+  const historyOptions = {
+    limit: options.historyLimit,
+    onCommit: (error: Error | null) => observeStorage(error),
+  };
   const history = options.historyLimit === 0
     ? null
-    : await History.open(options.data ?? ":memory:", {
-      limit: options.historyLimit,
-    });
+    : options.kv !== undefined
+    ? await History.fromKv(options.kv, historyOptions)
+    : await History.open(options.data ?? ":memory:", historyOptions);
   const metrics: ServerMetrics = new ServerMetrics({
     connectionsOpen: () => connections.open,
     clients: (): Iterable<Client> => rooms.clients(),
+    health,
   });
+  /** Counts failed commits; logs when storage starts or stops failing. */
+  function observeStorage(error: Error | null): void {
+    if (error !== null) metrics.storageFailures.inc();
+    if (!health.set("storage", error === null ? null : "failing")) return;
+    if (error === null) logger.log("info", "storage_recovered", {});
+    else logger.log("error", "storage_failing", { cause: error.message });
+  }
   const rooms: Rooms = new Rooms({
     history,
     maxRooms: options.maxRooms,
@@ -295,6 +316,7 @@ export async function startServer(
   const parts: Parts = {
     rooms,
     metrics,
+    health,
     admission,
     connections,
     logger,
