@@ -118,7 +118,7 @@ export interface Admittance extends Newcomer {
  * ```ts
  * import { Admission } from "./admission.ts";
  * import { Rooms } from "./rooms.ts";
- * const rooms = new Rooms({ history: null });
+ * const rooms = new Rooms();
  * const admission = new Admission({ rooms });
  * const request = new Request("http://127.0.0.1/ws?username=ann");
  * const query = new URL(request.url).searchParams;
@@ -164,15 +164,25 @@ export class Admission {
       authKey: this.#authKey,
     });
     if (!identity.ok) return identity;
+    const room = await this.#rooms.ready(wanted.value.room);
+    if (room === null) {
+      return refused({
+        status: 503,
+        reason: "room_limit",
+        text: "the server has as many rooms open as it allows",
+      });
+    }
     // From here on nothing awaits (see the class's invariant).
-    if (this.#isShuttingDown()) return refused(SHUTTING_DOWN);
-    const seat = this.#seat(
-      identity.value,
-      wanted.value.room,
-      context.query.get("session"),
-    );
+    if (this.#isShuttingDown()) {
+      this.#rooms.release(room);
+      return refused(SHUTTING_DOWN);
+    }
+    const seat = this.#seat(room, {
+      identity: identity.value,
+      session: context.query.get("session"),
+    });
     if (!seat.ok) return seat;
-    const { room, username } = seat.value;
+    const username = seat.value;
     const slot = this.#limiter.tryAcquire(context.ip);
     if (!slot.ok) {
       this.#rooms.release(room);
@@ -201,33 +211,23 @@ export class Admission {
   }
 
   /**
-   * Opens the room and settles the name: the one asked for (taken over when
+   * Settles the name in an open room: the one asked for (taken over when
    * the connection holding it is the peer's own, by its session) or a
    * guest's.
    */
   #seat(
-    identity: string | null,
-    roomName: string,
-    claim: string | null,
-  ): Verdict<{ room: Room; username: string }> {
-    const holder = identity === null
-      ? undefined
-      : this.#rooms.get(roomName)?.holder(identity);
+    room: Room,
+    asked: { identity: string | null; session: string | null },
+  ): Verdict<string> {
+    const { identity, session } = asked;
+    const holder = identity === null ? undefined : room.holder(identity);
     if (
-      holder !== undefined && claim !== null &&
-      this.#sessionOf(holder) === claim
+      holder !== undefined && session !== null &&
+      this.#sessionOf(holder) === session
     ) {
       // The same person reconnecting before their old socket timed out:
       // the old connection ends (and leaves) before the new one joins.
       holder.close(CloseCode.replaced, "replaced by a newer connection");
-    }
-    const room = this.#rooms.open(roomName);
-    if (room === null) {
-      return refused({
-        status: 503,
-        reason: "room_limit",
-        text: "the server has as many rooms open as it allows",
-      });
     }
     const username = identity ?? guestName(room);
     if (room.isTaken(username)) {
@@ -240,7 +240,7 @@ export class Admission {
           `username "${username}" is already online in room "${room.name}"; choose another`,
       });
     }
-    return { ok: true, value: { room, username } };
+    return { ok: true, value: username };
   }
 }
 

@@ -351,7 +351,7 @@ Deno.test("identify: with a key, the token names the user, or 401", async () => 
 });
 
 Deno.test("admission: a peer gets its name, room, resume point and subprotocol", async () => {
-  const rooms = new Rooms({ history: null });
+  const rooms = new Rooms();
   const admission = new Admission({ rooms });
   const admitted = valueOf(
     await admit(admission, "username=ann&room=dev&since=7", {
@@ -375,7 +375,7 @@ Deno.test("admission: a peer gets its name, room, resume point and subprotocol",
 });
 
 Deno.test("admission: refused while stopping, or from another origin", async () => {
-  const rooms = new Rooms({ history: null });
+  const rooms = new Rooms();
   let stopping = false;
   const admission = new Admission({ rooms, isShuttingDown: () => stopping });
   const foreign = refusalOf(
@@ -401,7 +401,7 @@ Deno.test("admission: refused while stopping, or from another origin", async () 
 });
 
 Deno.test("admission: a name online in the room is 409, unless its session takes it over", async () => {
-  const rooms = new Rooms({ history: null });
+  const rooms = new Rooms();
   const sessions = new Map<Client, string>();
   const admission = new Admission({
     rooms,
@@ -443,7 +443,7 @@ Deno.test("admission: a name online in the room is 409, unless its session takes
 });
 
 Deno.test("admission: the room cap is 503; the connection caps 503 and 429", async () => {
-  const rooms = new Rooms({ history: null, maxRooms: 1 });
+  const rooms = new Rooms({ maxRooms: 1 });
   const admission = new Admission({
     rooms,
     limiter: new ConnectionLimiter({ maxTotal: 2, maxPerIp: 1 }),

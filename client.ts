@@ -70,6 +70,9 @@ export interface ClientOptions {
   onEnd?: (client: Client, end: ClientEnd) => void;
 }
 
+/** Clients made by this process so far. */
+let clientsMade = 0;
+
 /**
  * A connected peer.
  *
@@ -89,6 +92,8 @@ export interface ClientOptions {
 export class Client {
   /** The name this client chats under. */
   readonly username: string;
+  /** Unique among this process's clients, ever: how rooms tell them apart. */
+  readonly id: string = String(++clientsMade);
   #socket: ClientSocket;
   #flusher: Flusher;
   #maxQueue: number;

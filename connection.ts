@@ -135,7 +135,7 @@ export interface ConnectionOptions {
  * import { Connection } from "./connection.ts";
  * import { ServerMetrics } from "./metrics.ts";
  * import { Rooms } from "./rooms.ts";
- * const rooms = new Rooms({ history: null });
+ * const rooms = new Rooms();
  * const metrics = new ServerMetrics({
  *   connectionsOpen: () => 1,
  *   clients: () => rooms.clients(),
@@ -283,7 +283,7 @@ export class Connection {
   #dispatch(command: ClientCommand): void {
     switch (command.type) {
       case "message":
-        this.#room.say(this.client, command.text, command.to);
+        void this.#room.say(this.client, command.text, command.to);
         return;
       case "typing": {
         const now = performance.now();
@@ -293,7 +293,7 @@ export class Connection {
         return;
       }
       case "join":
-        this.#switchRoom(command.room);
+        void this.#switchRoom(command.room);
         return;
       case "members":
         this.#room.members(this.client, command);
@@ -302,7 +302,7 @@ export class Connection {
   }
 
   /** Moves the peer to another room: leave there, welcome and join here. */
-  #switchRoom(name: string): void {
+  async #switchRoom(name: string): Promise<void> {
     const client = this.client;
     const from = this.#room;
     if (name === from.name) {
@@ -310,12 +310,19 @@ export class Connection {
       return;
     }
     const rooms = this.#shared.rooms;
-    const to = rooms.open(name);
+    // A room open here already is ready: the move happens in this turn.
+    const open = rooms.open(name);
+    const to = open === null || open.isReady ? open : await rooms.ready(name);
     if (to === null) {
       this.#refuse(
         "room_limit",
         "the server has as many rooms open as it allows; join an existing one",
       );
+      return;
+    }
+    // The peer may have gone, or moved, while the room opened.
+    if (client.ended || this.#room !== from) {
+      rooms.release(to);
       return;
     }
     if (!to.reserve(client)) {
@@ -370,7 +377,7 @@ export class Connection {
  * import { Connections } from "./connection.ts";
  * import { ServerMetrics } from "./metrics.ts";
  * import { Rooms } from "./rooms.ts";
- * const rooms = new Rooms({ history: null });
+ * const rooms = new Rooms();
  * const connections: Connections = new Connections({
  *   rooms,
  *   metrics: new ServerMetrics({

@@ -110,7 +110,7 @@ function nextTurn(): Promise<void> {
 
 /** One server's worth of shared state, with no sockets and no history. */
 function setup(options: Partial<ConnectionsOptions> = {}) {
-  const rooms = new Rooms({ history: null });
+  const rooms = new Rooms();
   const metrics = new ServerMetrics({
     connectionsOpen: () => 0,
     clients: () => rooms.clients(),

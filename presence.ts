@@ -77,7 +77,8 @@ export interface PresenceOptions {
 export class Presence {
   /** Members above which the room is large. */
   readonly largeRoom: number;
-  #members = new Set<string>();
+  /** Each member's name and the owner holding it, in joining order. */
+  #members = new Map<string, string>();
   #large = false;
   /** The members in name order; null when it must be sorted again. */
   #sorted: string[] | null = [];
@@ -113,12 +114,23 @@ export class Presence {
 
   /** Every member, in joining order. */
   all(): string[] {
-    return [...this.#members];
+    return [...this.#members.keys()];
   }
 
-  /** Adds a member (not already one) and says what the room must send. */
-  add(username: string): PresenceChange {
-    this.#members.add(username);
+  /** The owner holding a name, or undefined when nobody does. */
+  ownerOf(username: string): string | undefined {
+    return this.#members.get(username);
+  }
+
+  /**
+   * Adds a member held by `owner` and says what the room must send. A name
+   * already held by another owner (a takeover whose join overtook the old
+   * connection's leave) changes hands silently: null, nothing to send.
+   */
+  add(username: string, owner = ""): PresenceChange | null {
+    const held = this.#members.get(username);
+    this.#members.set(username, owner);
+    if (held !== undefined) return null;
     if (!this.#large && this.#members.size > this.largeRoom) {
       this.#large = true;
       return this.#told("turned_large");
@@ -126,8 +138,12 @@ export class Presence {
     return this.#changedBy("announce");
   }
 
-  /** Removes a member and says what the room must send. */
-  remove(username: string): PresenceChange {
+  /**
+   * Removes a member and says what the room must send; null, changing
+   * nothing, when the name is not held by `owner` (any more).
+   */
+  remove(username: string, owner = ""): PresenceChange | null {
+    if (this.#members.get(username) !== owner) return null;
     this.#members.delete(username);
     if (this.#large && this.#members.size <= this.largeRoom / 2) {
       this.#large = false;
@@ -211,7 +227,7 @@ export class Presence {
     // names. A large one keeps its sort until the next tick, so a list at
     // most a second old is the price of not sorting ten thousand names per
     // request.
-    this.#sorted ??= [...this.#members].sort(compareCodePoints);
+    this.#sorted ??= [...this.#members.keys()].sort(compareCodePoints);
     return this.#sorted;
   }
 }

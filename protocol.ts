@@ -167,6 +167,20 @@ export interface OnlineMessage {
   timestamp: string;
 }
 
+/**
+ * The room's store lost its history (a shared store restarted empty): ids
+ * start again from 1. A client replaces what it shows of the room with
+ * `history` and forgets the ids it held (a `since` from before means
+ * nothing now).
+ */
+export interface ResetMessage {
+  type: "reset";
+  room: string;
+  /** What the store holds now, as a welcome's history would. */
+  history: ChatMessage[];
+  timestamp: string;
+}
+
 /** A page of the member list, in name order: the reply to `members`. */
 export interface MembersMessage {
   type: "members";
@@ -200,6 +214,7 @@ export type ServerMessage =
   | PresenceMessage
   | OnlineMessage
   | MembersMessage
+  | ResetMessage
   | ChatMessage
   | TypingMessage
   | ErrorMessage;

@@ -1,16 +1,27 @@
 /**
- * A chat room: a Hub plus the meaning of chat. Names are unique in it; it
- * welcomes joiners with the room's history (each sees only the direct
- * messages it sent or received: {@linkcode visibleTo}), announces joins and
- * leaves (exactly one leave for every join) while it is small and its count
- * once it is large ({@linkcode Presence}), stores each chat line before
- * sending it, and relays typing.
+ * A chat room: the meaning of chat, above its engine. Names are unique in
+ * it; it welcomes joiners with the room's history (each sees only the
+ * direct messages it sent or received: {@linkcode visibleTo}), announces
+ * joins and leaves (exactly one leave for every join) while it is small and
+ * its count once it is large ({@linkcode Presence}), has each chat line
+ * stored before anyone sees it, and relays typing.
+ *
+ * The room publishes what its members do to its engine (engine.ts) and
+ * tells its members what it hears back: every event of the room, on every
+ * node, in one order. One process or many, these rules are the same.
  *
  * @module
  */
 
 import type { Client } from "./client.ts";
-import type { History, HistoryEntry, StoredMessage } from "./history.ts";
+import type {
+  MemberRef,
+  PresenceEvent,
+  RoomEngine,
+  RoomEvent,
+  RoomSubscription,
+} from "./engine.ts";
+import type { StoredMessage } from "./history.ts";
 import { Hub, type HubOptions } from "./hub.ts";
 import {
   Presence,
@@ -19,13 +30,13 @@ import {
 } from "./presence.ts";
 import {
   type ChatMessage,
-  chatMessage,
   type ErrorCode,
   errorMessage,
   type MembersCommand,
   type MembersMessage,
   type OnlineMessage,
   type PresenceMessage,
+  type ResetMessage,
   timestamp,
   type TypingMessage,
   visibleTo,
@@ -34,18 +45,16 @@ import {
 
 /** Options for a {@linkcode Room}. */
 export interface RoomOptions extends HubOptions {
-  /**
-   * Where chat lines are stored before they are sent; null keeps none
-   * (ephemeral chat: ids still increase, welcome carries no history).
-   */
-  history: History | null;
+  /** Where the room's lines and presence go, and come back from. */
+  engine: RoomEngine;
   /** Told of every error the room sends a client (for metrics). */
   onRefusal?: (code: ErrorCode) => void;
   /** Members above which joins and leaves become a count. Default 100. */
   largeRoom?: number;
   /**
-   * Told when the room has become idle: nobody in it or on the way, and no
-   * line still being stored. Its owner may then drop it.
+   * Told when the room has become idle: nobody in it or on the way here,
+   * and nothing of it still on its way through the engine. Its owner may
+   * then drop it.
    */
   onIdle?: (room: Room) => void;
 }
@@ -58,78 +67,85 @@ export interface JoinOptions {
   session: string;
 }
 
-/** One event in a room's order: sent by `send` once it is `ready`. */
-interface OrderedEvent {
-  ready: boolean;
-  /** Sends the event; null for a line that could not be stored. */
-  send: (() => void) | null;
+/** A member of this node on its way in: welcomed when its join is heard. */
+interface Arrival {
+  client: Client;
+  options: JoinOptions;
 }
 
 /**
  * One room of chat.
  *
- * Lifecycle of a member: `reserve` (at upgrade, so two sockets cannot take
- * one name), `join` (socket open: welcome, then join to everyone), `leave`
- * (any end, or a move to another room: idempotent, announces only if the
- * member had joined).
+ * Lifecycle of a member of this node: `reserve` (at upgrade, so two sockets
+ * cannot take one name), `join` (socket open: its arrival is published;
+ * when the room hears it, the member gets its welcome and everyone the
+ * join), `leave` (any end, or a move to another room: idempotent; the
+ * departure is published once if the arrival was).
  *
- * Invariant: a message reaches clients only after it is stored, and in id
- * order; `welcome` history holds only messages already sent live, so a
- * joiner sees each message exactly once.
+ * Invariants: a line reaches clients only after it is stored, and in id
+ * order; a joiner's welcome holds the lines heard before its arrival and
+ * it hears every later one live, so it sees each exactly once; one node's
+ * events are heard in the order it published them, so a leave never
+ * overtakes the lines its member said before leaving.
  *
  * @example
  * ```ts
  * import { Room } from "./room.ts";
  * import { Client } from "./client.ts";
- * import { History } from "./history.ts";
- * const history = await History.open(":memory:");
- * const room = new Room("lobby", { history });
+ * import { LocalEngine } from "./engine.ts";
+ * const room = new Room("lobby", { engine: new LocalEngine({ history: null }) });
+ * await room.ready;
  * const socket = { bufferedAmount: 0, send(text: string) {}, close() {} };
  * const ann = new Client(socket, { username: "ann", flusher: room.hub.flusher });
  * room.reserve(ann);
  * room.join(ann, { session: "s3cret" });
  * await room.say(ann, "hello");
  * room.close(1001, "server shutting down");
- * await history.close();
  * ```
  */
 export class Room {
   /** The room's name. */
   readonly name: string;
-  /** The hub that fans out this room's messages. */
+  /** The hub that fans out this room's messages to this node's members. */
   readonly hub: Hub;
-  #history: History | null;
+  /** Resolves once the room has heard who is in it: joins may follow. */
+  readonly ready: Promise<void>;
+  #engine: RoomEngine;
+  #subscription: RoomSubscription;
   #onRefusal?: (code: ErrorCode) => void;
   #onIdle?: (room: Room) => void;
-  /** Every name in use, joined or only reserved, and who holds it. */
+  /** This node's members, joined or only reserved, by name. */
   #names = new Map<string, Client>();
-  /** The newest id sent live; history past it is still on its way. */
-  #lastSentId: number;
-  /**
-   * The room's events in the order they happened, each sent when it reaches
-   * the head; the head waits while its chat line is being stored. So a leave
-   * never overtakes the lines its member said before leaving, and a joiner
-   * is admitted (welcome, then its join) between the lines before and after.
-   */
-  #ordered: OrderedEvent[] = [];
-  #closing = false;
-  /** Who is in, and whether they are told one by one or by count. */
+  /** This node's members whose arrival is published and not yet heard. */
+  #arrivals = new Map<string, Arrival>();
+  /** This node's members whose arrival was published (so is their leave). */
+  #published = new Set<Client>();
+  /** Who is in, on every node, and whether they are told one by one. */
   #presence: Presence;
   /** Pending send of a large room's count; undefined when none is due. */
   #countTimer: ReturnType<typeof setTimeout> | undefined;
+  #isReady = false;
+  #markReady!: () => void;
+  #closing = false;
 
-  /** Creates an empty room. */
+  /** Creates the room and starts hearing it. */
   constructor(name: string, options: RoomOptions) {
     this.name = name;
     this.hub = new Hub(options);
-    this.#history = options.history;
+    this.#engine = options.engine;
     this.#onRefusal = options.onRefusal;
     this.#onIdle = options.onIdle;
-    this.#lastSentId = options.history?.latestId(name) ?? 0;
     this.#presence = new Presence({ largeRoom: options.largeRoom });
+    this.ready = new Promise((resolve) => this.#markReady = resolve);
+    this.#subscription = this.#engine.open(name, (event) => this.#hear(event));
   }
 
-  /** Members whose socket is open and who were welcomed. */
+  /** True once the room has heard who is in it: joins may follow. */
+  get isReady(): boolean {
+    return this.#isReady;
+  }
+
+  /** Members online, on every node. */
   get online(): number {
     return this.#presence.online;
   }
@@ -139,27 +155,30 @@ export class Room {
     return this.#presence.large;
   }
 
-  /** True when nobody is here or on the way and nothing is being stored. */
+  /**
+   * True when nobody of this node is here or on the way, and nothing of
+   * the room is still on its way through the engine.
+   */
   get idle(): boolean {
-    return this.#names.size === 0 && this.#ordered.length === 0;
+    return this.#names.size === 0 && this.#engine.settled(this.name);
   }
 
-  /** The names of joined members, in joining order. */
+  /** The names of the members, on every node, in joining order. */
   users(): string[] {
     return this.#presence.all();
   }
 
-  /** True when the name is held, by a joined or a reserved member. */
+  /** True when the name is held on this node, joined or reserved. */
   isTaken(username: string): boolean {
     return this.#names.has(username);
   }
 
-  /** Who holds a name, joined or reserved. */
+  /** Who holds a name on this node, joined or reserved. */
   holder(username: string): Client | undefined {
     return this.#names.get(username);
   }
 
-  /** Claims the client's name; false if someone holds it already. */
+  /** Claims the client's name here; false if someone holds it already. */
   reserve(client: Client): boolean {
     if (this.#closing || this.#names.has(client.username)) return false;
     this.#names.set(client.username, client);
@@ -167,31 +186,193 @@ export class Room {
   }
 
   /**
-   * Welcomes a reserved client (with history) and announces it, in its
-   * place in the room's order: after the lines said before it came.
+   * Publishes a reserved client's arrival. When the room hears it, in its
+   * place in the room's order, the client gets its welcome and everyone
+   * the join.
    */
   join(client: Client, options: JoinOptions): void {
-    this.#enqueue({ ready: true, send: () => this.#admit(client, options) });
+    if (client.ended || this.#names.get(client.username) !== client) return;
+    const member = this.#member(client);
+    this.#arrivals.set(member.owner, { client, options });
+    this.#published.add(client);
+    this.#engine.publish(this.name, {
+      kind: "presence",
+      joined: [member],
+      left: [],
+    });
   }
 
-  #admit(client: Client, options: JoinOptions): void {
+  /** Forgets a client, however it went; publishes its departure once. */
+  leave(client: Client): void {
+    if (this.#names.get(client.username) === client) {
+      this.#names.delete(client.username);
+    }
+    this.hub.unregister(client);
+    if (this.#published.delete(client) && !this.#closing) {
+      this.#engine.publish(this.name, {
+        kind: "presence",
+        joined: [],
+        left: [this.#member(client)],
+      });
+    }
+    this.#tellIfIdle();
+  }
+
+  /**
+   * Has a member's chat line stored, then everyone hears it: the room, or
+   * with `to` only that member and the sender. Refusals and storage
+   * failures go to the sender as `error`s. Resolves once the line is
+   * stored (or refused).
+   */
+  async say(client: Client, text: string, to?: string): Promise<void> {
+    if (client.ended || this.#names.get(client.username) !== client) return;
+    if (to !== undefined && !this.#presence.has(to)) {
+      this.#refuse(
+        client,
+        "unknown_recipient",
+        `"${to}" is not in room "${this.name}"; direct messages go to members online here`,
+      );
+      return;
+    }
+    try {
+      await this.#engine.append(this.name, {
+        username: client.username,
+        text,
+        timestamp: timestamp(),
+        ...(to === undefined ? {} : { to }),
+      });
+    } catch {
+      this.#refuse(
+        client,
+        "storage_failed",
+        "the message could not be stored, so it was not sent; try again",
+      );
+    }
+    this.#tellIfIdle();
+  }
+
+  /** Tells the others in the room that a member is typing. */
+  typing(client: Client): void {
+    if (this.#names.get(client.username) !== client) return;
+    this.#engine.publish(this.name, {
+      kind: "typing",
+      member: this.#member(client),
+    });
+  }
+
+  /** Answers a member's request for a page of the member list. */
+  members(client: Client, command: MembersCommand): void {
+    if (this.#names.get(client.username) !== client) return;
+    const page = this.#presence.page(command.after, command.limit);
+    const message: MembersMessage = {
+      type: "members",
+      room: this.name,
+      users: page.users,
+      next: page.next,
+      online: this.#presence.online,
+      timestamp: timestamp(),
+    };
+    client.deliver(JSON.stringify(message));
+  }
+
+  /** Closes every member without announcing each leave (shutdown). */
+  close(code: number, reason: string): void {
+    this.#closing = true;
+    this.#stopCount();
+    this.hub.close(code, reason);
+    this.#names.clear();
+    this.#arrivals.clear();
+    this.#published.clear();
+    this.#subscription.close();
+  }
+
+  /** Stops hearing the room: it is dropped, idle. */
+  drop(): void {
+    this.#stopCount();
+    this.#subscription.close();
+  }
+
+  /** Everything the room hears, in the room's order. */
+  #hear(event: RoomEvent): void {
+    switch (event.kind) {
+      case "line":
+        this.#hearLine(event.line);
+        return;
+      case "presence":
+        this.#hearPresence(event);
+        return;
+      case "typing":
+        this.#hearTyping(event.member);
+        return;
+      case "snapshot":
+        for (const member of event.members) {
+          this.#presence.add(member.name, member.owner);
+        }
+        this.#isReady = true;
+        this.#markReady();
+        return;
+      case "reset":
+        this.#hearReset();
+        return;
+    }
+  }
+
+  /** A stored line: to everyone here, or a direct one to its two ends. */
+  #hearLine(line: StoredMessage): void {
+    const json = JSON.stringify(line);
+    if (line.to === undefined) {
+      this.hub.broadcastText(json);
+      return;
+    }
+    const ends: Client[] = [];
+    for (
+      const name of line.to === line.username
+        ? [line.to]
+        : [line.to, line.username]
+    ) {
+      const client = this.#names.get(name);
+      if (client !== undefined && this.#isJoined(client)) ends.push(client);
+    }
+    if (ends.length > 0) this.hub.sendTo(json, ends);
+  }
+
+  /**
+   * Who came and went. Departures first: a takeover's old connection
+   * leaves before its new one arrives, when both are in one diff.
+   */
+  #hearPresence(event: PresenceEvent): void {
+    for (const member of event.left) {
+      const change = this.#presence.remove(member.name, member.owner);
+      if (change === null || this.#closing) continue;
+      const text = this.#presenceText(change, "leave", member.name);
+      if (text !== null) this.hub.broadcastText(text);
+    }
+    for (const member of event.joined) {
+      const change = this.#presence.add(member.name, member.owner);
+      const arrival = this.#arrivals.get(member.owner);
+      if (arrival !== undefined) {
+        this.#arrivals.delete(member.owner);
+        this.#welcome(arrival);
+      }
+      if (change === null || this.#closing) continue;
+      const text = this.#presenceText(change, "join", member.name);
+      // A joiner's own welcome already says the room turned large.
+      const except = change === "turned_large" ? arrival?.client : undefined;
+      if (text !== null) this.hub.broadcastText(text, except);
+    }
+  }
+
+  /** Welcomes an arriving member of this node and starts its live feed. */
+  #welcome(arrival: Arrival): void {
+    const { client, options } = arrival;
     if (client.ended || this.#names.get(client.username) !== client) return;
     if (!this.hub.register(client)) return;
-    const change = this.#presence.add(client.username);
-    const past = this.#history === null
-      ? {
-        messages: [],
-        // Nothing is kept: a client that missed anything missed it for good.
-        gap: options.since !== undefined && options.since !== this.#lastSentId,
-      }
-      : options.since === undefined
-      ? { messages: this.#history.recent(this.name), gap: false }
-      : this.#history.since(this.name, options.since);
+    const past = options.since === undefined
+      ? { messages: this.#engine.recent(this.name), gap: false }
+      : this.#engine.since(this.name, options.since);
     const history: ChatMessage[] = [];
-    for (const stored of past.messages) {
-      // Stored but not yet sent live: it will arrive live, once.
-      if (stored.id > this.#lastSentId) break;
-      if (visibleTo(stored, client.username)) history.push(stored);
+    for (const line of past.messages) {
+      if (visibleTo(line, client.username)) history.push(line);
     }
     const welcome: WelcomeMessage = {
       type: "welcome",
@@ -206,34 +387,59 @@ export class Room {
       timestamp: timestamp(),
     };
     client.deliver(JSON.stringify(welcome));
-    const text = this.#presenceText(change, "join", client.username);
-    // The joiner's own welcome already says the room turned large.
-    const except = change === "turned_large" ? client : undefined;
-    if (text !== null) this.hub.broadcastText(text, except);
   }
 
-  /** Forgets a client, however it went; announces the leave once. */
-  leave(client: Client): void {
-    if (this.#names.get(client.username) === client) {
-      this.#names.delete(client.username);
+  /** Relays typing to everyone here but the typist. */
+  #hearTyping(member: MemberRef): void {
+    const message: TypingMessage = {
+      type: "typing",
+      room: this.name,
+      username: member.name,
+      timestamp: timestamp(),
+    };
+    const typist = this.#names.get(member.name);
+    const except = typist !== undefined && this.#owner(typist) === member.owner
+      ? typist
+      : undefined;
+    this.hub.broadcastText(JSON.stringify(message), except);
+  }
+
+  /** The store lost its history: members start again from what it holds. */
+  #hearReset(): void {
+    const message: ResetMessage = {
+      type: "reset",
+      room: this.name,
+      history: [],
+      timestamp: timestamp(),
+    };
+    const lines = this.#engine.recent(this.name);
+    for (const client of this.hub.clients()) {
+      message.history = lines.filter((line) =>
+        visibleTo(line, client.username)
+      );
+      client.deliver(JSON.stringify(message));
     }
-    if (this.hub.unregister(client) && !this.#closing) {
-      const change = this.#presence.remove(client.username);
-      const text = this.#presenceText(change, "leave", client.username);
-      if (text !== null) {
-        this.#enqueue({
-          ready: true,
-          send: () => this.hub.broadcastText(text),
-        });
-      }
-    }
-    this.#tellIfIdle();
+  }
+
+  /** True once the client was welcomed and hears the room live. */
+  #isJoined(client: Client): boolean {
+    return this.#published.has(client) &&
+      !this.#arrivals.has(this.#owner(client));
+  }
+
+  /** How the engine knows a member of this node. */
+  #member(client: Client): MemberRef {
+    return { name: client.username, owner: this.#owner(client) };
+  }
+
+  #owner(client: Client): string {
+    return `${this.#engine.nodeId}/${client.id}`;
   }
 
   /**
-   * What a join or leave sends now, in the room's order: the join or leave
-   * itself in a small room, the count when the room changed mode, nothing
-   * in a large room (its count goes out within the interval).
+   * What a join or leave sends now: the join or leave itself in a small
+   * room, the count when the room changed mode, nothing in a large room
+   * (its count goes out within the interval).
    */
   #presenceText(
     change: PresenceChange,
@@ -280,136 +486,6 @@ export class Room {
     return JSON.stringify(message);
   }
 
-  /** Answers a member's request for a page of the member list. */
-  members(client: Client, command: MembersCommand): void {
-    if (this.#names.get(client.username) !== client) return;
-    const page = this.#presence.page(command.after, command.limit);
-    const message: MembersMessage = {
-      type: "members",
-      room: this.name,
-      users: page.users,
-      next: page.next,
-      online: this.#presence.online,
-      timestamp: timestamp(),
-    };
-    client.deliver(JSON.stringify(message));
-  }
-
-  /** The room just lost a member or a stored line went out: idle now? */
-  #tellIfIdle(): void {
-    if (this.idle) this.#onIdle?.(this);
-  }
-
-  /**
-   * Stores a chat line from a member, then sends it: to everyone, or with
-   * `to` only to that member and back to the sender. Refusals and storage
-   * failures go to the sender as `error`s. Returns a promise while the line
-   * is being stored; without history the line is sent before `say` returns,
-   * and it returns undefined.
-   */
-  say(client: Client, text: string, to?: string): Promise<void> | undefined {
-    if (client.ended || this.#names.get(client.username) !== client) return;
-    if (to !== undefined) {
-      const recipient = this.#names.get(to);
-      if (recipient === undefined || recipient.ended) {
-        this.#refuse(
-          client,
-          "unknown_recipient",
-          `"${to}" is not in room "${this.name}"; direct messages go to members online here`,
-        );
-        return;
-      }
-    }
-    if (this.#history === null) {
-      // Nothing is stored, so nothing is ever waiting in the room's order:
-      // the line goes out now, in its place.
-      const json = JSON.stringify(chatMessage({
-        id: ++this.#lastSentId,
-        room: this.name,
-        username: client.username,
-        text,
-        timestamp: timestamp(),
-        to,
-      }));
-      if (to !== undefined) this.#sendDirect(client, to, json);
-      else this.hub.broadcastText(json);
-      return;
-    }
-    return this.#storeThenSend(this.#history, client, {
-      username: client.username,
-      text,
-      timestamp: timestamp(),
-      ...(to === undefined ? {} : { to }),
-    });
-  }
-
-  async #storeThenSend(
-    history: History,
-    client: Client,
-    entry: HistoryEntry,
-  ): Promise<void> {
-    const slot: OrderedEvent = { ready: false, send: null };
-    if (entry.to === undefined) this.#ordered.push(slot);
-    let stored: StoredMessage;
-    try {
-      stored = await history.append(this.name, entry);
-    } catch {
-      slot.ready = true;
-      this.#drain();
-      this.#refuse(
-        client,
-        "storage_failed",
-        "the message could not be stored, so it was not sent; try again",
-      );
-      return;
-    }
-    this.#lastSentId = Math.max(this.#lastSentId, stored.id);
-    const json = JSON.stringify(stored);
-    if (entry.to === undefined) {
-      slot.send = () => this.hub.broadcastText(json);
-      slot.ready = true;
-      this.#drain();
-      return;
-    }
-    this.#sendDirect(client, entry.to, json);
-  }
-
-  /** A direct message goes to its recipient and back to its sender. */
-  #sendDirect(client: Client, to: string, json: string): void {
-    const recipient = this.#names.get(to);
-    this.hub.sendTo(
-      json,
-      recipient === undefined || recipient === client
-        ? [client]
-        : [recipient, client],
-    );
-  }
-
-  /** Tells the others in the room that a member is typing. */
-  typing(client: Client): void {
-    if (this.#names.get(client.username) !== client) return;
-    const message: TypingMessage = {
-      type: "typing",
-      room: this.name,
-      username: client.username,
-      timestamp: timestamp(),
-    };
-    this.hub.broadcastText(JSON.stringify(message), client);
-  }
-
-  /** Closes every member without announcing each leave (shutdown). */
-  close(code: number, reason: string): void {
-    this.#closing = true;
-    this.#stopCount();
-    this.hub.close(code, reason);
-    this.#names.clear();
-  }
-
-  #refuse(client: Client, code: ErrorCode, text: string): void {
-    this.#onRefusal?.(code);
-    client.deliver(JSON.stringify(errorMessage({ code, text })));
-  }
-
   /** A join or leave, serialized, with the count after it. */
   #joinOrLeave(type: "join" | "leave", username: string): string {
     const message: PresenceMessage = {
@@ -422,21 +498,13 @@ export class Room {
     return JSON.stringify(message);
   }
 
-  /** Sends an event now if nothing is ahead of it, else queues it. */
-  #enqueue(event: OrderedEvent): void {
-    if (this.#ordered.length === 0 && event.ready) event.send?.();
-    else this.#ordered.push(event);
+  #refuse(client: Client, code: ErrorCode, text: string): void {
+    this.#onRefusal?.(code);
+    client.deliver(JSON.stringify(errorMessage({ code, text })));
   }
 
-  /**
-   * Sends every ready event at the head of the order. A room its last
-   * member left while their line was being stored becomes idle here.
-   */
-  #drain(): void {
-    const ordered = this.#ordered;
-    while (ordered.length > 0 && ordered[0].ready) {
-      ordered.shift()!.send?.();
-    }
-    this.#tellIfIdle();
+  /** The room just lost a member or a line went through: idle now? */
+  #tellIfIdle(): void {
+    if (this.#isReady && this.idle) this.#onIdle?.(this);
   }
 }

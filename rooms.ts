@@ -7,7 +7,7 @@
  */
 
 import { type Client, Flusher } from "./client.ts";
-import type { History } from "./history.ts";
+import { LocalEngine, type RoomEngine } from "./engine.ts";
 import type { ErrorCode } from "./protocol.ts";
 import { Room, type RoomOptions } from "./room.ts";
 
@@ -20,8 +20,11 @@ export const DEFAULT_MAX_ROOMS = 1000;
 
 /** Options for {@linkcode Rooms}. */
 export interface RoomsOptions {
-  /** Where chat lines are stored; null keeps none. */
-  history: History | null;
+  /**
+   * Where rooms' lines and presence go: one process, or shared. Default:
+   * this process alone, keeping no history.
+   */
+  engine?: RoomEngine;
   /** Most rooms open at once. Default 1000. */
   maxRooms?: number;
   /** Told of every broadcast (for metrics). */
@@ -46,9 +49,10 @@ export interface RoomSummary {
  * @example
  * ```ts
  * import { Rooms } from "./rooms.ts";
+ * import { LocalEngine } from "./engine.ts";
  * import { History } from "./history.ts";
  * const history = await History.open(":memory:");
- * const rooms = new Rooms({ history });
+ * const rooms = new Rooms({ engine: new LocalEngine({ history }) });
  * const lobby = rooms.open("lobby");
  * console.log(rooms.list()); // [{ name: "lobby", online: 0 }]
  * rooms.close(1001, "server shutting down");
@@ -59,17 +63,17 @@ export class Rooms {
   /** One flusher for every client of the server. */
   readonly flusher: Flusher = new Flusher();
   #rooms = new Map<string, Room>();
-  #history: History | null;
+  #engine: RoomEngine;
   #maxRooms: number;
   /** What every room is made with: the same for all of them. */
   #roomOptions: RoomOptions;
 
   /** Creates an empty registry. */
-  constructor(options: RoomsOptions) {
-    this.#history = options.history;
+  constructor(options: RoomsOptions = {}) {
+    this.#engine = options.engine ?? new LocalEngine({ history: null });
     this.#maxRooms = options.maxRooms ?? DEFAULT_MAX_ROOMS;
     this.#roomOptions = {
-      history: options.history,
+      engine: this.#engine,
       flusher: this.flusher,
       onBroadcast: options.onBroadcast,
       onRefusal: options.onRefusal,
@@ -83,7 +87,10 @@ export class Rooms {
     return this.#rooms.get(name);
   }
 
-  /** The room of that name, made if needed; null when at the cap. */
+  /**
+   * The room of that name, made if needed; null when at the cap. A room
+   * just made may not be ready to join yet: see {@linkcode Rooms.ready}.
+   */
   open(name: string): Room | null {
     let room = this.#rooms.get(name);
     if (room !== undefined) return room;
@@ -93,17 +100,32 @@ export class Rooms {
     return room;
   }
 
+  /**
+   * The room of that name, made if needed and ready to join, and still the
+   * open room of that name when this resolves: check and reserve in the
+   * same turn. Null when at the cap.
+   */
+  async ready(name: string): Promise<Room | null> {
+    for (;;) {
+      const room = this.open(name);
+      if (room === null) return null;
+      await room.ready;
+      if (this.#rooms.get(name) === room) return room;
+    }
+  }
+
   /** Drops a room nobody is in (its history stays stored). */
   release(room: Room): void {
     if (room.idle && this.#rooms.get(room.name) === room) {
       this.#rooms.delete(room.name);
+      room.drop();
     }
   }
 
-  /** Members online in every room. */
+  /** This node's clients, in every room. */
   get online(): number {
     let online = 0;
-    for (const room of this.#rooms.values()) online += room.online;
+    for (const room of this.#rooms.values()) online += room.hub.clientCount;
     return online;
   }
 
@@ -114,10 +136,7 @@ export class Rooms {
 
   /** Open rooms and rooms with history, by name, with online counts. */
   list(): RoomSummary[] {
-    const names = new Set([
-      ...this.#rooms.keys(),
-      ...(this.#history?.listRooms() ?? []),
-    ]);
+    const names = new Set([...this.#rooms.keys(), ...this.#engine.listRooms()]);
     return [...names].sort().map((name) => ({
       name,
       online: this.#rooms.get(name)?.online ?? 0,

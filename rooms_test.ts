@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { Client } from "./client.ts";
 import type { History, StoredMessage } from "./history.ts";
 import type { ChatMessage, ServerMessage, WelcomeMessage } from "./protocol.ts";
+import { LocalEngine } from "./engine.ts";
 import { Room } from "./room.ts";
 import { startServer } from "./server.ts";
 import { ChatClient } from "./testing/chat_client.ts";
@@ -579,7 +580,10 @@ Deno.test("a room its last member left mid-store is idle once the line is out", 
       }),
   } as unknown as History;
   const idle: Room[] = [];
-  const room = new Room("dev", { history, onIdle: (r) => idle.push(r) });
+  const room = new Room("dev", {
+    engine: new LocalEngine({ history }),
+    onIdle: (r) => idle.push(r),
+  });
   const socket = { bufferedAmount: 0, send() {}, close() {} };
   const ann = new Client(socket, {
     username: "ann",

@@ -19,6 +19,7 @@ import {
 import { importSecret } from "./auth.ts";
 import type { Client } from "./client.ts";
 import { Connections } from "./connection.ts";
+import { LocalEngine } from "./engine.ts";
 import { History } from "./history.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { Health, PROMETHEUS_CONTENT_TYPE, ServerMetrics } from "./metrics.ts";
@@ -287,8 +288,9 @@ export async function startServer(
     if (error === null) logger.log("info", "storage_recovered", {});
     else logger.log("error", "storage_failing", { cause: error.message });
   }
+  const engine = new LocalEngine({ history });
   const rooms: Rooms = new Rooms({
-    history,
+    engine,
     maxRooms: options.maxRooms,
     largeRoom: options.largeRoom,
     onBroadcast: metrics.observeBroadcast.bind(metrics),
@@ -347,7 +349,7 @@ export async function startServer(
     const timer = setTimeout(graceOver, SHUTDOWN_GRACE_MS);
     await Promise.race([connections.closed(), grace]);
     clearTimeout(timer);
-    await history?.close();
+    await engine.shutdown();
     await httpServer.shutdown();
   }
 
