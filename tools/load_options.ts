@@ -376,7 +376,9 @@ sent an error; a message was lost, duplicated or reordered; the run
 aborted) or the server did not start; 2 bad options; 3 hard time cap.
 
 Many connections: each client is a file descriptor here and one in the
-server. For 10,000 clients run "ulimit -n 65536" (in the same shell) first.
+server. For thousands of clients raise the limit in the same shell first:
+ulimit -n "$(ulimit -Hn)" (as far as the hard limit allows; "ulimit -n 65536"
+fails where that is lower).
 `;
 
 /**

@@ -337,5 +337,6 @@ Ctrl-C stops early and prints the summary so far; a second Ctrl-C exits at
 once. Exit status: 0 PASS; 1 FAIL (cut short by Ctrl-C, a client did not
 connect at the start, a message lost, duplicated or reordered, or aborted)
 or the server did not start; 2 bad options; 3 hard time cap; 130 second
-Ctrl-C. Many clients: run "ulimit -n 65536" first.
+Ctrl-C. Many clients: raise the limit in the same shell first,
+ulimit -n "$(ulimit -Hn)".
 `;
