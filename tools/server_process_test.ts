@@ -14,6 +14,12 @@ const MAIN = new URL("../main.ts", import.meta.url).pathname;
 /** The words serverArgv appends for a free loopback port. */
 const FREE_PORT = ["--port", "0", "--host", "127.0.0.1"];
 
+/** What a hubchat command gets when it sets neither limit. */
+const NO_LIMITS = ["--rate", "0", "--max-connections-per-ip", "0"];
+
+/** The temporary history the tests hand serverArgv. */
+const DATA_PATH = "/tmp/x/hubchat.kv";
+
 Deno.test("command helpers: findListenUrl, splitCommand, serverArgv", () => {
   assert.equal(
     findListenUrl("hubchat listening on http://127.0.0.1:4321/\n"),
@@ -36,10 +42,7 @@ Deno.test("command helpers: findListenUrl, splitCommand, serverArgv", () => {
     "0",
     "--host",
     "127.0.0.1",
-    "--rate",
-    "0",
-    "--max-connections-per-ip",
-    "0",
+    ...NO_LIMITS,
   ]);
   assert.deepEqual(serverArgv("deno run -A main.ts", { asIs: true }), [
     "deno",
@@ -78,48 +81,27 @@ Deno.test("isHubchatCommand: main.ts or deno task start, nothing else", () => {
 });
 
 Deno.test("serverArgv adds --rate, --max-connections-per-ip and --data only when missing, only to hubchat", () => {
-  const data = { dataPath: "/tmp/x/hubchat.kv" };
   const tail = (command: string, asIs = false): string[] =>
-    serverArgv(command, { ...data, asIs }).slice(
+    serverArgv(command, { dataPath: DATA_PATH, asIs }).slice(
       splitCommand(command).length + FREE_PORT.length,
     );
-  assert.deepEqual(tail("deno run -A main.ts"), [
-    "--rate",
-    "0",
-    "--max-connections-per-ip",
-    "0",
-    "--data",
-    "/tmp/x/hubchat.kv",
-  ]);
+  const data = ["--data", DATA_PATH];
+  assert.deepEqual(tail("deno run -A main.ts"), [...NO_LIMITS, ...data]);
   assert.deepEqual(tail("deno run -A main.ts --rate=50"), [
-    "--max-connections-per-ip",
-    "0",
-    "--data",
-    "/tmp/x/hubchat.kv",
+    ...NO_LIMITS.slice(2),
+    ...data,
   ]);
   assert.deepEqual(
     tail("deno run -A main.ts --max-connections-per-ip 5 --rate 1"),
-    ["--data", "/tmp/x/hubchat.kv"],
+    data,
   );
-  assert.deepEqual(tail("deno run -A main.ts --data :memory:"), [
-    "--rate",
-    "0",
-    "--max-connections-per-ip",
-    "0",
-  ]);
+  assert.deepEqual(tail("deno run -A main.ts --data :memory:"), NO_LIMITS);
   // Variables set in the command count as set.
   assert.deepEqual(
     tail("env HUBCHAT_DATA=/srv/h.kv HUBCHAT_RATE=5 deno run -A main.ts"),
-    ["--max-connections-per-ip", "0"],
+    NO_LIMITS.slice(2),
   );
-  assert.deepEqual(tail("deno task start"), [
-    "--rate",
-    "0",
-    "--max-connections-per-ip",
-    "0",
-    "--data",
-    "/tmp/x/hubchat.kv",
-  ]);
+  assert.deepEqual(tail("deno task start"), [...NO_LIMITS, ...data]);
   assert.deepEqual(tail("deno run -A main.ts", true), []);
   assert.deepEqual(tail("deno run -A bench/naive_server.ts"), []);
   assert.deepEqual(tail("bun bench/bun_server.ts"), []);

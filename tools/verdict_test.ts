@@ -67,39 +67,41 @@ Deno.test("judgeRun: refusals name their status, other failures their message", 
   );
 });
 
-Deno.test("judgeRun: loss, duplicates, disorder, evictions, server errors, aborts and cuts all fail", () => {
-  assert.equal(
-    judgeRun({ ...CLEAN, lost: 12, duplicated: 3, outOfOrder: 1 }).line,
+/** Runs that fail, each with its verdict line. */
+const FAILURES: [Partial<RunOutcome>, string][] = [
+  [
+    { lost: 12, duplicated: 3, outOfOrder: 1 },
     "FAIL: 12 lost, 3 duplicated, 1 out of order",
-  );
-  assert.equal(
-    judgeRun({ ...CLEAN, duplicated: 1 }).line,
-    "FAIL: 1 duplicated",
-  );
-  assert.equal(
-    judgeRun({
-      ...CLEAN,
+  ],
+  [{ duplicated: 1 }, "FAIL: 1 duplicated"],
+  [
+    {
       lost: 5000,
       closedByServer: { "4008": 2 },
       serverErrors: { rate_limited: 40 },
-    }).line,
+    },
     "FAIL: 2 clients closed by the server (4008 ×2); " +
-      "40 errors from the server (rate_limited ×40); 5,000 lost",
-  );
-  assert.equal(
-    judgeRun({
-      ...CLEAN,
+    "40 errors from the server (rate_limited ×40); 5,000 lost",
+  ],
+  [
+    {
       connected: 0,
       connectErrors: { "Connection refused (os error 111)": 100 },
       aborted: "no client connected",
-    }).line,
+    },
     "FAIL: aborted: no client connected; 100 of 100 clients did not " +
-      "connect (Connection refused (os error 111) ×100); 0 lost",
-  );
-  assert.deepEqual(
-    judgeRun({ ...CLEAN, interrupted: "cut short after 3 s of 30 min" }),
-    { pass: false, line: "FAIL: cut short after 3 s of 30 min; 0 lost" },
-  );
+    "connect (Connection refused (os error 111) ×100); 0 lost",
+  ],
+  [
+    { interrupted: "cut short after 3 s of 30 min" },
+    "FAIL: cut short after 3 s of 30 min; 0 lost",
+  ],
+];
+
+Deno.test("judgeRun: loss, duplicates, disorder, evictions, server errors, aborts and cuts all fail", () => {
+  for (const [change, line] of FAILURES) {
+    assert.deepEqual(judgeRun({ ...CLEAN, ...change }), { pass: false, line });
+  }
   // Empty records are no reason.
   assert.equal(
     judgeRun({ ...CLEAN, closedByServer: {}, serverErrors: {} }).pass,
