@@ -10,6 +10,7 @@ import {
   type OriginOptions,
   type Refusal,
   requestedRoom,
+  type UpgradeContext,
   validateAllowedOrigins,
   type Verdict,
 } from "./admission.ts";
@@ -270,17 +271,26 @@ function upgradeRequest(
   return [request, new URL(request.url).searchParams];
 }
 
-/** Admits from 192.0.2.1 unless told otherwise. */
-function admit(
-  admission: Admission,
-  query: string,
-  options: { ip?: string; headers?: Record<string, string> } = {},
-) {
-  const [request, params] = upgradeRequest(query, options.headers);
-  return admission.admit(request, {
-    ip: options.ip ?? "192.0.2.1",
-    query: params,
-  });
+/** Where an upgrade comes from: 192.0.2.1 and no extra headers by default. */
+interface From {
+  ip?: string;
+  headers?: Record<string, string>;
+}
+
+/** An upgrade request with that query, and its context, as the route gives them. */
+function upgrade(query: string, from: From): [Request, UpgradeContext] {
+  const [request, params] = upgradeRequest(query, from.headers);
+  return [request, { ip: from.ip ?? "192.0.2.1", query: params }];
+}
+
+/** Admits an upgrade with that query. */
+function admit(admission: Admission, query: string, from: From = {}) {
+  return admission.admit(...upgrade(query, from));
+}
+
+/** Asks what an upgrade with that query would get (the dry run). */
+function check(admission: Admission, query: string, from: From = {}) {
+  return admission.check(...upgrade(query, from));
 }
 
 function refusalOf<T>(verdict: Verdict<T>): Refusal {
@@ -406,7 +416,11 @@ Deno.test("admission: refused while stopping, or from another origin", async () 
   });
 });
 
-Deno.test("admission: a name online in the room is 409, unless its session takes it over", async () => {
+/**
+ * An admission whose lobby has "ann" held by a connection with the session
+ * "s3cret", whose socket remembers how it was closed.
+ */
+function annHoldsTheLobby() {
   const rooms = new Rooms({ history: null });
   const sessions = new Map<Client, string>();
   const admission = new Admission({
@@ -423,6 +437,11 @@ Deno.test("admission: a name online in the room is 409, unless its session takes
   });
   assert.ok(lobby.reserve(holder));
   sessions.set(holder, "s3cret");
+  return { rooms, admission, lobby, socket, holder };
+}
+
+Deno.test("admission: a name online in the room is 409, unless its session takes it over", async () => {
+  const { rooms, admission, lobby, socket, holder } = annHoldsTheLobby();
 
   for (const query of ["username=ann", "username=ann&session=guess"]) {
     const taken = refusalOf(await admit(admission, query));
@@ -486,19 +505,6 @@ Deno.test("admission: the room cap is 503; the connection caps 503 and 429", asy
   rooms.close(1001, "done");
 });
 
-/** Asks `check` from 192.0.2.1 unless told otherwise. */
-function check(
-  admission: Admission,
-  query: string,
-  options: { ip?: string; headers?: Record<string, string> } = {},
-) {
-  const [request, params] = upgradeRequest(query, options.headers);
-  return admission.check(request, {
-    ip: options.ip ?? "192.0.2.1",
-    query: params,
-  });
-}
-
 Deno.test("admission: check refuses as admit does, and keeps nothing", async () => {
   const rooms = new Rooms({ history: null, maxRooms: 2 });
   const limiter = new ConnectionLimiter({ maxTotal: 3, maxPerIp: 1 });
@@ -561,21 +567,7 @@ Deno.test("admission: check refuses as admit does, and keeps nothing", async () 
 });
 
 Deno.test("admission: check with the holder's session says yes and closes nothing", async () => {
-  const rooms = new Rooms({ history: null });
-  const sessions = new Map<Client, string>();
-  const admission = new Admission({
-    rooms,
-    sessionOf: (client) => sessions.get(client),
-  });
-  const lobby = rooms.open("lobby")!;
-  const socket = quietSocket();
-  const holder = new Client(socket, {
-    username: "ann",
-    flusher: rooms.flusher,
-    onEnd: (client) => lobby.leave(client),
-  });
-  assert.ok(lobby.reserve(holder));
-  sessions.set(holder, "s3cret");
+  const { rooms, admission, lobby, socket, holder } = annHoldsTheLobby();
 
   assert.equal(
     (await check(admission, "username=ann&session=s3cret")).ok,

@@ -72,6 +72,21 @@ async function nameError(page: Page): Promise<string> {
   ) as string;
 }
 
+/**
+ * Asserts the page stopped connecting and shows `reason` on its name form,
+ * the name field focused with the name selected, ready to be replaced.
+ */
+async function assertStopped(page: Page, reason: string): Promise<void> {
+  assert.equal(await nameError(page), reason);
+  assert.deepEqual(
+    await page.evaluate(`(() => { const field = document.activeElement;
+      return [document.getElementById("status").dataset.state, field.id,
+        field.selectionStart, field.selectionEnd - field.value.length]; })()`),
+    ["offline", "name-input", 0, 0],
+    "offline, the name field focused, its text selected",
+  );
+}
+
 /** A presence line as the page shows it. */
 interface PresenceLine {
   text: string;
@@ -215,17 +230,9 @@ browserTest(
     await bob.expectPresence("join", "erin", 2);
 
     // The first tab stops, says why, and does not take the name back.
-    assert.equal(
-      await nameError(first),
+    await assertStopped(
+      first,
       "You are in the chat as erin in another tab or window, so this one disconnected. Close the other one and press Join to chat here.",
-    );
-    assert.equal(
-      await first.evaluate(`document.getElementById("status").dataset.state`),
-      "offline",
-    );
-    assert.equal(
-      await first.evaluate(`document.activeElement.id`),
-      "name-input",
     );
     assert.equal(
       await savedSession(first),
@@ -260,17 +267,9 @@ browserTest(
     );
     track(await ChatClient.join(server.port, "erin"));
     await erin.setOfflineMode(false);
-    assert.equal(
-      await nameError(erin),
+    await assertStopped(
+      erin,
       '"erin" is already online in #lobby; choose another name',
-    );
-    assert.equal(
-      await erin.evaluate(`document.getElementById("status").dataset.state`),
-      "offline",
-    );
-    assert.equal(
-      await erin.evaluate(`document.activeElement.id`),
-      "name-input",
     );
   },
 );
@@ -288,19 +287,9 @@ browserTest(
     await openChat(page, server.url);
     await fill(page, "#name-input", "erin");
     await page.click("#join");
-    assert.equal(
-      await nameError(page),
+    await assertStopped(
+      page,
       '"erin" is already online in #lobby; choose another name',
-    );
-    assert.deepEqual(
-      await page.evaluate(`(() => { const i = document.activeElement;
-        return [i.id, i.value, i.selectionStart, i.selectionEnd]; })()`),
-      ["name-input", "erin", 0, 4],
-      "the name field is focused, the name selected",
-    );
-    assert.equal(
-      await page.evaluate(`document.getElementById("status").dataset.state`),
-      "offline",
     );
     // The page asked GET /ws (a dry run, counted nowhere); only the real
     // upgrade counts as a rejected one.
