@@ -780,7 +780,7 @@ for (const [width, viewport] of LAYOUTS) {
   for (const scheme of ["light", "dark"] as const) {
     const label = `${width}-${scheme}`;
     browserTest(
-      `the main states at ${width} width, ${scheme}: one online indicator, nothing overlaps, text has contrast`,
+      `the main states at ${width} width, ${scheme}: one online indicator, nothing overlaps, text has contrast, a reload rejoins`,
       async ({ browser, server, track }) => {
         const bob = track(await ChatClient.join(server.port, "bob"));
         const page = await browser.newPage({ viewport, colorScheme: scheme });
@@ -869,6 +869,13 @@ for (const [width, viewport] of LAYOUTS) {
         await snapshot(page, `${label}-reconnecting`);
         await page.setOfflineMode(false);
         await waitOnline(page, 20_000);
+
+        // A reload goes straight back in, as the same one of three.
+        await page.reload();
+        await waitOnline(page);
+        await waitForLine(page, "erin", "mine, with https://deno.com/");
+        assert.match(await headerText(page), /3 online/);
+        await assertHeaderFits(page, "after a reload");
       },
     );
   }
