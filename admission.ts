@@ -8,8 +8,9 @@
  * address read behind a proxy too).
  *
  * A refusal is data ({@linkcode Refusal}); the server answers it over HTTP.
- * The rules are functions of what they are given, so each is testable
- * without sockets.
+ * The same checks answer a dry run ({@linkcode Admission.check}): what an
+ * upgrade would get, with nothing reserved. The rules are functions of what
+ * they are given, so each is testable without sockets.
  *
  * @module
  */
@@ -113,6 +114,8 @@ export interface Admittance extends Newcomer {
  * Invariant: from the end of its one await to the end of `admit`, nothing
  * awaits, so nobody can take the name or drop the room between the checks
  * and the caller's reserve, if the caller reserves in the same turn.
+ * `check` runs the same checks as a dry run and gives everything back in
+ * that turn.
  *
  * @example
  * ```ts
@@ -146,9 +149,49 @@ export class Admission {
   }
 
   /** Admits a peer or says why not; upgrade and reserve in the same turn. */
-  async admit(
+  admit(
     request: Request,
     context: UpgradeContext,
+  ): Promise<Verdict<Admittance>> {
+    return this.#decide(request, context, { dryRun: false });
+  }
+
+  /**
+   * A dry run of {@linkcode Admission.admit}: the same checks and the same
+   * refusal an upgrade would get now, with nothing kept. No slot is held
+   * and no room is left open afterwards, and an older connection the
+   * request's session would take over is not closed (its name counts as
+   * free, as it would be for the upgrade).
+   *
+   * @example
+   * ```ts
+   * import { Admission } from "./admission.ts";
+   * import { Rooms } from "./rooms.ts";
+   * const rooms = new Rooms();
+   * const admission = new Admission({ rooms });
+   * const request = new Request("http://127.0.0.1/ws?username=ann");
+   * const query = new URL(request.url).searchParams;
+   * const verdict = await admission.check(request, { ip: "127.0.0.1", query });
+   * console.log(verdict.ok); // true: an upgrade would be admitted
+   * rooms.close(1001, "done");
+   * ```
+   */
+  async check(
+    request: Request,
+    context: UpgradeContext,
+  ): Promise<Verdict<void>> {
+    const verdict = await this.#decide(request, context, { dryRun: true });
+    if (!verdict.ok) return verdict;
+    // In the same turn as the checks: nothing was held across an await.
+    verdict.value.cancel();
+    return { ok: true, value: undefined };
+  }
+
+  /** The checks of an upgrade; a dry run closes no older connection. */
+  async #decide(
+    request: Request,
+    context: UpgradeContext,
+    { dryRun }: { dryRun: boolean },
   ): Promise<Verdict<Admittance>> {
     if (this.#isShuttingDown()) return refused(SHUTTING_DOWN);
     const origin = checkOrigin(request.headers, this.#originPolicy);
@@ -180,6 +223,7 @@ export class Admission {
     const seat = this.#seat(room, {
       identity: identity.value,
       session: context.query.get("session"),
+      dryRun,
     });
     if (!seat.ok) return seat;
     const username = seat.value;
@@ -213,31 +257,31 @@ export class Admission {
   /**
    * Settles the name in an open room: the one asked for (taken over when
    * the connection holding it is the peer's own, by its session) or a
-   * guest's.
+   * guest's. A dry run leaves the older connection open and counts its
+   * name as free.
    */
   #seat(
     room: Room,
-    asked: { identity: string | null; session: string | null },
+    asked: { identity: string | null; session: string | null; dryRun: boolean },
   ): Verdict<string> {
-    const { identity, session } = asked;
+    const { identity, session, dryRun } = asked;
     const holder = identity === null ? undefined : room.holder(identity);
-    if (
-      holder !== undefined && session !== null &&
-      this.#sessionOf(holder) === session
-    ) {
+    const takesOver = holder !== undefined && session !== null &&
+      this.#sessionOf(holder) === session;
+    if (takesOver && !dryRun) {
       // The same person reconnecting before their old socket timed out:
       // the old connection ends (and leaves) before the new one joins.
       holder.close(CloseCode.replaced, "replaced by a newer connection");
     }
     const username = identity ?? guestName(room);
-    if (room.isTaken(username)) {
+    if (room.isTaken(username) && !(dryRun && takesOver)) {
       this.#rooms.release(room);
       return refused({
         status: 409,
         reason: "username_taken",
         error: "username_taken",
         text:
-          `username "${username}" is already online in room "${room.name}"; choose another`,
+          `"${username}" is already online in #${room.name}; choose another name`,
       });
     }
     return { ok: true, value: username };
@@ -467,7 +511,11 @@ function allowlist(list: readonly string[]): Set<string> {
 /**
  * Checks a WebSocket upgrade's `Origin` header. Allowed:
  *
- * - no `Origin` header, unless `requireOrigin` (non-browser clients);
+ * - no `Origin` header, unless `requireOrigin` (non-browser clients); with
+ *   `requireOrigin`, still a request whose `Sec-Fetch-Site` is
+ *   `same-origin`: a browser's own `fetch` of a GET carries no `Origin`
+ *   but says so there, where no page can forge it (the page asks `/ws`
+ *   that way, see {@linkcode Admission.check});
  * - the server's own origin: the Origin's host and port (scheme ignored,
  *   case-insensitive, default port of its scheme when absent) equal the
  *   `Host` header's (whose absent port means the Origin's default);
@@ -495,9 +543,12 @@ export function checkOrigin(
   const allowed = allowlist(options.allowedOrigins);
   const origin = headers.get("origin");
   if (origin === null) {
-    return options.requireOrigin
-      ? { ok: false, reason: "no Origin header; expected a browser's Origin" }
-      : { ok: true };
+    if (!options.requireOrigin) return { ok: true };
+    if (headers.get("sec-fetch-site") === "same-origin") return { ok: true };
+    return {
+      ok: false,
+      reason: "no Origin header; expected a browser's Origin",
+    };
   }
   if (allowed.has("*")) return { ok: true };
   let url: URL | null = null;

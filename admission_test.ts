@@ -10,6 +10,7 @@ import {
   type OriginOptions,
   type Refusal,
   requestedRoom,
+  type UpgradeContext,
   validateAllowedOrigins,
   type Verdict,
 } from "./admission.ts";
@@ -111,6 +112,12 @@ Deno.test("origin: allowlist, wildcard and a missing header", () => {
     origin(null, "x", { allowedOrigins: ["*"], requireOrigin: true }),
     false,
   );
+  // A browser's own GET fetch carries no Origin, only Sec-Fetch-Site.
+  const fetched = (site: string) =>
+    checkOrigin(new Headers({ host: "x", "sec-fetch-site": site }), strict);
+  assert.equal(fetched("same-origin").ok, true);
+  assert.equal(fetched("same-site").ok, false);
+  assert.equal(fetched("cross-site").ok, false);
 });
 
 Deno.test("origin: allowlist entries must be origins", () => {
@@ -264,17 +271,26 @@ function upgradeRequest(
   return [request, new URL(request.url).searchParams];
 }
 
-/** Admits from 192.0.2.1 unless told otherwise. */
-function admit(
-  admission: Admission,
-  query: string,
-  options: { ip?: string; headers?: Record<string, string> } = {},
-) {
-  const [request, params] = upgradeRequest(query, options.headers);
-  return admission.admit(request, {
-    ip: options.ip ?? "192.0.2.1",
-    query: params,
-  });
+/** Where an upgrade comes from: 192.0.2.1 and no extra headers by default. */
+interface From {
+  ip?: string;
+  headers?: Record<string, string>;
+}
+
+/** An upgrade request with that query, and its context, as the route gives them. */
+function upgrade(query: string, from: From): [Request, UpgradeContext] {
+  const [request, params] = upgradeRequest(query, from.headers);
+  return [request, { ip: from.ip ?? "192.0.2.1", query: params }];
+}
+
+/** Admits an upgrade with that query. */
+function admit(admission: Admission, query: string, from: From = {}) {
+  return admission.admit(...upgrade(query, from));
+}
+
+/** Asks what an upgrade with that query would get (the dry run). */
+function check(admission: Admission, query: string, from: From = {}) {
+  return admission.check(...upgrade(query, from));
 }
 
 function refusalOf<T>(verdict: Verdict<T>): Refusal {
@@ -400,7 +416,11 @@ Deno.test("admission: refused while stopping, or from another origin", async () 
   });
 });
 
-Deno.test("admission: a name online in the room is 409, unless its session takes it over", async () => {
+/**
+ * An admission whose lobby has "ann" held by a connection with the session
+ * "s3cret", whose socket remembers how it was closed.
+ */
+function annHoldsTheLobby() {
   const rooms = new Rooms();
   const sessions = new Map<Client, string>();
   const admission = new Admission({
@@ -417,6 +437,11 @@ Deno.test("admission: a name online in the room is 409, unless its session takes
   });
   assert.ok(lobby.reserve(holder));
   sessions.set(holder, "s3cret");
+  return { rooms, admission, lobby, socket, holder };
+}
+
+Deno.test("admission: a name online in the room is 409, unless its session takes it over", async () => {
+  const { rooms, admission, lobby, socket, holder } = annHoldsTheLobby();
 
   for (const query of ["username=ann", "username=ann&session=guess"]) {
     const taken = refusalOf(await admit(admission, query));
@@ -424,7 +449,10 @@ Deno.test("admission: a name online in the room is 409, unless its session takes
       [taken.status, taken.reason, taken.error],
       [409, "username_taken", "username_taken"],
     );
-    assert.match(taken.text, /"ann" is already online in room "lobby"/);
+    assert.equal(
+      taken.text,
+      '"ann" is already online in #lobby; choose another name',
+    );
   }
   assert.equal(socket.closedWith, null);
   // The same name in another room is free.
@@ -474,5 +502,86 @@ Deno.test("admission: the room cap is 503; the connection caps 503 and 429", asy
   );
   second.cancel();
   third.cancel();
+  rooms.close(1001, "done");
+});
+
+Deno.test("admission: check refuses as admit does, and keeps nothing", async () => {
+  const rooms = new Rooms({ maxRooms: 2 });
+  const limiter = new ConnectionLimiter({ maxTotal: 3, maxPerIp: 1 });
+  const admission = new Admission({ rooms, limiter });
+  const cases: [string, Record<string, string>][] = [
+    ["username=a<b", {}],
+    ["room=a/b", {}],
+    ["since=-1", {}],
+    ["username=ann", { origin: "https://evil.example" }],
+  ];
+  for (const [query, headers] of cases) {
+    const dry = refusalOf(await check(admission, query, { headers }));
+    const real = refusalOf(await admit(admission, query, { headers }));
+    assert.deepEqual(dry, real, query);
+  }
+
+  // Admitted: nothing held, no room left open.
+  assert.deepEqual(await check(admission, "username=ann&room=dev"), {
+    ok: true,
+    value: undefined,
+  });
+  assert.equal(limiter.total, 0);
+  assert.equal(rooms.get("dev"), undefined);
+
+  // Refused as the real upgrade is, from the same state.
+  const ann = valueOf(await admit(admission, "username=ann"));
+  // As the upgrade does: the admitted peer holds its name in its room.
+  const annClient = new Client(quietSocket(), {
+    username: "ann",
+    flusher: rooms.flusher,
+  });
+  assert.ok(ann.room.reserve(annClient));
+  const sameIp = refusalOf(await check(admission, "username=bob"));
+  assert.deepEqual([sameIp.status, sameIp.reason], [429, "limit_per_ip"]);
+  const taken = refusalOf(
+    await check(admission, "username=ann", { ip: "192.0.2.2" }),
+  );
+  assert.deepEqual([taken.status, taken.error], [409, "username_taken"]);
+  assert.equal(
+    taken.text,
+    '"ann" is already online in #lobby; choose another name',
+  );
+  const other = valueOf(
+    await admit(admission, "username=bo&room=dev", { ip: "192.0.2.3" }),
+  );
+  const roomCap = refusalOf(
+    await check(admission, "username=cy&room=ops", { ip: "192.0.2.4" }),
+  );
+  assert.deepEqual([roomCap.status, roomCap.reason], [503, "room_limit"]);
+  const third = valueOf(
+    await admit(admission, "username=cy", { ip: "192.0.2.5" }),
+  );
+  const full = refusalOf(
+    await check(admission, "username=dee", { ip: "192.0.2.6" }),
+  );
+  assert.deepEqual([full.status, full.reason], [503, "limit_total"]);
+  assert.equal(limiter.total, 3, "check took no slot");
+  for (const admitted of [ann, other, third]) admitted.cancel();
+  rooms.close(1001, "done");
+});
+
+Deno.test("admission: check with the holder's session says yes and closes nothing", async () => {
+  const { rooms, admission, lobby, socket, holder } = annHoldsTheLobby();
+
+  assert.equal(
+    (await check(admission, "username=ann&session=s3cret")).ok,
+    true,
+  );
+  assert.equal(socket.closedWith, null, "the holder was left open");
+  assert.equal(lobby.holder("ann"), holder);
+  const guess = refusalOf(await check(admission, "username=ann&session=nope"));
+  assert.equal(guess.status, 409);
+  // The real upgrade with that session does take the name over.
+  valueOf(await admit(admission, "username=ann&session=s3cret")).cancel();
+  assert.deepEqual(socket.closedWith, {
+    code: 4001,
+    reason: "replaced by a newer connection",
+  });
   rooms.close(1001, "done");
 });

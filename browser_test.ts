@@ -2,7 +2,7 @@
  * End-to-end tests of the web client (home.html) in headless Chromium,
  * driven by Puppeteer through `testing/browser.ts`: real pages, real
  * WebSockets, a real server (in-process, or `main.ts` as a child process
- * for the restart test).
+ * for the restart test). browser_page_test.ts has the page's own features.
  *
  * They need Chromium (`apt-get install -y chromium`; .ci/run installs it).
  * Without it they fail with that instruction: they never skip. Every wait
@@ -14,369 +14,22 @@
  */
 
 import assert from "node:assert/strict";
-import { type ChatServer, startServer } from "./server.ts";
-import { type Page, TestBrowser, waitFor } from "./testing/browser.ts";
-import { sleep } from "./tools/wait.ts";
-import { within } from "./testing/wait.ts";
-
-// ------------------------------------------------------------- harness
-
-/** What a browser test gets: a browser, a server, and a way to open pages. */
-interface Ctx {
-  browser: TestBrowser;
-  server: ChatServer;
-  /** Opens a page (its own storage) and joins the chat as `name`. */
-  join(name: string, url?: string): Promise<Page>;
-  /** Registers something to close at the end (before the server stops). */
-  track<T extends { close(): Promise<unknown> }>(closer: T): T;
-}
-
-/**
- * Defines a test with a fresh browser and server; closes pages, tracked
- * things, the browser and the server whatever happens, and on failure adds
- * screenshots to the error.
- */
-function browserTest(
-  name: string,
-  body: (ctx: Ctx) => Promise<void>,
-): void {
-  Deno.test({
-    name: `browser: ${name}`,
-    async fn() {
-      const server = await startServer({
-        port: 0,
-        hostname: "127.0.0.1",
-        data: ":memory:",
-        ratePerSecond: 0,
-      });
-      let browser: TestBrowser | undefined;
-      const closers: { close(): Promise<unknown> }[] = [];
-      let failure: { error: unknown } | undefined;
-      try {
-        browser = await TestBrowser.launch();
-        const b = browser;
-        const ctx: Ctx = {
-          browser: b,
-          server,
-          async join(user, url = server.url) {
-            const page = await b.newPage();
-            await joinAs(page, url, user);
-            return page;
-          },
-          track(closer) {
-            closers.push(closer);
-            return closer;
-          },
-        };
-        await body(ctx);
-        for (const page of b.pages) assertNoProblems(b, page);
-      } catch (error) {
-        failure = { error };
-        if (browser !== undefined) {
-          const where = await browser.report().catch((e) => String(e));
-          if (error instanceof Error && where) {
-            error.message += `\n${where}`;
-          }
-        }
-      }
-      for (const closer of closers.reverse()) {
-        await closer.close().catch(() => {});
-      }
-      await browser?.close();
-      await within(server.shutdown(), "server shutdown", 10_000);
-      if (failure) throw failure.error;
-    },
-  });
-}
-
-function assertNoProblems(browser: TestBrowser, page: Page): void {
-  assert.deepEqual(
-    browser.log(page).errors,
-    [],
-    "uncaught exceptions in the page",
-  );
-}
-
-// ------------------------------------------------------------ page helpers
+import {
+  browserTest,
+  chatLines,
+  fill,
+  frames,
+  joinAs,
+  type Page,
+  say,
+  waitFor,
+  waitForLine,
+  waitOnline,
+} from "./testing/browser.ts";
+import { ChatClient } from "./testing/chat_client.ts";
+import { ChildServer } from "./testing/child_server.ts";
 
 const js = JSON.stringify;
-
-/** Replaces the value of the field matching `selector` by typing `text`. */
-async function fill(page: Page, selector: string, text: string): Promise<void> {
-  await page.focus(selector);
-  await page.evaluate(`document.querySelector(${js(selector)}).select()`);
-  await page.keyboard.type(text);
-}
-
-/** Navigates to the chat, fills in the name form, and waits until online. */
-async function joinAs(page: Page, url: string, name: string): Promise<void> {
-  await page.goto(url);
-  await waitFor(
-    page,
-    `(() => { const i = document.getElementById("name-input"); return !!i && i.offsetParent !== null; })()`,
-    { what: "the name form" },
-  );
-  await fill(page, "#name-input", name);
-  await page.click("#join");
-  await waitOnline(page);
-  await waitFor(
-    page,
-    `!!document.querySelector(${js(`#users li[data-user="${name}"]`)})`,
-    { what: `${name} in the user list` },
-  );
-}
-
-async function waitOnline(page: Page, timeout?: number): Promise<void> {
-  await waitFor(
-    page,
-    `document.getElementById("status")?.dataset.state === "online"`,
-    { what: "#status online", timeout },
-  );
-}
-
-/** Types a line into the composer and presses Enter. */
-async function say(page: Page, text: string): Promise<void> {
-  await page.type("#message-input", text);
-  await page.keyboard.press("Enter");
-  await waitFor(
-    page,
-    `document.getElementById("message-input").value === ""`,
-    { what: `the composer to clear after sending ${js(text.slice(0, 30))}` },
-  );
-}
-
-/** A chat line as the page shows it. */
-interface Line {
-  user: string | null;
-  who: string | null;
-  text: string | null;
-  id: string | null;
-  time: string | null;
-}
-
-const READ_LINES = `[...document.querySelectorAll("#log .msg")].map((m) => ({
-  user: m.dataset.user ?? null,
-  who: m.querySelector(".who")?.textContent ?? null,
-  text: m.querySelector(".text")?.textContent ?? null,
-  id: m.dataset.id ?? null,
-  time: m.querySelector("time")?.getAttribute("datetime") ?? null,
-}))`;
-
-async function lines(page: Page): Promise<Line[]> {
-  return await page.evaluate(READ_LINES) as Line[];
-}
-
-/** Waits until the log shows a line by `user` with exactly `text`. */
-async function waitForLine(
-  page: Page,
-  user: string,
-  text: string,
-  timeout?: number,
-): Promise<void> {
-  await waitFor(
-    page,
-    `[...document.querySelectorAll("#log .msg")].some((m) =>
-      m.dataset.user === ${js(user)} &&
-      m.querySelector(".text")?.textContent === ${js(text)})`,
-    { what: `a line by ${user}: ${js(text.slice(0, 40))}`, timeout },
-  );
-}
-
-/** Resolves after the page has painted twice (scroll handlers have run). */
-function frames(page: Page): Promise<unknown> {
-  return page.evaluate(
-    "new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))",
-  );
-}
-
-// -------------------------------------------------------------------- bot
-
-/** A chat client on Deno's WebSocket, to fill logs quickly. */
-class Bot {
-  readonly socket: WebSocket;
-  readonly received: Record<string, unknown>[] = [];
-  readonly closed: Promise<void>;
-  readonly opened: Promise<boolean>;
-
-  constructor(port: number, name: string, query = "") {
-    this.socket = new WebSocket(
-      `ws://127.0.0.1:${port}/ws?username=${encodeURIComponent(name)}${query}`,
-    );
-    this.closed = new Promise((resolve) => {
-      this.socket.addEventListener("close", () => resolve());
-    });
-    this.opened = new Promise((resolve) => {
-      this.socket.addEventListener("open", () => resolve(true));
-      this.closed.then(() => resolve(false));
-    });
-    this.socket.addEventListener("message", (event) => {
-      for (const line of String(event.data).split("\n")) {
-        if (line) this.received.push(JSON.parse(line));
-      }
-    });
-  }
-
-  static async join(port: number, name: string): Promise<Bot> {
-    const bot = new Bot(port, name);
-    if (!(await within(bot.opened, `${name} to connect`, 10_000))) {
-      throw new Error(`${name}: the server refused the connection`);
-    }
-    await bot.until((m) => m.type === "welcome", "its welcome");
-    return bot;
-  }
-
-  async until(
-    accept: (message: Record<string, unknown>) => boolean,
-    what: string,
-    ms = 10_000,
-  ): Promise<Record<string, unknown>> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const found = this.received.find(accept);
-      if (found) return found;
-      if (Date.now() > deadline) throw new Error(`bot: no ${what}`);
-      await sleep(10);
-    }
-  }
-
-  say(text: string): void {
-    this.socket.send(JSON.stringify({ type: "message", text }));
-  }
-
-  async close(): Promise<void> {
-    if (this.socket.readyState <= WebSocket.OPEN) this.socket.close();
-    await within(this.closed, "the bot's socket to close", 5000);
-  }
-}
-
-// ------------------------------------------------------- server process
-
-/** A port that was free a moment ago (the restart test needs a fixed one). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-/** Reads a stream to its end in the background, keeping its text. */
-function drain(stream: ReadableStream<Uint8Array>): {
-  text: () => string;
-  done: Promise<void>;
-  reader: ReadableStreamDefaultReader<string>;
-} {
-  let text = "";
-  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
-  const done = (async () => {
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) return;
-        text = (text + value).slice(-20_000);
-      }
-    } catch {
-      // Cancelled.
-    }
-  })();
-  return { text: () => text, done, reader };
-}
-
-/** `deno run -A main.ts` as a child process, on a given port and KV file. */
-class ServerProcess {
-  readonly #child: Deno.ChildProcess;
-  readonly #stdout: ReturnType<typeof drain>;
-  readonly #stderr: ReturnType<typeof drain>;
-  #stopped: Promise<Deno.CommandStatus> | undefined;
-
-  private constructor(child: Deno.ChildProcess) {
-    this.#child = child;
-    this.#stdout = drain(child.stdout);
-    this.#stderr = drain(child.stderr);
-  }
-
-  /** Starts the server and waits for its "listening" line. */
-  static async start(port: number, data: string): Promise<ServerProcess> {
-    const dir = new URL(".", import.meta.url);
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        new URL("main.ts", dir).pathname,
-        "--port",
-        String(port),
-        "--data",
-        data,
-        "--rate",
-        "0",
-      ],
-      cwd: dir.pathname,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
-    const server = new ServerProcess(child);
-    const deadline = Date.now() + 20_000;
-    let exited = false;
-    child.status.then(() => exited = true);
-    while (!server.output.includes(`hubchat listening on`)) {
-      if (exited || Date.now() > deadline) {
-        await server.stop("SIGKILL");
-        throw new Error(
-          `main.ts did not start on port ${port}:\n${server.output}`,
-        );
-      }
-      await sleep(20);
-    }
-    return server;
-  }
-
-  /** What it printed, stdout then stderr. */
-  get output(): string {
-    return this.#stdout.text() + this.#stderr.text();
-  }
-
-  /** Signals it and waits for it to exit (SIGKILL after 10 s). */
-  stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
-    this.#stopped ??= (async () => {
-      try {
-        this.#child.kill(signal);
-      } catch {
-        // Exited already.
-      }
-      let status: Deno.CommandStatus;
-      try {
-        status = await within(
-          this.#child.status,
-          "main.ts to exit",
-          10_000,
-        );
-      } catch {
-        try {
-          this.#child.kill("SIGKILL");
-        } catch {
-          // Exited meanwhile.
-        }
-        status = await this.#child.status;
-      }
-      for (const stream of [this.#stdout, this.#stderr]) {
-        try {
-          await within(stream.done, "main.ts's output to end", 2000);
-        } catch {
-          await stream.reader.cancel().catch(() => {});
-          await stream.done;
-        }
-      }
-      return status;
-    })();
-    return this.#stopped;
-  }
-
-  /** For `track`: stops it. */
-  close(): Promise<unknown> {
-    return this.stop("SIGKILL");
-  }
-}
 
 /** Every `.msg[data-id]` id the page shows, with how often. */
 async function idCounts(page: Page): Promise<Map<string, number>> {
@@ -392,7 +45,7 @@ async function idCounts(page: Page): Promise<Map<string, number>> {
 async function assertNoDuplicates(page: Page, who: string): Promise<void> {
   const twice = [...(await idCounts(page))].filter(([, n]) => n > 1);
   assert.deepEqual(twice, [], `${who}: ids shown more than once`);
-  const shown = (await lines(page)).map((l) => `${l.user}: ${l.text}`);
+  const shown = (await chatLines(page)).map((l) => `${l.user}: ${l.text}`);
   const seen = new Set<string>();
   const repeated = shown.filter((l) => seen.has(l) || !seen.add(l));
   assert.deepEqual(repeated, [], `${who}: lines shown more than once`);
@@ -419,12 +72,12 @@ browserTest("two pages chat with each other", async ({ join }) => {
   await waitForLine(ann, "ann", "hi bob");
 
   for (const page of [ann, bob]) {
-    const shown = (await lines(page)).map((l) => [l.user, l.who, l.text]);
+    const shown = (await chatLines(page)).map((l) => [l.user, l.who, l.text]);
     assert.deepEqual(shown, [
       ["ann", "ann", "hi bob"],
       ["bob", "bob", "hello ann"],
     ]);
-    for (const line of await lines(page)) {
+    for (const line of await chatLines(page)) {
       assert.match(line.time ?? "", /^\d{4}-\d{2}-\d{2}T/, "a <time datetime>");
     }
   }
@@ -467,7 +120,7 @@ browserTest(
   "scroll position is kept when scrolled up, and follows at the bottom",
   async ({ join, server, track }) => {
     const bob = await join("bob");
-    const carl = track(await Bot.join(server.port, "carl"));
+    const carl = track(await ChatClient.join(server.port, "carl"));
     for (let i = 1; i <= 40; i++) carl.say(`line ${i}`);
     await waitForLine(bob, "carl", "line 40");
     const metrics = `(() => { const l = document.getElementById("log");
@@ -523,7 +176,7 @@ browserTest("a third page joins and sees the history", async ({ join }) => {
 
   const cat = await join("cat");
   await waitForLine(cat, "ann", "third <i>x</i>");
-  const seen = await lines(cat);
+  const seen = await chatLines(cat);
   assert.deepEqual(
     seen.map((l) => [l.user, l.text]),
     [["ann", "first"], ["bob", "second"], ["ann", "third <i>x</i>"]],
@@ -537,7 +190,7 @@ browserTest("a third page joins and sees the history", async ({ join }) => {
     "history in id order",
   );
   // The ids are the ones the others saw live.
-  assert.deepEqual((await lines(ann)).map((l) => l.id), ids);
+  assert.deepEqual((await chatLines(ann)).map((l) => l.id), ids);
   await assertNoDuplicates(cat, "cat");
 
   // Live lines after the history still arrive once.
@@ -580,9 +233,9 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
       const dir = await Deno.makeTempDir({ prefix: "hubchat-restart-" });
       track({ close: () => Deno.remove(dir, { recursive: true }) });
       const data = `${dir}/chat.kv`;
-      const port = freePort();
-      const url = `http://127.0.0.1:${port}/`;
-      let server = track(await ServerProcess.start(port, data));
+      const flags = ["--rate", "0"];
+      let server = track(await ChildServer.start(flags, { data }));
+      const url = server.url;
 
       const ann = await browser.newPage();
       await joinAs(ann, url, "ann");
@@ -596,9 +249,13 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
       // ann's network goes away (her socket stays up until the server drops
       // it); the server stops and starts again on the same port and file.
       await ann.setOfflineMode(true);
-      const status = await server.stop(signal);
+      const exit = await server.stop(signal);
       if (signal === "SIGTERM") {
-        assert.equal(status.code, 0, `exit code; output:\n${server.output}`);
+        assert.equal(
+          exit.status.code,
+          0,
+          `exit code; output:\n${exit.stdout}${exit.stderr}`,
+        );
       }
       for (const page of [ann, bob]) {
         await waitFor(
@@ -607,7 +264,10 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
           { what: "#status to leave online when the server stopped" },
         );
       }
-      server = track(await ServerProcess.start(port, data));
+      // The same port and history file: the page's URL stays valid.
+      server = track(
+        await ChildServer.start(flags, { port: server.port, data }),
+      );
 
       // bob comes back by himself and talks while ann cannot connect.
       await waitOnline(bob, 20_000);
@@ -636,7 +296,7 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
       ];
       for (const [who, page] of [["ann", ann], ["bob", bob]] as const) {
         await assertNoDuplicates(page, who);
-        const shown = await lines(page);
+        const shown = await chatLines(page);
         assert.deepEqual(shown.map((l) => [l.user, l.text]), expected, who);
         assert.ok(shown.every((l) => l.id !== null), `${who}: all have ids`);
         const counts = await idCounts(page);
@@ -679,12 +339,12 @@ browserTest(
 
     // ann opens #dev and talks there; bob follows and gets its history.
     await goToRoom(ann, "dev");
-    assert.deepEqual(await lines(ann), [], "a new room starts empty");
+    assert.deepEqual(await chatLines(ann), [], "a new room starts empty");
     await say(ann, "in dev");
     await goToRoom(bob, "dev");
     await waitForLine(bob, "ann", "in dev");
     assert.deepEqual(
-      (await lines(bob)).map((l) => l.text),
+      (await chatLines(bob)).map((l) => l.text),
       ["in dev"],
       "bob sees #dev's lines only",
     );
@@ -698,7 +358,7 @@ browserTest(
     await say(cat, "still in the lobby");
     await waitForLine(cat, "cat", "still in the lobby");
     assert.deepEqual(
-      (await lines(cat)).map((l) => l.text),
+      (await chatLines(cat)).map((l) => l.text),
       ["in the lobby", "still in the lobby"],
     );
 
@@ -707,7 +367,7 @@ browserTest(
     await waitInRoom(bob, "lobby");
     await waitForLine(bob, "cat", "still in the lobby");
     assert.deepEqual(
-      (await lines(bob)).map((l) => l.text),
+      (await chatLines(bob)).map((l) => l.text),
       ["in the lobby", "still in the lobby"],
     );
 
@@ -731,7 +391,7 @@ browserTest(
     await say(bob, "public again");
     await waitForLine(ann, "bob", "public again");
     // …and the DM never reached her, live or from history.
-    const annSees = (await lines(ann)).map((l) => l.text);
+    const annSees = (await chatLines(ann)).map((l) => l.text);
     assert.ok(!annSees.includes("psst, cat"), `ann saw the DM: ${annSees}`);
     for (const [who, page] of [["ann", ann], ["bob", bob], ["cat", cat]]) {
       await assertNoDuplicates(page as Page, who as string);

@@ -14,6 +14,7 @@ import {
   type ClientAddressOptions,
   ConnectionLimiter,
   type Refusal,
+  type UpgradeContext,
   validateAllowedOrigins,
 } from "./admission.ts";
 import { importSecret } from "./auth.ts";
@@ -191,20 +192,19 @@ function route(
   }
 }
 
-/** `/ws`: admission, then the upgrade, then the connection. */
+/**
+ * `/ws`: admission, then the upgrade, then the connection. Without an
+ * Upgrade header it is a dry run: the same admission, nothing kept.
+ */
 async function upgrade(
   parts: Parts,
   request: Request,
   { info, query }: { info: Deno.ServeHandlerInfo; query: URLSearchParams },
 ): Promise<Response> {
-  if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-    return textResponse(
-      426,
-      "this endpoint speaks WebSocket only; connect with a WebSocket client to /ws?username=NAME",
-      { upgrade: "websocket" },
-    );
-  }
   const ip = clientAddress(request, info, parts.addressOptions);
+  if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+    return await dryRun(parts, request, { ip, query });
+  }
   function reject(refusal: Refusal): Response {
     parts.metrics.rejected.inc(refusal.reason);
     parts.logger.log("warn", "reject", {
@@ -235,6 +235,28 @@ async function upgrade(
   // else can take it.
   parts.connections.accept(upgraded.socket, peer);
   return upgraded.response;
+}
+
+/**
+ * `GET /ws` without an Upgrade header: answers what an upgrade with the
+ * same query and headers would get now (a browser cannot read the status
+ * of a refused handshake, so the page asks this way): the refusal's status
+ * and body, or 426 when the upgrade would be admitted. Admission runs as a
+ * dry run ({@linkcode Admission.check}): nothing is reserved, and nothing is
+ * counted or logged, since no connection was attempted.
+ */
+async function dryRun(
+  parts: Parts,
+  request: Request,
+  context: UpgradeContext,
+): Promise<Response> {
+  const verdict = await parts.admission.check(request, context);
+  if (!verdict.ok) return refusalResponse(verdict.refusal);
+  return textResponse(
+    426,
+    "this endpoint speaks WebSocket only; connect with a WebSocket client to /ws?username=NAME (an upgrade with this query would be admitted now)",
+    { upgrade: "websocket" },
+  );
 }
 
 /**

@@ -134,7 +134,10 @@ export async function serversUnderTest(): Promise<ServerUnderTest[]> {
   servers.push({
     name: "hubchat",
     // Its defaults would throttle one sender (10 messages/s) and refuse the
-    // 21st connection from 127.0.0.1; history stays on, in a KV file.
+    // 21st connection from 127.0.0.1 (the load tool would turn both off
+    // anyway; they are spelled out so the command shows what runs). History
+    // stays on, in a KV file in a temporary directory the load tool gives it
+    // and removes after each run.
     command: `deno run -A ${
       repoPath("../main.ts")
     } --rate 0 --max-connections-per-ip 0`,
@@ -209,7 +212,7 @@ async function main(): Promise<void> {
           `rep ${rep}/${reps} ${scenario.name} ${server.name}: ` +
             `${summary.deliveries_per_sec} deliveries/s, p99 ${summary.latency_ms.p99} ms, ` +
             `cpu ${summary.server_cpu_us_per_delivery} µs/delivery, lost ${summary.lost}` +
-            (summary.aborted ? `, aborted: ${summary.aborted}` : ""),
+            (summary.passed ? "" : `; ${summary.verdict}`),
         );
         if (out !== null) {
           await Deno.writeTextFile(

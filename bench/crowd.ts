@@ -162,10 +162,9 @@ export async function runCrowd(options: CrowdOptions): Promise<CrowdSummary> {
   let server: ServerProcess | null = null;
   let url = options.url ?? "";
   if (options.server !== undefined) {
-    server = await startServerProcess(
-      options.server,
-      options.pinServer ?? null,
-    );
+    server = await startServerProcess(options.server, {
+      pin: options.pinServer ?? null,
+    });
     url = server.url;
   }
   if (options.room !== undefined) {

@@ -10,7 +10,10 @@
  *
  * The pages are Puppeteer's own {@linkcode Page}s: use its API
  * (`page.click`, `page.keyboard`, `page.screenshot`, `page.setViewport`…)
- * directly. This module adds only what every browser test needs.
+ * directly. This module adds only what every browser test needs: the
+ * browser, bounded waits, and the chat page's own steps
+ * ({@linkcode browserTest}, {@linkcode joinAs}, {@linkcode say},
+ * {@linkcode chatLines}…).
  *
  * @example
  * ```ts
@@ -34,8 +37,11 @@ import puppeteer, {
   TimeoutError,
   type Viewport,
 } from "puppeteer-core";
+import assert from "node:assert/strict";
+import type { ChatServer, ServerOptions } from "../server.ts";
 import { sleep, withTimeout } from "../tools/wait.ts";
 import { CHROMIUM, findProgram } from "./programs.ts";
+import { type Closer, withServer } from "./server.ts";
 
 export type { Page, Viewport };
 
@@ -453,3 +459,318 @@ export class TestBrowser {
     await removeDir(this.#profile);
   }
 }
+
+// ------------------------------------------------------- the chat page
+
+/** What a {@linkcode browserTest} gets: a browser, a server, pages on them. */
+export interface BrowserTestContext {
+  /** A headless Chromium, closed after the test. */
+  browser: TestBrowser;
+  /** A hubchat server in this process, on 127.0.0.1 and a free port. */
+  server: ChatServer;
+  /**
+   * Opens a page (its own storage) with `options` and joins the chat as
+   * `name`, at `url` (default: the server's page).
+   */
+  join(name: string, options?: PageOptions & { url?: string }): Promise<Page>;
+  /** Registers something to close at the end, before the server stops. */
+  track<T extends Closer>(closer: T): T;
+}
+
+/** Options for {@linkcode browserTest}. */
+export interface BrowserTestOptions {
+  /** The server's options; `ratePerSecond` is 0 unless given here. */
+  server?: ServerOptions;
+}
+
+/**
+ * Defines a Deno test named `browser: NAME` with a fresh server
+ * (`withServer`) and browser. Everything is closed whatever happens; a
+ * failure gets a screenshot and the HTML of each open page (see
+ * {@linkcode TestBrowser.report}) added to its message, and the test fails
+ * if a page threw an uncaught exception.
+ *
+ * @example
+ * ```ts
+ * import { browserTest, say, waitForLine } from "./browser.ts";
+ * browserTest("two pages chat", async ({ join }) => {
+ *   const ann = await join("ann");
+ *   const bob = await join("bob");
+ *   await say(ann, "hi");
+ *   await waitForLine(bob, "ann", "hi");
+ * });
+ * ```
+ */
+export function browserTest(
+  name: string,
+  body: (context: BrowserTestContext) => Promise<void>,
+  options: BrowserTestOptions = {},
+): void {
+  Deno.test(`browser: ${name}`, async () => {
+    await withServer(
+      { ratePerSecond: 0, ...options.server },
+      async (server, track) => {
+        const browser = track(await TestBrowser.launch());
+        try {
+          await body({
+            browser,
+            server,
+            track,
+            async join(user, { url = server.url, ...pageOptions } = {}) {
+              const page = await browser.newPage(pageOptions);
+              await joinAs(page, url, user);
+              return page;
+            },
+          });
+          for (const page of browser.pages) {
+            assert.deepEqual(
+              browser.log(page).errors,
+              [],
+              "uncaught exceptions in the page",
+            );
+          }
+        } catch (error) {
+          const where = await browser.report().catch((e) => String(e));
+          if (error instanceof Error && where) error.message += `\n${where}`;
+          throw error;
+        }
+      },
+    );
+  });
+}
+
+/**
+ * Replaces the value of the field matching `selector` by typing `text`, as
+ * a person would (select all, type).
+ *
+ * @example
+ * ```ts
+ * import { startServer } from "../server.ts";
+ * import { TestBrowser, fill } from "./browser.ts";
+ * const server = await startServer({ port: 0 });
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage();
+ * await page.goto(server.url);
+ * await fill(page, "#name-input", "ann");
+ * await browser.close();
+ * await server.shutdown();
+ * ```
+ */
+export async function fill(
+  page: Page,
+  selector: string,
+  text: string,
+): Promise<void> {
+  await page.focus(selector);
+  await page.evaluate(`document.querySelector(${js(selector)}).select()`);
+  await page.keyboard.type(text);
+}
+
+/**
+ * Opens the chat at `url` and waits for its name form.
+ *
+ * @example
+ * ```ts
+ * import { startServer } from "../server.ts";
+ * import { TestBrowser, openChat } from "./browser.ts";
+ * const server = await startServer({ port: 0 });
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage();
+ * await openChat(page, server.url);
+ * await browser.close();
+ * await server.shutdown();
+ * ```
+ */
+export async function openChat(page: Page, url: string): Promise<void> {
+  await page.goto(url);
+  await waitFor(page, NAME_FORM_SHOWN, { what: "the name form" });
+}
+
+/** True in the page while its name form is on screen. */
+const NAME_FORM_SHOWN =
+  `(() => { const i = document.getElementById("name-input"); return !!i && i.offsetParent !== null; })()`;
+
+/**
+ * Opens the chat at `url`, fills in the name form as `name`, presses Join,
+ * and waits until the page is online with `name` in its user list.
+ *
+ * @example
+ * ```ts
+ * import { startServer } from "../server.ts";
+ * import { TestBrowser, joinAs } from "./browser.ts";
+ * const server = await startServer({ port: 0 });
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage();
+ * await joinAs(page, server.url, "ann");
+ * await browser.close();
+ * await server.shutdown();
+ * ```
+ */
+export async function joinAs(
+  page: Page,
+  url: string,
+  name: string,
+): Promise<void> {
+  await openChat(page, url);
+  await fill(page, "#name-input", name);
+  await page.click("#join");
+  await waitOnline(page);
+  await waitFor(
+    page,
+    `!!document.querySelector(${js(`#users li[data-user="${name}"]`)})`,
+    { what: `${name} in the user list` },
+  );
+}
+
+/**
+ * Waits until the page's connection indicator says it is online.
+ *
+ * @example
+ * ```ts
+ * import { startServer } from "../server.ts";
+ * import { TestBrowser, joinAs, waitOnline } from "./browser.ts";
+ * const server = await startServer({ port: 0 });
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage();
+ * await joinAs(page, server.url, "ann");
+ * await waitOnline(page, 20_000); // as after a server restart
+ * await browser.close();
+ * await server.shutdown();
+ * ```
+ */
+export async function waitOnline(page: Page, timeout?: number): Promise<void> {
+  await waitFor(
+    page,
+    `document.getElementById("status")?.dataset.state === "online"`,
+    { what: "#status online", timeout },
+  );
+}
+
+/**
+ * Types a line into the composer, presses Enter, and waits for the
+ * composer to clear (the page sent it).
+ *
+ * @example
+ * ```ts
+ * import { startServer } from "../server.ts";
+ * import { TestBrowser, joinAs, say } from "./browser.ts";
+ * const server = await startServer({ port: 0 });
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage();
+ * await joinAs(page, server.url, "ann");
+ * await say(page, "hello");
+ * await browser.close();
+ * await server.shutdown();
+ * ```
+ */
+export async function say(page: Page, text: string): Promise<void> {
+  await page.type("#message-input", text);
+  await page.keyboard.press("Enter");
+  await waitFor(
+    page,
+    `document.getElementById("message-input").value === ""`,
+    { what: `the composer to clear after sending ${js(text.slice(0, 30))}` },
+  );
+}
+
+/** A chat line as the page shows it (`.msg` in `#log`). */
+export interface ChatLine {
+  /** Its sender (`data-user`). */
+  user: string | null;
+  /** The sender as written above it (`.who`, kept for grouped lines too). */
+  who: string | null;
+  /** Its text. */
+  text: string | null;
+  /** Its message id (`data-id`). */
+  id: string | null;
+  /** Its `<time datetime>`. */
+  time: string | null;
+}
+
+const READ_LINES = `[...document.querySelectorAll("#log .msg")].map((m) => ({
+  user: m.dataset.user ?? null,
+  who: m.querySelector(".who")?.textContent ?? null,
+  text: m.querySelector(".text")?.textContent ?? null,
+  id: m.dataset.id ?? null,
+  time: m.querySelector("time")?.getAttribute("datetime") ?? null,
+}))`;
+
+/**
+ * The chat lines the page shows, oldest first.
+ *
+ * @example
+ * ```ts
+ * import { startServer } from "../server.ts";
+ * import { TestBrowser, chatLines, joinAs, say, waitForLine } from "./browser.ts";
+ * const server = await startServer({ port: 0 });
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage();
+ * await joinAs(page, server.url, "ann");
+ * await say(page, "hi");
+ * await waitForLine(page, "ann", "hi");
+ * (await chatLines(page)).map((line) => line.text); // ["hi"]
+ * await browser.close();
+ * await server.shutdown();
+ * ```
+ */
+export async function chatLines(page: Page): Promise<ChatLine[]> {
+  return await page.evaluate(READ_LINES) as ChatLine[];
+}
+
+/**
+ * Waits until the log shows a line by `user` with exactly `text`.
+ *
+ * @example
+ * ```ts
+ * import { startServer } from "../server.ts";
+ * import { TestBrowser, joinAs, say, waitForLine } from "./browser.ts";
+ * const server = await startServer({ port: 0 });
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage();
+ * await joinAs(page, server.url, "ann");
+ * await say(page, "hi");
+ * await waitForLine(page, "ann", "hi");
+ * await browser.close();
+ * await server.shutdown();
+ * ```
+ */
+export async function waitForLine(
+  page: Page,
+  user: string,
+  text: string,
+  timeout?: number,
+): Promise<void> {
+  await waitFor(
+    page,
+    `[...document.querySelectorAll("#log .msg")].some((m) =>
+      m.dataset.user === ${js(user)} &&
+      m.querySelector(".text")?.textContent === ${js(text)})`,
+    { what: `a line by ${user}: ${js(text.slice(0, 40))}`, timeout },
+  );
+}
+
+/**
+ * Resolves after the page has painted twice, so its scroll and resize
+ * handlers have run.
+ *
+ * @example
+ * ```ts
+ * import { startServer } from "../server.ts";
+ * import { TestBrowser, frames, joinAs } from "./browser.ts";
+ * const server = await startServer({ port: 0 });
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage();
+ * await joinAs(page, server.url, "ann");
+ * await page.evaluate(`document.getElementById("log").scrollTop = 0`);
+ * await frames(page);
+ * await browser.close();
+ * await server.shutdown();
+ * ```
+ */
+export async function frames(page: Page): Promise<void> {
+  await page.evaluate(
+    "new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))",
+  );
+}
+
+const js = JSON.stringify;

@@ -11,6 +11,9 @@
  * deno task load --help
  * ```
  *
+ * The last line, on stderr, is the verdict (see verdict.ts): `PASS: ...`
+ * with exit status 0, or `FAIL: ...` and why with exit status 1.
+ *
  * @module
  */
 
@@ -59,10 +62,14 @@ import {
   round,
   SequenceTracker,
 } from "./stats.ts";
+import { describeConnectErrors, judgeRun } from "./verdict.ts";
 import { sleep } from "./wait.ts";
 import { type RawClient, readBufferSize } from "./ws_client.ts";
 
 const encoder = new TextEncoder();
+
+/** Connect errors of stalled clients are counted under this prefix. */
+const STALL_ERROR_PREFIX = "stall: ";
 
 /** Progress line period: once a second, as people read it. */
 const PROGRESS_PERIOD_MS = 1000;
@@ -118,11 +125,18 @@ export interface LoadSummary {
     pinLoad: number | null;
     mode: "closed" | "open" | "idle";
   };
-  /** The URL the clients used. */
+  /** The URL the clients used (also `config.url`): the started server's. */
   url: string;
+  /** True when the run passed (see `verdict`). */
+  passed: boolean;
+  /**
+   * `PASS: ...`, or `FAIL: ...` and why: every client connected and got
+   * every message once and in order, or what went wrong (verdict.ts).
+   */
+  verdict: string;
   /** Prefix of every username and message of this run. */
   run_id: string;
-  /** Clients that got their welcome. */
+  /** Clients that got their welcome within the connect timeout. */
   clients_connected: number;
   /** Clients that did not (HTTP error, timeout, cap). */
   connect_failures: number;
@@ -229,6 +243,12 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
   let url = cfg.url;
   const clients: (RawClient | null)[] = new Array(n).fill(null);
   const welcomed = new Uint8Array(n);
+  /**
+   * Connected in the connect phase (welcomed in time): only these count as
+   * connected and have their deliveries checked. A welcome that comes after
+   * its client gave up is a connect failure.
+   */
+  const joined = new Uint8Array(n);
   const open = new Uint8Array(n);
   const welcomeWaiters: ((ok: boolean) => void)[] = new Array(n);
   const connectMs: number[] = [];
@@ -342,8 +362,9 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
       onEnd: () => onEnd(i),
       welcome,
     });
-    clients[i] = client;
+    clients[i] = client; // closed with the others at the end
     if (problem === null) {
+      joined[i] = 1;
       open[i] = 1;
       connectedCount++;
       connectMs.push(performance.now() - started);
@@ -375,6 +396,18 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
     loadCpuStart = cpuSeconds(Deno.pid, false);
   }
 
+  /**
+   * Clients that did not connect, for the progress lines: `refused=N` (HTTP
+   * statuses), `failed=N` (anything else), then the groups; "" when none.
+   */
+  function connectProblems(): string {
+    const problems = describeConnectErrors(errors.connect_errors);
+    if (problems.total === 0) return "";
+    const failed = problems.total - problems.refused;
+    return (problems.refused > 0 ? ` refused=${problems.refused}` : "") +
+      (failed > 0 ? ` failed=${failed}` : "") + ` (${problems.text})`;
+  }
+
   function endWindow(): void {
     const nowUs = performance.now() * 1000;
     measureEndUs = nowUs;
@@ -389,7 +422,10 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
   try {
     if (cfg.server !== null) {
       log(`starting server: ${cfg.server}`);
-      server = await startServerProcess(cfg.server, cfg.pinServer);
+      server = await startServerProcess(cfg.server, {
+        pin: cfg.pinServer,
+        asIs: cfg.serverAsIs,
+      });
       url = server.url;
       log(`server pid ${server.pid} (${server.commandLine}) at ${url}`);
       rssStart = statusBytes(server.pid, "VmRSS");
@@ -401,7 +437,8 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
         `t=${elapsed.toFixed(1)}s ${phase} deliveries/s=${secondDeliveries} ` +
           `p99=${
             (progressHistogram.percentile(99) / 1000).toFixed(2)
-          }ms clients=${connectedCount}/${n} lost(gaps)=${tracker.gaps}`,
+          }ms clients=${connectedCount}/${n}${connectProblems()} ` +
+          `lost(gaps)=${tracker.gaps}`,
       );
       secondDeliveries = 0;
     }, PROGRESS_PERIOD_MS);
@@ -426,7 +463,8 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
         else {
           count(
             errors.connect_errors,
-            `stall: ${(opened.reason as Error).message.slice(0, 100)}`,
+            STALL_ERROR_PREFIX +
+              (opened.reason as Error).message.slice(0, 100),
           );
         }
       }
@@ -437,7 +475,8 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
     connectTotal = performance.now() - connectStart;
     log(
       `connected ${connectedCount}/${n} in ${connectTotal.toFixed(0)} ms` +
-        (cfg.stall > 0 ? `, stalled ${stalled.length}/${cfg.stall}` : ""),
+        (cfg.stall > 0 ? `, stalled ${stalled.length}/${cfg.stall}` : "") +
+        connectProblems(),
     );
     if (connectedCount === 0) aborted = "no client connected";
     for (let s = 0; s < senders && aborted === null; s++) {
@@ -503,7 +542,7 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
   let lost = 0;
   let complete = 0;
   for (let i = 0; i < n; i++) {
-    if (!welcomed[i]) continue;
+    if (!joined[i]) continue;
     const l = tracker.lost(i, sent);
     lost += l;
     if (l === 0) complete++;
@@ -512,7 +551,7 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
   const serverCpu = serverCpuStart !== null && serverCpuEnd !== null
     ? serverCpuEnd - serverCpuStart
     : null;
-  const clientsConnected = welcomed.reduce((a, b) => a + b, 0);
+  const clientsConnected = joined.reduce((a, b) => a + b, 0);
   let stall: StallSummary | null = null;
   if (cfg.stall > 0) {
     const closeCodes: Record<string, number> = {};
@@ -535,10 +574,36 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
     };
   }
   const perSec = measuredSeconds > 0 && mode !== "idle";
+  const connectErrors: Record<string, number> = {};
+  const stallErrors: Record<string, number> = {};
+  for (const [message, k] of Object.entries(errors.connect_errors)) {
+    if (message.startsWith(STALL_ERROR_PREFIX)) {
+      stallErrors[message.slice(STALL_ERROR_PREFIX.length)] = k;
+    } else connectErrors[message] = k;
+  }
+  const verdict = judgeRun({
+    clients: n,
+    connected: clientsConnected,
+    connectErrors,
+    stalled: {
+      clients: cfg.stall,
+      connected: stalled.length,
+      connectErrors: stallErrors,
+    },
+    deliveries: deliveriesTotal,
+    lost,
+    duplicated: tracker.duplicated,
+    outOfOrder: tracker.outOfOrder,
+    aborted,
+    idleSeconds: mode === "idle" ? cfg.duration : undefined,
+    closedByServer: errors.close_codes,
+    serverErrors: errors.server_error_codes,
+  });
   return {
     config: {
-      url: cfg.url,
+      url,
       server: cfg.server,
+      serverAsIs: cfg.serverAsIs,
       clients: n,
       senders,
       size: cfg.size,
@@ -557,6 +622,8 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
       mode,
     },
     url,
+    passed: verdict.pass,
+    verdict: verdict.line,
     run_id: run,
     clients_connected: clientsConnected,
     connect_failures: n - clientsConnected,
@@ -652,7 +719,8 @@ if (import.meta.main) {
       progress: !args.jsonOnly,
     });
     console.log(JSON.stringify(summary, null, 2));
-    Deno.exit(summary.aborted === null ? 0 : 1);
+    console.error(summary.verdict);
+    Deno.exit(summary.passed ? 0 : 1);
   } catch (error) {
     console.error(`load: ${(error as Error).message}`);
     Deno.exit(1);

@@ -62,9 +62,14 @@ export interface LoadOptions {
    * A command that starts a server, like `deno run -A main.ts`. If it holds
    * `{port}` (and optionally `{host}`) those are replaced by `0` and
    * `127.0.0.1`; otherwise `--port 0 --host 127.0.0.1` is appended. The
-   * first `http://host:port/` printed on stdout is the server's address.
+   * first `http://host:port/` printed on stdout is the server's address. A
+   * hubchat command also gets `--rate 0`, `--max-connections-per-ip 0` and
+   * a temporary `--data`, each unless it sets it (see server_process.ts's
+   * `serverArgv`).
    */
   server?: string;
+  /** Add only the port and host to `server`, even to a hubchat command. */
+  serverAsIs?: boolean;
   /** Receiving WebSocket clients. Default 100. */
   clients?: number;
   /** How many of the clients also send. Default 1. */
@@ -174,8 +179,20 @@ export const LOAD_FLAG = {
     help: "start CMD, read its http://host:port/ from stdout, stop it at " +
       "the end (SIGTERM, SIGKILL after 5 s). CMD gets " +
       '"--port 0 --host 127.0.0.1" appended, unless it holds {port} (and ' +
-      "{host}) placeholders, which are filled in instead. With --server the " +
-      "summary has the server's CPU (from /proc/PID/stat) and memory.",
+      "{host}) placeholders, which are filled in instead. A hubchat " +
+      "command (one that runs main.ts, or deno task start) also gets " +
+      '"--rate 0 --max-connections-per-ip 0" and "--data" in a temporary ' +
+      "directory removed at the end, so the test is not throttled and never " +
+      "writes into your history; each only if CMD does not set that flag " +
+      "(or its variable, as in env HUBCHAT_DATA=... deno run ...) itself. " +
+      "HUBCHAT_* variables in this tool's environment are overridden by " +
+      "the flags added.",
+  },
+  serverAsIs: {
+    name: "server-as-is",
+    kind: "switch",
+    help: "add only --port/--host to CMD, even if it runs a main.ts " +
+      "(for a server other than hubchat's)",
   },
   clients: {
     name: "clients",
@@ -318,7 +335,7 @@ export const LOAD_HELP = `hubchat load tool
 Usage: deno task load [options]       (or: deno run -A tools/load.ts [options])
 
 Target (one of):
-${helpRows([LOAD_FLAG.url, LOAD_FLAG.server])}
+${helpRows([LOAD_FLAG.url, LOAD_FLAG.server, LOAD_FLAG.serverAsIs])}
 
 Load:
 ${
@@ -345,13 +362,23 @@ ${
   })
 }
 
-Output: a progress line on stderr about once a second, then one JSON
-summary on stdout. The run always ends within connect cap + warmup +
-duration + drain (+ a connect timeout per batch of --stall clients, and the
-server start/stop caps).
+Output: a progress line on stderr about once a second (clients connected,
+and refused=N with the HTTP statuses, failed=N, when some did not), then one
+JSON summary on stdout (with --server, also the server's CPU from
+/proc/PID/stat and its memory), then the verdict on stderr: "PASS: ..." or
+"FAIL:" and why. The run always ends within connect cap + warmup + duration + drain
+(+ a connect timeout per batch of --stall clients, and the server start/stop
+caps).
+
+Exit status: 0 PASS; 1 FAIL (a client did not connect, refused with 429 or
+503 or otherwise; a connected client was closed by the server; the server
+sent an error; a message was lost, duplicated or reordered; the run
+aborted) or the server did not start; 2 bad options; 3 hard time cap.
 
 Many connections: each client is a file descriptor here and one in the
-server. For 10,000 clients run "ulimit -n 65536" (in the same shell) first.
+server. For thousands of clients raise the limit in the same shell first:
+ulimit -n "$(ulimit -Hn)" (as far as the hard limit allows; "ulimit -n 65536"
+fails where that is lower).
 `;
 
 /**
@@ -377,6 +404,8 @@ export interface ResolvedLoadOptions {
   url: string;
   /** The server command as given, or null. */
   server: string | null;
+  /** Add only the port and host to `server`. */
+  serverAsIs: boolean;
   /** Receiving clients. */
   clients: number;
   /** Sending clients (the first `senders`); 0 when idle. */
@@ -434,6 +463,7 @@ export function resolveLoadOptions(options: LoadOptions): ResolvedLoadOptions {
   return {
     url: normalizeUrl(options.url ?? DEFAULT_URL),
     server: options.server ?? null,
+    serverAsIs: options.serverAsIs ?? false,
     clients,
     senders,
     size: checkFlag(LOAD_FLAG.size, options.size ?? DEFAULT_SIZE),

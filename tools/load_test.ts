@@ -4,6 +4,10 @@ import { startServer } from "../server.ts";
 import { startFloorServer } from "../bench/floor_server.ts";
 import { startNaiveServer } from "../bench/naive_server.ts";
 import { withServer } from "../testing/server.ts";
+import { type ChildExit, DenoChild } from "../testing/child_process.ts";
+import { within } from "../testing/wait.ts";
+import { DEFAULT_URL } from "./load_options.ts";
+import type { LoadSummary } from "./load.ts";
 
 /** Five clients, two senders: few enough for any CI, enough to interleave. */
 const SMOKE = { clients: 5, senders: 2, window: 8, duration: 0.5, warmup: 0.2 };
@@ -22,6 +26,9 @@ function assertClean(
   assert.equal(summary.deliveries_total, summary.messages_sent * clients);
   assert.deepEqual(summary.errors.server_error_codes, {});
   assert.deepEqual(summary.errors.close_codes, {});
+  assert.equal(summary.passed, true, summary.verdict);
+  assert.match(summary.verdict, new RegExp(`^PASS: ${clients} clients\\b`));
+  assert.equal(summary.config.url, summary.url);
 }
 
 Deno.test("runLoad against hubchat: every client gets every message", async () => {
@@ -84,4 +91,144 @@ Deno.test("runLoad --stall: clients that never read are opened and reported; the
       assert.equal(summary.stall?.connected, 2);
     },
   );
+});
+
+Deno.test("runLoad reports the URL it used, normalized, in config.url", async () => {
+  await withServer({ ratePerSecond: 0 }, async (server) => {
+    const given = `http://127.0.0.1:${server.port}/`;
+    const summary = await runLoad({ ...SMOKE, url: given });
+    assertClean(summary, SMOKE.clients);
+    assert.equal(summary.config.url, `ws://127.0.0.1:${server.port}/ws`);
+  });
+});
+
+/** The load tool's command line, run as a child process. */
+const LOAD = new URL("./load.ts", import.meta.url);
+
+/** hubchat's entry point, by absolute path: the runs' cwd is elsewhere. */
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+/**
+ * A whole CLI run may take this long, in milliseconds: two Deno starts
+ * (the tool, then the server) on a loaded 2-core machine, and about two
+ * seconds of load. Never asserted.
+ */
+const CLI_WAIT_MS = 90_000;
+
+/** The smallest run the CLI makes: five clients, half a second measured. */
+const CLI_SMOKE = [
+  "--clients",
+  "5",
+  "--senders",
+  "2",
+  "--window",
+  "8",
+  "--duration",
+  "0.5",
+  "--warmup",
+  "0.2",
+  "--drain",
+  "2",
+];
+
+/** Runs `deno task load ARGS` in `cwd` to its end; stops it on a timeout. */
+async function runLoadCli(
+  args: string[],
+  cwd: string,
+  env: Record<string, string> = {},
+): Promise<ChildExit & { summary: LoadSummary; lastLine: string }> {
+  const child = DenoChild.spawn(LOAD, args, { cwd, env });
+  let exit: ChildExit;
+  try {
+    await within(child.status, "the load tool to exit", CLI_WAIT_MS);
+  } finally {
+    exit = await child.stop();
+  }
+  const lastLine = exit.stderr.trimEnd().split("\n").at(-1) ?? "";
+  return { ...exit, summary: JSON.parse(exit.stdout), lastLine };
+}
+
+/** The `--data PATH` a server command line holds, or null. */
+function dataPathOf(commandLine: string | null): string | null {
+  return /--data (\S+)/.exec(commandLine ?? "")?.[1] ?? null;
+}
+
+Deno.test("load --server: a clean run prints PASS, exits 0, writes no history where it runs, reports the URL it used", async () => {
+  const cwd = await Deno.makeTempDir({ prefix: "hubchat-load-test-" });
+  try {
+    const { status, summary, lastLine, stderr } = await runLoadCli(
+      [...CLI_SMOKE, "--server", `deno run -A ${MAIN} --rate 100000`],
+      // A variable in the tool's environment is overridden, not used.
+      cwd,
+      { HUBCHAT_DATA: `${cwd}/real.kv` },
+    );
+    assert.equal(status.code, 0, stderr);
+    assert.match(lastLine, /^PASS: 5 clients, [\d,]+ deliveries, nothing lost/);
+    assert.equal(summary.passed, true);
+    assert.equal(summary.verdict, lastLine);
+    // The URL of the started server, not the default one.
+    assert.equal(summary.config.url, summary.url);
+    assert.notEqual(summary.url, DEFAULT_URL);
+    assert.match(summary.url, /^ws:\/\/127\.0\.0\.1:\d+\/ws$/);
+    // The server got a temporary --data, kept its --rate, got the cap off.
+    const process = summary.server_process ?? "";
+    const data = dataPathOf(process);
+    assert.ok(data !== null && !data.startsWith(cwd), process);
+    assert.match(process, / --rate 100000 /);
+    assert.doesNotMatch(process, /--rate 0/);
+    assert.match(process, /--max-connections-per-ip 0/);
+    // Nothing written where the tool ran; the temporary history is gone.
+    assert.deepEqual([...Deno.readDirSync(cwd)], []);
+    await assert.rejects(Deno.stat(data), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
+});
+
+Deno.test("load --server: a server that refuses clients makes a FAIL naming the 429s, shown in progress, exit 1", async () => {
+  const cwd = await Deno.makeTempDir({ prefix: "hubchat-load-test-" });
+  try {
+    const { status, summary, lastLine, stderr } = await runLoadCli(
+      [
+        ...CLI_SMOKE,
+        "--server",
+        `deno run -A ${MAIN} --max-connections-per-ip 2`,
+      ],
+      cwd,
+    );
+    assert.equal(status.code, 1, stderr);
+    assert.match(lastLine, /^FAIL: .*3 of 5 clients refused \(429 ×3\)/);
+    assert.equal(summary.passed, false);
+    assert.equal(summary.connect_failures, 3);
+    assert.match(
+      stderr,
+      /\[load\] connected 2\/5 in \d+ ms refused=3 \(429 ×3\)/,
+    );
+    // The command's own cap was kept; only the rate limit was added.
+    const process = summary.server_process ?? "";
+    assert.match(process, /--max-connections-per-ip 2 /);
+    assert.doesNotMatch(process, /--max-connections-per-ip 0/);
+    assert.match(process, /--rate 0/);
+    assert.deepEqual([...Deno.readDirSync(cwd)], []);
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
+});
+
+Deno.test("load --server with --data in the command: the command's store, no other", async () => {
+  const cwd = await Deno.makeTempDir({ prefix: "hubchat-load-test-" });
+  try {
+    const { status, summary, stderr } = await runLoadCli(
+      [...CLI_SMOKE, "--server", `deno run -A ${MAIN} --data ./mine.kv`],
+      cwd,
+    );
+    assert.equal(status.code, 0, stderr);
+    const process = summary.server_process ?? "";
+    assert.equal(process.match(/--data /g)?.length, 1, process);
+    assert.equal(dataPathOf(process), "./mine.kv");
+    // The user asked for this file: the run wrote its history there.
+    assert.ok((await Deno.stat(`${cwd}/mine.kv`)).isFile);
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
 });

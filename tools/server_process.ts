@@ -3,6 +3,14 @@
  * given a free loopback port, its address read from what it prints, and its
  * stop (SIGTERM, then SIGKILL), every step bounded in time.
  *
+ * A hubchat command (one that runs `main.ts`, or `deno task start`) also
+ * gets what a load test from one machine needs, each only when the command
+ * does not set it itself: `--rate 0` and `--max-connections-per-ip 0` (its
+ * defaults, 10 messages/s per client and 20 connections per address, would
+ * throttle and refuse the test), and `--data` in a temporary directory that
+ * is removed when the server stops, so a test never writes into the user's
+ * history (`./data/hubchat.kv` by default).
+ *
  * @module
  */
 
@@ -15,6 +23,33 @@ export const SERVER_START_CAP_MS = 60_000;
 /** How long a server gets after SIGTERM before SIGKILL. */
 export const SERVER_STOP_CAP_MS = 5_000;
 
+/** One setting of hubchat's: its flag and its environment variable. */
+interface HubchatSetting {
+  /** The flag, with its dashes. */
+  flag: string;
+  /** The variable main.ts reads when the flag is not given. */
+  env: string;
+}
+
+/**
+ * What a load test turns off in a started hubchat, each to `0`: its rate
+ * limit (10 messages/s per client would throttle the senders) and its cap
+ * of 20 connections per address (every client comes from 127.0.0.1).
+ */
+const UNLIMITED: readonly HubchatSetting[] = [
+  { flag: "--rate", env: "HUBCHAT_RATE" },
+  { flag: "--max-connections-per-ip", env: "HUBCHAT_MAX_CONNECTIONS_PER_IP" },
+];
+
+/** Where hubchat keeps its history: a started one gets a temporary file. */
+const DATA: HubchatSetting = { flag: "--data", env: "HUBCHAT_DATA" };
+
+/** The history file's name inside the temporary directory. */
+const DATA_FILE = "hubchat.kv";
+
+/** Prefix of the temporary directory, so a leftover one says whose it is. */
+const DATA_DIR_PREFIX = "hubchat-test-data-";
+
 /** A server started by {@linkcode startServerProcess}. */
 export interface ServerProcess {
   /** Its process id. */
@@ -23,7 +58,15 @@ export interface ServerProcess {
   url: string;
   /** Its command line as run (from /proc when readable). */
   commandLine: string;
-  /** SIGTERM, SIGKILL after 5 s; resolves with the exit code (null if killed). */
+  /**
+   * The temporary directory of its history (a hubchat command that set no
+   * `--data`), removed by `stop`; null when there is none.
+   */
+  dataDir: string | null;
+  /**
+   * SIGTERM, SIGKILL after 5 s, then removes `dataDir`; resolves with the
+   * exit code (null if a signal ended it).
+   */
   stop(): Promise<number | null>;
 }
 
@@ -67,20 +110,95 @@ export function splitCommand(command: string): string[] {
 }
 
 /**
+ * Whether a command starts hubchat, so that hubchat's flags may be added to
+ * it: it runs `main.ts` (a word that is `main.ts` or ends in `/main.ts`), or
+ * it is `deno task start`. Other servers (bench/naive_server.ts,
+ * floor_server.ts, bun_server.ts) would refuse those flags.
+ *
+ * @example
+ * ```ts
+ * import { isHubchatCommand, splitCommand } from "./server_process.ts";
+ * isHubchatCommand(splitCommand("deno run -A main.ts")); // true
+ * isHubchatCommand(splitCommand("deno task start")); // true
+ * isHubchatCommand(splitCommand("deno run -A bench/naive_server.ts")); // false
+ * ```
+ */
+export function isHubchatCommand(words: readonly string[]): boolean {
+  for (let i = 0; i < words.length; i++) {
+    const word = words[i];
+    if (word === "main.ts" || word.endsWith("/main.ts")) return true;
+    if (word === "task" && words[i + 1] === "start") return true;
+  }
+  return false;
+}
+
+/**
+ * Whether the command itself sets a hubchat setting: `--flag`,
+ * `--flag=VALUE`, or `VAR=VALUE` (as in `env VAR=VALUE deno run ...`).
+ * The tool's own environment does not count: a flag added overrides it.
+ */
+function setsSetting(
+  words: readonly string[],
+  setting: HubchatSetting,
+): boolean {
+  return words.some((word) =>
+    word === setting.flag || word.startsWith(`${setting.flag}=`) ||
+    word.startsWith(`${setting.env}=`)
+  );
+}
+
+/**
+ * Whether {@linkcode startServerProcess} gives the command a temporary
+ * history file: it starts hubchat (see {@linkcode isHubchatCommand}), sets
+ * no `--data` (nor `HUBCHAT_DATA=`) itself, and `asIs` is false.
+ *
+ * @example
+ * ```ts
+ * import { needsTempData } from "./server_process.ts";
+ * needsTempData("deno run -A main.ts"); // true
+ * needsTempData("deno run -A main.ts --data :memory:"); // false
+ * needsTempData("deno run -A bench/naive_server.ts"); // false
+ * ```
+ */
+export function needsTempData(command: string, asIs = false): boolean {
+  const words = splitCommand(command);
+  return !asIs && isHubchatCommand(words) && !setsSetting(words, DATA);
+}
+
+/** Options of {@linkcode serverArgv}. */
+export interface ServerArgvOptions {
+  /** Run the command under `taskset -c pin`. */
+  pin?: number;
+  /** Add only the port and host, even to a hubchat command. */
+  asIs?: boolean;
+  /**
+   * The history file a hubchat command gets as `--data` when it sets none
+   * (see {@linkcode needsTempData}); without it, none is added.
+   */
+  dataPath?: string;
+}
+
+/**
  * The argv to start a server on a free loopback port: `{port}`/`{host}`
- * placeholders are filled in, or else `--port 0 --host 127.0.0.1` appended;
- * with `pin`, the command runs under `taskset -c pin`.
+ * placeholders are filled in, or else `--port 0 --host 127.0.0.1` appended.
+ * A hubchat command (see {@linkcode isHubchatCommand}) also gets
+ * `--rate 0`, `--max-connections-per-ip 0` and `--data DATAPATH`, each
+ * unless it sets that flag (or its variable, `env HUBCHAT_RATE=...`)
+ * itself or `asIs` is true. With `pin`, the command runs under
+ * `taskset -c pin`.
  *
  * @example
  * ```ts
  * import { serverArgv } from "./server_process.ts";
- * serverArgv("deno run -A main.ts"); // [..., "--port", "0", "--host", "127.0.0.1"]
+ * serverArgv("deno run -A main.ts --rate 5", { dataPath: "/tmp/d/hubchat.kv" });
+ * // [..., "main.ts", "--rate", "5", "--port", "0", "--host", "127.0.0.1",
+ * //  "--max-connections-per-ip", "0", "--data", "/tmp/d/hubchat.kv"]
  * serverArgv("node s.js {port}", { pin: 0 }); // ["taskset","-c","0","node","s.js","0"]
  * ```
  */
 export function serverArgv(
   command: string,
-  options: { pin?: number } = {},
+  options: ServerArgvOptions = {},
 ): string[] {
   const words = splitCommand(command);
   if (words.length === 0) {
@@ -95,6 +213,14 @@ export function serverArgv(
     );
   } else {
     argv = [...words, "--port", "0", "--host", "127.0.0.1"];
+  }
+  if (!options.asIs && isHubchatCommand(words)) {
+    for (const setting of UNLIMITED) {
+      if (!setsSetting(words, setting)) argv.push(setting.flag, "0");
+    }
+    if (options.dataPath !== undefined && !setsSetting(words, DATA)) {
+      argv.push(DATA.flag, options.dataPath);
+    }
   }
   if (options.pin !== undefined) {
     argv = ["taskset", "-c", String(options.pin), ...argv];
@@ -122,24 +248,42 @@ export function findListenUrl(text: string): string | null {
   return `${scheme}://${host}:${m[3]}/ws`;
 }
 
+/** Options of {@linkcode startServerProcess}. */
+export interface StartOptions {
+  /** Run the server under `taskset -c pin`; null or absent: unpinned. */
+  pin?: number | null;
+  /** Add only the port and host, even to a hubchat command. */
+  asIs?: boolean;
+}
+
 /**
- * Starts `command` on a free loopback port (see {@linkcode serverArgv}) and
- * resolves once it printed its `http://host:port/`; throws an Error with its
- * output if it does not within 60 s.
+ * Starts `command` on a free loopback port, with a hubchat command's
+ * load-test flags and temporary history (see {@linkcode serverArgv}), and
+ * resolves once it printed its `http://host:port/`; throws an Error with
+ * its output if it does not within 60 s.
  *
  * @example
  * ```ts
  * import { startServerProcess } from "./server_process.ts";
- * const server = await startServerProcess("deno run -A main.ts", null);
- * console.log(server.url); // ws://127.0.0.1:PORT/ws
- * await server.stop();
+ * const server = await startServerProcess("deno run -A main.ts");
+ * console.log(server.url, server.dataDir); // ws://127.0.0.1:PORT/ws /tmp/...
+ * await server.stop(); // the temporary history is gone too
  * ```
  */
 export async function startServerProcess(
   command: string,
-  pin: number | null,
+  options: StartOptions = {},
 ): Promise<ServerProcess> {
-  const argv = serverArgv(command, pin === null ? {} : { pin });
+  const asIs = options.asIs ?? false;
+  const pin = options.pin ?? undefined;
+  const dataDir = needsTempData(command, asIs)
+    ? await Deno.makeTempDir({ prefix: DATA_DIR_PREFIX })
+    : null;
+  const argv = serverArgv(command, {
+    pin,
+    asIs,
+    dataPath: dataDir === null ? undefined : `${dataDir}/${DATA_FILE}`,
+  });
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command(argv[0], {
@@ -149,6 +293,7 @@ export async function startServerProcess(
       stderr: "piped",
     }).spawn();
   } catch (error) {
+    await removeDataDir(dataDir);
     throw new Error(
       `--server: cannot start "${argv.join(" ")}": ${
         (error as Error).message
@@ -210,6 +355,7 @@ export async function startServerProcess(
       status = await statusPromise;
     }
     await Promise.all([stdoutDone, stderrDone]);
+    await removeDataDir(dataDir);
     return status.signal === null ? status.code : null;
   }
 
@@ -228,6 +374,23 @@ export async function startServerProcess(
     pid: child.pid,
     url,
     commandLine: commandLine(child.pid) ?? argv.join(" "),
+    dataDir,
     stop,
   };
+}
+
+/** Removes a started server's temporary history, if it had one. */
+async function removeDataDir(dataDir: string | null): Promise<void> {
+  if (dataDir === null) return;
+  try {
+    await Deno.remove(dataDir, { recursive: true });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) {
+      console.error(
+        `cannot remove the server's temporary history ${dataDir}: ${
+          (error as Error).message
+        }`,
+      );
+    }
+  }
 }

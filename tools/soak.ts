@@ -12,6 +12,9 @@
  * deno task soak --help
  * ```
  *
+ * The last line, on stderr, is the verdict (see verdict.ts): `PASS: ...`
+ * with exit status 0, or `FAIL: ...` and why with exit status 1.
+ *
  * @module
  */
 
@@ -57,7 +60,6 @@ import {
   SOAK_HELP,
   type SoakArgs,
   type SoakOptions,
-  soakServerCommand,
   type SoakStart,
 } from "./soak_options.ts";
 import {
@@ -70,6 +72,7 @@ import {
   summarizeRss,
 } from "./soak_report.ts";
 import { count, round, SequenceTracker } from "./stats.ts";
+import { judgeRun } from "./verdict.ts";
 import { sleep } from "./wait.ts";
 import { type RawClient, readBufferSize } from "./ws_client.ts";
 
@@ -89,8 +92,16 @@ const MIN_INTERVAL_MS = 50;
 export interface SoakSummary {
   /** The resolved options. */
   config: ResolvedSoakOptions;
-  /** The URL the clients used. */
+  /** The URL the clients used (also `config.url`). */
   url: string;
+  /** True when the run passed (see `verdict`). */
+  passed: boolean;
+  /**
+   * `PASS: ...`, or `FAIL: ...` and why: not cut short, every client
+   * connected at the start, nothing lost, duplicated or reordered
+   * (verdict.ts).
+   */
+  verdict: string;
   /** Prefix of every username and message of this run. */
   run_id: string;
   /** Wall-clock start, ISO 8601. */
@@ -158,6 +169,8 @@ export interface SoakSummary {
   server_evictions: Record<string, number> | null;
   /** Connect failures by message (initial and reconnects). */
   connect_errors: Record<string, number>;
+  /** Connect failures of the connect phase only, by message. */
+  initial_connect_errors: Record<string, number>;
   /** `error` messages from the server, by code. */
   server_error_codes: Record<string, number>;
   /** Chat messages not from this run, ignored. */
@@ -277,6 +290,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
   let aborted: string | null = null;
   let connectSeconds = 0;
   let clientsConnected = 0;
+  let initialConnectErrors: Record<string, number> = {};
   let rssPid: number | null = null;
   let rssSource: "proc" | "metrics" | null = null;
   let rssBefore: number | null = null;
@@ -522,10 +536,9 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
   let elapsedS = 0;
   try {
     if (cfg.server !== null) {
-      server = await startServerProcess(
-        soakServerCommand(cfg.server, cfg.serverAsIs),
-        null,
-      );
+      server = await startServerProcess(cfg.server, {
+        asIs: cfg.serverAsIs,
+      });
       url = server.url;
     }
     rssPid = server?.pid ?? cfg.serverPid;
@@ -557,6 +570,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
     });
     connectSeconds = round((performance.now() - connectStart) / 1000, 3);
     clientsConnected = openCount;
+    initialConnectErrors = { ...connectErrors };
     if (openCount === 0) aborted = "no client connected";
     for (let s = 0; s < senders && aborted === null; s++) {
       if (slots[s] === null) aborted = `sender ${s} failed to connect`;
@@ -668,9 +682,27 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
   const reports = agg.reports;
   const overall = agg.overall;
   const ms = (us: number): number => round(us / 1000, 3);
+  const lost = stable.lost + others.lost;
+  const duplicated = stable.duplicated + others.duplicated;
+  const outOfOrder = stable.out_of_order + others.out_of_order;
+  const verdict = judgeRun({
+    clients: n,
+    connected: clientsConnected,
+    connectErrors: initialConnectErrors,
+    deliveries: deliveriesTotal,
+    lost,
+    duplicated,
+    outOfOrder,
+    aborted: aborted === "interrupted" ? null : aborted,
+    interrupted: interrupted
+      ? `cut short after ${elapsedS} s of ${cfg.minutes} min`
+      : null,
+  });
   return {
     config: { ...cfg, url },
     url,
+    passed: verdict.pass,
+    verdict: verdict.line,
     run_id: run,
     started_at: startedAt,
     elapsed_s: elapsedS,
@@ -694,9 +726,9 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
       p999: ms(overall.percentile(99.9)),
       max: ms(overall.max),
     },
-    lost: stable.lost + others.lost,
-    duplicated: stable.duplicated + others.duplicated,
-    out_of_order: stable.out_of_order + others.out_of_order,
+    lost,
+    duplicated,
+    out_of_order: outOfOrder,
     stable,
     sessions: {
       count: Math.max(0, sessionCount - clientsConnected),
@@ -706,6 +738,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
     evictions,
     server_evictions: lastServerEvictions,
     connect_errors: connectErrors,
+    initial_connect_errors: initialConnectErrors,
     server_error_codes: serverErrorCodes,
     foreign_messages: foreign,
     server_pid: rssPid,
@@ -843,10 +876,8 @@ async function main(): Promise<void> {
       ? JSON.stringify({ type: "summary", ...summary })
       : prettyJson(summary),
   );
-  const clean = summary.aborted === null && summary.lost === 0 &&
-    summary.duplicated === 0 && summary.out_of_order === 0 &&
-    summary.clients_connected === summary.config.clients;
-  Deno.exit(clean ? 0 : 1);
+  console.error(summary.verdict);
+  Deno.exit(summary.passed ? 0 : 1);
 }
 
 if (import.meta.main) await main();

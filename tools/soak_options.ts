@@ -1,7 +1,6 @@
 /**
  * The soak tool's options: defaults and limits, the command line and its
- * help, the checks that turn options into a run's settings, and the flags a
- * started hubchat gets so that it does not throttle the soak.
+ * help, and the checks that turn options into a run's settings.
  *
  * @module
  */
@@ -36,9 +35,6 @@ const DEFAULT_SENDERS = 10;
 /** A week: a soak longer than that is a deployment. */
 const MAX_MINUTES = 7 * 24 * 60;
 
-/** Flags appended to a started hubchat: the soak floods from one address. */
-const UNLIMITED_SERVER_FLAGS = ["--rate", "0", "--max-connections-per-ip", "0"];
-
 /** Options of {@linkcode runSoak}; every field has a default. */
 export interface SoakOptions {
   /**
@@ -49,12 +45,13 @@ export interface SoakOptions {
   url?: string;
   /**
    * A command that starts the server, like `deno run -A main.ts`; it gets
-   * `--port 0 --host 127.0.0.1` (or fills `{port}`/`{host}`) and, unless
-   * `serverAsIs`, `--rate 0 --max-connections-per-ip 0` for any of those two
-   * flags it does not set itself.
+   * `--port 0 --host 127.0.0.1` (or fills `{port}`/`{host}`) and, when it
+   * starts hubchat and `serverAsIs` is not set, `--rate 0`,
+   * `--max-connections-per-ip 0` and a temporary `--data`, each unless it
+   * sets it itself (see server_process.ts's `serverArgv`).
    */
   server?: string;
-  /** Run `server` exactly as given (for servers other than hubchat). */
+  /** Add only the port and host to `server`, even to a hubchat command. */
   serverAsIs?: boolean;
   /**
    * Read server RSS from `/proc/PID/status` of this pid (with `url`, for a
@@ -151,29 +148,6 @@ export interface SoakArgs {
   options: SoakOptions;
 }
 
-/**
- * The command to start: `command` plus `--rate 0 --max-connections-per-ip
- * 0` for each of the two flags it does not set itself (hubchat's defaults
- * would throttle and refuse a soak from one address), unless `asIs`.
- *
- * @example
- * ```ts
- * import { soakServerCommand } from "./soak_options.ts";
- * soakServerCommand("deno run -A main.ts --rate 100", false);
- * // "deno run -A main.ts --rate 100 --max-connections-per-ip 0"
- * ```
- */
-export function soakServerCommand(command: string, asIs: boolean): string {
-  if (asIs) return command;
-  const extra: string[] = [];
-  for (let i = 0; i < UNLIMITED_SERVER_FLAGS.length; i += 2) {
-    const flag = UNLIMITED_SERVER_FLAGS[i];
-    const given = new RegExp(`(^|\\s)${flag}(=|\\s|$)`).test(command);
-    if (!given) extra.push(flag, UNLIMITED_SERVER_FLAGS[i + 1]);
-  }
-  return extra.length === 0 ? command : `${command} ${extra.join(" ")}`;
-}
-
 /** The most deliveries/s a soak offers: far beyond any one server. */
 const MAX_RATE = 1e9;
 
@@ -196,19 +170,8 @@ const FLAG = {
       "20 connections per address, throttle and refuse a soak from one " +
       "machine)",
   },
-  server: {
-    name: "server",
-    kind: "text",
-    value: '"CMD"',
-    help: 'start CMD on a free port (it gets "--port 0 --host 127.0.0.1", ' +
-      'or fills {port}/{host}), plus "--rate 0 --max-connections-per-ip 0" ' +
-      "for either flag CMD does not set itself; stop it at the end",
-  },
-  serverAsIs: {
-    name: "server-as-is",
-    kind: "switch",
-    help: "add no --rate/--max-connections-per-ip (non-hubchat)",
-  },
+  server: LOAD_FLAG.server,
+  serverAsIs: LOAD_FLAG.serverAsIs,
   serverPid: {
     name: "server-pid",
     kind: "whole",
@@ -367,10 +330,13 @@ server's); clients connected; reconnects; server RSS (VmRSS from
 /proc/PID/status with --server or --server-pid, else
 process_resident_memory_bytes from /metrics if the server exports it). Then
 a JSON summary: totals, latency percentiles, the RSS series with its max,
-growth (last interval vs first) and slope per minute.
+growth (last interval vs first) and slope per minute. Last, on stderr, the
+verdict: "PASS: ..." or "FAIL:" and why.
 
 Ctrl-C stops early and prints the summary so far; a second Ctrl-C exits at
-once. Exit status: 0 clean; 1 loss, duplicates, out-of-order, clients that
-failed to connect, or aborted; 2 bad options; 3 hard time cap. Many clients:
-run "ulimit -n 65536" first.
+once. Exit status: 0 PASS; 1 FAIL (cut short by Ctrl-C, a client did not
+connect at the start, a message lost, duplicated or reordered, or aborted)
+or the server did not start; 2 bad options; 3 hard time cap; 130 second
+Ctrl-C. Many clients: raise the limit in the same shell first,
+ulimit -n "$(ulimit -Hn)".
 `;

@@ -1,9 +1,5 @@
 import assert from "node:assert/strict";
-import {
-  parseSoakArgs,
-  resolveSoakOptions,
-  soakServerCommand,
-} from "./soak_options.ts";
+import { parseSoakArgs, resolveSoakOptions } from "./soak_options.ts";
 
 Deno.test("parseSoakArgs and resolveSoakOptions", () => {
   const args = parseSoakArgs([
@@ -57,20 +53,4 @@ Deno.test("parseSoakArgs and resolveSoakOptions", () => {
   assert.throws(() => resolveSoakOptions({ rate: 0 }), /--rate is 0/);
   assert.throws(() => resolveSoakOptions({ minutes: -1 }), /--minutes is -1/);
   assert.throws(() => resolveSoakOptions({ size: 5 }), /--size is 5/);
-});
-
-Deno.test("server command helper: soakServerCommand", () => {
-  assert.equal(
-    soakServerCommand("deno run -A main.ts", false),
-    "deno run -A main.ts --rate 0 --max-connections-per-ip 0",
-  );
-  assert.equal(
-    soakServerCommand("deno run -A main.ts --rate=50", false),
-    "deno run -A main.ts --rate=50 --max-connections-per-ip 0",
-  );
-  assert.equal(
-    soakServerCommand("x --max-connections-per-ip 5 --rate 1", false),
-    "x --max-connections-per-ip 5 --rate 1",
-  );
-  assert.equal(soakServerCommand("bun s.ts", true), "bun s.ts");
 });

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { runSoak } from "./soak.ts";
 import type { IntervalReport } from "./soak_report.ts";
 import { startServer } from "../server.ts";
+import { type ChildExit, DenoChild } from "../testing/child_process.ts";
+import { within } from "../testing/wait.ts";
 
 Deno.test("runSoak against hubchat: no loss, dupes or disorder", async () => {
   const server = await startServer({
@@ -58,6 +60,9 @@ Deno.test("runSoak against hubchat: no loss, dupes or disorder", async () => {
     });
     assert.ok(summary.latency_ms.count > 0);
     assert.equal(summary.series.elapsed_s.length, summary.intervals);
+    assert.equal(summary.passed, true, summary.verdict);
+    assert.match(summary.verdict, /^PASS: 20 clients, [\d,]+ deliveries/);
+    assert.equal(summary.config.url, `ws://127.0.0.1:${server.port}/ws`);
     if (hasProc) {
       assert.equal(summary.rss_source, "proc");
       assert.equal(summary.rss.samples, summary.intervals);
@@ -92,6 +97,9 @@ Deno.test("runSoak stops early on its signal and still summarizes", async () => 
     assert.equal(summary.intervals, 1); // the partial one
     assert.ok(summary.elapsed_s < 30, `${summary.elapsed_s} s`);
     assert.equal(summary.stable.lost, 0);
+    // Cut short is no pass: the exit status is 1.
+    assert.equal(summary.passed, false);
+    assert.match(summary.verdict, /^FAIL: cut short after [\d.]+ s of 10 min/);
   } finally {
     await server.shutdown();
   }
@@ -110,4 +118,64 @@ Deno.test("runSoak reports a server it cannot reach", async () => {
   assert.equal(summary.intervals, 0);
   assert.equal(summary.clients_connected, 0);
   assert.ok(Object.keys(summary.connect_errors).length > 0);
+  assert.equal(summary.passed, false);
+  assert.match(
+    summary.verdict,
+    /^FAIL: aborted: no client connected; 2 of 2 clients did not connect \(/,
+  );
+});
+
+/** The soak tool's command line, run as a child process. */
+const SOAK = new URL("./soak.ts", import.meta.url);
+
+/** hubchat's entry point, by absolute path: the run's cwd is elsewhere. */
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+/**
+ * The CLI run may take this long, in milliseconds: two Deno starts (the
+ * tool, then the server) on a loaded 2-core machine, and about two seconds
+ * of soak. Never asserted.
+ */
+const CLI_WAIT_MS = 90_000;
+
+Deno.test("soak --server: PASS, exit 0, and no history written where it runs", async () => {
+  const cwd = await Deno.makeTempDir({ prefix: "hubchat-soak-test-" });
+  try {
+    const child = DenoChild.spawn(SOAK, [
+      "--server",
+      `deno run -A ${MAIN}`,
+      "--clients",
+      "25", // more than hubchat's 20 per address: the cap must be off
+      "--minutes",
+      "0.02", // 1.2 s
+      "--interval",
+      "0.5",
+      "--rate",
+      "500",
+      "--json",
+    ], { cwd });
+    let exit: ChildExit;
+    try {
+      await within(child.status, "the soak tool to exit", CLI_WAIT_MS);
+    } finally {
+      exit = await child.stop();
+    }
+    assert.equal(exit.status.code, 0, exit.stderr);
+    const lastLine = exit.stderr.trimEnd().split("\n").at(-1) ?? "";
+    assert.match(
+      lastLine,
+      /^PASS: 25 clients, [\d,]+ deliveries, nothing lost/,
+    );
+    const summary = JSON.parse(exit.stdout.trimEnd().split("\n").at(-1)!);
+    assert.equal(summary.type, "summary");
+    assert.equal(summary.verdict, lastLine);
+    assert.equal(summary.config.url, summary.url);
+    assert.match(summary.server_process, /--rate 0 --max-connections-per-ip 0/);
+    const data = /--data (\S+)/.exec(summary.server_process)?.[1];
+    assert.ok(data !== undefined && !data.startsWith(cwd));
+    await assert.rejects(Deno.stat(data), Deno.errors.NotFound);
+    assert.deepEqual([...Deno.readDirSync(cwd)], []);
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
 });
