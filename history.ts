@@ -362,6 +362,124 @@ function parentDirectory(path: string): string | undefined {
 }
 
 /**
+ * Which step of {@linkcode History.open} failed:
+ *
+ * - `"folder"`: the file's folder could not be created;
+ * - `"file"`: the file could not be opened (or created) for reading and
+ *   writing;
+ * - `"store"`: Deno KV could not open it (it is not a KV database, or
+ *   its folder takes no new files: SQLite writes its journal beside it);
+ * - `"load"`: it opened, but what it holds could not be loaded (another
+ *   program's KV database, say).
+ */
+export type HistoryOpenStep = "folder" | "file" | "store" | "load";
+
+/**
+ * {@linkcode History.open} could not use its path; `cause` is the error of
+ * the step that failed. A command line words it for its user (main.ts
+ * does, naming `--data`).
+ *
+ * @example
+ * ```ts
+ * import { History, HistoryOpenError } from "./history.ts";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/file`, "");
+ * try {
+ *   await History.open(`${dir}/file/history.kv`);
+ * } catch (error) {
+ *   if (error instanceof HistoryOpenError) {
+ *     console.log(error.step, error.blocker); // "folder", `${dir}/file`
+ *   }
+ * }
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export class HistoryOpenError extends Error {
+  /** The path that was given. */
+  readonly path: string;
+  /** The step that failed. */
+  readonly step: HistoryOpenStep;
+  /** For `"folder"`: the folder that could not be created. */
+  readonly folder: string | undefined;
+  /**
+   * For `"folder"`: the file that stands where a folder of the path should
+   * be, when that is why, as in `notes/history.kv` when `notes` is a file.
+   */
+  readonly blocker: string | undefined;
+
+  /** Creates the error; `cause` is what the failing step threw. */
+  constructor(
+    path: string,
+    step: HistoryOpenStep,
+    cause: unknown,
+    where: { folder?: string; blocker?: string } = {},
+  ) {
+    super(
+      `history: cannot open the store at "${path}" (${step}): ${
+        describe(cause)
+      }`,
+      { cause },
+    );
+    this.name = "HistoryOpenError";
+    this.path = path;
+    this.step = step;
+    this.folder = where.folder;
+    this.blocker = where.blocker;
+  }
+}
+
+/**
+ * Creates the folder of the file at `path` and opens the file for reading
+ * and writing (creating it empty, which Deno KV takes as a new store), so
+ * that a path that cannot be used fails with the operating system's
+ * reason rather than SQLite's "unable to open database file".
+ */
+async function prepareFile(path: string): Promise<void> {
+  const folder = parentDirectory(path);
+  if (folder !== undefined) {
+    try {
+      await Deno.mkdir(folder, { recursive: true });
+    } catch (error) {
+      throw new HistoryOpenError(path, "folder", error, {
+        folder,
+        blocker: await fileInTheWay(folder),
+      });
+    }
+  }
+  try {
+    const file = await Deno.open(path, {
+      read: true,
+      write: true,
+      create: true,
+    });
+    file.close();
+  } catch (error) {
+    throw new HistoryOpenError(path, "file", error);
+  }
+}
+
+/**
+ * The nearest of `folder` and its ancestors that exists, when it is not a
+ * folder: the file that kept `mkdir` from making `folder`.
+ */
+async function fileInTheWay(folder: string): Promise<string | undefined> {
+  for (
+    let path: string | undefined = folder;
+    path !== undefined;
+    path = parentDirectory(path)
+  ) {
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.stat(path);
+    } catch {
+      continue;
+    }
+    return info.isDirectory ? undefined : path;
+  }
+  return undefined;
+}
+
+/**
  * The chat history of every room, backed by one Deno KV database.
  *
  * Guarantees: ids are strictly increasing per room and continue after a
@@ -409,6 +527,12 @@ export class History {
    * directory if missing, and loads every room's kept messages. `":memory:"`
    * keeps it in memory only (tests).
    *
+   * Whether the path can be used is found out by using it: the folder is
+   * created and the file opened for reading and writing before Deno KV
+   * opens it (Deno KV opens a read-only file and fails only at the first
+   * write). Any failure is a {@linkcode HistoryOpenError} saying which step
+   * failed.
+   *
    * @example
    * ```ts
    * import { History } from "./history.ts";
@@ -423,20 +547,19 @@ export class History {
     options: HistoryOptions = {},
   ): Promise<History> {
     const limit = checkLimit(options.limit);
-    if (path !== ":memory:" && !/^[a-z][a-z0-9+.-]*:\/\//i.test(path)) {
-      const parent = parentDirectory(path);
-      if (parent !== undefined) await Deno.mkdir(parent, { recursive: true });
-    }
+    const local = path !== ":memory:" && !/^[a-z][a-z0-9+.-]*:\/\//i.test(path);
+    if (local) await prepareFile(path);
     let kv: Deno.Kv;
     try {
       kv = await Deno.openKv(path);
     } catch (error) {
-      throw new Error(
-        `history: cannot open the store at "${path}": ${describe(error)}`,
-        { cause: error },
-      );
+      throw new HistoryOpenError(path, "store", error);
     }
-    return await History.fromKv(kv, { limit });
+    try {
+      return await History.fromKv(kv, { limit });
+    } catch (error) {
+      throw new HistoryOpenError(path, "load", error);
+    }
   }
 
   /**
