@@ -367,12 +367,19 @@ function parentDirectory(path: string): string | undefined {
  * - `"folder"`: the file's folder could not be created;
  * - `"file"`: the file could not be opened (or created) for reading and
  *   writing;
+ * - `"locked"`: another history (another hubchat, most likely) holds the
+ *   file's lock;
  * - `"store"`: Deno KV could not open it (it is not a KV database, or
  *   its folder takes no new files: SQLite writes its journal beside it);
  * - `"load"`: it opened, but what it holds could not be loaded (another
  *   program's KV database, say).
  */
-export type HistoryOpenStep = "folder" | "file" | "store" | "load";
+export type HistoryOpenStep =
+  | "folder"
+  | "file"
+  | "locked"
+  | "store"
+  | "load";
 
 /**
  * {@linkcode History.open} could not use its path; `cause` is the error of
@@ -429,12 +436,13 @@ export class HistoryOpenError extends Error {
 }
 
 /**
- * Creates the folder of the file at `path` and opens the file for reading
- * and writing (creating it empty, which Deno KV takes as a new store), so
- * that a path that cannot be used fails with the operating system's
- * reason rather than SQLite's "unable to open database file".
+ * Creates the folder of the file at `path`, opens the file for reading and
+ * writing (creating it empty, which Deno KV takes as a new store), so that
+ * a path that cannot be used fails with the operating system's reason
+ * rather than SQLite's "unable to open database file", and takes its
+ * exclusive lock; returns the open, locked file.
  */
-async function prepareFile(path: string): Promise<void> {
+async function lockFile(path: string): Promise<Deno.FsFile> {
   const folder = parentDirectory(path);
   if (folder !== undefined) {
     try {
@@ -446,16 +454,22 @@ async function prepareFile(path: string): Promise<void> {
       });
     }
   }
+  let file: Deno.FsFile;
   try {
-    const file = await Deno.open(path, {
-      read: true,
-      write: true,
-      create: true,
-    });
-    file.close();
+    file = await Deno.open(path, { read: true, write: true, create: true });
   } catch (error) {
     throw new HistoryOpenError(path, "file", error);
   }
+  // flock, which SQLite's own (POSIX) locks on the file do not touch.
+  if (!(await file.tryLock(true))) {
+    file.close();
+    throw new HistoryOpenError(
+      path,
+      "locked",
+      new Error("its lock is held by another open history"),
+    );
+  }
+  return file;
 }
 
 /**
@@ -516,6 +530,12 @@ export class History {
   #draining: Promise<void> | undefined;
   #commits = 0;
   #closing: Promise<void> | undefined;
+  /**
+   * The store's file, open and locked while this history uses it (see
+   * {@linkcode History.open}); closed after the store, never before: closing
+   * any descriptor of a file drops the POSIX locks SQLite holds on it.
+   */
+  #lock: Deno.FsFile | undefined;
 
   private constructor(kv: Deno.Kv, limit: number) {
     this.#kv = kv;
@@ -530,8 +550,11 @@ export class History {
    * Whether the path can be used is found out by using it: the folder is
    * created and the file opened for reading and writing before Deno KV
    * opens it (Deno KV opens a read-only file and fails only at the first
-   * write). Any failure is a {@linkcode HistoryOpenError} saying which step
-   * failed.
+   * write). The file stays open, with an exclusive lock (`flock`), until
+   * {@linkcode History.close}: a second history on the same file, in this
+   * process or another, would reuse ids and overwrite blocks, so it is
+   * refused. Any failure is a {@linkcode HistoryOpenError} saying which
+   * step failed.
    *
    * @example
    * ```ts
@@ -548,18 +571,23 @@ export class History {
   ): Promise<History> {
     const limit = checkLimit(options.limit);
     const local = path !== ":memory:" && !/^[a-z][a-z0-9+.-]*:\/\//i.test(path);
-    if (local) await prepareFile(path);
+    const lock = local ? await lockFile(path) : undefined;
     let kv: Deno.Kv;
     try {
       kv = await Deno.openKv(path);
     } catch (error) {
+      lock?.close();
       throw new HistoryOpenError(path, "store", error);
     }
+    let history: History;
     try {
-      return await History.fromKv(kv, { limit });
+      history = await History.fromKv(kv, { limit });
     } catch (error) {
+      lock?.close();
       throw new HistoryOpenError(path, "load", error);
     }
+    history.#lock = lock;
+    return history;
   }
 
   /**
@@ -796,6 +824,7 @@ export class History {
       await this.#flush();
     }
     this.#kv.close();
+    this.#lock?.close();
   }
 
   #room(name: string): RoomState {

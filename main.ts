@@ -479,6 +479,8 @@ function dataProblem(error: HistoryOpenError, name: string): string {
     }
     case "file":
       return `${given}, which cannot be opened for reading and writing (${reason}); expected a file this user can create and write, ${orMemory}`;
+    case "locked":
+      return `${given}, which another running hubchat is using (it holds the file's lock); stop that one, or give this one another path, ${orMemory}`;
     case "store":
       if (/read-?only/i.test(reason)) {
         // SQLite writes its journal beside the file: the folder takes none.

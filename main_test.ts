@@ -22,6 +22,7 @@ import {
 } from "./server.ts";
 import { ChatClient } from "./testing/chat_client.ts";
 import { CHILD_WAIT_MS, DenoChild } from "./testing/child_process.ts";
+import { ChildServer } from "./testing/child_server.ts";
 import { within } from "./testing/wait.ts";
 
 /**
@@ -493,6 +494,26 @@ Deno.test("main.ts with --data naming another program's KV store says so and exi
       ["--port", "0", "--data", `${dir}/other.kv`],
       `--data is "${dir}/other.kv", whose history cannot be loaded (history: unexpected entry [ "room", "lobby", "members" ] in the store; is this a hubchat history database?); expected a store hubchat wrote or a path for a new one, ${OR_MEMORY}`,
     );
+  });
+});
+
+Deno.test("main.ts with --data another running hubchat uses says so and exits 2", async () => {
+  await withTempDir(async (dir) => {
+    const data = `${dir}/history.kv`;
+    const first = await ChildServer.start([], { data });
+    try {
+      // A second server on the same store would reuse ids and overwrite
+      // the first one's messages.
+      await assertRefused(
+        ["--port", "0", "--data", data],
+        `--data is "${data}", which another running hubchat is using (it holds the file's lock); stop that one, or give this one another path, ${OR_MEMORY}`,
+      );
+    } finally {
+      await first.stop();
+    }
+    // Once the first one stopped, the store is free again.
+    const second = await ChildServer.start([], { data });
+    await second.stop();
   });
 });
 
