@@ -440,6 +440,13 @@ function listenProblem(
       lookup[1]
     }); ${EXPECTED_HOST}, or a name for one`;
   }
+  // Deno's words for a host with a scheme or a port in it.
+  const invalid = /^invalid host '.*': (.*)$/.exec(message);
+  if (invalid !== null) {
+    return `${names.host} is "${hostname}", which is no host name or address (${
+      invalid[1]
+    }); ${EXPECTED_HOST}, with no scheme or port (the port is --port)`;
+  }
   return `cannot listen on ${hostname} port ${port} (${
     osReason(cause)
   }); expected an address (${names.host}) and a port (${names.port}) this machine can listen on`;

@@ -338,6 +338,17 @@ Deno.test("main.ts with a host that does not resolve says so and exits 2", async
   );
 });
 
+Deno.test("main.ts with a URL or a port in --host says so and exits 2", async () => {
+  await assertRefused(
+    ["--port", "0", "--host", "127.0.0.1:8080"],
+    '--host is "127.0.0.1:8080", which is no host name or address (invalid char found in FQDN); expected an address of this machine, like 127.0.0.1 (this machine only) or 0.0.0.0 (every interface), with no scheme or port (the port is --port)',
+  );
+  await assertRefused(
+    ["--port", "0", "--host", "http://localhost"],
+    '--host is "http://localhost", which is no host name or address (invalid char found in FQDN); expected an address of this machine, like 127.0.0.1 (this machine only) or 0.0.0.0 (every interface), with no scheme or port (the port is --port)',
+  );
+});
+
 Deno.test("main.ts with a host that is not this machine's says so and exits 2", async () => {
   // 192.0.2.1 is for documentation (RFC 5737): no machine has it.
   await assertRefused(
