@@ -27,7 +27,7 @@ import {
   type LogLevel,
 } from "./log.ts";
 import type { ServerMessage } from "./protocol.ts";
-import { DEFAULT_IDLE_TIMEOUT_SECONDS } from "./server.ts";
+import { DEFAULT_IDLE_TIMEOUT_SECONDS, type ServerOptions } from "./server.ts";
 import {
   CADDY,
   lookUpProgram,
@@ -41,32 +41,10 @@ import { within } from "./testing/wait.ts";
 import { Opcode } from "./tools/ws_frame.ts";
 import { sleep } from "./tools/wait.ts";
 
-/** The shipped examples, read as a user would copy them. */
-const NGINX_SITE = await Deno.readTextFile(
-  new URL("./deploy/nginx.conf", import.meta.url),
-);
-const CADDY_SITE = await Deno.readTextFile(
-  new URL("./deploy/Caddyfile", import.meta.url),
-);
-
 /** The page hubchat serves, to compare with what comes through a proxy. */
 const HOME_PAGE = await Deno.readFile(
   new URL("./home.html", import.meta.url),
 );
-
-/** The line in deploy/nginx.conf that keeps the port in `Host`. */
-const NGINX_HOST_LINE = "proxy_set_header Host $http_host;";
-
-/** The line README.md used to ship, which drops the port from `Host`. */
-const NGINX_BROKEN_HOST_LINE = "proxy_set_header Host $host;";
-
-/**
- * What the shipped Caddyfile's proxy line becomes in the negative control:
- * the upstream's address as `Host`, a common recipe that hides the page's
- * own origin from hubchat.
- */
-const CADDY_BROKEN_PROXY =
-  "reverse_proxy 127.0.0.1:8080 {\n\t\theader_up Host {upstream_hostport}\n\t}";
 
 /**
  * hubchat's idle timeout in the heartbeat check, in seconds: short, so that
@@ -102,10 +80,6 @@ const KEPT_OUTPUT_CHARS = 64 * 1024;
 /** An address no client here has: what a lying client claims to be. */
 const SPOOFED_ADDRESS = "203.0.113.9";
 
-/** The path of the program, or null (its tests are then ignored). */
-const nginxPath = await lookUpProgram(NGINX);
-const caddyPath = await lookUpProgram(CADDY);
-
 /**
  * Whether tests that need `spec` are ignored: when `path` is null, says so
  * in one line, and returns true.
@@ -118,8 +92,10 @@ function ignoredWithout(spec: ProgramSpec, path: string | null): boolean {
   return true;
 }
 
-const nginxMissing = ignoredWithout(NGINX, nginxPath);
-const caddyMissing = ignoredWithout(CADDY, caddyPath);
+/** An example in deploy/, as a user would copy it. */
+async function readExample(file: string): Promise<string> {
+  return await Deno.readTextFile(new URL(`./${file}`, import.meta.url));
+}
 
 /** A port no one listened on a moment ago, on 127.0.0.1. */
 function freePort(): number {
@@ -314,10 +290,7 @@ class ProxyProcess implements Closer {
   }
 }
 
-/**
- * A temporary folder for a proxy's files, removed when the proxy that
- * uses it is closed.
- */
+/** A temporary folder for a proxy's files, removed by `close`. */
 class ProxyFolder implements Closer {
   /** Its path. */
   readonly path: string;
@@ -338,8 +311,8 @@ class ProxyFolder implements Closer {
 }
 
 /**
- * Starts a proxy on a free port with the site `siteFor(ports)` made, and
- * again on another port when the one picked was taken meanwhile.
+ * Starts a proxy with `launch` on a free port, and again on another port
+ * when the one picked was taken meanwhile.
  */
 async function startOnFreePort(
   hubchatPort: number,
@@ -362,37 +335,36 @@ async function startOnFreePort(
  * (`-p`), errors on standard error; nothing needs root.
  */
 async function startNginx(
+  program: string,
   folder: string,
-  hubchatPort: number,
-  site: (ports: Ports) => string,
+  site: string,
+  ports: Ports,
 ): Promise<ProxyProcess> {
-  return await startOnFreePort(hubchatPort, async (ports) => {
-    await Deno.writeTextFile(`${folder}/hubchat.conf`, site(ports));
-    await Deno.writeTextFile(
-      `${folder}/nginx.conf`,
-      [
-        "daemon off;",
-        "master_process off;",
-        "worker_processes 1;",
-        `pid ${folder}/nginx.pid;`,
-        "error_log stderr warn;",
-        "events { worker_connections 64; }",
-        "http {",
-        "    access_log off;",
-        `    client_body_temp_path ${folder}/client_body;`,
-        `    proxy_temp_path ${folder}/proxy;`,
-        `    fastcgi_temp_path ${folder}/fastcgi;`,
-        `    uwsgi_temp_path ${folder}/uwsgi;`,
-        `    scgi_temp_path ${folder}/scgi;`,
-        `    include ${folder}/hubchat.conf;`,
-        "}",
-        "",
-      ].join("\n"),
-    );
-    return await ProxyProcess.start("nginx", ports.proxy, {
-      program: nginxPath!,
-      args: ["-p", `${folder}/`, "-c", `${folder}/nginx.conf`, "-e", "stderr"],
-    });
+  await Deno.writeTextFile(`${folder}/hubchat.conf`, nginxSite(site, ports));
+  await Deno.writeTextFile(
+    `${folder}/nginx.conf`,
+    [
+      "daemon off;",
+      "master_process off;",
+      "worker_processes 1;",
+      `pid ${folder}/nginx.pid;`,
+      "error_log stderr warn;",
+      "events { worker_connections 64; }",
+      "http {",
+      "    access_log off;",
+      `    client_body_temp_path ${folder}/client_body;`,
+      `    proxy_temp_path ${folder}/proxy;`,
+      `    fastcgi_temp_path ${folder}/fastcgi;`,
+      `    uwsgi_temp_path ${folder}/uwsgi;`,
+      `    scgi_temp_path ${folder}/scgi;`,
+      `    include ${folder}/hubchat.conf;`,
+      "}",
+      "",
+    ].join("\n"),
+  );
+  return await ProxyProcess.start("nginx", ports.proxy, {
+    program,
+    args: ["-p", `${folder}/`, "-c", `${folder}/nginx.conf`, "-e", "stderr"],
   });
 }
 
@@ -402,25 +374,24 @@ async function startNginx(
  * its data and config folders inside `folder`.
  */
 async function startCaddy(
+  program: string,
   folder: string,
-  hubchatPort: number,
-  site: (ports: Ports) => string,
+  site: string,
+  ports: Ports,
 ): Promise<ProxyProcess> {
-  return await startOnFreePort(hubchatPort, async (ports) => {
-    const config = `${folder}/Caddyfile`;
-    await Deno.writeTextFile(
-      config,
-      `{\n\tadmin off\n\tgrace_period 1s\n}\n\n${site(ports)}`,
-    );
-    return await ProxyProcess.start("Caddy", ports.proxy, {
-      program: caddyPath!,
-      args: ["run", "--config", config, "--adapter", "caddyfile"],
-      env: {
-        HOME: folder,
-        XDG_DATA_HOME: `${folder}/data`,
-        XDG_CONFIG_HOME: `${folder}/config`,
-      },
-    });
+  const config = `${folder}/Caddyfile`;
+  await Deno.writeTextFile(
+    config,
+    `{\n\tadmin off\n\tgrace_period 1s\n}\n\n${caddySite(site, ports)}`,
+  );
+  return await ProxyProcess.start("Caddy", ports.proxy, {
+    program,
+    args: ["run", "--config", config, "--adapter", "caddyfile"],
+    env: {
+      HOME: folder,
+      XDG_DATA_HOME: `${folder}/data`,
+      XDG_CONFIG_HOME: `${folder}/config`,
+    },
   });
 }
 
@@ -494,7 +465,8 @@ async function answerPings(raw: RawWebSocket, count: number): Promise<void> {
 
 /**
  * Everything a deployment must do, checked through the proxy at
- * `proxyPort` in front of a hubchat with `trustProxy` at `hubchatPort`.
+ * `ports.proxy` in front of a hubchat with `trustProxy` whose log is `log`;
+ * the sockets opened are given to `track` to close.
  */
 async function checkThroughProxy(
   ports: Ports,
@@ -523,8 +495,12 @@ async function checkThroughProxy(
   await nextMatching(bob, "bob's welcome", (m) => m.type === "welcome");
   await nextMatching(ann, "bob's join", (m) => m.type === "join");
   await ann.sendText(JSON.stringify({ type: "message", text: "hi, bob" }));
-  await nextMatching(bob, "ann's line", (m) => lineFrom(m, "ann") !== undefined)
-    .then((m) => assert.equal(lineFrom(m, "ann"), "hi, bob"));
+  const hi = await nextMatching(
+    bob,
+    "ann's line",
+    (m) => lineFrom(m, "ann") !== undefined,
+  );
+  assert.equal(lineFrom(hi, "ann"), "hi, bob");
 
   // hubchat counts clients by the address the proxy saw, not the proxy's
   // own nor the one ann claimed.
@@ -535,12 +511,12 @@ async function checkThroughProxy(
   // pings, outlives the idle timeout and still chats.
   await answerPings(bob, PINGS_TO_ANSWER);
   await bob.sendText(JSON.stringify({ type: "message", text: "still here" }));
-  await nextMatching(
+  const still = await nextMatching(
     bob,
     "bob's own line",
     (m) => lineFrom(m, "bob") !== undefined,
-  )
-    .then((m) => assert.equal(lineFrom(m, "bob"), "still here"));
+  );
+  assert.equal(lineFrom(still, "bob"), "still here");
 }
 
 /**
@@ -571,10 +547,11 @@ Deno.test("the direct control: with trustProxy, hubchat takes X-Forwarded-For as
   });
 });
 
-Deno.test("deploy/nginx.conf keeps nginx's read timeout above hubchat's heartbeat", () => {
+Deno.test("deploy/nginx.conf keeps nginx's read timeout above hubchat's heartbeat", async () => {
   // nginx closes a proxied socket that reads nothing for proxy_read_timeout
   // (60 s unless set); hubchat pings a quiet client within its idle timeout.
-  const match = /^\s*proxy_read_timeout\s+(\d+)s;/m.exec(NGINX_SITE);
+  const site = await readExample("deploy/nginx.conf");
+  const match = /^\s*proxy_read_timeout\s+(\d+)s;/m.exec(site);
   assert.ok(match, "deploy/nginx.conf sets no proxy_read_timeout in seconds");
   assert.ok(
     Number(match[1]) > DEFAULT_IDLE_TIMEOUT_SECONDS,
@@ -584,106 +561,127 @@ Deno.test("deploy/nginx.conf keeps nginx's read timeout above hubchat's heartbea
   );
 });
 
-Deno.test({
-  name:
-    "deploy/nginx.conf in nginx: the page, a chat from the page's origin, the client's address, the heartbeat",
-  ignore: nginxMissing,
-  async fn() {
-    const log = new KeptLog();
-    await withServer(
-      { trustProxy: true, logger: log, idleTimeoutSeconds: SHORT_IDLE_SECONDS },
-      async (server, track) => {
-        const folder = track(await ProxyFolder.make("hubchat-nginx-"));
-        const nginx = track(
-          await startNginx(
-            folder.path,
-            server.port,
-            (ports) => nginxSite(NGINX_SITE, ports),
-          ),
-        );
-        await checkThroughProxy(
-          { hubchat: server.port, proxy: nginx.port },
-          log,
-          track,
-        );
-      },
+/** A proxy deploy/ has an example for, as the tests drive it. */
+interface Proxy {
+  /** The program. */
+  spec: ProgramSpec;
+  /** The example, as the repository ships it. */
+  file: string;
+  /**
+   * The negative control: the example's `line` that keeps the port in
+   * `Host`, what replaces it (`instead`), and how the test names that.
+   */
+  broken: { line: string; instead: string; name: string };
+  /**
+   * Starts `program` with the example's text `site` wired to `ports`, its
+   * files in `folder`.
+   */
+  start(
+    program: string,
+    folder: string,
+    site: string,
+    ports: Ports,
+  ): Promise<ProxyProcess>;
+}
+
+/** The proxies, each tested the same way. */
+const PROXIES: readonly Proxy[] = [
+  {
+    spec: NGINX,
+    file: "deploy/nginx.conf",
+    broken: {
+      line: "proxy_set_header Host $http_host;",
+      // The line README.md used to ship: $host drops the port.
+      instead: "proxy_set_header Host $host;",
+      name: 'README\'s old "proxy_set_header Host $host"',
+    },
+    start: startNginx,
+  },
+  {
+    spec: CADDY,
+    file: "deploy/Caddyfile",
+    broken: {
+      line: "reverse_proxy 127.0.0.1:8080",
+      // A common recipe: the upstream's address as Host.
+      instead:
+        "reverse_proxy 127.0.0.1:8080 {\n\t\theader_up Host {upstream_hostport}\n\t}",
+      name: '"header_up Host {upstream_hostport}"',
+    },
+    start: startCaddy,
+  },
+];
+
+/**
+ * Starts a hubchat with `options` and `proxy` (the binary `program`) in
+ * front of it with the example's text `site`, runs `body`, then stops both
+ * and removes the proxy's files, even when `body` throws.
+ */
+async function withProxy(
+  proxy: Proxy,
+  program: string,
+  site: string,
+  options: ServerOptions,
+  body: (
+    ports: Ports,
+    track: <T extends Closer>(closer: T) => T,
+  ) => Promise<void>,
+): Promise<void> {
+  await withServer(options, async (server, track) => {
+    const folder = track(await ProxyFolder.make("hubchat-proxy-"));
+    const running = track(
+      await startOnFreePort(
+        server.port,
+        (ports) => proxy.start(program, folder.path, site, ports),
+      ),
     );
-  },
-});
+    await body({ hubchat: server.port, proxy: running.port }, track);
+  });
+}
 
-Deno.test({
-  name:
-    'negative control: nginx with README\'s old "proxy_set_header Host $host" gets browsers 403',
-  ignore: nginxMissing,
-  async fn() {
-    await withServer({}, async (server, track) => {
-      const folder = track(await ProxyFolder.make("hubchat-nginx-"));
-      const broken = replaceOnce(
-        NGINX_SITE,
-        NGINX_HOST_LINE,
-        NGINX_BROKEN_HOST_LINE,
-        "deploy/nginx.conf",
-      );
-      const nginx = track(
-        await startNginx(
-          folder.path,
-          server.port,
-          (ports) => nginxSite(broken, ports),
-        ),
-      );
-      await checkRefusedThroughProxy(nginx.port);
-    });
-  },
-});
+for (const proxy of PROXIES) {
+  const program = await lookUpProgram(proxy.spec);
+  const ignore = ignoredWithout(proxy.spec, program);
+  const what = proxy.spec.what;
 
-Deno.test({
-  name:
-    "deploy/Caddyfile in Caddy: the page, a chat from the page's origin, the client's address, the heartbeat",
-  ignore: caddyMissing,
-  async fn() {
-    const log = new KeptLog();
-    await withServer(
-      { trustProxy: true, logger: log, idleTimeoutSeconds: SHORT_IDLE_SECONDS },
-      async (server, track) => {
-        const folder = track(await ProxyFolder.make("hubchat-caddy-"));
-        const caddy = track(
-          await startCaddy(
-            folder.path,
-            server.port,
-            (ports) => caddySite(CADDY_SITE, ports),
-          ),
-        );
-        await checkThroughProxy(
-          { hubchat: server.port, proxy: caddy.port },
-          log,
-          track,
-        );
-      },
-    );
-  },
-});
+  Deno.test({
+    name:
+      `${proxy.file} in ${what}: the page, a chat from the page's origin, the client's address, the heartbeat`,
+    ignore,
+    async fn() {
+      const log = new KeptLog();
+      const options = {
+        trustProxy: true,
+        logger: log,
+        idleTimeoutSeconds: SHORT_IDLE_SECONDS,
+      };
+      await withProxy(
+        proxy,
+        program!,
+        await readExample(proxy.file),
+        options,
+        (ports, track) => checkThroughProxy(ports, log, track),
+      );
+    },
+  });
 
-Deno.test({
-  name:
-    'negative control: Caddy with "header_up Host {upstream_hostport}" gets browsers 403',
-  ignore: caddyMissing,
-  async fn() {
-    await withServer({}, async (server, track) => {
-      const folder = track(await ProxyFolder.make("hubchat-caddy-"));
-      const broken = replaceOnce(
-        CADDY_SITE,
-        "reverse_proxy 127.0.0.1:8080",
-        CADDY_BROKEN_PROXY,
-        "deploy/Caddyfile",
+  Deno.test({
+    name:
+      `negative control: ${what} with ${proxy.broken.name} gets browsers 403`,
+    ignore,
+    async fn() {
+      const site = replaceOnce(
+        await readExample(proxy.file),
+        proxy.broken.line,
+        proxy.broken.instead,
+        proxy.file,
       );
-      const caddy = track(
-        await startCaddy(
-          folder.path,
-          server.port,
-          (ports) => caddySite(broken, ports),
-        ),
+      await withProxy(
+        proxy,
+        program!,
+        site,
+        {},
+        (ports) => checkRefusedThroughProxy(ports.proxy),
       );
-      await checkRefusedThroughProxy(caddy.port);
-    });
-  },
-});
+    },
+  });
+}
