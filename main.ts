@@ -399,7 +399,11 @@ export function startupProblem(
     });
   }
   if (error instanceof HistoryOpenError) {
-    return dataProblem(error, source("data", "--data"));
+    return dataProblem(error, {
+      name: source("data", "--data"),
+      defaulted: invocation?.help === false &&
+        invocation.sources.data === undefined,
+    });
   }
   return null;
 }
@@ -472,9 +476,18 @@ function tlsProblem(
   return `${files.cert} and ${files.key}, which cannot serve TLS (${message}); expected a PEM certificate chain and its private key`;
 }
 
-/** Why `--data` cannot be used, for {@linkcode startupProblem}. */
-function dataProblem(error: HistoryOpenError, name: string): string {
-  const given = `${name} is "${error.path}"`;
+/**
+ * Why `--data` cannot be used, for {@linkcode startupProblem}; `name` is
+ * how it was given, and `defaulted` true when it was not (a newcomer who
+ * never typed `--data` learns the path is the default).
+ */
+function dataProblem(
+  error: HistoryOpenError,
+  { name, defaulted }: { name: string; defaulted: boolean },
+): string {
+  const given = `${name} is "${error.path}"${
+    defaulted ? " (the default)" : ""
+  }`;
   const reason = osReason(error.cause);
   const orMemory = "or :memory: to keep no history on disk";
   switch (error.step) {

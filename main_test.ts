@@ -220,6 +220,11 @@ interface RunOptions {
   wrapper?: string[];
   /** The working directory. Default: the repository's root. */
   cwd?: string;
+  /**
+   * Leave --data at its default (`./data/hubchat.kv`, in `cwd`) instead of
+   * `:memory:`.
+   */
+  defaultData?: boolean;
 }
 
 /** The repository's deno.json (its unstable flags: KV), for children. */
@@ -249,7 +254,11 @@ async function runMainToExit(
     const { code, stdout, stderr } = await new Deno.Command(program, {
       args: rest,
       cwd: options.cwd ?? new URL(".", import.meta.url).pathname,
-      env: { NO_COLOR: "1", HUBCHAT_DATA: ":memory:", ...options.env },
+      env: {
+        NO_COLOR: "1",
+        ...(options.defaultData ? {} : { HUBCHAT_DATA: ":memory:" }),
+        ...options.env,
+      },
       stdin: "null",
       signal: timeout.signal,
     }).output();
@@ -472,6 +481,18 @@ Deno.test("main.ts with --data under a file says which file is in the way and ex
     await assertRefused(
       ["--port", "0", "--data", `${dir}/notes/chat/history.kv`],
       `--data is "${dir}/notes/chat/history.kv", but its folder ${dir}/notes/chat cannot be created (${dir}/notes is a file, not a folder); expected a path whose folders can be created, ${OR_MEMORY}`,
+    );
+  });
+});
+
+Deno.test("main.ts whose default --data cannot be made says it is the default and exits 2", async () => {
+  await withTempDir(async (dir) => {
+    // Run from a folder where "data" is a file: ./data/hubchat.kv cannot be.
+    await Deno.writeTextFile(`${dir}/data`, "a file, not a folder\n");
+    await assertRefused(
+      ["--port", "0"],
+      `--data is "./data/hubchat.kv" (the default), but its folder ./data cannot be created (./data is a file, not a folder); expected a path whose folders can be created, ${OR_MEMORY}`,
+      { cwd: dir, defaultData: true },
     );
   });
 });
