@@ -436,11 +436,26 @@ async function nextMatching(
   }
 }
 
-/** A chat line's text, if `message` is one from `from`. */
-function lineFrom(message: ServerMessage, from: string): string | undefined {
-  return message.type === "message" && message.username === from
-    ? message.text
-    : undefined;
+/** Sends a chat line to the room. */
+async function say(raw: RawWebSocket, text: string): Promise<void> {
+  await raw.sendText(JSON.stringify({ type: "message", text }));
+}
+
+/**
+ * Reads `raw`'s messages until a chat line from `from` and checks its
+ * text; presence and the like are passed over.
+ */
+async function expectLine(
+  raw: RawWebSocket,
+  from: string,
+  text: string,
+): Promise<void> {
+  const line = await nextMatching(
+    raw,
+    `a line from ${from}`,
+    (m) => m.type === "message" && m.username === from,
+  );
+  assert.equal((line as { text: string }).text, text);
 }
 
 /**
@@ -494,13 +509,8 @@ async function checkThroughProxy(
   const bob = track(await RawWebSocket.connect(proxy, "bob", [origin]));
   await nextMatching(bob, "bob's welcome", (m) => m.type === "welcome");
   await nextMatching(ann, "bob's join", (m) => m.type === "join");
-  await ann.sendText(JSON.stringify({ type: "message", text: "hi, bob" }));
-  const hi = await nextMatching(
-    bob,
-    "ann's line",
-    (m) => lineFrom(m, "ann") !== undefined,
-  );
-  assert.equal(lineFrom(hi, "ann"), "hi, bob");
+  await say(ann, "hi, bob");
+  await expectLine(bob, "ann", "hi, bob");
 
   // hubchat counts clients by the address the proxy saw, not the proxy's
   // own nor the one ann claimed.
@@ -510,13 +520,8 @@ async function checkThroughProxy(
   // The heartbeat crosses the proxy both ways: bob, quiet but answering
   // pings, outlives the idle timeout and still chats.
   await answerPings(bob, PINGS_TO_ANSWER);
-  await bob.sendText(JSON.stringify({ type: "message", text: "still here" }));
-  const still = await nextMatching(
-    bob,
-    "bob's own line",
-    (m) => lineFrom(m, "bob") !== undefined,
-  );
-  assert.equal(lineFrom(still, "bob"), "still here");
+  await say(bob, "still here");
+  await expectLine(bob, "bob", "still here");
 }
 
 /**
