@@ -70,13 +70,62 @@ export interface SnapshotEvent {
   members: MemberRef[];
 }
 
+/**
+ * The room could not be opened (its store is unreachable): it is not
+ * ready, and nobody can join it now.
+ */
+export interface UnavailableEvent {
+  kind: "unavailable";
+  /** What went wrong, for logs. */
+  reason: string;
+}
+
 /** Everything a room hears from its engine, in the room's one order. */
 export type RoomEvent =
   | SnapshotEvent
+  | UnavailableEvent
   | LineEvent
   | PresenceEvent
   | TypingEvent
   | ResetEvent;
+
+/**
+ * The engine's store cannot be reached: nothing was stored or published.
+ * A chat line refused this way gets the `unavailable` error, not
+ * `storage_failed`.
+ */
+export class EngineUnavailable extends Error {
+  /** Creates the error with what went wrong. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(`the chat store is unreachable: ${message}`, options);
+    this.name = "EngineUnavailable";
+  }
+}
+
+/** What a claim of a name across nodes found. */
+export type ClaimResult =
+  /** The name is this connection's; `replaced` held it before (takeover). */
+  | { claimed: true; replaced?: MemberRef }
+  /** Someone else holds it. */
+  | { claimed: false };
+
+/** A name asked for by a connection about to open. */
+export interface Claim {
+  /** The name and the connection that will hold it. */
+  member: MemberRef;
+  /** A hash of the connection's own session secret. */
+  sessionHash: string;
+  /** A hash of the session the peer presented (`?session=`), if any. */
+  presented: string | null;
+}
+
+/** A room, as the store knows it: for `GET /rooms`. */
+export interface StoredRoom {
+  /** The room's name. */
+  name: string;
+  /** Members online as last counted (0 where the engine does not count). */
+  online: number;
+}
 
 /** What a room hears its events with. */
 export type RoomListener = (event: RoomEvent) => void;
@@ -115,10 +164,28 @@ export interface RoomEngine {
   recent(room: string): StoredMessage[];
   /** The room's lines after `lastSeenId`, as a reconnecting client needs. */
   since(room: string, lastSeenId: number): ResumeResult;
+  /**
+   * The store's life the room's ids belong to: it changes only when the
+   * store lost the room's lines (then ids start again). "" when it never
+   * does.
+   */
+  epoch(room: string): string;
   /** True when nothing of the room is still on its way to its listeners. */
   settled(room: string): boolean;
-  /** Rooms that have history, by name. */
-  listRooms(): string[];
+  /** Rooms the store knows (with lines or members), by name. */
+  listRooms(): StoredRoom[];
+  /**
+   * Claims a name across nodes for a connection about to open; a name held
+   * under the presented session is taken over. One process: the room's
+   * own names are the only ones, so every claim succeeds here.
+   */
+  claim(room: string, claim: Claim): Promise<ClaimResult>;
+  /** Gives a claim back: the connection never opened, or moved rooms. */
+  unclaim(room: string, member: MemberRef): void;
+  /** Asks the node holding `member` to close that connection (a takeover). */
+  takeOver(room: string, member: MemberRef): void;
+  /** Sets who closes a connection of this node another node took over. */
+  setTakeoverHandler(handler: (room: string, owner: string) => void): void;
   /** Stops: stores what is pending, releases what it holds. */
   shutdown(): Promise<void>;
 }
@@ -270,15 +337,37 @@ export class LocalEngine implements RoomEngine {
     return { messages: this.#heard(room, past.messages), gap: past.gap };
   }
 
+  /** One process's store never forgets on its own: one life. */
+  epoch(_room: string): string {
+    return "";
+  }
+
   /** True when no line of the room is still being stored. */
   settled(room: string): boolean {
     return (this.#rooms.get(room)?.queue.length ?? 0) === 0;
   }
 
-  /** Rooms with stored history. */
-  listRooms(): string[] {
-    return this.#history?.listRooms() ?? [];
+  /** Rooms with stored history; their counts are the open rooms'. */
+  listRooms(): StoredRoom[] {
+    return (this.#history?.listRooms() ?? []).map((name) => ({
+      name,
+      online: 0,
+    }));
   }
+
+  /** One process: the room's own names decide, so the claim is granted. */
+  claim(_room: string, _claim: Claim): Promise<ClaimResult> {
+    return Promise.resolve({ claimed: true });
+  }
+
+  /** Nothing to give back: no claims outside the rooms. */
+  unclaim(_room: string, _member: MemberRef): void {}
+
+  /** No other node to ask. */
+  takeOver(_room: string, _member: MemberRef): void {}
+
+  /** No other node to take over from this one. */
+  setTakeoverHandler(_handler: (room: string, owner: string) => void): void {}
 
   /** Commits what history holds and closes it. */
   async shutdown(): Promise<void> {

@@ -368,6 +368,138 @@ function parentDirectory(path: string): string | undefined {
 }
 
 /**
+ * Which step of {@linkcode History.open} failed:
+ *
+ * - `"folder"`: the file's folder could not be created;
+ * - `"file"`: the file could not be opened (or created) for reading and
+ *   writing;
+ * - `"locked"`: another history (another hubchat, most likely) holds the
+ *   file's lock;
+ * - `"store"`: Deno KV could not open it (it is not a KV database, or
+ *   its folder takes no new files: SQLite writes its journal beside it);
+ * - `"load"`: it opened, but what it holds could not be loaded (another
+ *   program's KV database, say).
+ */
+export type HistoryOpenStep =
+  | "folder"
+  | "file"
+  | "locked"
+  | "store"
+  | "load";
+
+/**
+ * {@linkcode History.open} could not use its path; `cause` is the error of
+ * the step that failed. A command line words it for its user (main.ts
+ * does, naming `--data`).
+ *
+ * @example
+ * ```ts
+ * import { History, HistoryOpenError } from "./history.ts";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/file`, "");
+ * try {
+ *   await History.open(`${dir}/file/history.kv`);
+ * } catch (error) {
+ *   if (error instanceof HistoryOpenError) {
+ *     console.log(error.step, error.blocker); // "folder", `${dir}/file`
+ *   }
+ * }
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export class HistoryOpenError extends Error {
+  /** The path that was given. */
+  readonly path: string;
+  /** The step that failed. */
+  readonly step: HistoryOpenStep;
+  /** For `"folder"`: the folder that could not be created. */
+  readonly folder: string | undefined;
+  /**
+   * For `"folder"`: the file that stands where a folder of the path should
+   * be, when that is why, as in `notes/history.kv` when `notes` is a file.
+   */
+  readonly blocker: string | undefined;
+
+  /** Creates the error; `cause` is what the failing step threw. */
+  constructor(
+    path: string,
+    step: HistoryOpenStep,
+    cause: unknown,
+    where: { folder?: string; blocker?: string } = {},
+  ) {
+    super(
+      `history: cannot open the store at "${path}" (${step}): ${
+        describe(cause)
+      }`,
+      { cause },
+    );
+    this.name = "HistoryOpenError";
+    this.path = path;
+    this.step = step;
+    this.folder = where.folder;
+    this.blocker = where.blocker;
+  }
+}
+
+/**
+ * Creates the folder of the file at `path`, opens the file for reading and
+ * writing (creating it empty, which Deno KV takes as a new store), so that
+ * a path that cannot be used fails with the operating system's reason
+ * rather than SQLite's "unable to open database file", and takes its
+ * exclusive lock; returns the open, locked file.
+ */
+async function lockFile(path: string): Promise<Deno.FsFile> {
+  const folder = parentDirectory(path);
+  if (folder !== undefined) {
+    try {
+      await Deno.mkdir(folder, { recursive: true });
+    } catch (error) {
+      throw new HistoryOpenError(path, "folder", error, {
+        folder,
+        blocker: await fileInTheWay(folder),
+      });
+    }
+  }
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true, write: true, create: true });
+  } catch (error) {
+    throw new HistoryOpenError(path, "file", error);
+  }
+  // flock, which SQLite's own (POSIX) locks on the file do not touch.
+  if (!(await file.tryLock(true))) {
+    file.close();
+    throw new HistoryOpenError(
+      path,
+      "locked",
+      new Error("its lock is held by another open history"),
+    );
+  }
+  return file;
+}
+
+/**
+ * The nearest of `folder` and its ancestors that exists, when it is not a
+ * folder: the file that kept `mkdir` from making `folder`.
+ */
+async function fileInTheWay(folder: string): Promise<string | undefined> {
+  for (
+    let path: string | undefined = folder;
+    path !== undefined;
+    path = parentDirectory(path)
+  ) {
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.stat(path);
+    } catch {
+      continue;
+    }
+    return info.isDirectory ? undefined : path;
+  }
+  return undefined;
+}
+
+/**
  * The chat history of every room, backed by one Deno KV database.
  *
  * Guarantees: ids are strictly increasing per room and continue after a
@@ -404,6 +536,12 @@ export class History {
   #draining: Promise<void> | undefined;
   #commits = 0;
   #closing: Promise<void> | undefined;
+  /**
+   * The store's file, open and locked while this history uses it (see
+   * {@linkcode History.open}); closed after the store, never before: closing
+   * any descriptor of a file drops the POSIX locks SQLite holds on it.
+   */
+  #lock: Deno.FsFile | undefined;
 
   #onCommit?: (error: Error | null) => void;
 
@@ -417,6 +555,15 @@ export class History {
    * Opens (or creates) the history stored at `path`, creating its parent
    * directory if missing, and loads every room's kept messages. `":memory:"`
    * keeps it in memory only (tests).
+   *
+   * Whether the path can be used is found out by using it: the folder is
+   * created and the file opened for reading and writing before Deno KV
+   * opens it (Deno KV opens a read-only file and fails only at the first
+   * write). The file stays open, with an exclusive lock (`flock`), until
+   * {@linkcode History.close}: a second history on the same file, in this
+   * process or another, would reuse ids and overwrite blocks, so it is
+   * refused. Any failure is a {@linkcode HistoryOpenError} saying which
+   * step failed.
    *
    * @example
    * ```ts
@@ -432,20 +579,24 @@ export class History {
     options: HistoryOptions = {},
   ): Promise<History> {
     const limit = checkLimit(options.limit);
-    if (path !== ":memory:" && !/^[a-z][a-z0-9+.-]*:\/\//i.test(path)) {
-      const parent = parentDirectory(path);
-      if (parent !== undefined) await Deno.mkdir(parent, { recursive: true });
-    }
+    const local = path !== ":memory:" && !/^[a-z][a-z0-9+.-]*:\/\//i.test(path);
+    const lock = local ? await lockFile(path) : undefined;
     let kv: Deno.Kv;
     try {
       kv = await Deno.openKv(path);
     } catch (error) {
-      throw new Error(
-        `history: cannot open the store at "${path}": ${describe(error)}`,
-        { cause: error },
-      );
+      lock?.close();
+      throw new HistoryOpenError(path, "store", error);
     }
-    return await History.fromKv(kv, { ...options, limit });
+    let history: History;
+    try {
+      history = await History.fromKv(kv, { ...options, limit });
+    } catch (error) {
+      lock?.close();
+      throw new HistoryOpenError(path, "load", error);
+    }
+    history.#lock = lock;
+    return history;
   }
 
   /**
@@ -682,6 +833,7 @@ export class History {
       await this.#flush();
     }
     this.#kv.close();
+    this.#lock?.close();
   }
 
   #room(name: string): RoomState {

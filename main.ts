@@ -6,6 +6,14 @@
  * deno run -A main.ts --port 8080 --host 127.0.0.1
  * ```
  *
+ * It exits with 0 after `--help` or a clean stop; with 2, after one line on
+ * standard error saying what was wrong and what was expected, when the
+ * command line, the environment or what they point at cannot be used (a
+ * taken port, a host that is not this machine's, a `--data` path that
+ * cannot be written, TLS files that cannot be read or used, a missing Deno
+ * permission); and with 1 only for an unexpected crash, with Deno's stack
+ * trace: a bug to report.
+ *
  * @module
  */
 
@@ -17,7 +25,7 @@ import {
   readFlags,
   UsageError,
 } from "./flags.ts";
-import { DEFAULT_HISTORY_LIMIT } from "./history.ts";
+import { DEFAULT_HISTORY_LIMIT, HistoryOpenError } from "./history.ts";
 import { DEFAULT_LARGE_ROOM } from "./presence.ts";
 import {
   DEFAULT_MAX_CONNECTIONS,
@@ -31,11 +39,14 @@ import {
 } from "./connection.ts";
 import { createLogger, type LogFormat } from "./log.ts";
 import {
+  type ChatServer,
   DEFAULT_HOST,
   DEFAULT_IDLE_TIMEOUT_SECONDS,
   DEFAULT_PORT,
+  ListenError,
   type ServerOptions,
   startServer,
+  TlsError,
 } from "./server.ts";
 
 /** Thrown for a flag or variable that does not make sense (from flags.ts). */
@@ -268,10 +279,27 @@ export const SETTINGS: readonly Setting[] = [
   },
 ];
 
-/** What the command line asked for: run with options, or print help. */
+/**
+ * How each setting given was given, by its field: `"--data"` for a flag,
+ * `"HUBCHAT_DATA"` for a variable; settings left at their default are
+ * absent.
+ */
+export type Sources = Partial<Record<keyof Config, string>>;
+
+/**
+ * What the command line asked for: print help, or run with options (and
+ * where each came from, for messages).
+ */
 export type Invocation =
   | { help: true }
-  | { help: false; options: Config };
+  | { help: false; options: Config; sources: Sources };
+
+/**
+ * The exit status after a command line, environment or start-up setting
+ * that cannot be used (a usage error, as for most Unix commands); 1 is left
+ * for an unexpected crash.
+ */
+export const EXIT_USAGE = 2;
 
 /**
  * The usage text `--help` prints, its option rows rendered from
@@ -305,7 +333,7 @@ export function usage(): string {
  * ```ts
  * import { parseInvocation } from "./main.ts";
  * parseInvocation(["--port", "0"], {});
- * // { help: false, options: { port: 0 } }
+ * // { help: false, options: { port: 0 }, sources: { port: "--port" } }
  * ```
  */
 export function parseInvocation(
@@ -331,37 +359,268 @@ export function parseInvocation(
       "--cert and --key go together; expected both or neither",
     );
   }
-  return { help: false, options };
+  return { help: false, options, sources: reading.sources as Sources };
 }
 
-async function main(): Promise<void> {
-  let invocation: Invocation;
-  try {
-    invocation = parseInvocation(Deno.args, Deno.env.toObject());
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    console.error(`hubchat: ${error.message}`);
-    Deno.exit(2);
+/**
+ * How the start-up error `error` is said to the user: one line, without
+ * the `hubchat: ` in front, saying what was wrong and what was expected.
+ * `invocation` tells how each setting was given (`--data` or
+ * `HUBCHAT_DATA`) and which TLS files were named. Null for an error that is
+ * not one of bad usage or of a setting that cannot be used: a bug, whose
+ * stack trace is worth more than a line.
+ *
+ * @example
+ * ```ts
+ * import { startupProblem } from "./main.ts";
+ * import { ListenError } from "./server.ts";
+ * const taken = new Deno.errors.AddrInUse("Address already in use (os error 98)");
+ * startupProblem(new ListenError("127.0.0.1", 8080, taken));
+ * // "port 8080 on 127.0.0.1 is already in use by another process; stop it or pick another with --port"
+ * ```
+ */
+export function startupProblem(
+  error: unknown,
+  invocation?: Invocation,
+): string | null {
+  const given = invocation?.help === false
+    ? invocation
+    : { options: {} as Config, sources: {} as Sources };
+  /** How the setting `key` was given, or its flag when it was not. */
+  function source(key: keyof Config, flag: string): string {
+    return given.sources[key] ?? flag;
   }
-  if (invocation.help) {
-    console.log(usage());
-    return;
+  if (error instanceof UsageError) return error.message;
+  const denied = deniedByDeno(error);
+  if (denied !== undefined) {
+    return `Deno refused: ${
+      firstLine(denied)
+    }; hubchat needs --allow-net --allow-read --allow-write --allow-env (or -A), as \`deno task start\` gives it`;
   }
-  const { certFile, keyFile, logFormat, ...options } = invocation.options;
-  if (certFile !== undefined && keyFile !== undefined) {
-    try {
-      options.cert = await Deno.readTextFile(certFile);
-      options.key = await Deno.readTextFile(keyFile);
-    } catch (error) {
-      console.error(
-        `hubchat: cannot read the TLS files: ${(error as Error).message}`,
-      );
-      Deno.exit(2);
+  if (error instanceof ListenError) {
+    return listenProblem(error, {
+      host: source("hostname", "--host"),
+      port: source("port", "--port"),
+    });
+  }
+  if (error instanceof TlsError) {
+    return tlsProblem(error, {
+      cert: `${source("certFile", "--cert")} is "${given.options.certFile}"`,
+      key: `${source("keyFile", "--key")} is "${given.options.keyFile}"`,
+    });
+  }
+  if (error instanceof HistoryOpenError) {
+    return dataProblem(error, {
+      name: source("data", "--data"),
+      defaulted: invocation?.help === false &&
+        invocation.sources.data === undefined,
+    });
+  }
+  return null;
+}
+
+/**
+ * Ports below this one need root (or CAP_NET_BIND_SERVICE): Linux's
+ * default `net.ipv4.ip_unprivileged_port_start`, and the classic Unix rule.
+ */
+const FIRST_UNPRIVILEGED_PORT = 1024;
+
+/** What every message about --host says is expected. */
+const EXPECTED_HOST =
+  "expected an address of this machine, like 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)";
+
+/** Why hubchat cannot listen, for {@linkcode startupProblem}. */
+function listenProblem(
+  error: ListenError,
+  names: { host: string; port: string },
+): string {
+  const { hostname, port } = error;
+  const cause = error.cause;
+  if (cause instanceof Deno.errors.AddrInUse) {
+    return `port ${port} on ${hostname} is already in use by another process; stop it or pick another with --port`;
+  }
+  if (cause instanceof Deno.errors.AddrNotAvailable) {
+    return `${names.host} is "${hostname}", which is not an address of this machine; ${EXPECTED_HOST}`;
+  }
+  if (cause instanceof Deno.errors.PermissionDenied) {
+    if (port < FIRST_UNPRIVILEGED_PORT) {
+      return `${names.port} is ${port}, a port below ${FIRST_UNPRIVILEGED_PORT} that only root (or CAP_NET_BIND_SERVICE) may listen on; expected ${FIRST_UNPRIVILEGED_PORT} or above, with a proxy in front for 80 and 443 (see deploy/)`;
     }
+    return `cannot listen on ${hostname} port ${port}: permission denied; expected a port this user may listen on`;
+  }
+  const message = cause instanceof Error ? cause.message : String(cause);
+  const lookup = /^failed to lookup address information: (.*)$/.exec(message);
+  if (lookup !== null) {
+    return `${names.host} is "${hostname}", which does not resolve (${
+      lookup[1]
+    }); ${EXPECTED_HOST}, or a name for one`;
+  }
+  // Deno's words for a host with a scheme or a port in it.
+  const invalid = /^invalid host '.*': (.*)$/.exec(message);
+  if (invalid !== null) {
+    return `${names.host} is "${hostname}", which is no host name or address (${
+      invalid[1]
+    }); ${EXPECTED_HOST}, with no scheme or port (the port is --port)`;
+  }
+  return `cannot listen on ${hostname} port ${port} (${
+    osReason(cause)
+  }); expected an address (${names.host}) and a port (${names.port}) this machine can listen on`;
+}
+
+/** Why the certificate and key cannot serve TLS, for {@linkcode startupProblem}. */
+function tlsProblem(
+  error: TlsError,
+  files: { cert: string; key: string },
+): string {
+  const message = error.cause instanceof Error
+    ? error.cause.message
+    : String(error.cause);
+  if (/no certificates found/i.test(message)) {
+    return `${files.cert}, which holds no certificate; expected a PEM certificate chain (-----BEGIN CERTIFICATE----- blocks)`;
+  }
+  if (/no keys found/i.test(message)) {
+    return `${files.key}, which holds no private key; expected a PEM private key (a -----BEGIN PRIVATE KEY----- block)`;
+  }
+  if (/KeyMismatch/.test(message)) {
+    return `${files.key}, which is not the private key of the certificate (${files.cert}); expected the key the certificate was issued for`;
+  }
+  return `${files.cert} and ${files.key}, which cannot serve TLS (${message}); expected a PEM certificate chain and its private key`;
+}
+
+/**
+ * Why `--data` cannot be used, for {@linkcode startupProblem}; `name` is
+ * how it was given, and `defaulted` true when it was not (a newcomer who
+ * never typed `--data` learns the path is the default).
+ */
+function dataProblem(
+  error: HistoryOpenError,
+  { name, defaulted }: { name: string; defaulted: boolean },
+): string {
+  const given = `${name} is "${error.path}"${
+    defaulted ? " (the default)" : ""
+  }`;
+  const reason = osReason(error.cause);
+  const orMemory = "or :memory: to keep no history on disk";
+  switch (error.step) {
+    case "folder": {
+      const why = error.blocker === undefined
+        ? reason
+        : `${error.blocker} is a file, not a folder`;
+      return `${given}, but its folder ${error.folder} cannot be created (${why}); expected a path whose folders can be created, ${orMemory}`;
+    }
+    case "file":
+      return `${given}, which cannot be opened for reading and writing (${reason}); expected a file this user can create and write, ${orMemory}`;
+    case "locked":
+      return `${given}, which another running hubchat is using (it holds the file's lock); stop that one, or give this one another path, ${orMemory}`;
+    case "store":
+      if (/read-?only/i.test(reason)) {
+        // SQLite writes its journal beside the file: the folder takes none.
+        return `${given}, which Deno KV cannot write (${reason}); expected a file in a folder this user can write (Deno KV adds files beside it), ${orMemory}`;
+      }
+      return `${given}, which Deno KV cannot open (${reason}); expected a Deno KV file or a path for a new one, ${orMemory}`;
+    case "load":
+      return `${given}, whose history cannot be loaded (${reason}); expected a store hubchat wrote or a path for a new one, ${orMemory}`;
+  }
+}
+
+/**
+ * The operating system's reason for a failed call, in words ("permission
+ * denied"), or the error's own message without Deno's
+ * ` (os error 30): mkdir '...'` tail.
+ */
+function osReason(error: unknown): string {
+  switch ((error as { code?: unknown } | null)?.code) {
+    case "EACCES":
+    case "EPERM":
+      return "permission denied";
+    case "EROFS":
+      return "the file system is read-only";
+    case "ENOENT":
+      return "no such file or folder";
+    case "EISDIR":
+      return "it is a folder, not a file";
+    case "ENOTDIR":
+      return "a part of the path is a file, not a folder";
+    case "ENOSPC":
+      return "no space left on the device";
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return firstLine(message).replace(/ \(os error \d+\).*$/, "")
+    .replace(/\.$/, "");
+}
+
+/** Deno's permission error in `error` or its causes, if there is one. */
+function deniedByDeno(error: unknown): string | undefined {
+  for (let e = error; e instanceof Error; e = e.cause) {
+    if (e instanceof Deno.errors.NotCapable) return e.message;
+  }
+  return undefined;
+}
+
+/** `text` up to its first line break. */
+function firstLine(text: string): string {
+  return text.split("\n")[0];
+}
+
+/**
+ * Reads the TLS file `path`, named by `name` (`--cert` or `HUBCHAT_CERT`);
+ * throws a UsageError saying why it cannot be read and what it should be.
+ */
+async function readTlsFile(
+  path: string,
+  name: string,
+  what: string,
+): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (error) {
+    if (deniedByDeno(error)) throw error;
+    throw new UsageError(
+      `${name} is "${path}", which cannot be read (${
+        osReason(error)
+      }); expected ${what}`,
+    );
+  }
+}
+
+/** Starts the server the invocation asks for. */
+async function start(
+  { options: config, sources }: Invocation & { help: false },
+): Promise<ChatServer> {
+  const { certFile, keyFile, logFormat, ...options } = config;
+  if (certFile !== undefined && keyFile !== undefined) {
+    options.cert = await readTlsFile(
+      certFile,
+      sources.certFile ?? "--cert",
+      "a PEM certificate chain file",
+    );
+    options.key = await readTlsFile(
+      keyFile,
+      sources.keyFile ?? "--key",
+      "a PEM private key file",
+    );
   }
   options.logger = createLogger({ format: logFormat });
   options.data ??= DEFAULT_DATA_PATH;
-  const server = await startServer(options);
+  return await startServer(options);
+}
+
+async function main(): Promise<void> {
+  let invocation: Invocation | undefined;
+  let server: ChatServer;
+  try {
+    invocation = parseInvocation(Deno.args, Deno.env.toObject());
+    if (invocation.help) {
+      console.log(usage());
+      return;
+    }
+    server = await start(invocation);
+  } catch (error) {
+    const problem = startupProblem(error, invocation);
+    if (problem === null) throw error;
+    console.error(`hubchat: ${problem}`);
+    Deno.exit(EXIT_USAGE);
+  }
   console.log(`hubchat listening on ${server.url}`);
   let stopping = false;
   async function stop(): Promise<void> {

@@ -6,10 +6,23 @@
  */
 
 import assert from "node:assert/strict";
-import { type Invocation, parseInvocation, UsageError } from "./main.ts";
-import type { ServerOptions } from "./server.ts";
+import { HistoryOpenError } from "./history.ts";
+import {
+  EXIT_USAGE,
+  type Invocation,
+  parseInvocation,
+  startupProblem,
+  UsageError,
+} from "./main.ts";
+import {
+  ListenError,
+  type ServerOptions,
+  startServer,
+  TlsError,
+} from "./server.ts";
 import { ChatClient } from "./testing/chat_client.ts";
-import { type ChildExit, DenoChild } from "./testing/child_process.ts";
+import { CHILD_WAIT_MS, DenoChild } from "./testing/child_process.ts";
+import { ChildServer } from "./testing/child_server.ts";
 import { within } from "./testing/wait.ts";
 
 /**
@@ -197,19 +210,91 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
   });
 }
 
-/** Runs main.ts to its exit; returns the exit status and what it printed. */
+/** How {@linkcode runMainToExit} runs main.ts. */
+interface RunOptions {
+  /** Environment variables for the child, besides HUBCHAT_DATA=:memory:. */
+  env?: Record<string, string>;
+  /** Deno's permission flags. Default: `-A`. */
+  permissions?: string[];
+  /** A command to run main.ts under (`setpriv ... --`), if any. */
+  wrapper?: string[];
+  /** The working directory. Default: the repository's root. */
+  cwd?: string;
+  /**
+   * Leave --data at its default (`./data/hubchat.kv`, in `cwd`) instead of
+   * `:memory:`.
+   */
+  defaultData?: boolean;
+}
+
+/** The repository's deno.json (its unstable flags: KV), for children. */
+const CONFIG = new URL("./deno.json", import.meta.url).pathname;
+
+/**
+ * Runs main.ts to its exit (killing it after {@linkcode CHILD_WAIT_MS});
+ * returns the exit status and what it printed.
+ */
 async function runMainToExit(
   args: string[],
+  options: RunOptions = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const main = spawnMain(args);
-  let status: Deno.CommandStatus;
-  let exit: ChildExit;
+  const deno = [
+    Deno.execPath(),
+    "run",
+    ...(options.permissions ?? ["-A"]),
+    "--config",
+    CONFIG,
+    MAIN.pathname,
+    ...args,
+  ];
+  const [program, ...rest] = [...(options.wrapper ?? []), ...deno];
+  const timeout = new AbortController();
+  const timer = setTimeout(() => timeout.abort(), CHILD_WAIT_MS);
   try {
-    status = await within(main.status, "the exit", 20_000);
+    const { code, stdout, stderr } = await new Deno.Command(program, {
+      args: rest,
+      cwd: options.cwd ?? new URL(".", import.meta.url).pathname,
+      env: {
+        NO_COLOR: "1",
+        ...(options.defaultData ? {} : { HUBCHAT_DATA: ":memory:" }),
+        ...options.env,
+      },
+      stdin: "null",
+      signal: timeout.signal,
+    }).output();
+    const decoder = new TextDecoder();
+    return {
+      code,
+      stdout: decoder.decode(stdout),
+      stderr: decoder.decode(stderr),
+    };
   } finally {
-    exit = await main.close();
+    clearTimeout(timer);
   }
-  return { code: status.code, stdout: exit.stdout, stderr: exit.stderr };
+}
+
+/**
+ * Runs main.ts with `args` and checks that it printed `expected` (after
+ * `hubchat: `) as its one line on standard error, nothing else and no stack
+ * trace, and exited with 2. `expected` may be a RegExp for the part after
+ * `hubchat: `, where the operating system's words vary.
+ */
+async function assertRefused(
+  args: string[],
+  expected: string | RegExp,
+  options: RunOptions = {},
+): Promise<void> {
+  const { code, stdout, stderr } = await runMainToExit(args, options);
+  const context = `main.ts ${args.join(" ")}: exit ${code}, stderr: ${stderr}`;
+  assert.doesNotMatch(stderr, /^\s+at /m, `a stack trace; ${context}`);
+  assert.equal(stdout, "", context);
+  if (typeof expected === "string") {
+    assert.equal(stderr, `hubchat: ${expected}\n`, context);
+  } else {
+    assert.match(stderr, /^hubchat: [^\n]*\n$/, `one line; ${context}`);
+    assert.match(stderr.slice("hubchat: ".length, -1), expected, context);
+  }
+  assert.equal(code, EXIT_USAGE, context);
 }
 
 Deno.test("main.ts --help prints the usage and exits 0", async () => {
@@ -223,8 +308,477 @@ Deno.test("main.ts --help prints the usage and exits 0", async () => {
 });
 
 Deno.test("main.ts with a bad port says why and exits 2", async () => {
-  const { code, stdout, stderr } = await runMainToExit(["--port", "http"]);
-  assert.equal(code, 2);
-  assert.equal(stdout, "");
-  assert.match(stderr, /^hubchat: --port is "http"/);
+  await assertRefused(
+    ["--port", "http"],
+    '--port is "http", not a number; expected a whole number from 0 to 65535',
+  );
+});
+
+Deno.test("main.ts refuses negative numbers, from flags and variables", async () => {
+  await assertRefused(
+    ["--port", "-1"],
+    '--port is "-1"; expected a whole number from 0 to 65535',
+  );
+  await assertRefused(
+    ["--rate", "-5"],
+    '--rate is "-5"; expected a non-negative number',
+  );
+  await assertRefused(
+    [],
+    'PORT is "-1"; expected a whole number from 0 to 65535',
+    { env: { PORT: "-1" } },
+  );
+});
+
+Deno.test("main.ts on a port another process holds names the port and exits 2", async () => {
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = taken.addr.port;
+  await assertRefused(
+    ["--port", String(port), "--host", "127.0.0.1"],
+    `port ${port} on 127.0.0.1 is already in use by another process; stop it or pick another with --port`,
+  );
+});
+
+Deno.test("main.ts with a host that does not resolve says so and exits 2", async () => {
+  // .invalid never resolves (RFC 6761); the resolver's words vary.
+  await assertRefused(
+    ["--port", "0", "--host", "nosuch.invalid"],
+    /^--host is "nosuch\.invalid", which does not resolve \([^)]+\); expected an address of this machine, like 127\.0\.0\.1 \(this machine only\) or 0\.0\.0\.0 \(every interface\), or a name for one$/,
+  );
+});
+
+Deno.test("main.ts with a URL or a port in --host says so and exits 2", async () => {
+  await assertRefused(
+    ["--port", "0", "--host", "127.0.0.1:8080"],
+    '--host is "127.0.0.1:8080", which is no host name or address (invalid char found in FQDN); expected an address of this machine, like 127.0.0.1 (this machine only) or 0.0.0.0 (every interface), with no scheme or port (the port is --port)',
+  );
+  await assertRefused(
+    ["--port", "0", "--host", "http://localhost"],
+    '--host is "http://localhost", which is no host name or address (invalid char found in FQDN); expected an address of this machine, like 127.0.0.1 (this machine only) or 0.0.0.0 (every interface), with no scheme or port (the port is --port)',
+  );
+});
+
+Deno.test("main.ts with a host that is not this machine's says so and exits 2", async () => {
+  // 192.0.2.1 is for documentation (RFC 5737): no machine has it.
+  await assertRefused(
+    ["--port", "0"],
+    'HOST is "192.0.2.1", which is not an address of this machine; expected an address of this machine, like 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)',
+    { env: { HOST: "192.0.2.1" } },
+  );
+});
+
+/** Whether this process is root, which file permissions do not stop. */
+const ROOT = Deno.uid() === 0;
+
+/** setpriv (util-linux), which runs a command without some capabilities. */
+const SETPRIV = await firstFile(["/usr/bin/setpriv", "/bin/setpriv"]);
+
+/** The first of `paths` that is a file, or null. */
+async function firstFile(paths: string[]): Promise<string | null> {
+  for (const path of paths) {
+    try {
+      if ((await Deno.stat(path)).isFile) return path;
+    } catch {
+      // Not here.
+    }
+  }
+  return null;
+}
+
+/**
+ * A wrapper that runs main.ts as an ordinary user would: as root, without
+ * the capabilities `caps` (dropped from the bounding set, so the child
+ * never has them); as anyone else, no wrapper. Null when this is root and
+ * setpriv is missing: the test cannot run.
+ */
+function asOrdinaryUser(caps: string[]): string[] | null {
+  if (!ROOT) return [];
+  if (SETPRIV === null) return null;
+  return [
+    SETPRIV,
+    "--bounding-set",
+    caps.map((cap) => `-${cap}`).join(","),
+    "--",
+  ];
+}
+
+/** The capabilities that let root read and write any file. */
+const FILE_CAPS = ["dac_override", "dac_read_search"];
+
+/**
+ * The first port an ordinary user may listen on (Linux's
+ * `net.ipv4.ip_unprivileged_port_start`, 1024 unless changed; containers
+ * often set 0).
+ */
+const FIRST_OPEN_PORT = await Deno.readTextFile(
+  "/proc/sys/net/ipv4/ip_unprivileged_port_start",
+).then(Number, () => 1024);
+
+/**
+ * The port the privileged-port test asks for: below 1024, and never 80,
+ * which a web server on this machine may hold.
+ */
+const PRIVILEGED_PORT = 1;
+
+/**
+ * Whether the test `what` is ignored because it cannot run here: when
+ * there is a `reason`, it is printed in one line, and true returned.
+ */
+function cannotRun(what: string, reason: string | undefined): boolean {
+  if (reason === undefined) return false;
+  console.log(`main_test.ts: ignoring "${what}": ${reason}`);
+  return true;
+}
+
+const PRIVILEGED_TEST =
+  "main.ts on a port below 1024 says it needs privileges and exits 2";
+Deno.test({
+  name: PRIVILEGED_TEST,
+  ignore: cannotRun(
+    PRIVILEGED_TEST,
+    asOrdinaryUser(["net_bind_service"]) === null
+      ? "this is root and setpriv is missing, so the child would have the privilege"
+      : FIRST_OPEN_PORT <= PRIVILEGED_PORT
+      ? `this machine lets anyone listen on ports from ${FIRST_OPEN_PORT}`
+      : undefined,
+  ),
+  async fn() {
+    await assertRefused(
+      ["--port", String(PRIVILEGED_PORT)],
+      `--port is ${PRIVILEGED_PORT}, a port below 1024 that only root (or CAP_NET_BIND_SERVICE) may listen on; expected 1024 or above, with a proxy in front for 80 and 443 (see deploy/)`,
+      { wrapper: asOrdinaryUser(["net_bind_service"])! },
+    );
+  },
+});
+
+/** Runs `body` with a fresh temporary folder, removed after it. */
+async function withTempDir(
+  body: (dir: string) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "hubchat-main-test-" });
+  try {
+    await body(dir);
+  } finally {
+    await makeWritable(dir);
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Gives back write permission on `dir` and every folder in it. */
+async function makeWritable(dir: string): Promise<void> {
+  await Deno.chmod(dir, 0o700);
+  for await (const entry of Deno.readDir(dir)) {
+    if (entry.isDirectory) await makeWritable(`${dir}/${entry.name}`);
+  }
+}
+
+/** The end of every --data message. */
+const OR_MEMORY = "or :memory: to keep no history on disk";
+
+Deno.test("main.ts with --data under a file says which file is in the way and exits 2", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/notes`, "a file, not a folder\n");
+    await assertRefused(
+      ["--port", "0", "--data", `${dir}/notes/chat/history.kv`],
+      `--data is "${dir}/notes/chat/history.kv", but its folder ${dir}/notes/chat cannot be created (${dir}/notes is a file, not a folder); expected a path whose folders can be created, ${OR_MEMORY}`,
+    );
+  });
+});
+
+Deno.test("main.ts whose default --data cannot be made says it is the default and exits 2", async () => {
+  await withTempDir(async (dir) => {
+    // Run from a folder where "data" is a file: ./data/hubchat.kv cannot be.
+    await Deno.writeTextFile(`${dir}/data`, "a file, not a folder\n");
+    await assertRefused(
+      ["--port", "0"],
+      `--data is "./data/hubchat.kv" (the default), but its folder ./data cannot be created (./data is a file, not a folder); expected a path whose folders can be created, ${OR_MEMORY}`,
+      { cwd: dir, defaultData: true },
+    );
+  });
+});
+
+Deno.test("main.ts with --data naming a folder says so and exits 2", async () => {
+  await withTempDir(async (dir) => {
+    await assertRefused(
+      ["--port", "0"],
+      `HUBCHAT_DATA is "${dir}", which cannot be opened for reading and writing (it is a folder, not a file); expected a file this user can create and write, ${OR_MEMORY}`,
+      { env: { HUBCHAT_DATA: dir } },
+    );
+  });
+});
+
+Deno.test("main.ts with --data naming a file that is no database says so and exits 2", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/notes.txt`, "not a database\n");
+    await assertRefused(
+      ["--port", "0", "--data", `${dir}/notes.txt`],
+      `--data is "${dir}/notes.txt", which Deno KV cannot open (file is not a database); expected a Deno KV file or a path for a new one, ${OR_MEMORY}`,
+    );
+  });
+});
+
+Deno.test("main.ts with --data naming another program's KV store says so and exits 2", async () => {
+  await withTempDir(async (dir) => {
+    const kv = await Deno.openKv(`${dir}/other.kv`);
+    await kv.set(["room", "lobby", "members"], ["ann"]);
+    kv.close();
+    await assertRefused(
+      ["--port", "0", "--data", `${dir}/other.kv`],
+      `--data is "${dir}/other.kv", whose history cannot be loaded (history: unexpected entry [ "room", "lobby", "members" ] in the store; is this a hubchat history database?); expected a store hubchat wrote or a path for a new one, ${OR_MEMORY}`,
+    );
+  });
+});
+
+Deno.test("main.ts with --data another running hubchat uses says so and exits 2", async () => {
+  await withTempDir(async (dir) => {
+    const data = `${dir}/history.kv`;
+    const first = await ChildServer.start([], { data });
+    try {
+      // A second server on the same store would reuse ids and overwrite
+      // the first one's messages.
+      await assertRefused(
+        ["--port", "0", "--data", data],
+        `--data is "${data}", which another running hubchat is using (it holds the file's lock); stop that one, or give this one another path, ${OR_MEMORY}`,
+      );
+    } finally {
+      await first.stop();
+    }
+    // Once the first one stopped, the store is free again.
+    const second = await ChildServer.start([], { data });
+    await second.stop();
+  });
+});
+
+const NO_PERMISSION_TEST =
+  "main.ts with --data this user cannot write says so and exits 2";
+Deno.test({
+  name: NO_PERMISSION_TEST,
+  ignore: cannotRun(
+    NO_PERMISSION_TEST,
+    asOrdinaryUser(FILE_CAPS) === null
+      ? "this is root and setpriv is missing, so file permissions would not apply"
+      : undefined,
+  ),
+  async fn() {
+    const wrapper = asOrdinaryUser(FILE_CAPS)!;
+    await withTempDir(async (dir) => {
+      // A new file in a folder this user may not write.
+      await Deno.mkdir(`${dir}/locked`, { mode: 0o500 });
+      await Deno.chmod(`${dir}/locked`, 0o500);
+      await assertRefused(
+        ["--port", "0", "--data", `${dir}/locked/history.kv`],
+        `--data is "${dir}/locked/history.kv", which cannot be opened for reading and writing (permission denied); expected a file this user can create and write, ${OR_MEMORY}`,
+        { wrapper },
+      );
+      // A read-only file: Deno KV would open it and fail at the first write.
+      const kv = await Deno.openKv(`${dir}/readonly.kv`);
+      kv.close();
+      await Deno.chmod(`${dir}/readonly.kv`, 0o400);
+      await assertRefused(
+        ["--port", "0", "--data", `${dir}/readonly.kv`],
+        `--data is "${dir}/readonly.kv", which cannot be opened for reading and writing (permission denied); expected a file this user can create and write, ${OR_MEMORY}`,
+        { wrapper },
+      );
+      // A writable store in a read-only folder: SQLite's journal goes beside it.
+      await Deno.mkdir(`${dir}/shelf`);
+      const shelved = await Deno.openKv(`${dir}/shelf/history.kv`);
+      shelved.close();
+      await Deno.chmod(`${dir}/shelf`, 0o500);
+      await assertRefused(
+        ["--port", "0", "--data", `${dir}/shelf/history.kv`],
+        `--data is "${dir}/shelf/history.kv", which Deno KV cannot write (attempt to write a readonly database); expected a file in a folder this user can write (Deno KV adds files beside it), ${OR_MEMORY}`,
+        { wrapper },
+      );
+    });
+  },
+});
+
+/**
+ * Why a read-only file system cannot be mounted for a child here (it needs
+ * root and `unshare`, which containers may forbid), or undefined when it
+ * can: tried by mounting one.
+ */
+async function readOnlyMountProblem(): Promise<string | undefined> {
+  if (!ROOT) return "mounting a read-only file system needs root";
+  const dir = await Deno.makeTempDir({ prefix: "hubchat-main-test-" });
+  try {
+    const { success, stderr } = await new Deno.Command("unshare", {
+      args: ["--mount", "mount", "-t", "tmpfs", "-o", "ro", "tmpfs", dir],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (success) return undefined;
+    return `unshare --mount failed: ${new TextDecoder().decode(stderr).trim()}`;
+  } catch (error) {
+    return `unshare cannot run: ${(error as Error).message}`;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const READ_ONLY_TEST =
+  "main.ts with --data on a read-only file system says so and exits 2";
+Deno.test({
+  name: READ_ONLY_TEST,
+  ignore: cannotRun(READ_ONLY_TEST, await readOnlyMountProblem()),
+  async fn() {
+    await withTempDir(async (dir) => {
+      // main.ts runs in its own mount namespace where `dir` is a read-only
+      // tmpfs; the test's own view of `dir` is untouched.
+      const wrapper = [
+        "unshare",
+        "--mount",
+        "sh",
+        "-c",
+        'mount -t tmpfs -o ro tmpfs "$0" && exec "$@"',
+        dir,
+      ];
+      await assertRefused(
+        ["--port", "0", "--data", `${dir}/history.kv`],
+        `--data is "${dir}/history.kv", which cannot be opened for reading and writing (the file system is read-only); expected a file this user can create and write, ${OR_MEMORY}`,
+        { wrapper },
+      );
+      await assertRefused(
+        ["--port", "0", "--data", `${dir}/chat/history.kv`],
+        `--data is "${dir}/chat/history.kv", but its folder ${dir}/chat cannot be created (the file system is read-only); expected a path whose folders can be created, ${OR_MEMORY}`,
+        { wrapper },
+      );
+    });
+  },
+});
+
+/** The TLS fixtures (testdata/README.md). */
+const CERT = new URL("./testdata/tls_cert.pem", import.meta.url).pathname;
+const KEY = new URL("./testdata/tls_key.pem", import.meta.url).pathname;
+/** A certificate whose key is not {@linkcode KEY}: the test CA's. */
+const OTHER_CERT = new URL("./testdata/ca_cert.pem", import.meta.url).pathname;
+
+Deno.test("main.ts with TLS files it cannot read or use says which and exits 2", async () => {
+  await withTempDir(async (dir) => {
+    const text = `${dir}/notes.txt`;
+    await Deno.writeTextFile(text, "not PEM\n");
+    const tls = (cert: string, key: string) => [
+      "--port",
+      "0",
+      "--cert",
+      cert,
+      "--key",
+      key,
+    ];
+    await assertRefused(
+      tls(`${dir}/missing.pem`, KEY),
+      `--cert is "${dir}/missing.pem", which cannot be read (no such file or folder); expected a PEM certificate chain file`,
+    );
+    await assertRefused(
+      tls(CERT, dir),
+      `--key is "${dir}", which cannot be read (it is a folder, not a file); expected a PEM private key file`,
+    );
+    await assertRefused(
+      tls(text, KEY),
+      `--cert is "${text}", which holds no certificate; expected a PEM certificate chain (-----BEGIN CERTIFICATE----- blocks)`,
+    );
+    await assertRefused(
+      ["--port", "0"],
+      `HUBCHAT_KEY is "${text}", which holds no private key; expected a PEM private key (a -----BEGIN PRIVATE KEY----- block)`,
+      { env: { HUBCHAT_CERT: CERT, HUBCHAT_KEY: text } },
+    );
+    await assertRefused(
+      tls(OTHER_CERT, KEY),
+      `--key is "${KEY}", which is not the private key of the certificate (--cert is "${OTHER_CERT}"); expected the key the certificate was issued for`,
+    );
+  });
+});
+
+Deno.test("main.ts without the Deno permissions it needs names the one missing and exits 2", async () => {
+  const needs =
+    "hubchat needs --allow-net --allow-read --allow-write --allow-env (or -A), as `deno task start` gives it";
+  await assertRefused(
+    ["--port", "0"],
+    `Deno refused: Requires env access, run again with the --allow-env flag; ${needs}`,
+    { permissions: ["--allow-read", "--allow-net", "--allow-write"] },
+  );
+  await assertRefused(
+    ["--port", "0"],
+    `Deno refused: Requires net access to "127.0.0.1:0", run again with the --allow-net flag; ${needs}`,
+    { permissions: ["--allow-read", "--allow-env", "--allow-write"] },
+  );
+});
+
+Deno.test("startServer: a taken port is a ListenError, with the history closed again", async () => {
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  await withTempDir(async (dir) => {
+    const error = await startServer({
+      port: taken.addr.port,
+      hostname: "127.0.0.1",
+      data: `${dir}/history.kv`,
+    }).then(() => null, (error: unknown) => error);
+    assert.ok(error instanceof ListenError, String(error));
+    assert.equal(error.port, taken.addr.port);
+    assert.equal(error.hostname, "127.0.0.1");
+    assert.ok(error.cause instanceof Deno.errors.AddrInUse);
+    // SQLite removes its -wal and -shm files when the store is closed.
+    const files = [];
+    for await (const entry of Deno.readDir(dir)) files.push(entry.name);
+    assert.deepEqual(files, ["history.kv"]);
+  });
+});
+
+Deno.test("startServer: PEM text without a certificate is a TlsError", async () => {
+  const key = await Deno.readTextFile(KEY);
+  await assert.rejects(
+    startServer({ port: 0, hostname: "127.0.0.1", cert: key, key }),
+    (error: unknown) =>
+      error instanceof TlsError &&
+      error.cause instanceof Deno.errors.InvalidData,
+  );
+});
+
+Deno.test("startupProblem: words what the children above cannot reach", () => {
+  const denied = Object.assign(
+    new Deno.errors.PermissionDenied("Permission denied (os error 13)"),
+    { code: "EACCES" },
+  );
+  assert.equal(
+    startupProblem(new ListenError("127.0.0.1", 5000, denied)),
+    "cannot listen on 127.0.0.1 port 5000: permission denied; expected a port this user may listen on",
+  );
+  const family = new Error(
+    "Address family not supported by protocol (os error 97)",
+  );
+  assert.equal(
+    startupProblem(new ListenError("::1", 8080, family)),
+    "cannot listen on ::1 port 8080 (Address family not supported by protocol); expected an address (--host) and a port (--port) this machine can listen on",
+  );
+  const invocation = parseInvocation(["--cert", "c.pem", "--key", "k.pem"], {});
+  assert.equal(
+    startupProblem(new TlsError(new Error("unsupported curve")), invocation),
+    '--cert is "c.pem" and --key is "k.pem", which cannot serve TLS (unsupported curve); expected a PEM certificate chain and its private key',
+  );
+  const full = Object.assign(
+    new Error("No space left on device (os error 28): open 'h.kv'"),
+    { code: "ENOSPC" },
+  );
+  assert.equal(
+    startupProblem(new HistoryOpenError("h.kv", "file", full)),
+    `--data is "h.kv", which cannot be opened for reading and writing (no space left on the device); expected a file this user can create and write, ${OR_MEMORY}`,
+  );
+  assert.equal(
+    startupProblem(new UsageError("--port is 1.5; expected a whole number")),
+    "--port is 1.5; expected a whole number",
+  );
+  // Anything else is a bug: its stack trace is printed, not a line.
+  assert.equal(startupProblem(new TypeError("x is undefined")), null);
+});
+
+Deno.test("parseInvocation: says how each setting was given", () => {
+  const invocation = parseInvocation(["--port", "0"], {
+    HUBCHAT_DATA: ":memory:",
+  });
+  assert.equal(invocation.help, false);
+  if (!invocation.help) {
+    assert.deepEqual(invocation.sources, {
+      port: "--port",
+      data: "HUBCHAT_DATA",
+    });
+  }
 });

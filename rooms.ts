@@ -134,12 +134,19 @@ export class Rooms {
     for (const room of this.#rooms.values()) yield* room.hub.clients();
   }
 
-  /** Open rooms and rooms with history, by name, with online counts. */
+  /**
+   * Open rooms and the rooms the store knows, by name, with online counts:
+   * an open room's own count (every node's members), else the store's.
+   */
   list(): RoomSummary[] {
-    const names = new Set([...this.#rooms.keys(), ...this.#engine.listRooms()]);
-    return [...names].sort().map((name) => ({
+    const counts = new Map<string, number>();
+    for (const stored of this.#engine.listRooms()) {
+      counts.set(stored.name, stored.online);
+    }
+    for (const [name, room] of this.#rooms) counts.set(name, room.online);
+    return [...counts.keys()].sort().map((name) => ({
       name,
-      online: this.#rooms.get(name)?.online ?? 0,
+      online: counts.get(name)!,
     }));
   }
 

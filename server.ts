@@ -96,6 +96,85 @@ export interface ServerOptions {
   largeRoom?: number;
 }
 
+/**
+ * {@linkcode startServer} could not listen at `hostname` and `port`: the
+ * port is taken, the name does not resolve, the address is not this
+ * machine's, or the port needs privileges. `cause` is Deno's error
+ * (`Deno.errors.AddrInUse`, `AddrNotAvailable`, `PermissionDenied`, or an
+ * `Error` from the name lookup); a command line words it (main.ts does).
+ *
+ * @example
+ * ```ts
+ * import { ListenError, startServer } from "./server.ts";
+ * const first = await startServer({ port: 0 });
+ * try {
+ *   await startServer({ port: first.port });
+ * } catch (error) {
+ *   console.log(error instanceof ListenError); // true: the port is taken
+ * }
+ * await first.shutdown();
+ * ```
+ */
+export class ListenError extends Error {
+  /** The address it was asked to listen on. */
+  readonly hostname: string;
+  /** The port it was asked to listen on. */
+  readonly port: number;
+
+  /** Creates the error; `cause` is what `Deno.serve` threw. */
+  constructor(hostname: string, port: number, cause: unknown) {
+    super(
+      `cannot listen on ${hostname} port ${port}: ${
+        (cause as Error)?.message ?? cause
+      }`,
+      { cause },
+    );
+    this.name = "ListenError";
+    this.hostname = hostname;
+    this.port = port;
+  }
+}
+
+/**
+ * {@linkcode startServer}'s `cert` and `key` cannot serve TLS: no
+ * certificate or no key in the PEM text, or a key that is not the
+ * certificate's. `cause` is Deno's error; a command line words it.
+ *
+ * @example
+ * ```ts
+ * import { startServer, TlsError } from "./server.ts";
+ * try {
+ *   await startServer({ port: 0, cert: "not PEM", key: "not PEM" });
+ * } catch (error) {
+ *   console.log(error instanceof TlsError); // true
+ * }
+ * ```
+ */
+export class TlsError extends Error {
+  /** Creates the error; `cause` is what `Deno.serve` threw. */
+  constructor(cause: unknown) {
+    super(
+      `the TLS certificate and key cannot be used: ${
+        (cause as Error)?.message ?? cause
+      }`,
+      { cause },
+    );
+    this.name = "TlsError";
+  }
+}
+
+/**
+ * True when `Deno.serve`'s error is about the TLS certificate or key, not
+ * about the address: Deno reports PEM text without a certificate or key as
+ * `InvalidData`, and a key that is not the certificate's as a plain error
+ * naming `KeyMismatch`.
+ */
+function isTlsProblem(error: unknown): boolean {
+  return error instanceof Deno.errors.InvalidData ||
+    (error instanceof Error &&
+      /KeyMismatch|certificate|private key/i.test(error.message));
+}
+
 /** A running chat server. */
 export interface ChatServer {
   /** Base URL, like `http://127.0.0.1:8080/`, with the real port. */
@@ -115,7 +194,15 @@ export interface ChatServer {
   shutdown(): Promise<void>;
 }
 
-const homePage = await Deno.readFile(new URL("./home.html", import.meta.url));
+/**
+ * The page `/` serves, read by the first {@linkcode startServer} rather than
+ * when this module loads, so that a missing read permission is a start-up
+ * error the command line can word, not a crash at import.
+ */
+let homePage: Uint8Array<ArrayBuffer> = new Uint8Array();
+
+/** Where the page `/` serves is read from. */
+const HOME_PAGE = new URL("./home.html", import.meta.url);
 
 function textResponse(
   status: number,
@@ -274,6 +361,7 @@ export async function startServer(
   options: ServerOptions = {},
 ): Promise<ChatServer> {
   // Bad settings stop the start before anything is opened.
+  if (homePage.length === 0) homePage = await Deno.readFile(HOME_PAGE);
   const origins = {
     allowedOrigins: validateAllowedOrigins(options.allowedOrigins ?? []),
     requireOrigin: options.requireOrigin ?? false,
@@ -354,12 +442,21 @@ export async function startServer(
   const tls = options.cert !== undefined && options.key !== undefined
     ? { cert: options.cert, key: options.key }
     : {};
-  const httpServer = Deno.serve({
-    port: options.port ?? DEFAULT_PORT,
-    hostname: options.hostname ?? DEFAULT_HOST,
-    onListen,
-    ...tls,
-  }, (request, info) => route(parts, request, info));
+  const port = options.port ?? DEFAULT_PORT;
+  const hostname = options.hostname ?? DEFAULT_HOST;
+  let httpServer: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    httpServer = Deno.serve(
+      { port, hostname, onListen, ...tls },
+      (request, info) => route(parts, request, info),
+    );
+  } catch (error) {
+    await history?.close();
+    // A missing --allow-net is Deno's to say, as it is.
+    if (error instanceof Deno.errors.NotCapable) throw error;
+    if ("cert" in tls && isTlsProblem(error)) throw new TlsError(error);
+    throw new ListenError(hostname, port, error);
+  }
   const addr = await listening;
 
   async function shutdown(): Promise<void> {

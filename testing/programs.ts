@@ -1,6 +1,6 @@
 /**
- * Finding the programs the tests drive (a browser today; servers such as
- * redis-server or nginx where a test needs one), the same way everywhere: an
+ * Finding the programs the tests drive (a browser; the proxies nginx and
+ * Caddy that deploy/ configures), the same way everywhere: an
  * environment variable names one outright, otherwise well-known paths and
  * names on `$PATH` are tried in order.
  *
@@ -31,6 +31,32 @@ export const CHROMIUM: ProgramSpec = {
   hint: "install it with `apt-get install -y chromium` (Debian/Ubuntu; " +
     "`deno task test` does this itself when run as root) or set " +
     "CHROMIUM_PATH to a Chrome or Chromium binary",
+};
+
+/**
+ * nginx for deploy_test.ts, which runs deploy/nginx.conf in it. Debian's
+ * package installs `/usr/sbin/nginx`, which is not on an ordinary user's
+ * `$PATH`. Optional: without it those tests are ignored.
+ */
+export const NGINX: ProgramSpec = {
+  what: "nginx",
+  env: "NGINX_PATH",
+  names: ["/usr/sbin/nginx", "nginx"],
+  hint: "install it with `apt-get install -y nginx` (Debian/Ubuntu; " +
+    "`.ci/run` does this) or set NGINX_PATH to an nginx binary",
+};
+
+/**
+ * Caddy for deploy_test.ts, which runs deploy/Caddyfile in it. Debian's
+ * package installs `/usr/bin/caddy`. Optional: without it those tests are
+ * ignored.
+ */
+export const CADDY: ProgramSpec = {
+  what: "Caddy",
+  env: "CADDY_PATH",
+  names: ["/usr/bin/caddy", "caddy"],
+  hint: "install it with `apt-get install -y caddy` (Debian 12 and later; " +
+    "`.ci/run` does this) or set CADDY_PATH to a Caddy 2 binary",
 };
 
 async function isFile(path: string): Promise<boolean> {

@@ -1,0 +1,997 @@
+/**
+ * The Redis engine: any number of hubchat processes (nodes) serve the same
+ * rooms, as if they were one server. The one module that talks to Redis;
+ * it loads the official client, `npm:@redis/client`, only when a server is
+ * started with `--redis`.
+ *
+ * How a room is kept in Redis (`R` is the room's name, `N` a node's id):
+ *
+ * | key                       | what                                                   |
+ * | ------------------------- | ------------------------------------------------------ |
+ * | `hubchat:room:R:meta`     | hash: `epoch` (the store's life), `seq` (last line id)  |
+ * | `hubchat:room:R:lines`    | stream: line `id` at entry `id-0`, trimmed to history  |
+ * | `hubchat:room:R:members`  | hash: name → owner, for everyone online on any node    |
+ * | `hubchat:room:R:names`    | hash: name → "owner sessionhash", the claims           |
+ * | `hubchat:room:R` (channel) | every event of the room, in one order                 |
+ * | `hubchat:rooms`           | set: rooms that have lines                             |
+ * | `hubchat:node:N`          | a node's heartbeat, expiring unless renewed            |
+ * | `hubchat:node:N:rooms`    | set: rooms where node N has members                    |
+ * | `hubchat:nodes`           | set: nodes that have said they are alive               |
+ * | `hubchat:node:N` (channel) | what other nodes ask of node N (a takeover)           |
+ *
+ * A line is stored and published in one atomic script: it takes the next
+ * id, appends to the stream (trimmed to the history limit) and publishes,
+ * so ids increase strictly across nodes, and no node sees a line Redis has
+ * not stored. A node hears a room's channel in order; when it sees a gap in
+ * ids (a message lost, a reconnect), it fills it from the stream before it
+ * delivers anything after it. When Redis comes back empty, the room's epoch
+ * changes and its rooms are told (`reset`) instead of ids being reused.
+ *
+ * @module
+ */
+
+import {
+  type Claim,
+  type ClaimResult,
+  EngineUnavailable,
+  type MemberRef,
+  type PresenceEvent,
+  type RoomEngine,
+  type RoomEvent,
+  type RoomListener,
+  type RoomSubscription,
+  type StoredRoom,
+  type TypingEvent,
+} from "./engine.ts";
+import type { HistoryEntry, ResumeResult, StoredMessage } from "./history.ts";
+import { chatMessage } from "./protocol.ts";
+
+/**
+ * How often a node says it is alive. A third of {@linkcode NODE_TTL_MS}:
+ * one missed renewal does not make it look dead.
+ */
+export const HEARTBEAT_MS = 2000;
+
+/**
+ * How long a node's heartbeat lasts unrenewed. When it runs out the node
+ * counts as dead: another node announces its members' leaves (within
+ * {@linkcode NODE_TTL_MS} + {@linkcode HEARTBEAT_MS}, under 10 s) and frees
+ * their names.
+ */
+export const NODE_TTL_MS = 6000;
+
+/**
+ * How long the reaping of one dead node is claimed for: one node does it;
+ * if that node dies mid-way, another may after this.
+ */
+export const REAP_CLAIM_MS = 30_000;
+
+/** How long a command may wait for Redis before the engine gives up on it. */
+export const COMMAND_TIMEOUT_MS = 5000;
+
+/** Reconnect backoff: starts at 50 ms, doubles, at most a second apart. */
+export const MAX_RECONNECT_DELAY_MS = 1000;
+
+/** The exact client version: see deno.json's imports and deno.lock. */
+const CLIENT_MODULE = "@redis/client";
+
+/** Options for {@linkcode RedisEngine.connect}. */
+export interface RedisEngineOptions {
+  /** Lines kept per room (the stream's length). Default 100. */
+  historyLimit?: number;
+  /** This node's id; default a random one. */
+  nodeId?: string;
+  /** Told whenever the connection to Redis goes up or down. */
+  onConnection?: (up: boolean, cause?: string) => void;
+  /** Told of each line heard, with seconds since it was published. */
+  onDelivery?: (seconds: number) => void;
+  /** Told of every line fetched from the stream to fill a gap. */
+  onGapFilled?: (lines: number) => void;
+  /** Told how many nodes are alive, at each heartbeat. */
+  onNodes?: (count: number) => void;
+  /** Told when a node was found dead and its members announced gone. */
+  onReaped?: (node: string, members: number) => void;
+}
+
+/** One message on a room's channel, as published. */
+type ChannelMessage =
+  | { k: "l"; e: string; t: number; line: StoredMessage }
+  | { k: "p"; j: [string, string][]; l: [string, string][] }
+  | { k: "t"; n: string; o: string };
+
+/** One room this node hears. */
+interface HeardRoom {
+  name: string;
+  listener: RoomListener;
+  /** The store's life the lines heard belong to; null before the snapshot. */
+  epoch: string | null;
+  /** The newest line id heard. */
+  lastId: number;
+  /** The last lines heard, oldest first, at most the history limit. */
+  window: StoredMessage[];
+  /** Channel messages waiting while the room opens or fills a gap. */
+  queue: ChannelMessage[];
+  /** True while messages wait in `queue` for a fetch from Redis. */
+  busy: boolean;
+  /** False once closed: late replies are dropped. */
+  open: boolean;
+}
+
+/** The part of `@redis/client`'s client this module uses. */
+interface RedisClient {
+  connect(): Promise<unknown>;
+  close(): Promise<void>;
+  destroy(): void;
+  duplicate(): RedisClient;
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
+  isReady: boolean;
+  sendCommand(args: string[]): Promise<unknown>;
+  subscribe(
+    channel: string,
+    listener: (message: string, channel: string) => void,
+  ): Promise<void>;
+  unsubscribe(channel: string): Promise<void>;
+}
+
+/** The scripts, by purpose; each runs atomically in Redis. */
+const SCRIPTS = {
+  /**
+   * KEYS: meta, lines, rooms set. ARGV: the line after its id (JSON
+   * without the leading `{"type":"message","id":N,`), a new epoch if none,
+   * history limit, room name, channel, publish time (ms).
+   * Returns [id, epoch].
+   */
+  append: `
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[2]
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+  redis.call('DEL', KEYS[2])
+end
+local id = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local line = '{"type":"message","id":' .. id .. ',' .. ARGV[1]
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], id .. '-0', 'd', line)
+redis.call('SADD', KEYS[3], ARGV[4])
+redis.call('PUBLISH', ARGV[5],
+  '{"k":"l","e":"' .. epoch .. '","t":' .. ARGV[6] .. ',"line":' .. line .. '}')
+return {id, epoch}`,
+  /**
+   * KEYS: members, names, this node's rooms, rooms. ARGV: room, channel, payload,
+   * joined count, then name/owner pairs (joined, then left). A leave
+   * removes a member (and its claim) only while the owner still holds it.
+   */
+  presence: `
+local joined = tonumber(ARGV[4])
+local i = 5
+for n = 1, joined do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+while i < #ARGV do
+  local name, owner = ARGV[i], ARGV[i + 1]
+  if redis.call('HGET', KEYS[1], name) == owner then
+    redis.call('HDEL', KEYS[1], name)
+  end
+  local claim = redis.call('HGET', KEYS[2], name)
+  if claim and string.sub(claim, 1, #owner + 1) == owner .. ' ' then
+    redis.call('HDEL', KEYS[2], name)
+  end
+  i = i + 2
+end
+if joined > 0 then
+  redis.call('SADD', KEYS[3], ARGV[1])
+  redis.call('SADD', KEYS[4], ARGV[1])
+end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1`,
+  /**
+   * KEYS: names. ARGV: name, owner, its session's hash, the presented
+   * session's hash (or ""), heartbeat key prefix. A name is free when
+   * unclaimed, or claimed by a node whose heartbeat ran out; it is taken
+   * over when the presented session is the holder's. Returns "claimed",
+   * "taken", or the replaced owner.
+   */
+  claim: `
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+local mine = ARGV[2] .. ' ' .. ARGV[3]
+if not held then
+  redis.call('HSET', KEYS[1], ARGV[1], mine)
+  return 'claimed'
+end
+local space = string.find(held, ' ', 1, true)
+local owner = string.sub(held, 1, space - 1)
+local hash = string.sub(held, space + 1)
+if ARGV[4] ~= '' and hash == ARGV[4] then
+  redis.call('HSET', KEYS[1], ARGV[1], mine)
+  return 'replaced ' .. owner
+end
+local slash = string.find(owner, '/', 1, true)
+local node = string.sub(owner, 1, slash - 1)
+if redis.call('EXISTS', ARGV[5] .. node) == 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], mine)
+  return 'claimed'
+end
+return 'taken'`,
+  /** KEYS: names. ARGV: name, owner. Frees the claim if still the owner's. */
+  unclaim: `
+local claim = redis.call('HGET', KEYS[1], ARGV[1])
+if claim and string.sub(claim, 1, #ARGV[2] + 1) == ARGV[2] .. ' ' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 1`,
+  /**
+   * KEYS: members, names. ARGV: channel, owner prefix ("N/"). Removes every
+   * member and claim of a node, and publishes their leaves as one diff.
+   * Returns how many members left.
+   */
+  reap: `
+local prefix = ARGV[2]
+local left = {}
+local members = redis.call('HGETALL', KEYS[1])
+for i = 1, #members, 2 do
+  local name, owner = members[i], members[i + 1]
+  if string.sub(owner, 1, #prefix) == prefix then
+    redis.call('HDEL', KEYS[1], name)
+    table.insert(left, cjson.encode({name, owner}))
+  end
+end
+local claims = redis.call('HGETALL', KEYS[2])
+for i = 1, #claims, 2 do
+  if string.sub(claims[i + 1], 1, #prefix) == prefix then
+    redis.call('HDEL', KEYS[2], claims[i])
+  end
+end
+if #left > 0 then
+  redis.call('PUBLISH', ARGV[1],
+    '{"k":"p","j":[],"l":[' .. table.concat(left, ',') .. ']}')
+end
+return #left`,
+} as const;
+
+type ScriptName = keyof typeof SCRIPTS;
+
+const KEY = {
+  meta: (room: string) => `hubchat:room:${room}:meta`,
+  lines: (room: string) => `hubchat:room:${room}:lines`,
+  members: (room: string) => `hubchat:room:${room}:members`,
+  names: (room: string) => `hubchat:room:${room}:names`,
+  channel: (room: string) => `hubchat:room:${room}`,
+  rooms: "hubchat:rooms",
+  nodes: "hubchat:nodes",
+  node: (node: string) => `hubchat:node:${node}`,
+  nodeRooms: (node: string) => `hubchat:node:${node}:rooms`,
+  reap: (node: string) => `hubchat:reap:${node}`,
+  nodePrefix: "hubchat:node:",
+} as const;
+
+/**
+ * Rooms shared through Redis. Connect with {@linkcode RedisEngine.connect}.
+ *
+ * Invariants: every command goes through one connection, so one node's
+ * events reach Redis, and so every node, in the order this node published
+ * them; a room's channel is heard in order, a line only after every line
+ * before it (fetched from the stream when a message went missing).
+ *
+ * @example
+ * ```ts ignore
+ * import { RedisEngine } from "./redis.ts";
+ * const engine = await RedisEngine.connect("redis://127.0.0.1:6379");
+ * engine.open("lobby", (event) => console.log(event.kind)); // "snapshot"
+ * await engine.shutdown();
+ * ```
+ */
+export class RedisEngine implements RoomEngine {
+  /** This node's id, unique among the nodes sharing the Redis. */
+  readonly nodeId: string;
+  #commands: RedisClient;
+  #subscriber: RedisClient;
+  #limit: number;
+  #options: RedisEngineOptions;
+  #rooms = new Map<string, HeardRoom>();
+  /** Members this node published arrivals for, by room, by owner. */
+  #local = new Map<string, Map<string, string>>();
+  /** SHA1 of each script once loaded. */
+  #shas = new Map<ScriptName, string>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  /** When the connection last came up (performance.now()), or null. */
+  #upSince: number | null = null;
+  #stopped = false;
+  #takeover: (room: string, owner: string) => void = noTakeover;
+
+  private constructor(
+    commands: RedisClient,
+    subscriber: RedisClient,
+    options: RedisEngineOptions,
+  ) {
+    this.#commands = commands;
+    this.#subscriber = subscriber;
+    this.#options = options;
+    this.#limit = options.historyLimit ?? 100;
+    this.nodeId = options.nodeId ?? crypto.randomUUID().slice(0, 8);
+  }
+
+  /**
+   * Connects to Redis (`redis://` or `rediss://`, with a password and a
+   * database number if given), loading the client package, and starts this
+   * node's heartbeat. Throws when Redis cannot be reached.
+   */
+  static async connect(
+    url: string,
+    options: RedisEngineOptions = {},
+  ): Promise<RedisEngine> {
+    const { createClient } = await import(CLIENT_MODULE) as {
+      createClient(options: unknown): RedisClient;
+    };
+    const commands = createClient({
+      url,
+      RESP: 3,
+      // A line offered while Redis is away is refused, not queued: it
+      // would be acknowledged late or lost.
+      disableOfflineQueue: true,
+      socket: {
+        connectTimeout: COMMAND_TIMEOUT_MS,
+        reconnectStrategy: reconnectDelay,
+      },
+    });
+    const subscriber = commands.duplicate();
+    const engine = new RedisEngine(commands, subscriber, options);
+    commands.on("error", (error) => engine.#connectionError(error));
+    subscriber.on("error", () => {});
+    commands.on("ready", () => engine.#connected());
+    try {
+      await commands.connect();
+      await subscriber.connect();
+      await subscriber.subscribe(
+        KEY.node(engine.nodeId),
+        (message) => engine.#hearNodeMessage(message),
+      );
+    } catch (error) {
+      commands.destroy();
+      subscriber.destroy();
+      throw new Error(
+        `redis: cannot connect to ${redactedUrl(url)}: ${describe(error)}`,
+        { cause: error },
+      );
+    }
+    await engine.#heartbeat();
+    engine.#timer = setInterval(() => void engine.#tick(), HEARTBEAT_MS);
+    return engine;
+  }
+
+  /** True while the connection to Redis is up. */
+  get connected(): boolean {
+    return this.#commands.isReady;
+  }
+
+  /** Who is told to close a connection another node took over. */
+  setTakeoverHandler(handler: (room: string, owner: string) => void): void {
+    this.#takeover = handler;
+  }
+
+  /** Hears a room: subscribes, reads what Redis holds, then goes live. */
+  open(room: string, listener: RoomListener): RoomSubscription {
+    const heard: HeardRoom = {
+      name: room,
+      listener,
+      epoch: null,
+      lastId: 0,
+      window: [],
+      queue: [],
+      busy: true,
+      open: true,
+    };
+    this.#rooms.set(room, heard);
+    void this.#openRoom(heard);
+    return {
+      close: () => {
+        if (!heard.open) return;
+        heard.open = false;
+        if (this.#rooms.get(room) === heard) {
+          this.#rooms.delete(room);
+          this.#subscriber.unsubscribe(KEY.channel(room)).catch(() => {});
+        }
+      },
+    };
+  }
+
+  async #openRoom(heard: HeardRoom): Promise<void> {
+    const room = heard.name;
+    try {
+      await this.#subscriber.subscribe(
+        KEY.channel(room),
+        (message) => this.#hearChannel(heard, message),
+      );
+      const [members, meta, lines] = await Promise.all([
+        this.#command(["HGETALL", KEY.members(room)]),
+        this.#command(["HMGET", KEY.meta(room), "epoch", "seq"]),
+        this.#command([
+          "XREVRANGE",
+          KEY.lines(room),
+          "+",
+          "-",
+          "COUNT",
+          String(this.#limit),
+        ]),
+      ]);
+      if (!heard.open) return;
+      const [epoch, seq] = meta as (string | null)[];
+      heard.epoch = epoch;
+      heard.window = streamLines(lines).reverse();
+      heard.lastId = Number(seq ?? 0);
+      heard.listener({ kind: "snapshot", members: memberRefs(members) });
+    } catch (error) {
+      if (!heard.open) return;
+      heard.open = false;
+      this.#rooms.delete(room);
+      heard.listener({ kind: "unavailable", reason: describe(error) });
+      return;
+    }
+    heard.busy = false;
+    void this.#drain(heard);
+  }
+
+  /** Stores the line in Redis and publishes it, in one script. */
+  async append(room: string, entry: HistoryEntry): Promise<StoredMessage> {
+    const fields = chatMessage({ id: 0, room, ...entry });
+    // The line after its id: the script puts `{"type":"message","id":N,`
+    // in front, so the stored and published text is the wire text.
+    const tail = JSON.stringify({ ...fields, type: undefined, id: undefined })
+      .slice(1);
+    const [id, epoch] = await this.#script("append", [
+      KEY.meta(room),
+      KEY.lines(room),
+      KEY.rooms,
+    ], [
+      tail,
+      newEpoch(),
+      String(this.#limit),
+      room,
+      KEY.channel(room),
+      String(Date.now()),
+    ]) as [number, string];
+    void epoch;
+    return { ...fields, id: Number(id) } as StoredMessage;
+  }
+
+  /** Publishes who came and went (keeping the members hash) or typing. */
+  publish(room: string, event: PresenceEvent | TypingEvent): void {
+    if (event.kind === "typing") {
+      // Typing is dropped while Redis is away: nothing to keep.
+      this.#command([
+        "PUBLISH",
+        KEY.channel(room),
+        JSON.stringify({ k: "t", n: event.member.name, o: event.member.owner }),
+      ]).catch(() => {});
+      return;
+    }
+    this.#remember(room, event);
+    const payload = JSON.stringify({
+      k: "p",
+      j: event.joined.map((m) => [m.name, m.owner]),
+      l: event.left.map((m) => [m.name, m.owner]),
+    });
+    const pairs: string[] = [];
+    for (const member of [...event.joined, ...event.left]) {
+      pairs.push(member.name, member.owner);
+    }
+    this.#script("presence", [
+      KEY.members(room),
+      KEY.names(room),
+      KEY.nodeRooms(this.nodeId),
+      KEY.rooms,
+    ], [
+      room,
+      KEY.channel(room),
+      payload,
+      String(event.joined.length),
+      ...pairs,
+    ])
+      // Redis is away: reconciled when it is back (see #reconcile).
+      .catch(() => {});
+  }
+
+  /**
+   * Claims a name in a room for a connection about to open, across nodes.
+   * `presented` is the hash of the session the peer presented, if any: a
+   * name held under that session is taken over.
+   */
+  async claim(room: string, claim: Claim): Promise<ClaimResult> {
+    const result = await this.#script("claim", [KEY.names(room)], [
+      claim.member.name,
+      claim.member.owner,
+      claim.sessionHash,
+      claim.presented ?? "",
+      KEY.nodePrefix,
+    ]) as string;
+    if (result === "claimed") return { claimed: true };
+    if (result === "taken") return { claimed: false };
+    const owner = result.slice("replaced ".length);
+    return {
+      claimed: true,
+      replaced: { name: claim.member.name, owner },
+    };
+  }
+
+  /** Gives a claim back (a refused upgrade, a socket that never opened). */
+  unclaim(room: string, member: MemberRef): void {
+    this.#script("unclaim", [KEY.names(room)], [member.name, member.owner])
+      .catch(() => {});
+  }
+
+  /** Asks the node holding `member` to close that connection (4001). */
+  takeOver(room: string, member: MemberRef): void {
+    const node = member.owner.slice(0, member.owner.indexOf("/"));
+    if (node === this.nodeId) {
+      this.#takeover(room, member.owner);
+      return;
+    }
+    this.#command([
+      "PUBLISH",
+      KEY.node(node),
+      JSON.stringify({ k: "takeover", room, owner: member.owner }),
+    ]).catch(() => {});
+  }
+
+  /** The room's last lines heard here. */
+  recent(room: string): StoredMessage[] {
+    return [...(this.#rooms.get(room)?.window ?? [])];
+  }
+
+  /** The lines after `lastSeenId` heard here. */
+  since(room: string, lastSeenId: number): ResumeResult {
+    const heard = this.#rooms.get(room);
+    const window = heard?.window ?? [];
+    const lastId = heard?.lastId ?? 0;
+    if (lastSeenId > lastId) return { messages: [...window], gap: true };
+    const first = window.length === 0 ? lastId + 1 : window[0].id;
+    const messages = window.filter((line) => line.id > lastSeenId);
+    return { messages, gap: lastSeenId + 1 < first };
+  }
+
+  /** True when nothing of the room waits for a fetch from Redis. */
+  settled(room: string): boolean {
+    const heard = this.#rooms.get(room);
+    return heard === undefined || (!heard.busy && heard.queue.length === 0);
+  }
+
+  /** The store's life the room's ids belong to. */
+  epoch(room: string): string {
+    return this.#rooms.get(room)?.epoch ?? "";
+  }
+
+  /**
+   * Rooms Redis holds lines or members of, with their counts over every
+   * node, as of the last heartbeat.
+   */
+  listRooms(): StoredRoom[] {
+    return this.#knownRooms;
+  }
+
+  #knownRooms: StoredRoom[] = [];
+
+  /** Announces this node's members gone, stops its heartbeat, disconnects. */
+  async shutdown(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    try {
+      if (this.#commands.isReady) {
+        await this.#reapNode(this.nodeId);
+        await this.#command(["DEL", KEY.node(this.nodeId)]);
+        await this.#command(["SREM", KEY.nodes, this.nodeId]);
+      }
+    } catch {
+      // Redis is away: the other nodes reap this one when its heartbeat
+      // runs out.
+    }
+    this.#rooms.clear();
+    await Promise.allSettled([
+      this.#subscriber.close(),
+      this.#commands.close(),
+    ]);
+  }
+
+  // --------------------------------------------------------------- hearing
+
+  #hearChannel(heard: HeardRoom, text: string): void {
+    let message: ChannelMessage;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      return;
+    }
+    heard.queue.push(message);
+    if (!heard.busy) void this.#drain(heard);
+  }
+
+  /**
+   * Delivers the room's waiting messages in order. A line whose id skips
+   * ahead waits while the lines between are fetched from the stream; a
+   * line of another epoch resets the room.
+   */
+  async #drain(heard: HeardRoom): Promise<void> {
+    if (heard.busy) return;
+    heard.busy = true;
+    try {
+      while (heard.open && heard.queue.length > 0) {
+        const message = heard.queue[0];
+        if (message.k === "l") {
+          if (heard.epoch !== null && message.e !== heard.epoch) {
+            await this.#reset(heard);
+            continue;
+          }
+          heard.epoch = message.e;
+          const id = message.line.id;
+          if (id <= heard.lastId) {
+            heard.queue.shift();
+            continue;
+          }
+          if (id > heard.lastId + 1) {
+            await this.#fill(heard, id - 1);
+            if (!heard.open) return;
+          }
+          heard.queue.shift();
+          this.#deliverLine(heard, message.line);
+          this.#options.onDelivery?.((Date.now() - message.t) / 1000);
+          continue;
+        }
+        heard.queue.shift();
+        this.#deliver(heard, channelEvent(message));
+      }
+    } catch {
+      // Redis went away mid-fill: what waits is delivered after the
+      // reconnect's fill (#reconcile).
+    } finally {
+      heard.busy = false;
+    }
+  }
+
+  /** Fetches and delivers the lines after the last heard, up to `to`. */
+  async #fill(heard: HeardRoom, to: number): Promise<void> {
+    const from = heard.lastId + 1;
+    const lines = streamLines(
+      await this.#command([
+        "XRANGE",
+        KEY.lines(heard.name),
+        `${from}-0`,
+        `${to}-0`,
+      ]),
+    );
+    if (!heard.open) return;
+    for (const line of lines) this.#deliverLine(heard, line);
+    this.#options.onGapFilled?.(lines.length);
+    // Lines older than the stream keeps are gone for good; carry on.
+    heard.lastId = Math.max(heard.lastId, to);
+  }
+
+  /** Redis lost the room's lines: start again from what it holds now. */
+  async #reset(heard: HeardRoom): Promise<void> {
+    const [meta, lines] = await Promise.all([
+      this.#command(["HMGET", KEY.meta(heard.name), "epoch", "seq"]),
+      this.#command([
+        "XREVRANGE",
+        KEY.lines(heard.name),
+        "+",
+        "-",
+        "COUNT",
+        String(this.#limit),
+      ]),
+    ]);
+    if (!heard.open) return;
+    const [epoch, seq] = meta as (string | null)[];
+    heard.epoch = epoch;
+    heard.window = streamLines(lines).reverse();
+    heard.lastId = Number(seq ?? 0);
+    // Lines of the old epoch still queued are gone with it.
+    heard.queue = heard.queue.filter((m) => m.k !== "l" || m.e === epoch);
+    this.#deliver(heard, { kind: "reset" });
+  }
+
+  #deliverLine(heard: HeardRoom, line: StoredMessage): void {
+    if (line.id <= heard.lastId) return;
+    heard.lastId = line.id;
+    heard.window.push(line);
+    if (heard.window.length > this.#limit) heard.window.shift();
+    this.#deliver(heard, { kind: "line", line });
+  }
+
+  #deliver(heard: HeardRoom, event: RoomEvent): void {
+    if (heard.open) heard.listener(event);
+  }
+
+  /** A message for this node: close a connection another node took over. */
+  #hearNodeMessage(text: string): void {
+    try {
+      const message = JSON.parse(text) as {
+        k: string;
+        room: string;
+        owner: string;
+      };
+      if (message.k === "takeover") this.#takeover(message.room, message.owner);
+    } catch {
+      // Not ours to understand.
+    }
+  }
+
+  // ----------------------------------------------------- nodes and health
+
+  /** Remembers this node's members, to announce or restore them later. */
+  #remember(room: string, event: PresenceEvent): void {
+    let owners = this.#local.get(room);
+    if (owners === undefined) this.#local.set(room, owners = new Map());
+    for (const member of event.left) owners.delete(member.owner);
+    for (const member of event.joined) owners.set(member.owner, member.name);
+    if (owners.size === 0) this.#local.delete(room);
+  }
+
+  async #tick(): Promise<void> {
+    if (this.#stopped || !this.#commands.isReady) return;
+    try {
+      await this.#heartbeat();
+      // Reap only after a heartbeat's lifetime connected: after an outage
+      // every node gets to say it is alive before anyone is declared dead.
+      if (
+        this.#upSince !== null &&
+        performance.now() - this.#upSince > NODE_TTL_MS
+      ) {
+        await this.#reapDead();
+      }
+    } catch {
+      // Redis went away; the reconnect takes over.
+    }
+  }
+
+  async #heartbeat(): Promise<void> {
+    await this.#command([
+      "SET",
+      KEY.node(this.nodeId),
+      String(Date.now()),
+      "PX",
+      String(NODE_TTL_MS),
+    ]);
+    await this.#command(["SADD", KEY.nodes, this.nodeId]);
+    await this.#countRooms();
+  }
+
+  /** Counts every room's members; forgets rooms with no lines or members. */
+  async #countRooms(): Promise<void> {
+    const names = await this.#command(["SMEMBERS", KEY.rooms]) as string[];
+    const counted: StoredRoom[] = [];
+    for (const name of names) {
+      const [online, lines] = await Promise.all([
+        this.#command(["HLEN", KEY.members(name)]),
+        this.#command(["EXISTS", KEY.lines(name)]),
+      ]);
+      if (Number(online) === 0 && Number(lines) === 0) {
+        await this.#command(["SREM", KEY.rooms, name]);
+        continue;
+      }
+      counted.push({ name, online: Number(online) });
+    }
+    this.#knownRooms = counted;
+  }
+
+  /** Finds nodes whose heartbeat ran out; one node announces each. */
+  async #reapDead(): Promise<void> {
+    const nodes = await this.#command(["SMEMBERS", KEY.nodes]) as string[];
+    let alive = 0;
+    for (const node of nodes) {
+      if (node === this.nodeId) {
+        alive++;
+        continue;
+      }
+      if (Number(await this.#command(["EXISTS", KEY.node(node)])) === 1) {
+        alive++;
+        continue;
+      }
+      const won = await this.#command([
+        "SET",
+        KEY.reap(node),
+        this.nodeId,
+        "NX",
+        "PX",
+        String(REAP_CLAIM_MS),
+      ]);
+      if (won === null) continue;
+      const members = await this.#reapNode(node);
+      await this.#command(["SREM", KEY.nodes, node]);
+      this.#options.onReaped?.(node, members);
+    }
+    this.#options.onNodes?.(alive);
+  }
+
+  /** Announces every member of a node gone, room by room. */
+  async #reapNode(node: string): Promise<number> {
+    const rooms = await this.#command([
+      "SMEMBERS",
+      KEY.nodeRooms(node),
+    ]) as string[];
+    let members = 0;
+    for (const room of rooms) {
+      members += Number(
+        await this.#script("reap", [KEY.members(room), KEY.names(room)], [
+          KEY.channel(room),
+          `${node}/`,
+        ]),
+      );
+    }
+    await this.#command(["DEL", KEY.nodeRooms(node)]);
+    return members;
+  }
+
+  #connectionError(error: unknown): void {
+    if (this.#upSince === null) return;
+    this.#upSince = null;
+    this.#options.onConnection?.(false, describe(error));
+  }
+
+  /** The connection came (back) up: say so, and catch up on every room. */
+  #connected(): void {
+    const first = this.#shas.size === 0 && this.#upSince === null &&
+      this.#rooms.size === 0;
+    this.#upSince = performance.now();
+    this.#shas.clear();
+    if (!first) this.#options.onConnection?.(true);
+    void this.#reconcile();
+  }
+
+  /**
+   * After a reconnect: say this node is alive, restore its members (a
+   * node away longer than its heartbeat was reaped), and fill every room
+   * from the stream, which a lost message would otherwise leave behind.
+   */
+  async #reconcile(): Promise<void> {
+    try {
+      await this.#heartbeat();
+      for (const [room, owners] of this.#local) {
+        const members = await this.#command(["HGETALL", KEY.members(room)]);
+        const held = new Map(
+          memberRefs(members).map((member) => [member.owner, member.name]),
+        );
+        const joined: MemberRef[] = [];
+        for (const [owner, name] of owners) {
+          if (held.get(owner) !== name) joined.push({ name, owner });
+        }
+        if (joined.length > 0) {
+          this.publish(room, { kind: "presence", joined, left: [] });
+        }
+      }
+      for (const heard of this.#rooms.values()) {
+        if (heard.busy || heard.epoch === null) continue;
+        const meta = await this.#command([
+          "HMGET",
+          KEY.meta(heard.name),
+          "epoch",
+          "seq",
+        ]) as (string | null)[];
+        if (meta[0] !== heard.epoch) {
+          heard.busy = true;
+          try {
+            await this.#reset(heard);
+          } finally {
+            heard.busy = false;
+          }
+        } else if (Number(meta[1] ?? 0) > heard.lastId) {
+          heard.busy = true;
+          try {
+            await this.#fill(heard, Number(meta[1]));
+          } finally {
+            heard.busy = false;
+          }
+        }
+        void this.#drain(heard);
+      }
+    } catch {
+      // Down again: the next reconnect tries again.
+    }
+  }
+
+  // ------------------------------------------------------------ commands
+
+  async #command(args: string[]): Promise<unknown> {
+    try {
+      return await this.#commands.sendCommand(args);
+    } catch (error) {
+      throw new EngineUnavailable(describe(error), { cause: error });
+    }
+  }
+
+  /** Runs a script by its SHA, loading it first if Redis does not have it. */
+  async #script(
+    name: ScriptName,
+    keys: string[],
+    args: string[],
+  ): Promise<unknown> {
+    let sha = this.#shas.get(name);
+    if (sha === undefined) {
+      sha = await this.#command(["SCRIPT", "LOAD", SCRIPTS[name]]) as string;
+      this.#shas.set(name, sha);
+    }
+    try {
+      return await this.#commands.sendCommand([
+        "EVALSHA",
+        sha,
+        String(keys.length),
+        ...keys,
+        ...args,
+      ]);
+    } catch (error) {
+      if (String((error as Error)?.message ?? "").startsWith("NOSCRIPT")) {
+        this.#shas.delete(name);
+        return await this.#script(name, keys, args);
+      }
+      throw new EngineUnavailable(describe(error), { cause: error });
+    }
+  }
+}
+
+function noTakeover(): void {}
+
+/** The event a channel message stands for (lines are handled apart). */
+function channelEvent(
+  message: Exclude<ChannelMessage, { k: "l" }>,
+): RoomEvent {
+  if (message.k === "t") {
+    return { kind: "typing", member: { name: message.n, owner: message.o } };
+  }
+  return {
+    kind: "presence",
+    joined: message.j.map(([name, owner]) => ({ name, owner })),
+    left: message.l.map(([name, owner]) => ({ name, owner })),
+  };
+}
+
+/** A stream reply's lines: `[[id, ["d", json]], ...]`. */
+function streamLines(reply: unknown): StoredMessage[] {
+  const lines: StoredMessage[] = [];
+  for (const entry of (reply ?? []) as [string, string[]][]) {
+    const fields = entry[1];
+    const at = fields.indexOf("d");
+    if (at !== -1) lines.push(JSON.parse(fields[at + 1]) as StoredMessage);
+  }
+  return lines;
+}
+
+/** An HGETALL reply (a map in RESP3, a flat list in RESP2) as members. */
+function memberRefs(reply: unknown): MemberRef[] {
+  if (reply === null || reply === undefined) return [];
+  if (Array.isArray(reply)) {
+    const refs: MemberRef[] = [];
+    for (let i = 0; i + 1 < reply.length; i += 2) {
+      refs.push({ name: String(reply[i]), owner: String(reply[i + 1]) });
+    }
+    return refs;
+  }
+  const entries = reply instanceof Map
+    ? [...reply.entries()]
+    : Object.entries(reply as Record<string, unknown>);
+  return entries.map(([name, owner]) => ({
+    name: String(name),
+    owner: String(owner),
+  }));
+}
+
+/** A new epoch: 8 random hex digits, for a room Redis holds nothing of. */
+function newEpoch(): string {
+  return crypto.randomUUID().slice(0, 8);
+}
+
+/** Reconnect backoff: 50 ms, doubling, at most a second. */
+function reconnectDelay(retries: number): number {
+  return Math.min(50 * 2 ** Math.min(retries, 10), MAX_RECONNECT_DELAY_MS);
+}
+
+/** The URL without its password, for messages. */
+function redactedUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== "") parsed.password = "***";
+    return parsed.href;
+  } catch {
+    return "(an invalid URL)";
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
