@@ -16,8 +16,17 @@
  */
 
 import { tokenFromRequest, verifyToken } from "./auth.ts";
-import type { Client } from "./client.ts";
-import type { Newcomer } from "./connection.ts";
+import { type Client, newClientId } from "./client.ts";
+import {
+  type ClaimResult,
+  EngineUnavailable,
+  type MemberRef,
+} from "./engine.ts";
+import {
+  type Newcomer,
+  newSessionToken,
+  sessionHash as sha256Hex,
+} from "./connection.ts";
 import {
   CloseCode,
   DEFAULT_ROOM,
@@ -207,7 +216,13 @@ export class Admission {
       authKey: this.#authKey,
     });
     if (!identity.ok) return identity;
-    const room = await this.#rooms.ready(wanted.value.room);
+    let room: Room | null;
+    try {
+      room = await this.#rooms.ready(wanted.value.room);
+    } catch (error) {
+      if (!(error instanceof EngineUnavailable)) throw error;
+      return refused(STORE_UNAVAILABLE);
+    }
     if (room === null) {
       return refused({
         status: 503,
@@ -215,20 +230,45 @@ export class Admission {
         text: "the server has as many rooms open as it allows",
       });
     }
+    const newcomer = {
+      id: newClientId(),
+      session: newSessionToken(),
+    };
+    const claimed = await this.#claim(room, {
+      identity: identity.value,
+      session: context.query.get("session"),
+      newcomer,
+      dryRun,
+    });
+    if (!claimed.ok) {
+      this.#rooms.release(room);
+      return claimed;
+    }
+    const engine = this.#rooms.engine;
+    const member = { name: claimed.value.username, owner: claimed.value.owner };
+    const unclaim = (): void => {
+      if (!dryRun) engine.unclaim(room.name, member);
+    };
     // From here on nothing awaits (see the class's invariant).
     if (this.#isShuttingDown()) {
+      unclaim();
       this.#rooms.release(room);
       return refused(SHUTTING_DOWN);
     }
     const seat = this.#seat(room, {
-      identity: identity.value,
+      username: claimed.value.username,
       session: context.query.get("session"),
       dryRun,
     });
-    if (!seat.ok) return seat;
-    const username = seat.value;
+    if (!seat.ok) {
+      unclaim();
+      return seat;
+    }
+    const replaced = claimed.value.replaced;
+    if (replaced !== undefined && !dryRun) engine.takeOver(room.name, replaced);
     const slot = this.#limiter.tryAcquire(context.ip);
     if (!slot.ok) {
+      unclaim();
       this.#rooms.release(room);
       return refused({
         status: slot.limit === "total" ? 503 : 429,
@@ -241,13 +281,17 @@ export class Admission {
       ok: true,
       value: {
         ip: context.ip,
-        username,
+        id: newcomer.id,
+        session: newcomer.session,
+        username: claimed.value.username,
         room,
         since: wanted.value.since,
+        epoch: context.query.get("epoch") ?? undefined,
         protocol: presented.protocol ?? undefined,
         release: slot.release,
         cancel(): void {
           slot.release();
+          unclaim();
           rooms.release(room);
         },
       },
@@ -255,17 +299,73 @@ export class Admission {
   }
 
   /**
-   * Settles the name in an open room: the one asked for (taken over when
-   * the connection holding it is the peer's own, by its session) or a
-   * guest's. A dry run leaves the older connection open and counts its
-   * name as free.
+   * Claims the name across nodes, when the engine shares rooms with other
+   * nodes: the one asked for, or a guest name nobody holds. One process
+   * decides names in the room alone ({@linkcode Admission.#seat}).
+   */
+  async #claim(
+    room: Room,
+    asked: {
+      identity: string | null;
+      session: string | null;
+      newcomer: { id: string; session: string };
+      dryRun: boolean;
+    },
+  ): Promise<
+    Verdict<{ username: string; owner: string; replaced?: MemberRef }>
+  > {
+    const engine = this.#rooms.engine;
+    const owner = `${engine.nodeId}/${asked.newcomer.id}`;
+    if (!engine.shared) {
+      return {
+        ok: true,
+        value: { username: asked.identity ?? guestName(room), owner },
+      };
+    }
+    const [sessionHash, presented] = await Promise.all([
+      sha256Hex(asked.newcomer.session),
+      asked.session === null ? null : sha256Hex(asked.session),
+    ]);
+    for (let tries = 0; tries < GUEST_TRIES; tries++) {
+      const username = asked.identity ?? guestName(room);
+      let result: ClaimResult;
+      try {
+        result = await engine.claim(room.name, {
+          member: { name: username, owner },
+          sessionHash,
+          presented,
+          peek: asked.dryRun,
+        });
+      } catch (error) {
+        if (!(error instanceof EngineUnavailable)) throw error;
+        return refused(STORE_UNAVAILABLE);
+      }
+      if (result.claimed) {
+        return {
+          ok: true,
+          value: { username, owner, replaced: result.replaced },
+        };
+      }
+      if (asked.identity !== null) return refused(nameTaken(username, room));
+    }
+    return refused({
+      status: 503,
+      reason: "username_taken",
+      text: "no free guest name was found; pick a name",
+    });
+  }
+
+  /**
+   * Settles the name in the room on this node: free here, or taken over
+   * when the connection holding it is the peer's own, by its session. A
+   * dry run leaves the older connection open and counts its name as free.
    */
   #seat(
     room: Room,
-    asked: { identity: string | null; session: string | null; dryRun: boolean },
+    asked: { username: string; session: string | null; dryRun: boolean },
   ): Verdict<string> {
-    const { identity, session, dryRun } = asked;
-    const holder = identity === null ? undefined : room.holder(identity);
+    const { username, session, dryRun } = asked;
+    const holder = room.holder(username);
     const takesOver = holder !== undefined && session !== null &&
       this.#sessionOf(holder) === session;
     if (takesOver && !dryRun) {
@@ -273,20 +373,37 @@ export class Admission {
       // the old connection ends (and leaves) before the new one joins.
       holder.close(CloseCode.replaced, "replaced by a newer connection");
     }
-    const username = identity ?? guestName(room);
     if (room.isTaken(username) && !(dryRun && takesOver)) {
       this.#rooms.release(room);
-      return refused({
-        status: 409,
-        reason: "username_taken",
-        error: "username_taken",
-        text:
-          `"${username}" is already online in #${room.name}; choose another name`,
-      });
+      return refused(nameTaken(username, room));
     }
     return { ok: true, value: username };
   }
 }
+
+/** The 409 for a name someone else holds in the room. */
+function nameTaken(username: string, room: Room): Refusal {
+  return {
+    status: 409,
+    reason: "username_taken",
+    error: "username_taken",
+    text:
+      `"${username}" is already online in #${room.name}; choose another name`,
+  };
+}
+
+/**
+ * Guest names tried before giving up: 65,536 of them, so a second try all
+ * but never fails unless a room holds tens of thousands of guests.
+ */
+const GUEST_TRIES = 5;
+
+/** The chat store (Redis) cannot be reached: nobody can join now. */
+const STORE_UNAVAILABLE: Refusal = {
+  status: 503,
+  reason: "store_unavailable",
+  text: "the chat store is unreachable; try again shortly",
+};
 
 /** The default origin policy: the page's own origin, or no Origin header. */
 const SAME_ORIGIN_ONLY: OriginOptions = {

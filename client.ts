@@ -60,6 +60,8 @@ export interface ClientEnd {
 export interface ClientOptions {
   /** The name this client chats under. */
   username: string;
+  /** Its id (from {@linkcode newClientId}); default a new one. */
+  id?: string;
   /** Shared turn-end flushing; clients of one process share one. */
   flusher: Flusher;
   /** Most messages the outbox holds before eviction. Default 256. */
@@ -70,8 +72,22 @@ export interface ClientOptions {
   onEnd?: (client: Client, end: ClientEnd) => void;
 }
 
-/** Clients made by this process so far. */
-let clientsMade = 0;
+/** Client ids given out by this process so far. */
+let clientIds = 0;
+
+/**
+ * A client id unique within this process, ever: how rooms tell clients
+ * apart, and with the node's id, how every node does.
+ *
+ * @example
+ * ```ts
+ * import { newClientId } from "./client.ts";
+ * newClientId(); // "1", then "2", ...
+ * ```
+ */
+export function newClientId(): string {
+  return String(++clientIds);
+}
 
 /**
  * A connected peer.
@@ -93,7 +109,7 @@ export class Client {
   /** The name this client chats under. */
   readonly username: string;
   /** Unique among this process's clients, ever: how rooms tell them apart. */
-  readonly id: string = String(++clientsMade);
+  readonly id: string;
   #socket: ClientSocket;
   #flusher: Flusher;
   #maxQueue: number;
@@ -110,6 +126,7 @@ export class Client {
   /** Wraps a socket; the caller wires the socket's events to this client. */
   constructor(socket: ClientSocket, options: ClientOptions) {
     this.username = options.username;
+    this.id = options.id ?? newClientId();
     this.#socket = socket;
     this.#flusher = options.flusher;
     this.#maxQueue = options.maxQueue ?? DEFAULT_MAX_QUEUE;

@@ -78,6 +78,12 @@ export const DEFAULT_MAX_STRIKES = 10;
 export interface Newcomer {
   /** The peer's address, for logs and its connection slot. */
   ip: string;
+  /** Its client's id (from `newClientId`); default a new one. */
+  id?: string;
+  /** Its session secret; default a new one. */
+  session?: string;
+  /** The store's life `since` refers to (the welcome's `epoch`), if any. */
+  epoch?: string;
   /** The name it chats under, checked free in `room`. */
   username: string;
   /** The room it joins once its socket opens. */
@@ -160,11 +166,12 @@ export class Connection {
   /** The write side: the peer's outbox and socket. */
   readonly client: Client;
   /** The secret that lets a reconnect take this connection's name. */
-  readonly session: string = newSessionToken();
+  readonly session: string;
   /** The peer's address. */
   readonly ip: string;
   #room: Room;
   #since: number | undefined;
+  #epoch: string | undefined;
   /** True when the name was reserved in the room at the upgrade. */
   #reserved: boolean;
   #shared: ConnectionsOptions;
@@ -184,6 +191,8 @@ export class Connection {
   constructor(socket: ClientSocket, options: ConnectionOptions) {
     const { newcomer, shared } = options;
     this.ip = newcomer.ip;
+    this.session = newcomer.session ?? newSessionToken();
+    this.#epoch = newcomer.epoch;
     this.#room = newcomer.room;
     this.#since = newcomer.since;
     this.#release = newcomer.release;
@@ -199,6 +208,7 @@ export class Connection {
     });
     this.client = new Client(socket, {
       username: newcomer.username,
+      id: newcomer.id,
       flusher: shared.rooms.flusher,
       maxQueue: shared.maxQueue,
       highWaterBytes: shared.highWaterBytes,
@@ -224,7 +234,11 @@ export class Connection {
       ip: this.ip,
       room: this.#room.name,
     });
-    this.#room.join(this.client, { since: this.#since, session: this.session });
+    this.#room.join(this.client, {
+      since: this.#since,
+      epoch: this.#epoch,
+      session: this.session,
+    });
   }
 
   /** Handles one frame from the peer, cheapest checks first. */
@@ -325,17 +339,47 @@ export class Connection {
       rooms.release(to);
       return;
     }
-    if (!to.reserve(client)) {
+    // One process claims nothing across nodes: the move stays in this turn.
+    const shared = rooms.engine.shared;
+    if (!to.reserve(client) || (shared && !(await this.#claimIn(to)))) {
       this.#refuse(
         "username_taken",
         `username "${client.username}" is already online in room "${name}"`,
       );
+      to.leave(client);
+      rooms.release(to);
+      return;
+    }
+    // The peer may have gone, or moved, while the name was claimed.
+    if (client.ended || this.#room !== from) {
+      to.leave(client);
       rooms.release(to);
       return;
     }
     from.leave(client);
     this.#room = to;
     to.join(client, { session: this.session });
+  }
+
+  /**
+   * Claims the peer's name in a room across nodes (always granted in one
+   * process); false when another node's member holds it.
+   */
+  async #claimIn(room: Room): Promise<boolean> {
+    const engine = this.#shared.rooms.engine;
+    try {
+      const result = await engine.claim(room.name, {
+        member: {
+          name: this.client.username,
+          owner: room.ownerOf(this.client),
+        },
+        sessionHash: await sessionHash(this.session),
+        presented: null,
+      });
+      return result.claimed;
+    } catch {
+      return false;
+    }
   }
 
   #refuse(code: ErrorCode, text: string): void {
@@ -445,12 +489,41 @@ export class Connections {
   }
 }
 
-/** A fresh connection secret: 128 random bits, hex. */
-function newSessionToken(): string {
+/**
+ * A fresh connection secret: 128 random bits, hex.
+ *
+ * @example
+ * ```ts
+ * import { newSessionToken } from "./connection.ts";
+ * newSessionToken().length; // 32
+ * ```
+ */
+export function newSessionToken(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join(
     "",
   );
+}
+
+/**
+ * A session secret's SHA-256, hex: how nodes compare sessions without
+ * handing the secret itself to the shared store.
+ *
+ * @example
+ * ```ts
+ * import { sessionHash } from "./connection.ts";
+ * (await sessionHash("s3cret")).length; // 64
+ * ```
+ */
+export async function sessionHash(session: string): Promise<string> {
+  const digest = await crypto.subtle.digest(
+    "SHA-256",
+    new TextEncoder().encode(session),
+  );
+  return Array.from(
+    new Uint8Array(digest),
+    (byte) => byte.toString(16).padStart(2, "0"),
+  ).join("");
 }
 
 /**

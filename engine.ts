@@ -117,6 +117,8 @@ export interface Claim {
   sessionHash: string;
   /** A hash of the session the peer presented (`?session=`), if any. */
   presented: string | null;
+  /** Only say what a claim would find; claim nothing (a dry run). */
+  peek?: boolean;
 }
 
 /** A room, as the store knows it: for `GET /rooms`. */
@@ -147,6 +149,11 @@ export interface RoomSubscription {
 export interface RoomEngine {
   /** This node's name, unique among the nodes sharing rooms. */
   readonly nodeId: string;
+  /**
+   * True when other nodes share the rooms: names are then claimed across
+   * nodes before a connection opens ({@linkcode RoomEngine.claim}).
+   */
+  readonly shared: boolean;
   /**
    * Starts hearing a room's events: first a snapshot of who is in it, then
    * every event published from then on. Publish nothing to a room before
@@ -237,6 +244,8 @@ export interface LocalEngineOptions {
 export class LocalEngine implements RoomEngine {
   /** One process: one node. */
   readonly nodeId = "local";
+  /** Nobody else shares these rooms. */
+  readonly shared = false;
   #history: History | null;
   #rooms = new Map<string, LocalRoom>();
 

@@ -26,6 +26,7 @@ import {
   UsageError,
 } from "./flags.ts";
 import { DEFAULT_HISTORY_LIMIT, HistoryOpenError } from "./history.ts";
+import { EngineUnavailable } from "./engine.ts";
 import { DEFAULT_LARGE_ROOM } from "./presence.ts";
 import {
   DEFAULT_MAX_CONNECTIONS,
@@ -260,6 +261,31 @@ export const SETTINGS: readonly Setting[] = [
     key: "largeRoom",
   },
   {
+    name: "redis",
+    env: "HUBCHAT_REDIS_URL",
+    kind: "text",
+    value: "URL",
+    help:
+      "share rooms, history and presence with every node on this Redis (redis:// or rediss://)",
+    key: "redis",
+    convert(value) {
+      const url = String(value);
+      if (!/^rediss?:\/\/[^\s]+$/.test(url)) {
+        throw new UsageError(
+          `URL is "${url}"; expected a redis:// or rediss:// URL, like redis://127.0.0.1:6379`,
+        );
+      }
+      return url;
+    },
+  },
+  {
+    name: "reuse-port",
+    env: "HUBCHAT_REUSE_PORT",
+    kind: "switch",
+    help: "let several nodes listen on this port (the kernel spreads them)",
+    key: "reusePort",
+  },
+  {
     name: "log-format",
     env: "HUBCHAT_LOG_FORMAT",
     kind: "text",
@@ -323,6 +349,11 @@ export function usage(): string {
     "Open http://HOST:PORT/ in a browser; WebSocket clients connect to",
     "ws://HOST:PORT/ws?username=NAME.",
   ].join("\n");
+}
+
+/** A URL with its password hidden, for messages. */
+function redactedPassword(url: string): string {
+  return url.replace(/^(rediss?:\/\/[^:@/]*:)[^@/]*@/, "$1***@");
 }
 
 /**
@@ -408,6 +439,13 @@ export function startupProblem(
       cert: `${source("certFile", "--cert")} is "${given.options.certFile}"`,
       key: `${source("keyFile", "--key")} is "${given.options.keyFile}"`,
     });
+  }
+  if (error instanceof EngineUnavailable) {
+    return `${source("redis", "--redis")} is "${
+      redactedPassword(given.options.redis ?? "")
+    }", which cannot be used (${
+      firstLine(error.message)
+    }); expected the URL of a running Redis, like redis://127.0.0.1:6379`;
   }
   if (error instanceof HistoryOpenError) {
     return dataProblem(error, {

@@ -433,6 +433,25 @@ const FANOUT_BUCKETS = [
   0.1,
 ];
 
+/**
+ * Publish-to-delivery buckets, in seconds: a Redis round trip on one
+ * machine is a fraction of a millisecond, a gap fill or a busy node tens of
+ * milliseconds, a reconnect a second or more.
+ */
+const DELIVERY_BUCKETS = [
+  0.0005,
+  0.001,
+  0.002,
+  0.005,
+  0.01,
+  0.02,
+  0.05,
+  0.1,
+  0.5,
+  1,
+  5,
+];
+
 function residentBytes(): number {
   return Deno.memoryUsage().rss;
 }
@@ -456,7 +475,7 @@ export interface MetricsSources {
 }
 
 /** A part of the server that can be degraded while the rest goes on. */
-export type HealthPart = "storage" | "accept";
+export type HealthPart = "storage" | "accept" | "redis";
 
 /**
  * What is degraded now, part by part, as `/healthz` tells it: the server
@@ -560,6 +579,15 @@ export class ServerMetrics {
   readonly fanout: Histogram;
   /** History commits that failed (their lines were refused). */
   readonly storageFailures: Counter;
+  /** Times accepting connections failed (file descriptors ran out). */
+  readonly acceptFailures: Counter;
+  /** Seconds from a line's publishing by any node to its hearing here. */
+  readonly redisDelivery: Histogram;
+  /** Lines fetched from Redis's stream to fill a gap in what was heard. */
+  readonly redisGapsFilled: Counter;
+  /** Nodes alive, as seen at the last heartbeat. */
+  readonly redisNodes: Gauge;
+  #redisUp: (() => boolean) | null = null;
 
   /** Registers every metric, reading live state from `sources`. */
   constructor(sources: MetricsSources) {
@@ -634,6 +662,41 @@ export class ServerMetrics {
       "Time one broadcast took to reach every recipient's outbox.",
       FANOUT_BUCKETS,
     );
+    this.acceptFailures = registry.counter(
+      "hubchat_accept_failures_total",
+      "Times accepting connections failed (file descriptors ran out); " +
+        "the server listens again by itself.",
+    );
+    registry.gauge(
+      "hubchat_accept_failing",
+      "1 while new connections cannot be accepted, else 0.",
+      () => (health !== undefined && health.get("accept") !== null ? 1 : 0),
+    );
+    registry.gauge(
+      "hubchat_redis_connected",
+      "With --redis: 1 while connected to Redis, else 0 (0 without --redis).",
+      () => (this.#redisUp?.() ? 1 : 0),
+    );
+    this.redisDelivery = registry.histogram(
+      "hubchat_redis_delivery_seconds",
+      "With --redis: time from a line's publishing (by any node) to its " +
+        "hearing by this one.",
+      DELIVERY_BUCKETS,
+    );
+    this.redisGapsFilled = registry.counter(
+      "hubchat_redis_gaps_filled_total",
+      "With --redis: lines fetched from the stream because their message " +
+        "was not heard.",
+    );
+    this.redisNodes = registry.gauge(
+      "hubchat_redis_nodes",
+      "With --redis: hubchat nodes alive, as seen at the last heartbeat.",
+    );
+  }
+
+  /** With --redis: where `hubchat_redis_connected` reads the connection. */
+  redisConnected(isUp: () => boolean): void {
+    this.#redisUp = isUp;
   }
 
   /** Records one broadcast: called once per message, not per recipient. */

@@ -32,6 +32,7 @@ export type ErrorCode =
   | "invalid_room"
   | "room_limit"
   | "storage_failed"
+  | "unavailable"
   | "invalid_since"
   | "invalid_username"
   | "username_taken";
@@ -139,6 +140,12 @@ export interface WelcomeMessage {
   gap: boolean;
   /** Proof of this connection: a reconnect passing it may take the name. */
   session: string;
+  /**
+   * With a shared store (Redis): the store's life the ids belong to. A
+   * reconnect passes it with `since`; when the store lost its data, the
+   * epoch changed and `since` is ignored (`gap: true`).
+   */
+  epoch?: string;
   timestamp: string;
 }
 

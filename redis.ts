@@ -188,27 +188,28 @@ return 1`,
    * KEYS: names. ARGV: name, owner, its session's hash, the presented
    * session's hash (or ""), heartbeat key prefix. A name is free when
    * unclaimed, or claimed by a node whose heartbeat ran out; it is taken
-   * over when the presented session is the holder's. Returns "claimed",
-   * "taken", or the replaced owner.
+   * over when the presented session is the holder's. With ARGV[6] "peek"
+   * nothing is written. Returns "claimed", "taken", or "replaced OWNER".
    */
   claim: `
 local held = redis.call('HGET', KEYS[1], ARGV[1])
 local mine = ARGV[2] .. ' ' .. ARGV[3]
+local write = ARGV[6] ~= 'peek'
 if not held then
-  redis.call('HSET', KEYS[1], ARGV[1], mine)
+  if write then redis.call('HSET', KEYS[1], ARGV[1], mine) end
   return 'claimed'
 end
 local space = string.find(held, ' ', 1, true)
 local owner = string.sub(held, 1, space - 1)
 local hash = string.sub(held, space + 1)
 if ARGV[4] ~= '' and hash == ARGV[4] then
-  redis.call('HSET', KEYS[1], ARGV[1], mine)
+  if write then redis.call('HSET', KEYS[1], ARGV[1], mine) end
   return 'replaced ' .. owner
 end
 local slash = string.find(owner, '/', 1, true)
 local node = string.sub(owner, 1, slash - 1)
 if redis.call('EXISTS', ARGV[5] .. node) == 0 then
-  redis.call('HSET', KEYS[1], ARGV[1], mine)
+  if write then redis.call('HSET', KEYS[1], ARGV[1], mine) end
   return 'claimed'
 end
 return 'taken'`,
@@ -283,6 +284,8 @@ const KEY = {
 export class RedisEngine implements RoomEngine {
   /** This node's id, unique among the nodes sharing the Redis. */
   readonly nodeId: string;
+  /** Every node sharing the Redis shares the rooms. */
+  readonly shared = true;
   #commands: RedisClient;
   #subscriber: RedisClient;
   #limit: number;
@@ -319,9 +322,17 @@ export class RedisEngine implements RoomEngine {
     url: string,
     options: RedisEngineOptions = {},
   ): Promise<RedisEngine> {
-    const { createClient } = await import(CLIENT_MODULE) as {
-      createClient(options: unknown): RedisClient;
-    };
+    let createClient: (options: unknown) => RedisClient;
+    try {
+      ({ createClient } = await import(CLIENT_MODULE));
+    } catch (error) {
+      throw new EngineUnavailable(
+        `cannot load its client (${CLIENT_MODULE}, npm:@redis/client): ${
+          describe(error)
+        }`,
+        { cause: error },
+      );
+    }
     const commands = createClient({
       url,
       RESP: 3,
@@ -339,7 +350,22 @@ export class RedisEngine implements RoomEngine {
     subscriber.on("error", () => {});
     commands.on("ready", () => engine.#connected());
     try {
-      await commands.connect();
+      // The client retries a refused first connection forever; a start
+      // should say at once that Redis is not there.
+      const first = Promise.withResolvers<void>();
+      // Later errors (Redis going away) are the reconnect's business.
+      first.promise.catch(() => {});
+      commands.on("error", (error) => first.reject(error));
+      const timer = setTimeout(
+        () =>
+          first.reject(new Error(`no answer within ${COMMAND_TIMEOUT_MS} ms`)),
+        COMMAND_TIMEOUT_MS,
+      );
+      try {
+        await Promise.race([commands.connect(), first.promise]);
+      } finally {
+        clearTimeout(timer);
+      }
       await subscriber.connect();
       await subscriber.subscribe(
         KEY.node(engine.nodeId),
@@ -348,8 +374,8 @@ export class RedisEngine implements RoomEngine {
     } catch (error) {
       commands.destroy();
       subscriber.destroy();
-      throw new Error(
-        `redis: cannot connect to ${redactedUrl(url)}: ${describe(error)}`,
+      throw new EngineUnavailable(
+        `cannot connect to ${redactedUrl(url)}: ${describe(error)}`,
         { cause: error },
       );
     }
@@ -502,6 +528,7 @@ export class RedisEngine implements RoomEngine {
       claim.sessionHash,
       claim.presented ?? "",
       KEY.nodePrefix,
+      claim.peek ? "peek" : "",
     ]) as string;
     if (result === "claimed") return { claimed: true };
     if (result === "taken") return { claimed: false };

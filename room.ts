@@ -14,12 +14,13 @@
  */
 
 import type { Client } from "./client.ts";
-import type {
-  MemberRef,
-  PresenceEvent,
-  RoomEngine,
-  RoomEvent,
-  RoomSubscription,
+import {
+  EngineUnavailable,
+  type MemberRef,
+  type PresenceEvent,
+  type RoomEngine,
+  type RoomEvent,
+  type RoomSubscription,
 } from "./engine.ts";
 import type { StoredMessage } from "./history.ts";
 import { Hub, type HubOptions } from "./hub.ts";
@@ -30,6 +31,7 @@ import {
 } from "./presence.ts";
 import {
   type ChatMessage,
+  CloseCode,
   type ErrorCode,
   errorMessage,
   type MembersCommand,
@@ -59,10 +61,24 @@ export interface RoomOptions extends HubOptions {
   onIdle?: (room: Room) => void;
 }
 
+/**
+ * How long an arrival that took a name over from another node waits for
+ * the old connection's departure: it is asked to close at once and leaves
+ * within milliseconds; a node that does not answer is dead or stuck, and
+ * the arrival goes ahead anyway.
+ */
+export const TAKEOVER_WAIT_MS = 2000;
+
 /** What a joiner asks of the room's past. */
 export interface JoinOptions {
   /** The last message id the client saw here: send only what came after. */
   since?: number;
+  /**
+   * The store's life `since` belongs to (an earlier welcome's `epoch`): a
+   * `since` of another life means nothing, and the joiner gets the whole
+   * history, with `gap`.
+   */
+  epoch?: string;
   /** The connection's secret, echoed in `welcome` for takeovers. */
   session: string;
 }
@@ -108,8 +124,11 @@ export class Room {
   readonly name: string;
   /** The hub that fans out this room's messages to this node's members. */
   readonly hub: Hub;
-  /** Resolves once the room has heard who is in it: joins may follow. */
-  readonly ready: Promise<void>;
+  /**
+   * Resolves with true once the room has heard who is in it (joins may
+   * follow), with false when its store could not be reached.
+   */
+  readonly ready: Promise<boolean>;
   #engine: RoomEngine;
   #subscription: RoomSubscription;
   #onRefusal?: (code: ErrorCode) => void;
@@ -120,12 +139,22 @@ export class Room {
   #arrivals = new Map<string, Arrival>();
   /** This node's members whose arrival was published (so is their leave). */
   #published = new Set<Client>();
+  /**
+   * Arrivals that took a name over from another node's connection, held
+   * until that connection's departure is heard (or for at most
+   * {@linkcode TAKEOVER_WAIT_MS}), so everyone sees the leave, then the join.
+   */
+  #takingOver = new Map<string, {
+    client: Client;
+    options: JoinOptions;
+    timer: ReturnType<typeof setTimeout>;
+  }>();
   /** Who is in, on every node, and whether they are told one by one. */
   #presence: Presence;
   /** Pending send of a large room's count; undefined when none is due. */
   #countTimer: ReturnType<typeof setTimeout> | undefined;
   #isReady = false;
-  #markReady!: () => void;
+  #markReady!: (ready: boolean) => void;
   #closing = false;
 
   /** Creates the room and starts hearing it. */
@@ -192,6 +221,21 @@ export class Room {
    */
   join(client: Client, options: JoinOptions): void {
     if (client.ended || this.#names.get(client.username) !== client) return;
+    const held = this.#presence.ownerOf(client.username);
+    if (held !== undefined && held !== this.#owner(client)) {
+      // A takeover from another node: its old connection leaves first.
+      const timer = setTimeout(() => {
+        this.#takingOver.delete(client.username);
+        this.#publishArrival(client, options);
+      }, TAKEOVER_WAIT_MS);
+      this.#takingOver.set(client.username, { client, options, timer });
+      return;
+    }
+    this.#publishArrival(client, options);
+  }
+
+  #publishArrival(client: Client, options: JoinOptions): void {
+    if (client.ended || this.#names.get(client.username) !== client) return;
     const member = this.#member(client);
     this.#arrivals.set(member.owner, { client, options });
     this.#published.add(client);
@@ -207,15 +251,45 @@ export class Room {
     if (this.#names.get(client.username) === client) {
       this.#names.delete(client.username);
     }
+    const waiting = this.#takingOver.get(client.username);
+    if (waiting?.client === client) {
+      clearTimeout(waiting.timer);
+      this.#takingOver.delete(client.username);
+    }
     this.hub.unregister(client);
-    if (this.#published.delete(client) && !this.#closing) {
-      this.#engine.publish(this.name, {
-        kind: "presence",
-        joined: [],
-        left: [this.#member(client)],
-      });
+    if (this.#published.delete(client)) {
+      // Publishing the departure gives the name's claim back too.
+      if (!this.#closing) {
+        this.#engine.publish(this.name, {
+          kind: "presence",
+          joined: [],
+          left: [this.#member(client)],
+        });
+      }
+    } else if (this.#engine.shared) {
+      // It never arrived (its socket never opened, or it could not move
+      // here): only its claim is to be given back.
+      this.#engine.unclaim(this.name, this.#member(client));
     }
     this.#tellIfIdle();
+  }
+
+  /** How the engine knows a client of this node in this room. */
+  ownerOf(client: Client): string {
+    return this.#owner(client);
+  }
+
+  /**
+   * Closes this node's connection that held a name another node's newer
+   * connection took over (by its session), with 4001; it leaves as usual.
+   */
+  replace(owner: string): void {
+    for (const client of this.#names.values()) {
+      if (this.#owner(client) === owner) {
+        client.close(CloseCode.replaced, "replaced by a newer connection");
+        return;
+      }
+    }
   }
 
   /**
@@ -241,12 +315,20 @@ export class Room {
         timestamp: timestamp(),
         ...(to === undefined ? {} : { to }),
       });
-    } catch {
-      this.#refuse(
-        client,
-        "storage_failed",
-        "the message could not be stored, so it was not sent; try again",
-      );
+    } catch (error) {
+      if (error instanceof EngineUnavailable) {
+        this.#refuse(
+          client,
+          "unavailable",
+          "the chat store is unreachable, so the message was not sent; try again shortly",
+        );
+      } else {
+        this.#refuse(
+          client,
+          "storage_failed",
+          "the message could not be stored, so it was not sent; try again",
+        );
+      }
     }
     this.#tellIfIdle();
   }
@@ -279,6 +361,10 @@ export class Room {
   close(code: number, reason: string): void {
     this.#closing = true;
     this.#stopCount();
+    for (const waiting of this.#takingOver.values()) {
+      clearTimeout(waiting.timer);
+    }
+    this.#takingOver.clear();
     this.hub.close(code, reason);
     this.#names.clear();
     this.#arrivals.clear();
@@ -309,7 +395,10 @@ export class Room {
           this.#presence.add(member.name, member.owner);
         }
         this.#isReady = true;
-        this.#markReady();
+        this.#markReady(true);
+        return;
+      case "unavailable":
+        this.#markReady(false);
         return;
       case "reset":
         this.#hearReset();
@@ -346,6 +435,13 @@ export class Room {
       if (change === null || this.#closing) continue;
       const text = this.#presenceText(change, "leave", member.name);
       if (text !== null) this.hub.broadcastText(text);
+      // The name is free: an arrival that took it over goes ahead.
+      const waiting = this.#takingOver.get(member.name);
+      if (waiting !== undefined) {
+        clearTimeout(waiting.timer);
+        this.#takingOver.delete(member.name);
+        this.#publishArrival(waiting.client, waiting.options);
+      }
     }
     for (const member of event.joined) {
       const change = this.#presence.add(member.name, member.owner);
@@ -367,8 +463,12 @@ export class Room {
     const { client, options } = arrival;
     if (client.ended || this.#names.get(client.username) !== client) return;
     if (!this.hub.register(client)) return;
-    const past = options.since === undefined
-      ? { messages: this.#engine.recent(this.name), gap: false }
+    const epoch = this.#engine.epoch(this.name);
+    // A since from another life of the store refers to lines that are gone.
+    const lostLife = options.since !== undefined &&
+      options.epoch !== undefined && options.epoch !== epoch;
+    const past = options.since === undefined || lostLife
+      ? { messages: this.#engine.recent(this.name), gap: lostLife }
       : this.#engine.since(this.name, options.since);
     const history: ChatMessage[] = [];
     for (const line of past.messages) {
@@ -386,6 +486,7 @@ export class Room {
       session: options.session,
       timestamp: timestamp(),
     };
+    if (epoch !== "") welcome.epoch = epoch;
     client.deliver(JSON.stringify(welcome));
   }
 

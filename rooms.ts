@@ -7,7 +7,7 @@
  */
 
 import { type Client, Flusher } from "./client.ts";
-import { LocalEngine, type RoomEngine } from "./engine.ts";
+import { EngineUnavailable, LocalEngine, type RoomEngine } from "./engine.ts";
 import type { ErrorCode } from "./protocol.ts";
 import { Room, type RoomOptions } from "./room.ts";
 
@@ -80,6 +80,15 @@ export class Rooms {
       largeRoom: options.largeRoom,
       onIdle: (room) => this.release(room),
     };
+    // Another node took over one of this node's connections (4001).
+    this.#engine.setTakeoverHandler((room, owner) => {
+      this.#rooms.get(room)?.replace(owner);
+    });
+  }
+
+  /** Where the rooms' lines and presence go. */
+  get engine(): RoomEngine {
+    return this.#engine;
   }
 
   /** The open room of that name, if any. */
@@ -103,13 +112,17 @@ export class Rooms {
   /**
    * The room of that name, made if needed and ready to join, and still the
    * open room of that name when this resolves: check and reserve in the
-   * same turn. Null when at the cap.
+   * same turn. Null when at the cap; throws {@linkcode EngineUnavailable}
+   * when the room's store cannot be reached (the room is dropped).
    */
   async ready(name: string): Promise<Room | null> {
     for (;;) {
       const room = this.open(name);
       if (room === null) return null;
-      await room.ready;
+      if (!(await room.ready)) {
+        if (this.#rooms.get(name) === room) this.#rooms.delete(name);
+        throw new EngineUnavailable(`room "${name}" could not be opened`);
+      }
       if (this.#rooms.get(name) === room) return room;
     }
   }

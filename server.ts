@@ -20,8 +20,8 @@ import {
 import { importSecret } from "./auth.ts";
 import type { Client } from "./client.ts";
 import { Connections } from "./connection.ts";
-import { LocalEngine } from "./engine.ts";
-import { History } from "./history.ts";
+import { LocalEngine, type RoomEngine } from "./engine.ts";
+import { DEFAULT_HISTORY_LIMIT, History } from "./history.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { Health, PROMETHEUS_CONTENT_TYPE, ServerMetrics } from "./metrics.ts";
 import { CloseCode } from "./protocol.ts";
@@ -94,6 +94,14 @@ export interface ServerOptions {
   maxRooms?: number;
   /** Members above which a room sends its count, not each join. Default 100. */
   largeRoom?: number;
+  /**
+   * A Redis URL (`redis://` or `rediss://`, with a password and database if
+   * needed): rooms, history and presence are shared with every hubchat
+   * started with the same one. Without it, one process, history in KV.
+   */
+  redis?: string;
+  /** Let several processes listen on one port (the kernel spreads them). */
+  reusePort?: boolean;
 }
 
 /**
@@ -377,28 +385,12 @@ export async function startServer(
   const isShuttingDown = (): boolean => shuttingDown !== undefined;
   const logger = options.logger ?? silentLogger;
   const health = new Health();
-  const historyOptions = {
-    limit: options.historyLimit,
-    onCommit: (error: Error | null) => observeStorage(error),
-  };
-  const history = options.historyLimit === 0
-    ? null
-    : options.kv !== undefined
-    ? await History.fromKv(options.kv, historyOptions)
-    : await History.open(options.data ?? ":memory:", historyOptions);
   const metrics: ServerMetrics = new ServerMetrics({
     connectionsOpen: () => connections.open,
     clients: (): Iterable<Client> => rooms.clients(),
     health,
   });
-  /** Counts failed commits; logs when storage starts or stops failing. */
-  function observeStorage(error: Error | null): void {
-    if (error !== null) metrics.storageFailures.inc();
-    if (!health.set("storage", error === null ? null : "failing")) return;
-    if (error === null) logger.log("info", "storage_recovered", {});
-    else logger.log("error", "storage_failing", { cause: error.message });
-  }
-  const engine = new LocalEngine({ history });
+  const engine = await openEngine(options, { health, metrics, logger });
   const rooms: Rooms = new Rooms({
     engine,
     maxRooms: options.maxRooms,
@@ -436,29 +428,30 @@ export async function startServer(
     addressOptions: { trustProxy: options.trustProxy ?? false },
   };
 
-  const { promise: listening, resolve: onListen } = Promise.withResolvers<
-    Deno.NetAddr
-  >();
   const tls = options.cert !== undefined && options.key !== undefined
     ? { cert: options.cert, key: options.key }
     : {};
-  const port = options.port ?? DEFAULT_PORT;
-  const hostname = options.hostname ?? DEFAULT_HOST;
-  let httpServer: Deno.HttpServer<Deno.NetAddr>;
+  let listener: Listener;
   try {
-    httpServer = Deno.serve(
-      { port, hostname, onListen, ...tls },
-      (request, info) => route(parts, request, info),
-    );
+    listener = await Listener.start({
+      port: options.port ?? DEFAULT_PORT,
+      hostname: options.hostname ?? DEFAULT_HOST,
+      reusePort: options.reusePort ?? false,
+      tls,
+      handler: (request, info) => route(parts, request, info),
+      isShuttingDown,
+      onFailing(error: Error | null): void {
+        if (error !== null) metrics.acceptFailures.inc();
+        if (!health.set("accept", error === null ? null : "failing")) return;
+        if (error === null) logger.log("info", "accept_recovered", {});
+        else logger.log("error", "accept_failing", { cause: error.message });
+      },
+    });
   } catch (error) {
-    await history?.close();
-    // A missing --allow-net is Deno's to say, as it is.
-    if (error instanceof Deno.errors.NotCapable) throw error;
-    if ("cert" in tls && isTlsProblem(error)) throw new TlsError(error);
-    throw new ListenError(hostname, port, error);
+    await engine.shutdown();
+    throw error;
   }
-  const addr = await listening;
-
+  const addr = listener.addr;
   async function shutdown(): Promise<void> {
     // New upgrades are refused from here on (shuttingDown is set).
     rooms.close(CloseCode.goingAway, "server shutting down");
@@ -469,10 +462,10 @@ export async function startServer(
     await Promise.race([connections.closed(), grace]);
     clearTimeout(timer);
     await engine.shutdown();
-    await httpServer.shutdown();
+    await listener.shutdown();
   }
 
-  const scheme = "cert" in tls ? "https" : "http";
+  const scheme = listener.tls ? "https" : "http";
   const host = addr.hostname.includes(":")
     ? `[${addr.hostname}]`
     : addr.hostname;
@@ -487,4 +480,195 @@ export async function startServer(
       return shuttingDown;
     },
   };
+}
+
+/** Where failures of the engine are told. */
+interface EngineObservers {
+  health: Health;
+  metrics: ServerMetrics;
+  logger: Logger;
+}
+
+/**
+ * Opens where the rooms' lines and presence go: Redis, shared with every
+ * node started with the same URL (its module and client are loaded only
+ * then), or this process alone, with history in Deno KV.
+ */
+async function openEngine(
+  options: ServerOptions,
+  { health, metrics, logger }: EngineObservers,
+): Promise<RoomEngine> {
+  if (options.redis !== undefined) {
+    const { RedisEngine } = await import("./redis.ts");
+    const engine = await RedisEngine.connect(options.redis, {
+      historyLimit: options.historyLimit ?? DEFAULT_HISTORY_LIMIT,
+      onConnection(up: boolean, cause?: string): void {
+        if (!health.set("redis", up ? null : "disconnected")) return;
+        if (up) logger.log("info", "redis_connected", {});
+        else logger.log("error", "redis_disconnected", { cause });
+      },
+      onDelivery: (seconds) => metrics.redisDelivery.observe(seconds),
+      onGapFilled: (lines) => metrics.redisGapsFilled.inc(undefined, lines),
+      onNodes: (count) => metrics.redisNodes.set(count),
+      onReaped(node: string, members: number): void {
+        logger.log("warn", "node_reaped", { node, members });
+      },
+    });
+    metrics.redisConnected(() => engine.connected);
+    logger.log("info", "redis_connected", { node: engine.nodeId });
+    return engine;
+  }
+  const historyOptions = {
+    limit: options.historyLimit,
+    onCommit(error: Error | null): void {
+      if (error !== null) metrics.storageFailures.inc();
+      if (!health.set("storage", error === null ? null : "failing")) return;
+      if (error === null) logger.log("info", "storage_recovered", {});
+      else logger.log("error", "storage_failing", { cause: error.message });
+    },
+  };
+  const history = options.historyLimit === 0
+    ? null
+    : options.kv !== undefined
+    ? await History.fromKv(options.kv, historyOptions)
+    : await History.open(options.data ?? ":memory:", historyOptions);
+  return new LocalEngine({ history });
+}
+
+/**
+ * The first wait before serving again after accepting failed: soon, since
+ * descriptors come back as soon as connections close.
+ */
+export const RELISTEN_FIRST_MS = 100;
+
+/** The longest wait between two tries to serve again. */
+export const RELISTEN_MAX_MS = 2000;
+
+/**
+ * How long a new listener must serve without failing before accepting
+ * counts as recovered (and says so once).
+ */
+export const RELISTEN_STEADY_MS = 1000;
+
+/** Options of {@linkcode Listener.start}. */
+interface ListenerOptions {
+  port: number;
+  hostname: string;
+  reusePort: boolean;
+  tls: { cert?: string; key?: string };
+  handler: Deno.ServeHandler<Deno.NetAddr>;
+  isShuttingDown: () => boolean;
+  /**
+   * Told when accepting fails (the error: descriptors ran out, say) and,
+   * with null, when it works again.
+   */
+  onFailing: (error: Error | null) => void;
+}
+
+/**
+ * `Deno.serve`, kept serving. When accepting fails (every file descriptor
+ * in use: `Deno.serve` then stops for good), it is started again on the
+ * same port, soon and then less often, until it serves again; open
+ * connections are not touched. Only a shutdown stops it.
+ */
+class Listener {
+  /** Where it listens (the real port when 0 was asked for). */
+  readonly addr: Deno.NetAddr;
+  /** True when it serves https and wss. */
+  readonly tls: boolean;
+  #options: ListenerOptions;
+  #server: Deno.HttpServer<Deno.NetAddr>;
+  #retry: ReturnType<typeof setTimeout> | undefined;
+  #steady: ReturnType<typeof setTimeout> | undefined;
+  #delay = RELISTEN_FIRST_MS;
+  #failing = false;
+  #stopped = false;
+
+  private constructor(
+    options: ListenerOptions,
+    server: Deno.HttpServer<Deno.NetAddr>,
+    addr: Deno.NetAddr,
+  ) {
+    this.#options = options;
+    this.#server = server;
+    this.addr = addr;
+    this.tls = options.tls.cert !== undefined;
+    this.#watch(server);
+  }
+
+  /** Listens; throws {@linkcode ListenError} or {@linkcode TlsError}. */
+  static async start(options: ListenerOptions): Promise<Listener> {
+    const { server, addr } = await Listener.#serve(options, options.port);
+    return new Listener(options, server, addr);
+  }
+
+  static async #serve(
+    options: ListenerOptions,
+    port: number,
+  ): Promise<{ server: Deno.HttpServer<Deno.NetAddr>; addr: Deno.NetAddr }> {
+    const { promise: listening, resolve: onListen } = Promise.withResolvers<
+      Deno.NetAddr
+    >();
+    let server: Deno.HttpServer<Deno.NetAddr>;
+    try {
+      server = Deno.serve({
+        port,
+        hostname: options.hostname,
+        reusePort: options.reusePort,
+        onListen,
+        ...options.tls,
+      }, options.handler);
+    } catch (error) {
+      // A missing --allow-net is Deno's to say, as it is.
+      if (error instanceof Deno.errors.NotCapable) throw error;
+      if (options.tls.cert !== undefined && isTlsProblem(error)) {
+        throw new TlsError(error);
+      }
+      throw new ListenError(options.hostname, port, error);
+    }
+    return { server, addr: await listening };
+  }
+
+  /** Stops accepting and waits for the server to finish. */
+  async shutdown(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#retry);
+    clearTimeout(this.#steady);
+    await this.#server.shutdown();
+  }
+
+  #watch(server: Deno.HttpServer<Deno.NetAddr>): void {
+    server.finished.catch((error) => {
+      if (this.#stopped || this.#options.isShuttingDown()) return;
+      clearTimeout(this.#steady);
+      this.#failing = true;
+      this.#options.onFailing(
+        error instanceof Error ? error : new Error(String(error)),
+      );
+      this.#retry = setTimeout(() => void this.#relisten(), this.#delay);
+      this.#delay = Math.min(this.#delay * 2, RELISTEN_MAX_MS);
+    });
+  }
+
+  async #relisten(): Promise<void> {
+    this.#retry = undefined;
+    if (this.#stopped) return;
+    try {
+      const { server } = await Listener.#serve(this.#options, this.addr.port);
+      this.#server = server;
+      this.#watch(server);
+      this.#steady = setTimeout(() => {
+        this.#steady = undefined;
+        this.#delay = RELISTEN_FIRST_MS;
+        if (this.#failing) {
+          this.#failing = false;
+          this.#options.onFailing(null);
+        }
+      }, RELISTEN_STEADY_MS);
+    } catch {
+      // Not even the listening socket could be made: try again later.
+      this.#retry = setTimeout(() => void this.#relisten(), this.#delay);
+      this.#delay = Math.min(this.#delay * 2, RELISTEN_MAX_MS);
+    }
+  }
 }
