@@ -171,6 +171,7 @@ export class RedisProcess {
   #output: Promise<void> | null = null;
   #log = "";
   #stopped = false;
+  #restarts = 0;
 
   /** Settings only; {@linkcode RedisProcess.start} starts it. */
   protected constructor(options: RedisProcessOptions) {
@@ -216,6 +217,11 @@ export class RedisProcess {
   /** True while the process runs. */
   get running(): boolean {
     return this.#child !== null;
+  }
+
+  /** Times {@linkcode RedisProcess.restart} brought it back. */
+  get restarts(): number {
+    return this.#restarts;
   }
 
   /** What it printed, the last 16 KiB: for error messages. */
@@ -298,6 +304,7 @@ export class RedisProcess {
     }
     await this.kill("SIGTERM");
     await this.#launch();
+    this.#restarts++;
   }
 
   /**
