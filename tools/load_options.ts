@@ -421,10 +421,9 @@ ${
 Output: a progress line on stderr about once a second (clients connected,
 and refused=N with the HTTP statuses, failed=N, when some did not), then one
 JSON summary on stdout (with --server, also the server's CPU from
-/proc/PID/stat and its memory; with --nodes, summed over the nodes; and
-under "processes", each started node and each --server-pid apart), then
-the verdict on stderr: "PASS: ..." or
-"FAIL:" and why. The run always ends within connect cap + warmup + duration + drain
+/proc/PID/stat and its memory, summed over --nodes; under "processes", each
+started node and each --server-pid apart), then the verdict on stderr:
+"PASS: ..." or "FAIL:" and why. The run always ends within connect cap + warmup + duration + drain
 (+ a connect timeout per batch of --stall clients, and the server start/stop
 caps).
 

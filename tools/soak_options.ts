@@ -227,7 +227,8 @@ const FLAG = {
     help: 'chat endpoint; run hubchat for it with "--rate 0 ' +
       '--max-connections-per-ip 0" (its defaults, 10 msg/s per client and ' +
       "20 connections per address, throttle and refuse a soak from one " +
-      "machine)",
+      "machine); repeat it, or give a comma-separated list, for the nodes " +
+      "of a cluster: client i connects (and reconnects) to URL i mod n",
   },
   server: LOAD_FLAG.server,
   serverAsIs: LOAD_FLAG.serverAsIs,
@@ -254,8 +255,7 @@ const FLAG = {
       "ACTION[:NODE]@TIME,... with kill-node, restart-node (same port, " +
       "same history; SIGTERM first if it runs), kill-redis, " +
       "restart-redis; TIME in seconds since sending started (30, 30s, " +
-      "1.5m). kill is SIGKILL. Example: " +
-      "kill-node:1@30s,restart-node:1@35s,kill-redis@60s,restart-redis@65s",
+      "1.5m). kill is SIGKILL. Example: kill-node:1@30s,restart-node:1@35s",
   },
   clients: { ...LOAD_FLAG.clients, default: DEFAULT_CLIENTS },
   minutes: {
@@ -475,8 +475,7 @@ exit codes, and the Redis the tool started.
 Ctrl-C stops early and prints the summary so far; a second Ctrl-C exits at
 once. Exit status: 0 PASS; 1 FAIL (cut short by Ctrl-C, a client did not
 connect at the start, a message lost, duplicated or reordered, a chaos
-event that failed, or aborted)
-or the server did not start; 2 bad options; 3 hard time cap; 130 second
-Ctrl-C. Many clients: raise the limit in the same shell first,
-ulimit -n "$(ulimit -Hn)".
+event that failed, or aborted) or the server did not start; 2 bad options;
+3 hard time cap; 130 second Ctrl-C. Many clients: raise the limit in the
+same shell first, ulimit -n "$(ulimit -Hn)".
 `;
