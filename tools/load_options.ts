@@ -9,6 +9,7 @@
 import {
   checkFlag,
   type Flag,
+  type FlagValue,
   helpRows,
   readFlags,
   UsageError,
@@ -455,22 +456,38 @@ fails where that is lower).
  * ```
  */
 export function parseLoadArgs(args: readonly string[]): LoadArgs {
+  const { help, values } = readToolFlags(LOAD_FLAGS, args);
+  const { jsonOnly, ...options } = values;
+  return { help, jsonOnly: jsonOnly === true, options: options as LoadOptions };
+}
+
+/**
+ * Reads a tool's command line against `flags` (flags.ts's readFlags), with
+ * `--url` and `--server-pid` taken out first: each may be repeated or
+ * given a comma-separated list, and comes back as a list (`url`,
+ * `serverPid`) when given. For the load and soak tools, whose tables share
+ * those two flags.
+ *
+ * @example
+ * ```ts
+ * import { LOAD_FLAG, readToolFlags } from "./load_options.ts";
+ * readToolFlags([LOAD_FLAG.clients], ["--url", "ws://a/ws", "--url", "ws://b/ws"]);
+ * // { help: false, values: { url: ["ws://a/ws", "ws://b/ws"] } }
+ * ```
+ */
+export function readToolFlags(
+  flags: readonly Flag[],
+  args: readonly string[],
+): { help: boolean; values: Record<string, FlagValue | FlagValue[]> } {
   const urls = readRepeated(LOAD_FLAG.url, args);
   const pids = readRepeated(LOAD_FLAG.serverPid, urls.rest);
-  const { help, values } = readFlags(LOAD_FLAGS, pids.rest);
-  const { jsonOnly, ...options } = values as
-    & Omit<
-      LoadOptions,
-      "url" | "serverPid"
-    >
-    & { jsonOnly?: boolean };
+  const { help, values } = readFlags(flags, pids.rest);
   return {
     help,
-    jsonOnly: jsonOnly === true,
-    options: {
-      ...options,
-      ...(urls.values.length > 0 ? { url: urls.values as string[] } : {}),
-      ...(pids.values.length > 0 ? { serverPid: pids.values as number[] } : {}),
+    values: {
+      ...values,
+      ...(urls.values.length > 0 ? { url: urls.values } : {}),
+      ...(pids.values.length > 0 ? { serverPid: pids.values } : {}),
     },
   };
 }

@@ -6,21 +6,15 @@
  */
 
 import type { IntervalReport } from "./soak_report.ts";
-import {
-  checkFlag,
-  type Flag,
-  helpRows,
-  readFlags,
-  UsageError,
-} from "../flags.ts";
+import { checkFlag, type Flag, helpRows, UsageError } from "../flags.ts";
 import { type ChaosEvent, parseChaos } from "./chaos.ts";
 import {
   DEFAULT_SIZE,
   LOAD_FLAG,
   normalizeUrls,
+  readToolFlags,
   serverPids,
 } from "./load_options.ts";
-import { readRepeated } from "./repeated_flag.ts";
 
 /** 100 clients: a busy room that any laptop holds. */
 const DEFAULT_CLIENTS = 100;
@@ -397,21 +391,9 @@ export function resolveSoakOptions(options: SoakOptions): ResolvedSoakOptions {
  * ```
  */
 export function parseSoakArgs(args: readonly string[]): SoakArgs {
-  const urls = readRepeated(FLAG.url, args);
-  const pids = readRepeated(FLAG.serverPid, urls.rest);
-  const { help, values } = readFlags(SOAK_FLAGS, pids.rest);
-  const { json, ...options } = values as
-    & Omit<SoakOptions, "url" | "serverPid">
-    & { json?: boolean };
-  return {
-    help,
-    json: json === true,
-    options: {
-      ...options,
-      ...(urls.values.length > 0 ? { url: urls.values as string[] } : {}),
-      ...(pids.values.length > 0 ? { serverPid: pids.values as number[] } : {}),
-    },
-  };
+  const { help, values } = readToolFlags(SOAK_FLAGS, args);
+  const { json, ...options } = values;
+  return { help, json: json === true, options: options as SoakOptions };
 }
 
 /** What `deno task soak --help` prints. */
