@@ -732,8 +732,17 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
     return chaosBusy > 0 || down || performance.now() - lastChaosAt < grace;
   }
 
-  /** Why the run should stop now that a node is gone, or null. */
+  /**
+   * Why the run should stop now that a node or the tool's Redis is gone
+   * without the schedule having killed it, or null.
+   */
   function nodeGone(): string | null {
+    // An event in progress may have ended a process it has not yet let go.
+    if (chaosBusy > 0) return null;
+    const redisPid = redis?.pid ?? null;
+    if (redisPid !== null && statusBytes(redisPid, "VmRSS") === null) {
+      return "the redis-server exited";
+    }
     for (const node of group?.nodes ?? []) {
       // A node the schedule killed has no process until it restarts.
       if (node.process === null) continue;
