@@ -1,8 +1,10 @@
 /**
  * Runs before `deno test` in `deno task test`: makes sure the programs the
- * tests drive are here. A missing one is installed from Debian's packages
- * when that is possible (root, with apt-get); otherwise the run stops before
- * any test with one line saying how to get it.
+ * tests drive are here (Chromium, redis-server). A missing one is installed
+ * from Debian's packages when that is possible (root, with apt-get), with
+ * every service kept stopped: the tests start their own redis-server on a
+ * free port, and Debian's would take port 6379 for nothing. Otherwise the
+ * run stops before any test with one line saying how to get it.
  *
  * ```sh
  * deno run -A testing/preflight.ts
@@ -16,6 +18,7 @@ import {
   lookUpProgram,
   missingProgram,
   type ProgramSpec,
+  REDIS_SERVER,
 } from "./programs.ts";
 
 /** A program the tests need, and the Debian package that provides it. */
@@ -27,6 +30,7 @@ interface Requirement {
 /** What the tests need, in the order it is checked. */
 const REQUIREMENTS: readonly Requirement[] = [
   { spec: CHROMIUM, debianPackage: "chromium" },
+  { spec: REDIS_SERVER, debianPackage: "redis-server" },
 ];
 
 /** True when this process can install Debian packages itself. */
@@ -36,6 +40,39 @@ async function canInstall(): Promise<boolean> {
     return (await Deno.stat("/usr/bin/apt-get")).isFile;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Debian's hook that package scripts ask before they start a service;
+ * exit status 101 means "not now".
+ */
+const POLICY_RC_D = "/usr/sbin/policy-rc.d";
+
+/** A policy-rc.d that refuses every service start. */
+const REFUSE_SERVICES =
+  "#!/bin/sh\n# written by hubchat's preflight.ts during apt-get install\nexit 101\n";
+
+/**
+ * Installs Debian packages with their services kept stopped: a
+ * policy-rc.d that says no is put in place for the install (unless one is
+ * there already, which is left alone) and removed after.
+ */
+async function installQuietly(packages: string[]): Promise<boolean> {
+  let placed = false;
+  try {
+    await Deno.writeTextFile(POLICY_RC_D, REFUSE_SERVICES, {
+      createNew: true,
+      mode: 0o755,
+    });
+    placed = true;
+  } catch {
+    // One is there already: its policy stands.
+  }
+  try {
+    return await aptGet(["install", "-y", "-qq", ...packages]);
+  } finally {
+    if (placed) await Deno.remove(POLICY_RC_D);
   }
 }
 
@@ -64,7 +101,7 @@ async function main(): Promise<number> {
     console.error(`preflight: installing ${packages.join(", ")} from Debian`);
     if (
       await aptGet(["update", "-qq"]) &&
-      await aptGet(["install", "-y", "-qq", ...packages])
+      await installQuietly(packages)
     ) {
       const still: Requirement[] = [];
       for (const r of missing) {

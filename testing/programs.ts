@@ -7,6 +7,8 @@
  * @module
  */
 
+import { REDIS_SERVER_ENV, REDIS_SERVER_HINT } from "../tools/redis_process.ts";
+
 /** Where a program may be, and how to say it is missing. */
 export interface ProgramSpec {
   /** What the program is, for messages ("Chromium"). */
@@ -126,3 +128,17 @@ export async function findProgram(spec: ProgramSpec): Promise<string> {
   if (path === null) throw new Error(missingProgram(spec));
   return path;
 }
+
+/**
+ * redis-server for the tests of several hubchat nodes sharing rooms
+ * (testing/redis_server.ts starts one of its own). Debian's package
+ * installs `/usr/bin/redis-server`; the variable and the hint are the ones
+ * tools/redis_process.ts (the soak tool's `--redis-server`) reads and
+ * prints, so both say the same thing.
+ */
+export const REDIS_SERVER: ProgramSpec = {
+  what: "redis-server",
+  env: REDIS_SERVER_ENV,
+  names: ["/usr/bin/redis-server", "redis-server"],
+  hint: REDIS_SERVER_HINT,
+};

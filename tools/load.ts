@@ -41,13 +41,9 @@ import {
   parseLoadArgs,
   resolveLoadOptions,
 } from "./load_options.ts";
-import { cpuSeconds, pinSelf, statusBytes } from "./proc.ts";
-import {
-  SERVER_START_CAP_MS,
-  SERVER_STOP_CAP_MS,
-  type ServerProcess,
-  startServerProcess,
-} from "./server_process.ts";
+import { NodeGroup } from "./node_group.ts";
+import { commandLine, cpuSeconds, pinSelf, statusBytes } from "./proc.ts";
+import { SERVER_START_CAP_MS, SERVER_STOP_CAP_MS } from "./server_process.ts";
 import {
   finishStalled,
   openStalled,
@@ -116,17 +112,58 @@ export interface StallSummary {
   backlog_bytes_read: number;
 }
 
+/**
+ * One process whose CPU and memory a run measured: a node it started, or
+ * a `--server-pid`. Null readings: /proc had no such process then.
+ */
+export interface ProcessSummary {
+  /** Its process id (a restarted node would have another). */
+  pid: number;
+  /** `node 0`, `node 1`... for started nodes; `server-pid` otherwise. */
+  role: string;
+  /** Its command line (from /proc), or null. */
+  command: string | null;
+  /** CPU (user+system, with its descendants) in the window, seconds. */
+  cpu_seconds: number | null;
+  /** Its CPU per delivery of the whole run in the window, µs. */
+  cpu_us_per_delivery: number | null;
+  /** Its CPU seconds per 100,000 deliveries in the window. */
+  cpu_seconds_per_100k_deliveries: number | null;
+  /** Resident memory before the clients connected, bytes. */
+  rss_start_bytes: number | null;
+  /** Resident memory at the end of the window, bytes. */
+  rss_end_bytes: number | null;
+  /** Peak resident memory (VmHWM), bytes. */
+  peak_rss_bytes: number | null;
+}
+
 /** The result of one load run; the CLI prints it as JSON. */
 export interface LoadSummary {
   /** The resolved options. */
-  config: Required<Omit<LoadOptions, "server" | "pinServer" | "pinLoad">> & {
-    server: string | null;
-    pinServer: number | null;
-    pinLoad: number | null;
-    mode: "closed" | "open" | "idle";
-  };
-  /** The URL the clients used (also `config.url`): the started server's. */
+  config:
+    & Required<
+      Omit<
+        LoadOptions,
+        "url" | "server" | "serverPid" | "pinServer" | "pinLoad"
+      >
+    >
+    & {
+      url: string;
+      urls: string[];
+      server: string | null;
+      serverPid: number[];
+      pinServer: number | null;
+      pinLoad: number | null;
+      mode: "closed" | "open" | "idle";
+    };
+  /**
+   * The URL the clients used (also `config.url`): the started server's.
+   * With several nodes, their URLs joined by commas (as `--url` takes
+   * them); `urls` lists them.
+   */
   url: string;
+  /** The URLs the clients used, one per node: client i used `urls[i % n]`. */
+  urls: string[];
   /** True when the run passed (see `verdict`). */
   passed: boolean;
   /**
@@ -178,11 +215,18 @@ export interface LoadSummary {
   };
   /** The stalled clients' fate, or null without `stall`. */
   stall: StallSummary | null;
-  /** Server command line as run (from /proc), or null. */
+  /**
+   * Server command line as run (from /proc), or null; with several nodes,
+   * node 0's (the others differ in port and history only).
+   */
   server_process: string | null;
-  /** Server pid, or null. */
+  /** Server pid (node 0's), or null. */
   server_pid: number | null;
-  /** Server CPU (user+system, process and descendants) in the window. */
+  /**
+   * Server CPU (user+system, process and descendants) in the window; this
+   * and the other `server_` readings are of the started server, summed
+   * over its nodes when there are several.
+   */
   server_cpu_seconds: number | null;
   /** Server CPU per delivery in the window, µs. */
   server_cpu_us_per_delivery: number | null;
@@ -198,6 +242,11 @@ export interface LoadSummary {
   server_bytes_per_connection: number | null;
   /** Server exit code after SIGTERM (null if a signal ended it). */
   server_exit_code: number | null;
+  /**
+   * Every measured process apart: each started node, then each
+   * `--server-pid`, with its own CPU per delivery.
+   */
+  processes: ProcessSummary[];
   /** This process's CPU in the window (≈ 1 means the tool is saturated). */
   load_cpu_seconds: number | null;
   /** Why the run stopped early, or null. */
@@ -239,8 +288,10 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
   }
   const bufferSize = readBufferSize(n);
 
-  let server: ServerProcess | null = null;
-  let url = cfg.url;
+  let group: NodeGroup | null = null;
+  /** Node 0's command line as run, kept past its stop. */
+  let serverCommandLine: string | null = null;
+  let urls = cfg.urls;
   const clients: (RawClient | null)[] = new Array(n).fill(null);
   const welcomed = new Uint8Array(n);
   /**
@@ -352,6 +403,7 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
     const started = performance.now();
     const welcome = Promise.withResolvers<boolean>();
     welcomeWaiters[i] = welcome.resolve;
+    const url = urls[i % urls.length];
     const { client, problem } = await openChatClient(url, `load-${run}-${i}`, {
       timeoutMs: Math.max(
         1,
@@ -376,13 +428,10 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
   let progressTimer: ReturnType<typeof setInterval> | undefined;
   let phase = "connect";
   const runStarted = performance.now();
-  let serverCpuStart: number | null = null;
-  let serverCpuEnd: number | null = null;
+  /** The measured processes: started nodes first, then `serverPids`. */
+  let measured: Measured[] = [];
   let loadCpuStart: number | null = null;
   let loadCpuEnd: number | null = null;
-  let rssStart: number | null = null;
-  let rssEnd: number | null = null;
-  let peakRss: number | null = null;
   let exitCode: number | null = null;
   let connectTotal = 0;
   let measuredSeconds = 0;
@@ -392,7 +441,7 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
 
   function startWindow(): void {
     measureStartUs = performance.now() * 1000;
-    if (server !== null) serverCpuStart = cpuSeconds(server.pid);
+    for (const m of measured) m.cpuStart = cpuSeconds(m.pid);
     loadCpuStart = cpuSeconds(Deno.pid, false);
   }
 
@@ -412,24 +461,40 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
     const nowUs = performance.now() * 1000;
     measureEndUs = nowUs;
     measuredSeconds = (nowUs - measureStartUs) / 1e6;
-    if (server !== null) {
-      serverCpuEnd = cpuSeconds(server.pid);
-      rssEnd = statusBytes(server.pid, "VmRSS");
+    for (const m of measured) {
+      m.cpuEnd = cpuSeconds(m.pid);
+      m.rssEnd = statusBytes(m.pid, "VmRSS");
     }
     loadCpuEnd = cpuSeconds(Deno.pid, false);
   }
 
   try {
     if (cfg.server !== null) {
-      log(`starting server: ${cfg.server}`);
-      server = await startServerProcess(cfg.server, {
+      log(
+        `starting ${cfg.nodes === 1 ? "server" : `${cfg.nodes} nodes`}: ` +
+          cfg.server,
+      );
+      group = await NodeGroup.start(cfg.server, {
+        nodes: cfg.nodes,
         pin: cfg.pinServer,
         asIs: cfg.serverAsIs,
       });
-      url = server.url;
-      log(`server pid ${server.pid} (${server.commandLine}) at ${url}`);
-      rssStart = statusBytes(server.pid, "VmRSS");
+      urls = group.urls;
+      serverCommandLine = group.nodes[0].process!.commandLine;
+      for (const node of group.nodes) {
+        const process = node.process!;
+        log(
+          `${cfg.nodes === 1 ? "server" : `node ${node.index}`} pid ` +
+            `${process.pid} (${process.commandLine}) at ${node.url}`,
+        );
+      }
     }
+    measured = [
+      ...(group?.nodes ?? []).map((node) =>
+        newMeasured(node.process!.pid, `node ${node.index}`, true)
+      ),
+      ...cfg.serverPids.map((pid) => newMeasured(pid, "server-pid", false)),
+    ];
 
     progressTimer = setInterval(() => {
       const elapsed = (performance.now() - runStarted) / 1000;
@@ -456,7 +521,11 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
       const batch = Array.from(
         { length: Math.min(cfg.connectConcurrency, cfg.stall - i) },
         (_, j) =>
-          openStalled(url, `load-${run}-s${i + j}`, cfg.connectTimeout * 1000),
+          openStalled(
+            urls[(i + j) % urls.length],
+            `load-${run}-s${i + j}`,
+            cfg.connectTimeout * 1000,
+          ),
       );
       for (const opened of await Promise.allSettled(batch)) {
         if (opened.status === "fulfilled") stalled.push(opened.value);
@@ -527,14 +596,14 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
     sending = false;
     stopSending.abort();
     stallStop.done = true;
-    if (server !== null) peakRss = statusBytes(server.pid, "VmHWM");
+    for (const m of measured) m.peakRss = statusBytes(m.pid, "VmHWM");
     await Promise.all(
       clients.map((client) => client?.close(CLOSE_CAP_MS)),
     );
     await Promise.all(stallProbes);
     const backlogs = await Promise.all(stalled.map(finishStalled));
     stallBacklog = backlogs.reduce((a, b) => a + b, 0);
-    if (server !== null) exitCode = await server.stop();
+    if (group !== null) exitCode = (await group.stop())[0];
   }
 
   // Summary.
@@ -548,9 +617,11 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
     if (l === 0) complete++;
   }
   connectMs.sort((a, b) => a - b);
-  const serverCpu = serverCpuStart !== null && serverCpuEnd !== null
-    ? serverCpuEnd - serverCpuStart
-    : null;
+  const started = measured.filter((m) => m.started);
+  const serverCpu = sumReadings(started.map(cpuUsed));
+  const rssStart = sumReadings(started.map((m) => m.rssStart));
+  const rssEnd = sumReadings(started.map((m) => m.rssEnd));
+  const peakRss = sumReadings(started.map((m) => m.peakRss));
   const clientsConnected = joined.reduce((a, b) => a + b, 0);
   let stall: StallSummary | null = null;
   if (cfg.stall > 0) {
@@ -599,11 +670,15 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
     closedByServer: errors.close_codes,
     serverErrors: errors.server_error_codes,
   });
+  const url = urls.join(",");
   return {
     config: {
       url,
+      urls,
       server: cfg.server,
       serverAsIs: cfg.serverAsIs,
+      nodes: cfg.nodes,
+      serverPid: cfg.serverPids,
       clients: n,
       senders,
       size: cfg.size,
@@ -622,6 +697,7 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
       mode,
     },
     url,
+    urls,
     passed: verdict.pass,
     verdict: verdict.line,
     run_id: run,
@@ -657,16 +733,15 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
     foreign_messages: foreign,
     errors,
     stall,
-    server_process: server?.commandLine ?? null,
-    server_pid: server?.pid ?? null,
+    server_process: serverCommandLine,
+    server_pid: started[0]?.pid ?? null,
     server_cpu_seconds: serverCpu === null ? null : round(serverCpu, 3),
-    server_cpu_us_per_delivery: serverCpu !== null && windowDeliveries > 0
-      ? round((serverCpu * 1e6) / windowDeliveries, 4)
-      : null,
-    server_cpu_seconds_per_100k_deliveries:
-      serverCpu !== null && windowDeliveries > 0
-        ? round((serverCpu * 1e5) / windowDeliveries, 4)
-        : null,
+    server_cpu_us_per_delivery: perDelivery(serverCpu, windowDeliveries, 1e6),
+    server_cpu_seconds_per_100k_deliveries: perDelivery(
+      serverCpu,
+      windowDeliveries,
+      1e5,
+    ),
     server_peak_rss_bytes: peakRss,
     server_rss_start_bytes: rssStart,
     server_rss_end_bytes: rssEnd,
@@ -676,11 +751,86 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadSummary> {
         ? Math.round((rssEnd - rssStart) / clientsConnected)
         : null,
     server_exit_code: exitCode,
+    processes: measured.map((m): ProcessSummary => {
+      const cpu = cpuUsed(m);
+      return {
+        pid: m.pid,
+        role: m.role,
+        command: m.command,
+        cpu_seconds: cpu === null ? null : round(cpu, 3),
+        cpu_us_per_delivery: perDelivery(cpu, windowDeliveries, 1e6),
+        cpu_seconds_per_100k_deliveries: perDelivery(
+          cpu,
+          windowDeliveries,
+          1e5,
+        ),
+        rss_start_bytes: m.rssStart,
+        rss_end_bytes: m.rssEnd,
+        peak_rss_bytes: m.peakRss,
+      };
+    }),
     load_cpu_seconds: loadCpuStart !== null && loadCpuEnd !== null
       ? round(loadCpuEnd - loadCpuStart, 3)
       : null,
     aborted,
   };
+}
+
+/** A process whose CPU and memory a run reads from /proc. */
+interface Measured {
+  pid: number;
+  /** `node I` or `server-pid`. */
+  role: string;
+  /** Started by this run (its readings make the `server_` fields). */
+  started: boolean;
+  command: string | null;
+  cpuStart: number | null;
+  cpuEnd: number | null;
+  rssStart: number | null;
+  rssEnd: number | null;
+  peakRss: number | null;
+}
+
+/** A process to measure, its memory read now (before the clients). */
+function newMeasured(pid: number, role: string, started: boolean): Measured {
+  return {
+    pid,
+    role,
+    started,
+    command: commandLine(pid),
+    cpuStart: null,
+    cpuEnd: null,
+    rssStart: statusBytes(pid, "VmRSS"),
+    rssEnd: null,
+    peakRss: null,
+  };
+}
+
+/** CPU seconds a process used in the window, or null if unreadable. */
+function cpuUsed(m: Measured): number | null {
+  return m.cpuStart === null || m.cpuEnd === null
+    ? null
+    : m.cpuEnd - m.cpuStart;
+}
+
+/** The sum of readings; null when there are none or one is unreadable. */
+function sumReadings(readings: (number | null)[]): number | null {
+  if (readings.length === 0 || readings.includes(null)) return null;
+  return (readings as number[]).reduce((a, b) => a + b, 0);
+}
+
+/**
+ * CPU seconds × `scale` per delivery (1e6: µs per delivery; 1e5: seconds
+ * per 100k), rounded; null without a reading or a delivery.
+ */
+function perDelivery(
+  cpu: number | null,
+  deliveries: number,
+  scale: number,
+): number | null {
+  return cpu !== null && deliveries > 0
+    ? round((cpu * scale) / deliveries, 4)
+    : null;
 }
 
 /** Slack on top of the run's own caps before the CLI gives up: 30 s. */

@@ -9,10 +9,12 @@
 import {
   checkFlag,
   type Flag,
+  type FlagValue,
   helpRows,
   readFlags,
   UsageError,
 } from "../flags.ts";
+import { readRepeated } from "./repeated_flag.ts";
 
 /** Default target: hubchat's default port on loopback. */
 export const DEFAULT_URL = "ws://127.0.0.1:8080/ws";
@@ -54,10 +56,12 @@ export const MAX_SIZE = 2000;
 export interface LoadOptions {
   /**
    * WebSocket URL of the chat endpoint (`ws://host:port/ws`); an `http://`
-   * URL or one without a path gets `/ws`. Ignored when `server` is set.
-   * Default `ws://127.0.0.1:8080/ws`.
+   * URL or one without a path gets `/ws`. Several (a list, or one string
+   * with commas) are the nodes of one cluster: client i connects to URL
+   * i mod n, so a message sent through one node must reach clients of the
+   * others. Ignored when `server` is set. Default `ws://127.0.0.1:8080/ws`.
    */
-  url?: string;
+  url?: string | readonly string[];
   /**
    * A command that starts a server, like `deno run -A main.ts`. If it holds
    * `{port}` (and optionally `{host}`) those are replaced by `0` and
@@ -70,6 +74,18 @@ export interface LoadOptions {
   server?: string;
   /** Add only the port and host to `server`, even to a hubchat command. */
   serverAsIs?: boolean;
+  /**
+   * With `server`: start this many copies of it, each on its own free port
+   * with its own temporary history, and spread the clients over them as
+   * over several `url`s. Default 1.
+   */
+  nodes?: number;
+  /**
+   * Processes of this machine whose CPU (and memory) to report beside any
+   * started server's, each apart: nodes started some other way, their
+   * Redis.
+   */
+  serverPid?: number | readonly number[];
   /** Receiving WebSocket clients. Default 100. */
   clients?: number;
   /** How many of the clients also send. Default 1. */
@@ -150,6 +166,15 @@ const MAX_PHASE_S = 86_400;
 /** CPUs taskset can name: Linux's default NR_CPUS limit. */
 const MAX_CPU = 4095;
 
+/** The largest pid Linux hands out (2^31 - 1). */
+const MAX_PID = 2 ** 31 - 1;
+
+/**
+ * The most nodes one tool starts: each is a server process on this
+ * machine, and past a few dozen they only fight over its CPUs.
+ */
+const MAX_NODES = 64;
+
 /**
  * The load tool's flags, by the option each sets (its name in camelCase):
  * kinds and ranges for the command line and for
@@ -170,7 +195,8 @@ export const LOAD_FLAG = {
     kind: "text",
     value: "URL",
     default: DEFAULT_URL,
-    help: "chat endpoint",
+    help: "chat endpoint; repeat it, or give a comma-separated list, for " +
+      "the nodes of a cluster: client i connects to URL i mod n",
   },
   server: {
     name: "server",
@@ -193,6 +219,27 @@ export const LOAD_FLAG = {
     kind: "switch",
     help: "add only --port/--host to CMD, even if it runs a main.ts " +
       "(for a server other than hubchat's)",
+  },
+  nodes: {
+    name: "nodes",
+    kind: "whole",
+    min: 1,
+    max: MAX_NODES,
+    value: "N",
+    default: 1,
+    help: "with --server: start N copies of CMD, each on its own free port " +
+      "with its own temporary history, clients spread over them as over " +
+      "several --url",
+  },
+  serverPid: {
+    name: "server-pid",
+    kind: "whole",
+    min: 1,
+    max: MAX_PID,
+    value: "PID",
+    help: "also report the CPU per delivery and memory of process PID " +
+      "(from /proc), apart from the others; repeat it for each node " +
+      "started some other way, and for their redis-server",
   },
   clients: {
     name: "clients",
@@ -335,7 +382,14 @@ export const LOAD_HELP = `hubchat load tool
 Usage: deno task load [options]       (or: deno run -A tools/load.ts [options])
 
 Target (one of):
-${helpRows([LOAD_FLAG.url, LOAD_FLAG.server, LOAD_FLAG.serverAsIs])}
+${
+  helpRows([
+    LOAD_FLAG.url,
+    LOAD_FLAG.server,
+    LOAD_FLAG.serverAsIs,
+    LOAD_FLAG.nodes,
+  ])
+}
 
 Load:
 ${
@@ -357,16 +411,20 @@ ${
 
 Measurement:
 ${
-  helpRows([LOAD_FLAG.pinServer, LOAD_FLAG.pinLoad, LOAD_FLAG.jsonOnly], {
-    withHelp: true,
-  })
+  helpRows([
+    LOAD_FLAG.serverPid,
+    LOAD_FLAG.pinServer,
+    LOAD_FLAG.pinLoad,
+    LOAD_FLAG.jsonOnly,
+  ], { withHelp: true })
 }
 
 Output: a progress line on stderr about once a second (clients connected,
 and refused=N with the HTTP statuses, failed=N, when some did not), then one
 JSON summary on stdout (with --server, also the server's CPU from
-/proc/PID/stat and its memory), then the verdict on stderr: "PASS: ..." or
-"FAIL:" and why. The run always ends within connect cap + warmup + duration + drain
+/proc/PID/stat and its memory, summed over --nodes; under "processes", each
+started node and each --server-pid apart), then the verdict on stderr:
+"PASS: ..." or "FAIL:" and why. The run always ends within connect cap + warmup + duration + drain
 (+ a connect timeout per batch of --stall clients, and the server start/stop
 caps).
 
@@ -385,27 +443,109 @@ fails where that is lower).
  * Parses the CLI's arguments; throws a {@linkcode UsageError} naming the
  * bad flag.
  *
+ * `--url` and `--server-pid` may be repeated, or given a comma-separated
+ * list; they come back as lists.
+ *
  * @example
  * ```ts
  * import { parseLoadArgs } from "./load_options.ts";
  * parseLoadArgs(["--clients", "10", "--rate=5000"]).options;
  * // { clients: 10, rate: 5000 }
+ * parseLoadArgs(["--url", "ws://a:1/ws,ws://b:2/ws", "--server-pid", "42"]).options;
+ * // { url: ["ws://a:1/ws", "ws://b:2/ws"], serverPid: [42] }
  * ```
  */
 export function parseLoadArgs(args: readonly string[]): LoadArgs {
-  const { help, values } = readFlags(LOAD_FLAGS, args);
+  const { help, values } = readToolFlags(LOAD_FLAGS, args);
   const { jsonOnly, ...options } = values;
   return { help, jsonOnly: jsonOnly === true, options: options as LoadOptions };
 }
 
+/**
+ * Reads a tool's command line against `flags` (flags.ts's readFlags), with
+ * `--url` and `--server-pid` taken out first: each may be repeated or
+ * given a comma-separated list, and comes back as a list (`url`,
+ * `serverPid`) when given. For the load and soak tools, whose tables share
+ * those two flags.
+ *
+ * @example
+ * ```ts
+ * import { LOAD_FLAG, readToolFlags } from "./load_options.ts";
+ * readToolFlags([LOAD_FLAG.clients], ["--url", "ws://a/ws", "--url", "ws://b/ws"]);
+ * // { help: false, values: { url: ["ws://a/ws", "ws://b/ws"] } }
+ * ```
+ */
+export function readToolFlags(
+  flags: readonly Flag[],
+  args: readonly string[],
+): { help: boolean; values: Record<string, FlagValue | FlagValue[]> } {
+  const urls = readRepeated(LOAD_FLAG.url, args);
+  const pids = readRepeated(LOAD_FLAG.serverPid, urls.rest);
+  const { help, values } = readFlags(flags, pids.rest);
+  return {
+    help,
+    values: {
+      ...values,
+      ...(urls.values.length > 0 ? { url: urls.values } : {}),
+      ...(pids.values.length > 0 ? { serverPid: pids.values } : {}),
+    },
+  };
+}
+
+/**
+ * The target URLs of `url` (a string, perhaps comma-separated, or a list
+ * of them), each normalized (see {@linkcode normalizeUrl}); the default
+ * when there is none.
+ *
+ * @example
+ * ```ts
+ * import { normalizeUrls } from "./load_options.ts";
+ * normalizeUrls("http://a:1/,ws://b:2/ws"); // ["ws://a:1/ws", "ws://b:2/ws"]
+ * normalizeUrls(undefined); // ["ws://127.0.0.1:8080/ws"]
+ * ```
+ */
+export function normalizeUrls(
+  url: string | readonly string[] | undefined,
+): string[] {
+  const given = url === undefined ? [DEFAULT_URL] : [url].flat();
+  return given.flatMap((entry) => entry.split(",")).map((entry) =>
+    normalizeUrl(entry.trim())
+  );
+}
+
+/**
+ * The pids of `serverPid` (one or a list), each checked; [] when none.
+ *
+ * @example
+ * ```ts
+ * import { serverPids } from "./load_options.ts";
+ * serverPids(42); // [42]
+ * ```
+ */
+export function serverPids(
+  serverPid: number | readonly number[] | undefined,
+): number[] {
+  if (serverPid === undefined) return [];
+  return [serverPid].flat().map((pid) => checkFlag(LOAD_FLAG.serverPid, pid));
+}
+
 /** {@linkcode LoadOptions} with defaults filled in and checked. */
 export interface ResolvedLoadOptions {
-  /** Target URL (ws/wss), or the default when `server` is set. */
+  /**
+   * Target URLs (ws/wss), joined by commas as `--url` takes them: one URL
+   * is the URL itself. The default when `server` is set.
+   */
   url: string;
+  /** Target URLs (ws/wss), one per node; client i uses `urls[i % n]`. */
+  urls: string[];
   /** The server command as given, or null. */
   server: string | null;
   /** Add only the port and host to `server`. */
   serverAsIs: boolean;
+  /** Copies of `server` to start (1 without `server`). */
+  nodes: number;
+  /** Other processes to report CPU and memory of, each apart. */
+  serverPids: number[];
   /** Receiving clients. */
   clients: number;
   /** Sending clients (the first `senders`); 0 when idle. */
@@ -460,10 +600,22 @@ export function resolveLoadOptions(options: LoadOptions): ResolvedLoadOptions {
     : checkFlag(LOAD_FLAG.senders, options.senders ?? DEFAULT_SENDERS, {
       max: clients,
     });
+  const urls = normalizeUrls(options.url);
+  const server = options.server ?? null;
+  const nodes = checkFlag(LOAD_FLAG.nodes, options.nodes ?? 1);
+  if (nodes > 1 && server === null) {
+    throw new UsageError(
+      `--nodes is ${nodes} without --server; expected --server CMD to ` +
+        "start the nodes (or one --url per node started some other way)",
+    );
+  }
   return {
-    url: normalizeUrl(options.url ?? DEFAULT_URL),
-    server: options.server ?? null,
+    url: urls.join(","),
+    urls,
+    server,
     serverAsIs: options.serverAsIs ?? false,
+    nodes,
+    serverPids: serverPids(options.serverPid),
     clients,
     senders,
     size: checkFlag(LOAD_FLAG.size, options.size ?? DEFAULT_SIZE),

@@ -4,6 +4,7 @@ import { startServer } from "../server.ts";
 import { startFloorServer } from "../bench/floor_server.ts";
 import { startNaiveServer } from "../bench/naive_server.ts";
 import { withServer } from "../testing/server.ts";
+import { ChildServer } from "../testing/child_server.ts";
 import { type ChildExit, DenoChild } from "../testing/child_process.ts";
 import { within } from "../testing/wait.ts";
 import { DEFAULT_URL } from "./load_options.ts";
@@ -100,6 +101,74 @@ Deno.test("runLoad reports the URL it used, normalized, in config.url", async ()
     assertClean(summary, SMOKE.clients);
     assert.equal(summary.config.url, `ws://127.0.0.1:${server.port}/ws`);
   });
+});
+
+Deno.test("runLoad spreads clients round-robin over several URLs: a message must reach the clients of every node", async () => {
+  // Two servers that share nothing: each sender's messages reach only the
+  // clients on its own server, and the tool must say so.
+  await withServer({ ratePerSecond: 0 }, async (a) => {
+    await withServer({ ratePerSecond: 0 }, async (b) => {
+      const summary = await runLoad({
+        ...SMOKE,
+        clients: 4,
+        drain: 0.3, // the missing messages never come
+        url: [a.url, `http://127.0.0.1:${b.port}/`],
+      });
+      const urls = [
+        `ws://127.0.0.1:${a.port}/ws`,
+        `ws://127.0.0.1:${b.port}/ws`,
+      ];
+      assert.deepEqual(summary.urls, urls);
+      assert.deepEqual(summary.config.urls, urls);
+      assert.equal(summary.url, urls.join(","));
+      assert.equal(summary.config.url, summary.url);
+      assert.equal(summary.clients_connected, 4);
+      // Clients 0 and 2 (with sender 0) are on a, 1 and 3 (with sender 1)
+      // on b: each client misses every message of the other sender.
+      assert.ok(summary.messages_sent > 0);
+      assert.equal(summary.lost, 2 * summary.messages_sent);
+      assert.equal(summary.deliveries_total, 2 * summary.messages_sent);
+      assert.equal(summary.passed, false);
+      assert.match(summary.verdict, /^FAIL: [\d,]+ lost$/);
+    });
+  });
+  // One server under two spellings of its URL: nothing is lost.
+  await withServer({ ratePerSecond: 0 }, async (server) => {
+    const summary = await runLoad({
+      ...SMOKE,
+      url: `${server.url},http://127.0.0.1:${server.port}/ws`,
+    });
+    assertClean(summary, SMOKE.clients);
+    assert.equal(summary.urls.length, 2);
+  });
+});
+
+Deno.test("runLoad --server-pid reports that process's CPU per delivery apart", async () => {
+  // Unthrottled: the load tool floods from one address by design.
+  const flags = ["--rate=0", "--max-connections-per-ip=0"];
+  const server = await ChildServer.start(flags);
+  try {
+    const summary = await runLoad({
+      ...SMOKE,
+      url: server.url,
+      serverPid: [server.process.pid],
+    });
+    assertClean(summary, SMOKE.clients);
+    assert.equal(summary.processes.length, 1);
+    const [child] = summary.processes;
+    assert.equal(child.pid, server.process.pid);
+    assert.equal(child.role, "server-pid");
+    assert.match(child.command ?? "", /main\.ts/);
+    assert.ok(child.cpu_seconds !== null && child.cpu_seconds >= 0);
+    assert.ok(child.cpu_us_per_delivery !== null);
+    assert.ok((child.rss_end_bytes ?? 0) > 0);
+    assert.ok((child.peak_rss_bytes ?? 0) > 0);
+    // Not started by the tool: the server_ fields stay empty.
+    assert.equal(summary.server_pid, null);
+    assert.equal(summary.server_cpu_us_per_delivery, null);
+  } finally {
+    await server.stop();
+  }
 });
 
 /** The load tool's command line, run as a child process. */
@@ -228,6 +297,54 @@ Deno.test("load --server with --data in the command: the command's store, no oth
     assert.equal(dataPathOf(process), "./mine.kv");
     // The user asked for this file: the run wrote its history there.
     assert.ok((await Deno.stat(`${cwd}/mine.kv`)).isFile);
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
+});
+
+Deno.test("load --server --nodes 2: two copies, each its own port and history, each measured apart", async () => {
+  const cwd = await Deno.makeTempDir({ prefix: "hubchat-load-test-" });
+  try {
+    const { status, summary, lastLine, stderr } = await runLoadCli(
+      [
+        ...CLI_SMOKE,
+        "--clients",
+        "4",
+        "--drain",
+        "0.3",
+        "--server",
+        `deno run -A ${MAIN}`,
+        "--nodes",
+        "2",
+      ],
+      cwd,
+    );
+    // Two hubchats without a shared Redis: each client misses the other
+    // node's sender, and the run says so.
+    assert.equal(status.code, 1, stderr);
+    assert.match(lastLine, /^FAIL: [\d,]+ lost$/);
+    assert.equal(summary.lost, 2 * summary.messages_sent);
+    assert.equal(summary.config.nodes, 2);
+    assert.equal(summary.urls.length, 2);
+    assert.notEqual(summary.urls[0], summary.urls[1]);
+    assert.equal(summary.url, summary.urls.join(","));
+    assert.deepEqual(summary.processes.map((p) => p.role), [
+      "node 0",
+      "node 1",
+    ]);
+    const data = summary.processes.map((p) => dataPathOf(p.command));
+    assert.ok(data[0] !== null && data[1] !== null && data[0] !== data[1]);
+    for (const p of summary.processes) {
+      assert.ok(p.cpu_seconds !== null, JSON.stringify(p));
+    }
+    // The server_ fields sum the nodes.
+    const sum = summary.processes.reduce((a, p) => a + p.cpu_seconds!, 0);
+    assert.ok(Math.abs(summary.server_cpu_seconds! - sum) < 0.01);
+    assert.equal(summary.server_pid, summary.processes[0].pid);
+    for (const path of data) {
+      await assert.rejects(Deno.stat(path!), Deno.errors.NotFound);
+    }
+    assert.deepEqual([...Deno.readDirSync(cwd)], []);
   } finally {
     await Deno.remove(cwd, { recursive: true });
   }

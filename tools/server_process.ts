@@ -11,6 +11,10 @@
  * is removed when the server stops, so a test never writes into the user's
  * history (`./data/hubchat.kv` by default).
  *
+ * Several nodes of one cluster (see node_group.ts) are started the same
+ * way, each on its own port, with `--redis URL` added (or a `{redis}`
+ * placeholder filled in), and restarted on the port they had.
+ *
  * @module
  */
 
@@ -44,11 +48,17 @@ const UNLIMITED: readonly HubchatSetting[] = [
 /** Where hubchat keeps its history: a started one gets a temporary file. */
 const DATA: HubchatSetting = { flag: "--data", env: "HUBCHAT_DATA" };
 
+/** The Redis that hubchat nodes share rooms through. */
+const REDIS: HubchatSetting = { flag: "--redis", env: "HUBCHAT_REDIS_URL" };
+
+/** The placeholder a command holds for the Redis URL, instead of `--redis`. */
+const REDIS_PLACEHOLDER = "{redis}";
+
 /** The history file's name inside the temporary directory. */
-const DATA_FILE = "hubchat.kv";
+export const DATA_FILE = "hubchat.kv";
 
 /** Prefix of the temporary directory, so a leftover one says whose it is. */
-const DATA_DIR_PREFIX = "hubchat-test-data-";
+export const DATA_DIR_PREFIX = "hubchat-test-data-";
 
 /** A server started by {@linkcode startServerProcess}. */
 export interface ServerProcess {
@@ -56,18 +66,22 @@ export interface ServerProcess {
   pid: number;
   /** The WebSocket endpoint it printed (`ws://host:port/ws`). */
   url: string;
+  /** The port in `url`: where a restart listens again. */
+  port: number;
   /** Its command line as run (from /proc when readable). */
   commandLine: string;
   /**
-   * The temporary directory of its history (a hubchat command that set no
-   * `--data`), removed by `stop`; null when there is none.
+   * The directory of its history (a hubchat command that set no `--data`):
+   * a temporary one removed by `stop`, or the `dataDir` it was given, which
+   * stays; null when there is none.
    */
   dataDir: string | null;
   /**
-   * SIGTERM, SIGKILL after 5 s, then removes `dataDir`; resolves with the
-   * exit code (null if a signal ended it).
+   * Sends `signal` (default SIGTERM), SIGKILL after 5 s if it still runs,
+   * then removes a temporary `dataDir`; resolves with the exit code (null
+   * if a signal ended it). Later calls resolve with the first's answer.
    */
-  stop(): Promise<number | null>;
+  stop(signal?: Deno.Signal): Promise<number | null>;
 }
 
 /**
@@ -176,16 +190,25 @@ export interface ServerArgvOptions {
    * (see {@linkcode needsTempData}); without it, none is added.
    */
   dataPath?: string;
+  /** The port to listen on; default 0, a free one. */
+  port?: number;
+  /**
+   * The Redis URL of a cluster: fills a `{redis}` placeholder, or else is
+   * added as `--redis URL` to a hubchat command that sets no `--redis`
+   * (nor `HUBCHAT_REDIS_URL=`); any other command must hold `{redis}`.
+   */
+  redis?: string;
 }
 
 /**
- * The argv to start a server on a free loopback port: `{port}`/`{host}`
- * placeholders are filled in, or else `--port 0 --host 127.0.0.1` appended.
- * A hubchat command (see {@linkcode isHubchatCommand}) also gets
- * `--rate 0`, `--max-connections-per-ip 0` and `--data DATAPATH`, each
- * unless it sets that flag (or its variable, `env HUBCHAT_RATE=...`)
- * itself or `asIs` is true. With `pin`, the command runs under
- * `taskset -c pin`.
+ * The argv to start a server on a free loopback port (or `port`):
+ * `{port}`/`{host}` placeholders are filled in, or else
+ * `--port 0 --host 127.0.0.1` appended. A hubchat command (see
+ * {@linkcode isHubchatCommand}) also gets `--rate 0`,
+ * `--max-connections-per-ip 0` and `--data DATAPATH`, each unless it sets
+ * that flag (or its variable, `env HUBCHAT_RATE=...`) itself or `asIs` is
+ * true; with `redis`, see {@linkcode ServerArgvOptions.redis}. With `pin`,
+ * the command runs under `taskset -c pin`.
  *
  * @example
  * ```ts
@@ -194,6 +217,8 @@ export interface ServerArgvOptions {
  * // [..., "main.ts", "--rate", "5", "--port", "0", "--host", "127.0.0.1",
  * //  "--max-connections-per-ip", "0", "--data", "/tmp/d/hubchat.kv"]
  * serverArgv("node s.js {port}", { pin: 0 }); // ["taskset","-c","0","node","s.js","0"]
+ * serverArgv("deno run -A main.ts", { port: 8081, redis: "redis://127.0.0.1:6379" });
+ * // [..., "--port", "8081", ..., "--redis", "redis://127.0.0.1:6379"]
  * ```
  */
 export function serverArgv(
@@ -206,15 +231,18 @@ export function serverArgv(
       "--server is empty; expected a command like 'deno run -A main.ts'",
     );
   }
-  let argv: string[];
-  if (command.includes("{port}")) {
-    argv = words.map((w) =>
-      w.replaceAll("{port}", "0").replaceAll("{host}", "127.0.0.1")
-    );
-  } else {
-    argv = [...words, "--port", "0", "--host", "127.0.0.1"];
+  const port = String(options.port ?? 0);
+  const hubchat = !options.asIs && isHubchatCommand(words);
+  const placeholder = command.includes(REDIS_PLACEHOLDER);
+  const redisFlag = clusterRedisArgs(command, options.redis, hubchat);
+  let argv = words.map((w) =>
+    w.replaceAll("{port}", port).replaceAll("{host}", "127.0.0.1")
+      .replaceAll(REDIS_PLACEHOLDER, placeholder ? options.redis! : "")
+  );
+  if (!command.includes("{port}")) {
+    argv.push("--port", port, "--host", "127.0.0.1");
   }
-  if (!options.asIs && isHubchatCommand(words)) {
+  if (hubchat) {
     for (const setting of UNLIMITED) {
       if (!setsSetting(words, setting)) argv.push(setting.flag, "0");
     }
@@ -222,10 +250,50 @@ export function serverArgv(
       argv.push(DATA.flag, options.dataPath);
     }
   }
+  argv.push(...redisFlag);
   if (options.pin !== undefined) {
     argv = ["taskset", "-c", String(options.pin), ...argv];
   }
   return argv;
+}
+
+/**
+ * What a command gets for the cluster's Redis: nothing when there is none
+ * or it holds the `{redis}` placeholder (filled in where it stands), else
+ * `--redis URL` for a hubchat command. Throws when the two cannot meet: a
+ * placeholder without a Redis, a Redis for a command that is no hubchat
+ * and has no placeholder, or a hubchat command that names its own Redis
+ * (the nodes would not use the one the tool kills and restarts).
+ */
+function clusterRedisArgs(
+  command: string,
+  redis: string | undefined,
+  hubchat: boolean,
+): string[] {
+  const placeholder = command.includes(REDIS_PLACEHOLDER);
+  if (redis === undefined) {
+    if (!placeholder) return [];
+    throw new Error(
+      `--server "${command}" holds ${REDIS_PLACEHOLDER} but no Redis was ` +
+        "given; expected --redis-server, or the URL in the command",
+    );
+  }
+  if (placeholder) return [];
+  if (!hubchat) {
+    throw new Error(
+      `--server "${command}" is not a hubchat command (main.ts) and holds ` +
+        `no ${REDIS_PLACEHOLDER}; expected ${REDIS_PLACEHOLDER} where the ` +
+        "Redis URL goes, as in 'my_server --store {redis}'",
+    );
+  }
+  if (setsSetting(splitCommand(command), REDIS)) {
+    throw new Error(
+      `--server "${command}" names its own Redis, and the tool starts one ` +
+        "for the nodes; expected the command without --redis (or " +
+        `${REDIS.env}), or ${REDIS_PLACEHOLDER} where the URL goes`,
+    );
+  }
+  return [REDIS.flag, redis];
 }
 
 /**
@@ -254,6 +322,16 @@ export interface StartOptions {
   pin?: number | null;
   /** Add only the port and host, even to a hubchat command. */
   asIs?: boolean;
+  /** The port to listen on; default a free one. */
+  port?: number;
+  /**
+   * The directory of a hubchat command's history (`DIR/hubchat.kv`), kept
+   * by `stop`: a node restarted with it finds its history. Default: a
+   * temporary directory that `stop` removes.
+   */
+  dataDir?: string;
+  /** The cluster's Redis URL; see {@linkcode ServerArgvOptions.redis}. */
+  redis?: string;
 }
 
 /**
@@ -276,14 +354,26 @@ export async function startServerProcess(
 ): Promise<ServerProcess> {
   const asIs = options.asIs ?? false;
   const pin = options.pin ?? undefined;
-  const dataDir = needsTempData(command, asIs)
-    ? await Deno.makeTempDir({ prefix: DATA_DIR_PREFIX })
-    : null;
-  const argv = serverArgv(command, {
-    pin,
-    asIs,
-    dataPath: dataDir === null ? undefined : `${dataDir}/${DATA_FILE}`,
-  });
+  const ownsDataDir = options.dataDir === undefined;
+  const dataDir = !needsTempData(command, asIs)
+    ? null
+    : options.dataDir ?? await Deno.makeTempDir({ prefix: DATA_DIR_PREFIX });
+  /** Removes the data directory if it is a temporary one of ours. */
+  const removeOwnDataDir = (): Promise<void> =>
+    removeDataDir(ownsDataDir ? dataDir : null);
+  let argv: string[];
+  try {
+    argv = serverArgv(command, {
+      pin,
+      asIs,
+      dataPath: dataDir === null ? undefined : `${dataDir}/${DATA_FILE}`,
+      port: options.port,
+      redis: options.redis,
+    });
+  } catch (error) {
+    await removeOwnDataDir();
+    throw error;
+  }
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command(argv[0], {
@@ -293,7 +383,7 @@ export async function startServerProcess(
       stderr: "piped",
     }).spawn();
   } catch (error) {
-    await removeDataDir(dataDir);
+    await removeOwnDataDir();
     throw new Error(
       `--server: cannot start "${argv.join(" ")}": ${
         (error as Error).message
@@ -337,10 +427,16 @@ export async function startServerProcess(
     }
   })().catch(() => {});
 
-  async function stop(): Promise<number | null> {
+  let stopping: Promise<number | null> | undefined;
+  function stop(signal: Deno.Signal = "SIGTERM"): Promise<number | null> {
+    stopping ??= end(signal);
+    return stopping;
+  }
+
+  async function end(signal: Deno.Signal): Promise<number | null> {
     if (!exited) {
       try {
-        child.kill("SIGTERM");
+        child.kill(signal);
       } catch {
         // Already gone.
       }
@@ -355,7 +451,7 @@ export async function startServerProcess(
       status = await statusPromise;
     }
     await Promise.all([stdoutDone, stderrDone]);
-    await removeDataDir(dataDir);
+    await removeOwnDataDir();
     return status.signal === null ? status.code : null;
   }
 
@@ -373,14 +469,24 @@ export async function startServerProcess(
   return {
     pid: child.pid,
     url,
+    port: portOf(url),
     commandLine: commandLine(child.pid) ?? argv.join(" "),
     dataDir,
     stop,
   };
 }
 
-/** Removes a started server's temporary history, if it had one. */
-async function removeDataDir(dataDir: string | null): Promise<void> {
+/**
+ * Removes a started server's temporary history, if it had one (null: none);
+ * a failure is reported on stderr, not thrown: the run's result stands.
+ *
+ * @example
+ * ```ts
+ * import { removeDataDir } from "./server_process.ts";
+ * await removeDataDir(await Deno.makeTempDir());
+ * ```
+ */
+export async function removeDataDir(dataDir: string | null): Promise<void> {
   if (dataDir === null) return;
   try {
     await Deno.remove(dataDir, { recursive: true });
@@ -393,4 +499,14 @@ async function removeDataDir(dataDir: string | null): Promise<void> {
       );
     }
   }
+}
+
+/**
+ * The port of a `ws://` or `wss://` URL, the scheme's default (80, 443)
+ * when the URL names none.
+ */
+function portOf(url: string): number {
+  const parsed = new URL(url);
+  if (parsed.port !== "") return Number(parsed.port);
+  return parsed.protocol === "wss:" ? 443 : 80;
 }

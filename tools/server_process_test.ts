@@ -135,3 +135,31 @@ Deno.test("startServerProcess gives hubchat a temporary history and removes it a
     if (!stopped) await server.stop();
   }
 });
+
+Deno.test("serverArgv with a cluster's Redis: --redis for hubchat, {redis} filled in, conflicts refused", () => {
+  const redis = "redis://127.0.0.1:6390";
+  assert.deepEqual(
+    serverArgv("deno run -A main.ts", { port: 8081, redis }).slice(4),
+    ["--port", "8081", "--host", "127.0.0.1", ...NO_LIMITS, "--redis", redis],
+  );
+  assert.deepEqual(
+    serverArgv("my_server --listen {host}:{port} --store {redis}", {
+      port: 8082,
+      redis,
+    }),
+    ["my_server", "--listen", "127.0.0.1:8082", "--store", redis],
+  );
+  assert.throws(
+    () => serverArgv("deno run -A bench/floor_server.ts", { redis }),
+    /is not a hubchat command .* holds no \{redis\}; expected \{redis\}/,
+  );
+  assert.throws(
+    () =>
+      serverArgv("deno run -A main.ts --redis redis://elsewhere", { redis }),
+    /names its own Redis/,
+  );
+  assert.throws(
+    () => serverArgv("my_server --store {redis}"),
+    /holds \{redis\} but no Redis was given/,
+  );
+});

@@ -46,14 +46,18 @@ import {
   readServerMetrics,
   type ServerMetricsReading,
 } from "./metrics_reader.ts";
+import type { ChaosEvent } from "./chaos.ts";
+import { DeliveryLedger } from "./delivery_ledger.ts";
+import { NodeGroup } from "./node_group.ts";
 import { statusBytes } from "./proc.ts";
 import {
-  SERVER_START_CAP_MS,
-  SERVER_STOP_CAP_MS,
-  type ServerProcess,
-  startServerProcess,
-} from "./server_process.ts";
+  REDIS_START_CAP_MS,
+  REDIS_STOP_CAP_MS,
+  RedisProcess,
+} from "./redis_process.ts";
+import { SERVER_START_CAP_MS, SERVER_STOP_CAP_MS } from "./server_process.ts";
 import {
+  type ChaosRecord,
   parseSoakArgs,
   type ResolvedSoakOptions,
   resolveSoakOptions,
@@ -88,12 +92,25 @@ const RECONNECT_BACKOFF_MS = 1_000;
 /** A cut closer than this to the previous one is not worth a report line. */
 const MIN_INTERVAL_MS = 50;
 
+/**
+ * After a chaos event, every client may be disconnected for a while (all
+ * were on the killed node, or are backing off): the run is not aborted
+ * for that until this long after the last event, or two intervals if
+ * longer. 10 s covers a node's restart and the clients' backoff.
+ */
+const CHAOS_GRACE_MS = 10_000;
+
 /** The result of one soak; the CLI prints it as JSON. */
 export interface SoakSummary {
   /** The resolved options. */
   config: ResolvedSoakOptions;
-  /** The URL the clients used (also `config.url`). */
+  /**
+   * The URL the clients used (also `config.url`); with several nodes,
+   * their URLs joined by commas, as `--url` takes them.
+   */
   url: string;
+  /** The URLs the clients used, one per node: client i used `urls[i % n]`. */
+  urls: string[];
   /** True when the run passed (see `verdict`). */
   passed: boolean;
   /**
@@ -141,7 +158,12 @@ export interface SoakSummary {
     p999: number;
     max: number;
   };
-  /** Total lost: stable clients' plus churned sessions'. */
+  /**
+   * Total lost: deliveries that clients connected when a message was sent
+   * did not get although some client got it (stable clients' plus other
+   * sessions'), plus messages sent on a connection that stayed up which no
+   * client got and the server did not refuse (`unacknowledged.dropped`).
+   */
   lost: number;
   /** Total duplicated. */
   duplicated: number;
@@ -154,6 +176,19 @@ export interface SoakSummary {
     lost: number;
     duplicated: number;
     out_of_order: number;
+  };
+  /**
+   * Messages no client got, by why. `refused`: the server answered with
+   * an `error` (by code in `server_error_codes`): not lost.
+   * `in_flight_at_disconnect`: sent on a connection the server then
+   * dropped (a killed node), never acknowledged: not lost. `dropped`: sent
+   * on a connection that stayed up, neither delivered nor refused: lost
+   * (counted in `lost`).
+   */
+  unacknowledged: {
+    refused: number;
+    in_flight_at_disconnect: number;
+    dropped: number;
   };
   /** Every other connection (churn, reconnects after evictions). */
   sessions: {
@@ -175,12 +210,23 @@ export interface SoakSummary {
   server_error_codes: Record<string, number>;
   /** Chat messages not from this run, ignored. */
   foreign_messages: number;
-  /** Server pid, or null. */
+  /** Server pid (node 0's, as first started), or null. */
   server_pid: number | null;
-  /** Server command line as run, or null. */
+  /** Server command line as run (node 0's), or null. */
   server_process: string | null;
-  /** Server exit code after SIGTERM (null if killed or not started). */
+  /** Server exit code after SIGTERM (node 0's; null if killed or not started). */
   server_exit_code: number | null;
+  /**
+   * The nodes the tool started: URL, restarts, and every exit code (null:
+   * ended by a signal, as a chaos kill); null without `server`.
+   */
+  nodes:
+    | { url: string; restarts: number; exit_codes: (number | null)[] }[]
+    | null;
+  /** The Redis the tool started: URL, restarts; or null. */
+  redis: { url: string; restarts: number } | null;
+  /** What each chaos event did, in order. */
+  chaos: ChaosRecord[];
   /** Where RSS came from. */
   rss_source: "proc" | "metrics" | null;
   /** Server RSS before the clients connected, bytes. */
@@ -207,12 +253,27 @@ interface Session {
   /** Per sender: messages this connection got (1 receiver × senders). */
   tracker: SequenceTracker;
   /**
-   * Per sender: the first sequence number this connection saw (-1: none
-   * yet), for connections made while sending; null: counted from 0.
+   * Per sender, for connections made while sending: the first sequence
+   * number this connection must get, what that sender had sent when it
+   * was welcomed (Infinity until then); null: counted from 0.
    */
   base: Float64Array | null;
-  /** Arrivals below the base: out of order, counted apart. */
+  /**
+   * Arrivals below the base after one at or above it from the same
+   * sender: out of order, counted apart. (Below the base before any: sent
+   * before the welcome, in flight; neither expected nor counted.)
+   */
   early: number;
+  /** `error` replies on this connection: refused lines. */
+  errors: number;
+  /** A sender's: the first sequence number it sent (-1: none). */
+  sentFrom: number;
+  /** A sender's: one past the last sequence number it sent. */
+  sentTo: number;
+  /** A sender's: how many it sent reached a client (for the drain). */
+  accepted: number;
+  /** The server ended it (a close, or the connection dropped). */
+  endedByServer: boolean;
   client: RawClient | null;
   /** Welcomed and not ended. */
   open: boolean;
@@ -263,9 +324,25 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
   if (options.signal?.aborted) interrupted = true;
   options.signal?.addEventListener("abort", onAbort, { once: true });
 
-  let server: ServerProcess | null = null;
-  let url = cfg.url;
+  let group: NodeGroup | null = null;
+  let redis: RedisProcess | null = null;
+  let urls = cfg.urls;
+  /** Node 0's command line and first pid, kept past its stop. */
+  let serverCommandLine: string | null = null;
+  let serverPid: number | null = null;
   let serverExitCode: number | null = null;
+  /** Every message that reached a client, per sender. */
+  const ledger = new DeliveryLedger(senders);
+  /** Connections that ended, kept for the loss accounting. */
+  const retiredSessions: Session[] = [];
+  /** Every connection of a sender, for what its messages became. */
+  const senderSessions: Session[] = [];
+  /** Per sender, the connection it sent on last, or null. */
+  const sentLastOn: (Session | null)[] = new Array(senders).fill(null);
+  const chaosLog: ChaosRecord[] = [];
+  /** Chaos events in progress, and when the last one ended. */
+  let chaosBusy = 0;
+  let lastChaosAt = -Infinity;
   const slots: (Session | null)[] = new Array(n).fill(null);
   const generation = new Uint32Array(n);
   const busy = new Uint8Array(n);
@@ -273,7 +350,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
   const evictions: Record<string, number> = {};
   const connectErrors: Record<string, number> = {};
   const serverErrorCodes: Record<string, number> = {};
-  const retiredTotals = { lost: 0, duplicated: 0, outOfOrder: 0 };
+  const retiredTotals = { duplicated: 0, outOfOrder: 0 };
   const line: ParsedLine = { kind: "other", sender: 0, seq: 0, sentUs: 0 };
   const tasks = new Set<Promise<void>>();
   let agg = new IntervalAggregator(performance.now());
@@ -291,7 +368,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
   let connectSeconds = 0;
   let clientsConnected = 0;
   let initialConnectErrors: Record<string, number> = {};
-  let rssPid: number | null = null;
+  let rssPids: number[] = [];
   let rssSource: "proc" | "metrics" | null = null;
   let rssBefore: number | null = null;
   let metricsAt: string | null = null;
@@ -313,6 +390,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
       else if (kind === "welcome") session.welcome?.(true);
       else if (kind === "error") {
         count(serverErrorCodes, errorCode(buf, start, end));
+        session.errors++;
       }
     });
   }
@@ -323,12 +401,15 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
       foreign++;
       return;
     }
+    if (ledger.mark(s, line.seq)) {
+      const by = sentLastOn[s];
+      if (by !== null && line.seq >= by.sentFrom) by.accepted++;
+    }
     let seq = line.seq;
     if (session.base !== null) {
-      if (session.base[s] < 0) session.base[s] = seq;
       seq -= session.base[s];
       if (seq < 0) {
-        session.early++;
+        if (session.tracker.next(0, s) > 0) session.early++;
         seq = -1;
       }
     }
@@ -337,14 +418,44 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
     agg.record(nowUs - line.sentUs);
   }
 
-  /** Moves a finished connection's counts into the run's totals, once. */
+  /**
+   * Moves a finished connection's counts into the run's totals, once; its
+   * gaps are judged against the ledger whenever loss is counted.
+   */
   function retire(session: Session): void {
     if (session.retired) return;
     session.retired = true;
     session.stable = false;
-    retiredTotals.lost += session.tracker.gaps;
     retiredTotals.duplicated += session.tracker.duplicated;
     retiredTotals.outOfOrder += session.tracker.outOfOrder + session.early;
+    retiredSessions.push(session);
+  }
+
+  /**
+   * Messages a connection missed below the highest it got from each
+   * sender, that some client got: lost to it.
+   */
+  function acceptedGaps(session: Session): number {
+    let total = 0;
+    for (let s = 0; s < senders; s++) {
+      const offset = session.base?.[s] ?? 0;
+      for (const gap of session.tracker.missing(0, s)) {
+        if (ledger.has(s, gap + offset)) total++;
+      }
+    }
+    return total;
+  }
+
+  /**
+   * Messages an open connection should have by now and does not: every
+   * message from its base on that some client got, less what it got.
+   */
+  function missedSoFar(session: Session): number {
+    let expected = 0;
+    for (let s = 0; s < senders; s++) {
+      expected += ledger.count(s, session.base?.[s] ?? 0);
+    }
+    return Math.max(0, expected - session.tracker.distinct(0));
   }
 
   function onEnd(session: Session): void {
@@ -352,6 +463,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
     session.open = false;
     openCount--;
     if (session.closing || closing) return;
+    session.endedByServer = true;
     const code = session.client?.serverCloseCode;
     count(evictions, code == null ? "none" : String(code));
     retire(session);
@@ -364,16 +476,21 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
       index: i,
       stable: !sendingStarted,
       tracker: new SequenceTracker(1, senders),
-      base: sendingStarted ? new Float64Array(senders).fill(-1) : null,
+      base: sendingStarted ? new Float64Array(senders).fill(Infinity) : null,
       early: 0,
       client: null,
       open: false,
       closing: false,
       retired: false,
       welcome: welcome.resolve,
+      errors: 0,
+      sentFrom: -1,
+      sentTo: -1,
+      accepted: 0,
+      endedByServer: false,
     };
     const opened = await openChatClient(
-      url,
+      urls[i % urls.length],
       `soak-${run}-${i}.${generation[i]++}`,
       {
         timeoutMs: Math.max(
@@ -389,10 +506,13 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
     session.client = opened.client;
     session.welcome = null;
     if (opened.problem === null) {
+      // From here on, what each sender sends must reach it.
+      if (session.base !== null) session.base = Float64Array.from(sent);
       session.open = true;
       openCount++;
       slots[i] = session;
       sessionCount++;
+      if (i < senders) senderSessions.push(session);
       return true;
     }
     count(connectErrors, opened.problem);
@@ -465,6 +585,11 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
     const sentUs = Math.round(performance.now() * 1000);
     const text = encodeText(run, { sender: s, seq, sentUs, size: cfg.size });
     session.client?.send(messageFrame(text));
+    if (session.sentFrom < 0) {
+      session.sentFrom = seq;
+      sentLastOn[s] = session;
+    }
+    session.sentTo = seq + 1;
     sent[s] = seq + 1;
     sentTotal++;
   }
@@ -478,9 +603,19 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
     });
   }
 
+  /** The pids RSS is read from now: the running nodes, or `serverPids`. */
+  function currentRssPids(): number[] {
+    return group !== null ? group.pids : rssPids;
+  }
+
   function readRss(scraped: number | null): number | null {
-    if (rssSource === "proc" && rssPid !== null) {
-      return statusBytes(rssPid, "VmRSS");
+    if (rssSource === "proc") {
+      let total: number | null = null;
+      for (const pid of currentRssPids()) {
+        const bytes = statusBytes(pid, "VmRSS");
+        if (bytes !== null) total = (total ?? 0) + bytes;
+      }
+      return total;
     }
     return rssSource === "metrics" ? scraped : null;
   }
@@ -507,12 +642,13 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
   }
 
   function snapshot(reading: ServerMetricsReading | null): IntervalSnapshot {
-    let lost = retiredTotals.lost;
+    let lost = 0;
+    for (const session of retiredSessions) lost += acceptedGaps(session);
     let duplicated = retiredTotals.duplicated;
     let outOfOrder = retiredTotals.outOfOrder;
     for (const session of slots) {
       if (session === null || session.retired) continue;
-      lost += session.tracker.gaps;
+      lost += acceptedGaps(session);
       duplicated += session.tracker.duplicated;
       outOfOrder += session.tracker.outOfOrder + session.early;
     }
@@ -532,21 +668,116 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
     };
   }
 
+  /** Does one chaos event; throws when it could not be done. */
+  async function doChaos(event: ChaosEvent): Promise<void> {
+    switch (event.action) {
+      case "kill-node":
+        return await group!.kill(event.node, "SIGKILL");
+      case "restart-node":
+        return await group!.restart(event.node);
+      case "kill-redis":
+        return await redis!.kill("SIGKILL");
+      case "restart-redis":
+        return await redis!.restart();
+    }
+  }
+
+  /**
+   * Runs the chaos schedule from `t0` (when sending started) until its
+   * end or the halt. An event that fails aborts the run: what it was to
+   * test did not happen.
+   */
+  async function chaosTask(t0: number): Promise<void> {
+    for (const event of cfg.chaos) {
+      await sleep(t0 + event.atS * 1000 - performance.now(), halt.signal);
+      if (halt.signal.aborted) return;
+      const began = performance.now();
+      let error: string | null = null;
+      chaosBusy++;
+      try {
+        await doChaos(event);
+      } catch (e) {
+        error = (e as Error).message;
+      }
+      chaosBusy--;
+      lastChaosAt = performance.now();
+      const record: ChaosRecord = {
+        at_s: round((began - t0) / 1000, 2),
+        event: event.text,
+        ok: error === null,
+        error,
+        took_s: round((lastChaosAt - began) / 1000, 2),
+      };
+      chaosLog.push(record);
+      options.onChaos?.(record);
+      if (error !== null) {
+        aborted ??= `chaos event ${event.text} failed: ${error}`;
+        halt.abort();
+        return;
+      }
+    }
+  }
+
+  /**
+   * Whether a chaos event explains that no client is connected: one is in
+   * progress, something it killed is still down, or the last one ended
+   * under max(10 s, 2 intervals) ago (clients back off up to an
+   * interval).
+   */
+  function chaosOutage(): boolean {
+    if (cfg.chaos.length === 0) return false;
+    const down = (group?.nodes.some((node) => node.process === null) ??
+      false) || (redis !== null && !redis.running);
+    const grace = Math.max(CHAOS_GRACE_MS, 2 * intervalMs);
+    return chaosBusy > 0 || down || performance.now() - lastChaosAt < grace;
+  }
+
+  /**
+   * Why the run should stop now that a node or the tool's Redis is gone
+   * without the schedule having killed it, or null.
+   */
+  function nodeGone(): string | null {
+    // An event in progress may have ended a process it has not yet let go.
+    if (chaosBusy > 0) return null;
+    const redisPid = redis?.pid ?? null;
+    if (redisPid !== null && statusBytes(redisPid, "VmRSS") === null) {
+      return "the redis-server exited";
+    }
+    for (const node of group?.nodes ?? []) {
+      // A node the schedule killed has no process until it restarts.
+      if (node.process === null) continue;
+      if (statusBytes(node.process.pid, "VmRSS") === null) {
+        return cfg.nodes === 1
+          ? "the server process exited"
+          : `node ${node.index} exited`;
+      }
+    }
+    return null;
+  }
+
   let intervalsStart = performance.now();
   let elapsedS = 0;
   try {
+    if (cfg.redisServer) redis = await RedisProcess.start({ appendonly: true });
     if (cfg.server !== null) {
-      server = await startServerProcess(cfg.server, {
+      group = await NodeGroup.start(cfg.server, {
+        nodes: cfg.nodes,
         asIs: cfg.serverAsIs,
+        redis: redis?.url,
       });
-      url = server.url;
+      urls = group.urls;
+      serverCommandLine = group.nodes[0].process!.commandLine;
+      serverPid = group.nodes[0].process!.pid;
+    } else {
+      serverPid = cfg.serverPid;
     }
-    rssPid = server?.pid ?? cfg.serverPid;
-    if (rssPid !== null && statusBytes(rssPid, "VmRSS") !== null) {
+    rssPids = cfg.serverPids;
+    if (currentRssPids().some((pid) => statusBytes(pid, "VmRSS") !== null)) {
       rssSource = "proc";
     }
-    // /metrics is optional: hubchat serves it, other servers may not.
-    const probeUrl = metricsUrl(url);
+    // /metrics is optional: hubchat serves it, other servers may not. Of
+    // several nodes, the first one's is read.
+    const probeUrl = metricsUrl(urls[0]);
     let first: ServerMetricsReading | null = null;
     try {
       first = readServerMetrics(await fetchText(probeUrl));
@@ -580,13 +811,16 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
     if (aborted === null) {
       options.onStart?.({
         run_id: run,
-        url,
-        config: { ...cfg, url },
+        url: urls.join(","),
+        urls,
+        config: { ...cfg, url: urls.join(","), urls },
         clients_connected: openCount,
         connect_seconds: connectSeconds,
         connect_errors: { ...connectErrors },
-        server_pid: rssPid,
-        server_process: server?.commandLine ?? null,
+        server_pid: serverPid,
+        server_pids: currentRssPids(),
+        redis: redis === null ? null : { url: redis.url, pid: redis.pid },
+        server_process: serverCommandLine,
         rss_before_clients_bytes: rssBefore,
         rss_source: rssSource,
         metrics_url: metricsAt,
@@ -599,6 +833,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
       for (let j = n - cfg.churn; j < n; j++) {
         track(churnTask(j, intervalsStart, endAt));
       }
+      if (cfg.chaos.length > 0) track(chaosTask(intervalsStart));
       for (let k = 1;; k++) {
         const target = Math.min(intervalsStart + k * intervalMs, endAt);
         await sleep(target - performance.now(), halt.signal);
@@ -610,9 +845,8 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
         const report = agg.cut(now, snapshot(reading));
         options.onInterval?.(report);
         if (last) break;
-        if (server !== null && statusBytes(server.pid, "VmRSS") === null) {
-          aborted = "the server process exited";
-        } else if (openCount === 0) {
+        aborted ??= nodeGone();
+        if (aborted === null && openCount === 0 && !chaosOutage()) {
           aborted = "every client is disconnected (server gone?)";
         }
         if (aborted !== null) break;
@@ -620,13 +854,20 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
       elapsedS = round((performance.now() - intervalsStart) / 1000, 3);
       halt.abort();
       await sending;
-      // Drain: wait for in-flight messages to reach the stable clients.
+      // Drain: wait until every line of a connected sender reached a
+      // client or was refused, and the stable clients have every line
+      // that reached anyone (in a clean run: every line sent).
       await drain(() => {
+        let accepted = 0;
+        for (let s = 0; s < senders; s++) accepted += ledger.count(s);
         for (const session of slots) {
-          if (
-            session !== null && session.stable && session.open &&
-            session.tracker.distinct(0) < sentTotal
-          ) {
+          if (session === null || !session.open) continue;
+          if (session.stable && session.tracker.distinct(0) < accepted) {
+            return false;
+          }
+          const unanswered = session.sentTo - session.sentFrom -
+            session.accepted;
+          if (session.sentFrom >= 0 && unanswered > session.errors) {
             return false;
           }
         }
@@ -645,7 +886,8 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
         return session.client?.close(CLOSE_CAP_MS);
       }),
     );
-    if (server !== null) serverExitCode = await server.stop();
+    if (group !== null) serverExitCode = (await group.stop())[0];
+    await redis?.stop();
   }
 
   // Summary.
@@ -656,33 +898,48 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
     duplicated: 0,
     out_of_order: 0,
   };
-  const others = { lost: retiredTotals.lost, duplicated: 0, out_of_order: 0 };
-  others.duplicated = retiredTotals.duplicated;
-  others.out_of_order = retiredTotals.outOfOrder;
+  const others = {
+    lost: 0,
+    duplicated: retiredTotals.duplicated,
+    out_of_order: retiredTotals.outOfOrder,
+  };
+  // Ended connections: what they missed below what they got.
+  for (const session of retiredSessions) others.lost += acceptedGaps(session);
+  // Open ones: everything some client got since they were welcomed.
   for (const session of slots) {
     if (session === null || session.retired) continue;
+    const lost = missedSoFar(session);
     if (session.stable) {
-      const lost = session.tracker.lost(0, sent);
       stable.clients++;
       stable.lost += lost;
       stable.duplicated += session.tracker.duplicated;
       stable.out_of_order += session.tracker.outOfOrder + session.early;
       if (lost === 0 && session.tracker.duplicated === 0) stable.complete++;
     } else {
-      // Rebased: expected is what each sender sent since this one's first.
-      const base = session.base;
-      const expected = sent.map((total, s) =>
-        base === null ? total : base[s] < 0 ? 0 : total - base[s]
-      );
-      others.lost += session.tracker.lost(0, expected);
+      others.lost += lost;
       others.duplicated += session.tracker.duplicated;
       others.out_of_order += session.tracker.outOfOrder + session.early;
+    }
+  }
+  // What became of the messages no client got (see unacknowledged).
+  const unacknowledged = { refused: 0, in_flight_at_disconnect: 0, dropped: 0 };
+  for (const session of senderSessions) {
+    if (session.sentFrom < 0) continue;
+    const s = session.index;
+    const nobodyGot = session.sentTo - session.sentFrom -
+      ledger.count(s, session.sentFrom, session.sentTo);
+    const refused = Math.min(nobodyGot, session.errors);
+    unacknowledged.refused += refused;
+    if (session.endedByServer) {
+      unacknowledged.in_flight_at_disconnect += nobodyGot - refused;
+    } else {
+      unacknowledged.dropped += nobodyGot - refused;
     }
   }
   const reports = agg.reports;
   const overall = agg.overall;
   const ms = (us: number): number => round(us / 1000, 3);
-  const lost = stable.lost + others.lost;
+  const lost = stable.lost + others.lost + unacknowledged.dropped;
   const duplicated = stable.duplicated + others.duplicated;
   const outOfOrder = stable.out_of_order + others.out_of_order;
   const verdict = judgeRun({
@@ -698,9 +955,11 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
       ? `cut short after ${elapsedS} s of ${cfg.minutes} min`
       : null,
   });
+  const url = urls.join(",");
   return {
-    config: { ...cfg, url },
+    config: { ...cfg, url, urls },
     url,
+    urls,
     passed: verdict.pass,
     verdict: verdict.line,
     run_id: run,
@@ -729,6 +988,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
     lost,
     duplicated,
     out_of_order: outOfOrder,
+    unacknowledged,
     stable,
     sessions: {
       count: Math.max(0, sessionCount - clientsConnected),
@@ -741,9 +1001,16 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakSummary> {
     initial_connect_errors: initialConnectErrors,
     server_error_codes: serverErrorCodes,
     foreign_messages: foreign,
-    server_pid: rssPid,
-    server_process: server?.commandLine ?? null,
+    server_pid: serverPid,
+    server_process: serverCommandLine,
     server_exit_code: serverExitCode,
+    nodes: group?.nodes.map((node) => ({
+      url: node.url,
+      restarts: node.restarts,
+      exit_codes: node.exits,
+    })) ?? null,
+    redis: redis === null ? null : { url: redis.url, restarts: redis.restarts },
+    chaos: chaosLog,
     rss_source: rssSource,
     rss_before_clients_bytes: rssBefore,
     rss: summarizeRss(
@@ -786,8 +1053,12 @@ async function main(): Promise<void> {
     return;
   }
   const json = args.json;
+  // Each start and stop is capped; a chaos event is at most a stop and a
+  // start (the Redis's caps are the smaller).
+  const restartCapMs = SERVER_START_CAP_MS + SERVER_STOP_CAP_MS;
   const capS = connectCapSeconds(cfg.clients) + cfg.minutes * 60 +
-    cfg.interval + (SERVER_START_CAP_MS + SERVER_STOP_CAP_MS) / 1000 +
+    cfg.interval + restartCapMs * (1 + cfg.chaos.length) / 1000 +
+    (cfg.redisServer ? (REDIS_START_CAP_MS + REDIS_STOP_CAP_MS) / 1000 : 0) +
     (DRAIN_MS + 2 * CLOSE_CAP_MS + METRICS_TIMEOUT_MS) / 1000 + CLI_SLACK_S;
   const hardCap = setTimeout(() => {
     console.error(
@@ -825,6 +1096,16 @@ async function main(): Promise<void> {
         `soak: server pid ${info.server_pid}: ${info.server_process}`,
       );
     }
+    if (info.server_pids.length > 1) {
+      console.log(
+        `soak: ${info.urls.length} nodes, pids ${info.server_pids.join(", ")}`,
+      );
+    }
+    if (info.redis !== null) {
+      console.log(
+        `soak: redis-server pid ${info.redis.pid} at ${info.redis.url}`,
+      );
+    }
     const failed = Object.entries(info.connect_errors).map(([why, k]) =>
       `${k}× ${why}`
     );
@@ -848,6 +1129,15 @@ async function main(): Promise<void> {
         }`,
     );
   }
+  function onChaos(record: ChaosRecord): void {
+    console.log(
+      json
+        ? JSON.stringify({ type: "chaos", ...record })
+        : `soak: chaos t=${record.at_s}s ${record.event}: ${
+          record.ok ? "done" : `FAILED (${record.error})`
+        } in ${record.took_s} s`,
+    );
+  }
   function onInterval(report: IntervalReport): void {
     console.log(
       json
@@ -864,6 +1154,7 @@ async function main(): Promise<void> {
       signal: controller.signal,
       onStart,
       onInterval,
+      onChaos,
     });
   } catch (error) {
     console.error(`soak: ${(error as Error).message}`);

@@ -54,3 +54,60 @@ Deno.test("parseSoakArgs and resolveSoakOptions", () => {
   assert.throws(() => resolveSoakOptions({ minutes: -1 }), /--minutes is -1/);
   assert.throws(() => resolveSoakOptions({ size: 5 }), /--size is 5/);
 });
+
+Deno.test("soak: --url and --server-pid lists, --nodes, --redis-server and --chaos need --server", () => {
+  const args = parseSoakArgs([
+    "--url",
+    "ws://127.0.0.1:8081/ws,ws://127.0.0.1:8082/ws",
+    "--server-pid",
+    "11",
+    "--server-pid",
+    "12",
+  ]);
+  assert.deepEqual(args.options, {
+    url: ["ws://127.0.0.1:8081/ws", "ws://127.0.0.1:8082/ws"],
+    serverPid: [11, 12],
+  });
+  const o = resolveSoakOptions(args.options);
+  assert.equal(o.url, "ws://127.0.0.1:8081/ws,ws://127.0.0.1:8082/ws");
+  assert.equal(o.urls.length, 2);
+  assert.equal(o.serverPid, 11);
+  assert.deepEqual(o.serverPids, [11, 12]);
+  assert.equal(resolveSoakOptions({ serverPid: 5 }).serverPid, 5);
+
+  const cluster = resolveSoakOptions({
+    ...parseSoakArgs([
+      "--server",
+      "deno run -A main.ts",
+      "--nodes",
+      "3",
+      "--redis-server",
+      "--chaos",
+      "kill-node:2@10s,restart-node:2@15s,kill-redis@20s,restart-redis@25s",
+    ]).options,
+  });
+  assert.equal(cluster.nodes, 3);
+  assert.equal(cluster.redisServer, true);
+  assert.deepEqual(cluster.chaos.map((e) => e.text), [
+    "kill-node:2@10s",
+    "restart-node:2@15s",
+    "kill-redis@20s",
+    "restart-redis@25s",
+  ]);
+  assert.throws(
+    () => resolveSoakOptions({ nodes: 2 }),
+    /--nodes 2 needs --server; expected --server CMD/,
+  );
+  assert.throws(
+    () => resolveSoakOptions({ redisServer: true }),
+    /--redis-server needs --server/,
+  );
+  assert.throws(
+    () => resolveSoakOptions({ chaos: "kill-node@1" }),
+    /names node 0, and the tool starts none/,
+  );
+  assert.throws(
+    () => resolveSoakOptions({ server: "x", chaos: "kill-node@2m" }),
+    /after the run's end at 60 s/,
+  );
+});

@@ -107,6 +107,7 @@ export type SeqOutcome = "ok" | "gap" | "late" | "duplicate";
  * const t = new SequenceTracker(1, 1);
  * t.record(0, 0, 0); // "ok"
  * t.record(0, 0, 2); // "gap" (1 is missing for now)
+ * t.missing(0, 0); // [1]
  * t.record(0, 0, 1); // "late" (out of order)
  * t.lost(0, [3]); // 0
  * ```
@@ -168,6 +169,22 @@ export class SequenceTracker {
     }
     this.duplicated++;
     return "duplicate";
+  }
+
+  /**
+   * One past the highest sequence number `receiver` got from `sender`;
+   * 0 when it got none.
+   */
+  next(receiver: number, sender: number): number {
+    return this.#next[receiver * this.#senders + sender];
+  }
+
+  /**
+   * The sequence numbers `receiver` has not got from `sender` below the
+   * highest it got, in no particular order.
+   */
+  missing(receiver: number, sender: number): number[] {
+    return [...(this.#missing.get(receiver * this.#senders + sender) ?? [])];
   }
 
   /** Distinct messages `receiver` got, all senders together. */
