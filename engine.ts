@@ -19,7 +19,7 @@ import type {
   HistoryEntry,
   ResumeResult,
   StoredMessage,
-} from "./history.ts";
+} from "./store/history.ts";
 import { chatMessage } from "./protocol.ts";
 
 /** One member of a room: its name, and which connection holds it. */

@@ -25,7 +25,7 @@ import {
   readFlags,
   UsageError,
 } from "./flags.ts";
-import { DEFAULT_HISTORY_LIMIT, HistoryOpenError } from "./history.ts";
+import { DEFAULT_HISTORY_LIMIT, HistoryOpenError } from "./store/history.ts";
 import { EngineUnavailable } from "./engine.ts";
 import { DEFAULT_LARGE_ROOM } from "./presence.ts";
 import {

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { HistoryOpenError } from "./history.ts";
+import { HistoryOpenError } from "./store/history.ts";
 import {
   EXIT_USAGE,
   type Invocation,

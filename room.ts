@@ -22,7 +22,7 @@ import {
   type RoomEvent,
   type RoomSubscription,
 } from "./engine.ts";
-import type { StoredMessage } from "./history.ts";
+import type { StoredMessage } from "./store/history.ts";
 import { Hub, type HubOptions } from "./hub.ts";
 import {
   Presence,

@@ -50,7 +50,7 @@ export interface RoomSummary {
  * ```ts
  * import { Rooms } from "./rooms.ts";
  * import { LocalEngine } from "./engine.ts";
- * import { History } from "./history.ts";
+ * import { History } from "./store/history.ts";
  * const history = await History.open(":memory:");
  * const rooms = new Rooms({ engine: new LocalEngine({ history }) });
  * const lobby = rooms.open("lobby");

@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { Client } from "./client.ts";
-import type { History, StoredMessage } from "./history.ts";
+import type { History, StoredMessage } from "./store/history.ts";
 import type { ChatMessage, ServerMessage, WelcomeMessage } from "./protocol.ts";
 import { LocalEngine } from "./engine.ts";
 import { Room } from "./room.ts";

@@ -21,7 +21,7 @@ import { importSecret } from "./auth.ts";
 import type { Client } from "./client.ts";
 import { Connections } from "./connection.ts";
 import { LocalEngine, type RoomEngine } from "./engine.ts";
-import { DEFAULT_HISTORY_LIMIT, History } from "./history.ts";
+import { DEFAULT_HISTORY_LIMIT, History } from "./store/history.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { Health, PROMETHEUS_CONTENT_TYPE, ServerMetrics } from "./metrics.ts";
 import { CloseCode } from "./protocol.ts";
@@ -499,7 +499,7 @@ async function openEngine(
   { health, metrics, logger }: EngineObservers,
 ): Promise<RoomEngine> {
   if (options.redis !== undefined) {
-    const { RedisEngine } = await import("./redis.ts");
+    const { RedisEngine } = await import("./store/redis.ts");
     const engine = await RedisEngine.connect(options.redis, {
       historyLimit: options.historyLimit ?? DEFAULT_HISTORY_LIMIT,
       onConnection(up: boolean, cause?: string): void {

@@ -8,9 +8,9 @@ import {
   KV_MAX_VALUE_BYTES,
   type StoredMessage,
 } from "./history.ts";
-import { visibleTo } from "./protocol.ts";
-import { type ChildExit, DenoChild } from "./testing/child_process.ts";
-import { within } from "./testing/wait.ts";
+import { visibleTo } from "../protocol.ts";
+import { type ChildExit, DenoChild } from "../testing/child_process.ts";
+import { within } from "../testing/wait.ts";
 
 /** Longest any one test may take; a hang fails instead of stalling CI. */
 const TEST_DEADLINE_MS = 30_000;

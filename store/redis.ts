@@ -42,9 +42,9 @@ import {
   type RoomSubscription,
   type StoredRoom,
   type TypingEvent,
-} from "./engine.ts";
+} from "../engine.ts";
 import type { HistoryEntry, ResumeResult, StoredMessage } from "./history.ts";
-import { chatMessage } from "./protocol.ts";
+import { chatMessage } from "../protocol.ts";
 
 /**
  * How often a node says it is alive. A third of {@linkcode NODE_TTL_MS}:

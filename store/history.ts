@@ -48,7 +48,7 @@
  * @module
  */
 
-import { chatMessage, utf8Length } from "./protocol.ts";
+import { chatMessage, utf8Length } from "../protocol.ts";
 
 /**
  * Messages kept per room when no `limit` is given. A joiner's `welcome`
