@@ -20,7 +20,7 @@ import type {
   ResumeResult,
   StoredMessage,
 } from "./store/history.ts";
-import { chatMessage } from "./protocol.ts";
+import { storedLine } from "./protocol.ts";
 
 /** One member of a room: its name, and which connection holds it. */
 export interface MemberRef {
@@ -278,14 +278,11 @@ export class LocalEngine implements RoomEngine {
     const state = this.#room(room);
     if (this.#history === null) {
       // Nothing is stored, so nothing waits: heard now, in its place.
-      const line = chatMessage({
+      const line: StoredMessage = storedLine({
+        ...entry,
         id: state.lastId + 1,
         room,
-        username: entry.username,
-        text: entry.text,
-        timestamp: entry.timestamp,
-        to: entry.to,
-      }) as StoredMessage;
+      });
       this.#enqueue(state, { event: { kind: "line", line }, ready: true });
       return Promise.resolve(line);
     }

@@ -117,6 +117,40 @@ export interface ChatMessage {
   to?: string;
 }
 
+/** A shared file, as a `file` line describes it. */
+export interface FileInfo {
+  /** The file's id: its content hash. */
+  id: string;
+  /** The name it was uploaded under: display text, never a path. */
+  name: string;
+  /** Its size in bytes. */
+  size: number;
+  /** Its media type, as served. */
+  type: string;
+  /** Where it is served: `/files/ID`. */
+  url: string;
+}
+
+/**
+ * A file shared in the room, stored and sent like a chat line (ids, history,
+ * resume, direct with `to`); `text` is its caption, when there is one.
+ */
+export interface FileMessage {
+  type: "file";
+  id: number;
+  room: string;
+  username: string;
+  file: FileInfo;
+  /** The caption; absent without one. */
+  text?: string;
+  timestamp: string;
+  /** The recipient of a direct message; absent for a public one. */
+  to?: string;
+}
+
+/** A line of a room's history: a chat line or a shared file. */
+export type StoredLine = ChatMessage | FileMessage;
+
 /** Sent first, to the joiner only (again after each room switch). */
 export interface WelcomeMessage {
   type: "welcome";
@@ -134,8 +168,8 @@ export interface WelcomeMessage {
    * `online` messages carry the count and `members` pages the list.
    */
   large: boolean;
-  /** Recent messages, or those after `since`, oldest first. */
-  history: ChatMessage[];
+  /** Recent lines, or those after `since`, oldest first. */
+  history: StoredLine[];
   /** True when messages after `since` were older than history keeps. */
   gap: boolean;
   /** Proof of this connection: a reconnect passing it may take the name. */
@@ -184,7 +218,7 @@ export interface ResetMessage {
   type: "reset";
   room: string;
   /** What the store holds now, as a welcome's history would. */
-  history: ChatMessage[];
+  history: StoredLine[];
   timestamp: string;
 }
 
@@ -223,6 +257,7 @@ export type ServerMessage =
   | MembersMessage
   | ResetMessage
   | ChatMessage
+  | FileMessage
   | TypingMessage
   | ErrorMessage;
 
@@ -516,7 +551,7 @@ const clock = { ms: Number.NaN, iso: "" };
  * });
  * ```
  */
-export function chatMessage(line: Omit<ChatMessage, "type">): ChatMessage {
+export function chatMessage(line: LineFields): ChatMessage {
   const message: ChatMessage = {
     type: "message",
     id: line.id,
@@ -527,6 +562,51 @@ export function chatMessage(line: Omit<ChatMessage, "type">): ChatMessage {
   };
   if (line.to !== undefined) message.to = line.to;
   return message;
+}
+
+/** What a history line is made of, before the wire's field order. */
+export interface LineFields {
+  id: number;
+  room: string;
+  username: string;
+  /** The chat text, or a file's caption ("" for none). */
+  text: string;
+  timestamp: string;
+  to?: string;
+  /** For a shared file: what it is. */
+  file?: FileInfo;
+}
+
+/**
+ * A history line in wire order: a `file` line when it carries a file (its
+ * text, if any, the caption), else a chat line ({@linkcode chatMessage}).
+ *
+ * @example
+ * ```ts
+ * import { storedLine } from "./protocol.ts";
+ * storedLine({
+ *   id: 2,
+ *   room: "lobby",
+ *   username: "ann",
+ *   text: "",
+ *   timestamp: "2026-11-22T10:00:00.000Z",
+ *   file: { id: "ab12", name: "cat.png", size: 1234, type: "image/png", url: "/files/ab12" },
+ * }); // { type: "file", id: 2, ..., file: { ... }, timestamp: "..." }
+ * ```
+ */
+export function storedLine(fields: LineFields): StoredLine {
+  if (fields.file === undefined) return chatMessage(fields);
+  const line: FileMessage = {
+    type: "file",
+    id: fields.id,
+    room: fields.room,
+    username: fields.username,
+    file: fields.file,
+    timestamp: fields.timestamp,
+  };
+  if (fields.text !== "") line.text = fields.text;
+  if (fields.to !== undefined) line.to = fields.to;
+  return line;
 }
 
 /**
@@ -550,7 +630,7 @@ export function chatMessage(line: Omit<ChatMessage, "type">): ChatMessage {
  * visibleTo(line, "cy"); // false
  * ```
  */
-export function visibleTo(line: ChatMessage, username: string): boolean {
+export function visibleTo(line: StoredLine, username: string): boolean {
   return line.to === undefined || line.to === username ||
     line.username === username;
 }

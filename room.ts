@@ -30,7 +30,6 @@ import {
   type PresenceChange,
 } from "./presence.ts";
 import {
-  type ChatMessage,
   CloseCode,
   type ErrorCode,
   errorMessage,
@@ -39,6 +38,7 @@ import {
   type OnlineMessage,
   type PresenceMessage,
   type ResetMessage,
+  type StoredLine,
   timestamp,
   type TypingMessage,
   visibleTo,
@@ -470,7 +470,7 @@ export class Room {
     const past = options.since === undefined || lostLife
       ? { messages: this.#engine.recent(this.name), gap: lostLife }
       : this.#engine.since(this.name, options.since);
-    const history: ChatMessage[] = [];
+    const history: StoredLine[] = [];
     for (const line of past.messages) {
       if (visibleTo(line, client.username)) history.push(line);
     }

@@ -432,7 +432,7 @@ Deno.test("resume: a reconnect during a stream sees every message exactly once",
         assert.equal(back.welcome.gap, false);
         for (const message of back.welcome.history) {
           seen.push(message.id);
-          texts.push(message.text);
+          texts.push(message.text ?? "");
         }
         reader = back.client;
       }

@@ -28,7 +28,8 @@
  * costs a few mutations per room however many messages it carries. A
  * block's value is UTF-8 text: one JSON array per message, each followed by
  * a newline, either `[id, username, text, timestamp]` or, for a direct
- * message, `[id, username, text, timestamp, to]`. Its key holds the id of
+ * message, `[id, username, text, timestamp, to]`, or for a shared file
+ * `[id, username, caption, timestamp, to or null, file]`. Its key holds the id of
  * its first message, and ids ascend within a block and from one block to the
  * next. A block holds at most {@linkcode BLOCK_MESSAGES} messages and, unless
  * it holds only one, at most {@linkcode BLOCK_BYTES} bytes.
@@ -48,7 +49,12 @@
  * @module
  */
 
-import { chatMessage, utf8Length } from "../protocol.ts";
+import {
+  type FileInfo,
+  type StoredLine,
+  storedLine,
+  utf8Length,
+} from "../protocol.ts";
 
 /**
  * Messages kept per room when no `limit` is given. A joiner's `welcome`
@@ -101,26 +107,21 @@ const META_VALUE_BYTES = 64;
 export interface HistoryEntry {
   /** The sender. */
   username: string;
-  /** The chat text. */
+  /** The chat text, or a shared file's caption ("" for none). */
   text: string;
   /** When the server stamped it (ISO 8601, UTC, milliseconds). */
   timestamp: string;
   /** The recipient, for a direct message; absent for a public one. */
   to?: string;
+  /** For a shared file: what it is (the line is then a `file` line). */
+  file?: FileInfo;
 }
 
 /**
- * A message as stored: ready to be serialized as a `message` frame, or as an
- * element of `welcome`'s `history`. Stored messages are frozen.
+ * A line as stored: ready to be serialized as a `message` or `file` frame,
+ * or as an element of `welcome`'s `history`. Stored lines are frozen.
  */
-export interface StoredMessage extends HistoryEntry {
-  /** Always `"message"`: a stored message is a chat line. */
-  type: "message";
-  /** Strictly increasing within the room, from 1; never reused once seen. */
-  id: number;
-  /** The room it was said in. */
-  room: string;
-}
+export type StoredMessage = StoredLine;
 
 /** What a client that reconnects missed; see {@linkcode History.since}. */
 export interface ResumeResult {
@@ -249,6 +250,9 @@ function valueBytes(entry: HistoryEntry): number {
   if (entry.to !== undefined) {
     bytes += 16 + 2 * "to".length + 2 * entry.to.length;
   }
+  if (entry.file !== undefined) {
+    bytes += 16 + 2 * "file".length + 2 * JSON.stringify(entry.file).length;
+  }
   return bytes;
 }
 
@@ -267,13 +271,14 @@ function metaKey(room: string): Deno.KvKey {
 
 /** A message's line in a block (see the module docs), without its newline. */
 function toLine(message: StoredMessage): string {
-  const fields: (number | string)[] = [
+  const fields: (number | string | null | FileInfo)[] = [
     message.id,
     message.username,
-    message.text,
+    message.text ?? "",
     message.timestamp,
   ];
-  if (message.to !== undefined) fields.push(message.to);
+  if (message.type === "file") fields.push(message.to ?? null, message.file);
+  else if (message.to !== undefined) fields.push(message.to);
   return JSON.stringify(fields);
 }
 
@@ -282,7 +287,16 @@ function toMessage(
   id: number,
   entry: HistoryEntry,
 ): StoredMessage {
-  return Object.freeze(chatMessage({ ...entry, id, room }));
+  return Object.freeze(storedLine({ ...entry, id, room }));
+}
+
+/** True when a block line's sixth field is a file's description. */
+function isFileInfo(value: unknown): value is FileInfo {
+  if (typeof value !== "object" || value === null) return false;
+  const { id, name, size, type, url } = value as Record<string, unknown>;
+  return typeof id === "string" && typeof name === "string" &&
+    Number.isSafeInteger(size) && typeof type === "string" &&
+    typeof url === "string";
 }
 
 /**
@@ -311,18 +325,21 @@ function parseBlock(
     } catch {
       return undefined;
     }
-    if (!Array.isArray(fields) || fields.length < 4 || fields.length > 5) {
+    if (!Array.isArray(fields) || fields.length < 4 || fields.length > 6) {
       return undefined;
     }
-    const [id, username, text, timestamp, to] = fields;
+    const [id, username, text, timestamp, to, file] = fields;
     if (
       !Number.isSafeInteger(id) || typeof username !== "string" ||
       typeof text !== "string" || typeof timestamp !== "string" ||
       (fields.length === 5 && typeof to !== "string") ||
+      (fields.length === 6 &&
+        ((to !== null && typeof to !== "string") || !isFileInfo(file))) ||
       (messages.length === 0 ? id !== firstId : id <= previous)
     ) return undefined;
     const entry: HistoryEntry = { username, text, timestamp };
-    if (fields.length === 5) entry.to = to;
+    if (typeof to === "string") entry.to = to;
+    if (fields.length === 6) entry.file = file;
     messages.push(toMessage(room, id, entry));
     previous = id;
   }

@@ -44,7 +44,7 @@ import {
   type TypingEvent,
 } from "../engine.ts";
 import type { HistoryEntry, ResumeResult, StoredMessage } from "./history.ts";
-import { chatMessage } from "../protocol.ts";
+import { storedLine } from "../protocol.ts";
 
 /**
  * How often a node says it is alive. A third of {@linkcode NODE_TTL_MS}:
@@ -65,6 +65,13 @@ export const NODE_TTL_MS = 6000;
  * if that node dies mid-way, another may after this.
  */
 export const REAP_CLAIM_MS = 30_000;
+
+/**
+ * Lines a room's stream keeps at the least, whatever history shows joiners:
+ * what a node that missed messages (a lost pub/sub message, a short
+ * reconnect) fetches to fill the gap.
+ */
+export const MIN_STREAM_LINES = 1000;
 
 /** How long a command may wait for Redis before the engine gives up on it. */
 export const COMMAND_TIMEOUT_MS = 5000;
@@ -137,8 +144,8 @@ interface RedisClient {
 const SCRIPTS = {
   /**
    * KEYS: meta, lines, rooms set. ARGV: the line after its id (JSON
-   * without the leading `{"type":"message","id":N,`), a new epoch if none,
-   * history limit, room name, channel, publish time (ms).
+   * without the leading `{"type":T,"id":N,`), a new epoch if none, history
+   * limit, room name, channel, publish time (ms), the line's type T.
    * Returns [id, epoch].
    */
   append: `
@@ -149,7 +156,7 @@ if not epoch then
   redis.call('DEL', KEYS[2])
 end
 local id = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-local line = '{"type":"message","id":' .. id .. ',' .. ARGV[1]
+local line = '{"type":"' .. ARGV[7] .. '","id":' .. id .. ',' .. ARGV[1]
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], id .. '-0', 'd', line)
 redis.call('SADD', KEYS[3], ARGV[4])
 redis.call('PUBLISH', ARGV[5],
@@ -458,9 +465,9 @@ export class RedisEngine implements RoomEngine {
 
   /** Stores the line in Redis and publishes it, in one script. */
   async append(room: string, entry: HistoryEntry): Promise<StoredMessage> {
-    const fields = chatMessage({ id: 0, room, ...entry });
-    // The line after its id: the script puts `{"type":"message","id":N,`
-    // in front, so the stored and published text is the wire text.
+    const fields = storedLine({ id: 0, room, ...entry });
+    // The line after its id: the script puts `{"type":T,"id":N,` in front,
+    // so the stored and published text is the wire text.
     const tail = JSON.stringify({ ...fields, type: undefined, id: undefined })
       .slice(1);
     const [id, epoch] = await this.#script("append", [
@@ -470,10 +477,11 @@ export class RedisEngine implements RoomEngine {
     ], [
       tail,
       newEpoch(),
-      String(this.#limit),
+      String(Math.max(this.#limit, MIN_STREAM_LINES)),
       room,
       KEY.channel(room),
       String(Date.now()),
+      fields.type,
     ]) as [number, string];
     void epoch;
     return { ...fields, id: Number(id) } as StoredMessage;
