@@ -640,7 +640,67 @@ async function start(
   }
   options.logger = createLogger({ format: logFormat });
   options.data ??= DEFAULT_DATA_PATH;
+  const warning = descriptorWarning(
+    openFilesLimit(),
+    options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+  );
+  if (warning !== null) {
+    options.logger.log("warn", "descriptor_limit", { message: warning });
+  }
   return await startServer(options);
+}
+
+/**
+ * Descriptors the server needs besides one per connection: its listening
+ * socket, the history file and its journal, Redis, the runtime's own, and
+ * upgrades in flight.
+ */
+export const DESCRIPTOR_MARGIN = 100;
+
+/**
+ * This process's soft limit on open files, from /proc (Linux); null where
+ * it cannot be read. Deno raises the soft limit to the hard one when it
+ * starts, so this is the most the process can have.
+ */
+function openFilesLimit(): number | null {
+  try {
+    const limits = Deno.readTextFileSync("/proc/self/limits");
+    const row = /^Max open files\s+(\d+|unlimited)/m.exec(limits);
+    if (row === null) return null;
+    return row[1] === "unlimited" ? Infinity : Number(row[1]);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The warning to give when the descriptor limit is below what
+ * `maxConnections` connections need, or null when it is enough (or
+ * unknown). Beyond the limit the server does not crash: it stops
+ * accepting until descriptors are free, and says so.
+ *
+ * @example
+ * ```ts
+ * import { descriptorWarning } from "./main.ts";
+ * descriptorWarning(1024, 10_000); // "the open-file limit is 1024, ..."
+ * descriptorWarning(65_536, 10_000); // null
+ * ```
+ */
+export function descriptorWarning(
+  limit: number | null,
+  maxConnections: number,
+): string | null {
+  if (limit === null) return null;
+  const needed = maxConnections === 0
+    ? null
+    : maxConnections + DESCRIPTOR_MARGIN;
+  if (needed === null ? limit >= 65_536 : limit >= needed) return null;
+  const want = needed ?? 65_536;
+  return `the open-file limit is ${limit}, below the ${want} that ${
+    maxConnections === 0
+      ? "an uncapped server"
+      : `--max-connections ${maxConnections}`
+  } needs (one per connection and ${DESCRIPTOR_MARGIN} more); past it new connections wait until some close. Raise it: ulimit -n ${want} (the hard limit too, as root), or LimitNOFILE=${want} in a systemd unit`;
 }
 
 async function main(): Promise<void> {

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { HistoryOpenError } from "./store/history.ts";
 import {
+  descriptorWarning,
   EXIT_USAGE,
   type Invocation,
   parseInvocation,
@@ -781,4 +782,15 @@ Deno.test("parseInvocation: says how each setting was given", () => {
       data: "HUBCHAT_DATA",
     });
   }
+});
+
+Deno.test("descriptorWarning: a limit below the caps' need is said once at start", () => {
+  assert.equal(descriptorWarning(null, 10_000), null);
+  assert.equal(descriptorWarning(65_536, 10_000), null);
+  assert.equal(descriptorWarning(10_100, 10_000), null);
+  assert.match(
+    descriptorWarning(1024, 10_000)!,
+    /open-file limit is 1024, below the 10100 that --max-connections 10000 needs.*ulimit -n 10100.*LimitNOFILE=10100/,
+  );
+  assert.match(descriptorWarning(20_000, 0)!, /an uncapped server needs/);
 });

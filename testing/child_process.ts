@@ -65,6 +65,11 @@ export interface DenoChildOptions {
   cwd?: string | URL;
   /** Environment variables added to this process's (NO_COLOR=1 always). */
   env?: Record<string, string>;
+  /**
+   * A command that runs Deno for the child, like `["prlimit",
+   * "--nofile=256:256"]` to start it with fewer file descriptors.
+   */
+  wrap?: string[];
 }
 
 /**
@@ -116,8 +121,10 @@ export class DenoChild {
     options: DenoChildOptions = {},
   ): DenoChild {
     const path = script instanceof URL ? script.pathname : script;
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--config", CONFIG, path, ...args],
+    const deno = [Deno.execPath(), "run", "-A", "--config", CONFIG, path];
+    const argv = [...(options.wrap ?? []), ...deno, ...args];
+    const child = new Deno.Command(argv[0], {
+      args: argv.slice(1),
       cwd: options.cwd ?? ROOT,
       stdin: "null",
       stdout: "piped",

@@ -25,6 +25,8 @@ export interface ChildServerOptions {
   data?: string;
   /** Environment variables for the child. */
   env?: Record<string, string>;
+  /** A command that runs Deno for the child (see `DenoChildOptions`). */
+  wrap?: string[];
 }
 
 /**
@@ -80,7 +82,7 @@ export class ChildServer {
       "--data",
       options.data ?? ":memory:",
       ...flags,
-    ], { env: options.env });
+    ], { env: options.env, wrap: options.wrap });
     try {
       for (;;) {
         const line = await process.nextLine("main.ts to say it listens");
