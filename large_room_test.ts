@@ -13,6 +13,8 @@ import type {
   WelcomeMessage,
 } from "./protocol.ts";
 import { ChatClient } from "./testing/chat_client.ts";
+import { ChildServer } from "./testing/child_server.ts";
+import { runLoad } from "./tools/load.ts";
 import { withServer } from "./testing/server.ts";
 import { within } from "./testing/wait.ts";
 
@@ -205,4 +207,53 @@ Deno.test("a thousand members: bounded welcomes, one count, every line once", as
       }
     },
   );
+});
+
+/** Clients in the big room test: the size the issue names. */
+const CROWD = 10_000;
+
+/**
+ * Descriptors each process needs for the crowd: one per connection, and a
+ * margin for the runtime and the test's own files.
+ */
+const CROWD_DESCRIPTORS = CROWD + 500;
+
+Deno.test("ten thousand in one room: every line reaches every member once, in order", async () => {
+  const limit = Number(
+    /^Max open files\s+(\d+)/m.exec(
+      Deno.readTextFileSync("/proc/self/limits"),
+    )?.[1] ?? 0,
+  );
+  assert.ok(
+    limit >= CROWD_DESCRIPTORS,
+    `this test holds ${CROWD} connections; raise the open-file limit to ` +
+      `${CROWD_DESCRIPTORS} or more (ulimit -n), it is ${limit}`,
+  );
+  const server = await ChildServer.start([
+    "--rate",
+    "0",
+    "--max-connections-per-ip",
+    "0",
+    "--max-connections",
+    "0",
+  ]);
+  try {
+    const summary = await runLoad({
+      url: server.url.replace(/^http/, "ws") + "ws",
+      clients: CROWD,
+      senders: 1,
+      rate: CROWD * 20,
+      duration: 2,
+      warmup: 0.5,
+      drain: 5,
+    });
+    assert.equal(summary.clients_connected, CROWD, summary.verdict);
+    assert.equal(summary.lost, 0, summary.verdict);
+    assert.equal(summary.duplicated, 0, summary.verdict);
+    assert.equal(summary.out_of_order, 0, summary.verdict);
+    assert.ok(summary.messages_sent >= 20, "lines were sent");
+    assert.ok(summary.passed, summary.verdict);
+  } finally {
+    await server.stop();
+  }
 });
