@@ -66,6 +66,12 @@ export interface CrowdSummary {
   broadcast_ms: number | null;
   /** Clients that got the line (should be all of them). */
   broadcast_received: number;
+  /**
+   * Bytes the servers delivered while the crowd connected, per client
+   * (`hubchat_delivered_bytes_total` from each server's /metrics; null
+   * where a server has none): presence traffic, linear when it stays flat.
+   */
+  bytes_per_join: number | null;
 }
 
 const FLAGS: readonly Flag[] = [
@@ -79,7 +85,8 @@ const FLAGS: readonly Flag[] = [
     name: "url",
     kind: "text",
     value: "URL",
-    help: "a running server's /ws endpoint (instead of --server)",
+    help:
+      "running servers' /ws endpoints, comma-separated (instead of --server): client i goes to the i-th mod n",
   },
   {
     name: "clients",
@@ -132,7 +139,7 @@ const WELCOME = encoder.encode('{"type":"welcome"');
 export interface CrowdOptions {
   /** Start this command and measure it (or use `url`). */
   server?: string;
-  /** A running server's /ws endpoint. */
+  /** Running servers' /ws endpoints, comma-separated (round robin). */
   url?: string;
   /** Clients in the crowd. */
   clients: number;
@@ -160,17 +167,19 @@ export interface CrowdOptions {
 export async function runCrowd(options: CrowdOptions): Promise<CrowdSummary> {
   const n = options.clients;
   let server: ServerProcess | null = null;
-  let url = options.url ?? "";
+  let urls = (options.url ?? "").split(",").filter((url) => url !== "");
   if (options.server !== undefined) {
     server = await startServerProcess(options.server, {
       pin: options.pinServer ?? null,
     });
-    url = server.url;
+    urls = [server.url];
   }
   if (options.room !== undefined) {
-    const withRoom = new URL(url);
-    withRoom.searchParams.set("room", options.room);
-    url = withRoom.href;
+    urls = urls.map((url) => {
+      const withRoom = new URL(url);
+      withRoom.searchParams.set("room", options.room!);
+      return withRoom.href;
+    });
   }
   const rss = (): number | null =>
     server === null ? null : statusBytes(server.pid, "VmRSS");
@@ -185,6 +194,7 @@ export async function runCrowd(options: CrowdOptions): Promise<CrowdSummary> {
   try {
     if (options.at !== undefined) await sleep(options.at * 1000);
     const rssBefore = rss();
+    const bytesBefore = await deliveredBytes(urls);
     const started = performance.now();
     let connected = 0;
     await connectAll(n, {
@@ -192,30 +202,37 @@ export async function runCrowd(options: CrowdOptions): Promise<CrowdSummary> {
       errors,
       connect: async (i, deadline) => {
         const welcome = Promise.withResolvers<boolean>();
-        const opened = await openChatClient(url, `crowd${i}`, {
-          timeoutMs: Math.max(1, deadline - performance.now()),
-          bufferSize: readBufferSize(n),
-          welcome,
-          onEnd() {},
-          onText(buf, from, to) {
-            forEachLine(buf, from, to, (start, end) => {
-              if (includes(buf, start, start + WELCOME.length, WELCOME)) {
-                welcome.resolve(true);
-              } else if (!seen[i] && includes(buf, start, end, markerBytes)) {
-                seen[i] = 1;
-                received++;
-                lastReceivedAt = performance.now();
-                if (received === n) everyone.resolve();
-              }
-            });
+        const opened = await openChatClient(
+          urls[i % urls.length],
+          `crowd${i}`,
+          {
+            timeoutMs: Math.max(1, deadline - performance.now()),
+            bufferSize: readBufferSize(n),
+            welcome,
+            onEnd() {},
+            onText(buf, from, to) {
+              forEachLine(buf, from, to, (start, end) => {
+                if (includes(buf, start, start + WELCOME.length, WELCOME)) {
+                  welcome.resolve(true);
+                } else if (!seen[i] && includes(buf, start, end, markerBytes)) {
+                  seen[i] = 1;
+                  received++;
+                  lastReceivedAt = performance.now();
+                  if (received === n) everyone.resolve();
+                }
+              });
+            },
           },
-        });
+        );
         clients[i] = opened.client;
         if (opened.problem === null) connected++;
         else count(errors, opened.problem);
       },
     });
     const connectMs = performance.now() - started;
+    // Presence settles within a second (a large room's count).
+    await sleep(1500);
+    const bytesAfter = await deliveredBytes(urls);
     if (options.at !== undefined) {
       await sleep(options.at * 1000);
     } else {
@@ -235,7 +252,7 @@ export async function runCrowd(options: CrowdOptions): Promise<CrowdSummary> {
       if (received > 0) broadcastMs = lastReceivedAt - sentAt;
     }
     return {
-      target: options.server ?? url,
+      target: options.server ?? urls.join(","),
       clients: n,
       connected,
       connect_errors: errors,
@@ -248,11 +265,35 @@ export async function runCrowd(options: CrowdOptions): Promise<CrowdSummary> {
         : null,
       broadcast_ms: broadcastMs === null ? null : round(broadcastMs, 1),
       broadcast_received: received,
+      bytes_per_join: bytesBefore !== null && bytesAfter !== null &&
+          connected > 0
+        ? Math.round((bytesAfter - bytesBefore) / connected)
+        : null,
     };
   } finally {
     await Promise.all(clients.map((client) => client?.close(5_000)));
     await server?.stop();
   }
+}
+
+/**
+ * `hubchat_delivered_bytes_total` summed over the servers (their /metrics
+ * beside /ws), or null when one has no such metric.
+ */
+async function deliveredBytes(urls: string[]): Promise<number | null> {
+  let total = 0;
+  for (const url of urls) {
+    const metrics = new URL("/metrics", url.replace(/^ws/, "http"));
+    try {
+      const text = await (await fetch(metrics)).text();
+      const row = /^hubchat_delivered_bytes_total (\d+)/m.exec(text);
+      if (row === null) return null;
+      total += Number(row[1]);
+    } catch {
+      return null;
+    }
+  }
+  return total;
 }
 
 /** True when `needle` occurs in `buf[start, end)`. */
