@@ -300,8 +300,8 @@ export class RedisEngine implements RoomEngine {
   #rooms = new Map<string, HeardRoom>();
   /** Members this node published arrivals for, by room, by owner. */
   #local = new Map<string, Map<string, string>>();
-  /** SHA1 of each script once loaded. */
-  #shas = new Map<ScriptName, string>();
+  /** SHA1 of each script, as its one load answers (or answered). */
+  #shas = new Map<ScriptName, Promise<string>>();
   #timer: ReturnType<typeof setInterval> | undefined;
   /** When the connection last came up (performance.now()), or null. */
   #upSince: number | null = null;
@@ -937,11 +937,20 @@ export class RedisEngine implements RoomEngine {
     keys: string[],
     args: string[],
   ): Promise<unknown> {
-    let sha = this.#shas.get(name);
-    if (sha === undefined) {
-      sha = await this.#command(["SCRIPT", "LOAD", SCRIPTS[name]]) as string;
-      this.#shas.set(name, sha);
+    let loading = this.#shas.get(name);
+    if (loading === undefined) {
+      // One load per script, which every call made meanwhile awaits too:
+      // calls then reach Redis in the order they were made. (A call made
+      // once the SHA is known must not overtake one waiting for its load:
+      // a member's lines would be stored out of order.)
+      const load = this.#command(["SCRIPT", "LOAD", SCRIPTS[name]])
+        .then(String);
+      load.catch(() => {
+        if (this.#shas.get(name) === load) this.#shas.delete(name);
+      });
+      this.#shas.set(name, loading = load);
     }
+    const sha = await loading;
     try {
       return await this.#commands.sendCommand([
         "EVALSHA",
@@ -952,7 +961,7 @@ export class RedisEngine implements RoomEngine {
       ]);
     } catch (error) {
       if (String((error as Error)?.message ?? "").startsWith("NOSCRIPT")) {
-        this.#shas.delete(name);
+        if (this.#shas.get(name) === loading) this.#shas.delete(name);
         return await this.#script(name, keys, args);
       }
       throw new EngineUnavailable(describe(error), { cause: error });
