@@ -185,3 +185,84 @@ Deno.test("a node killed under load: the others lose nothing, its members leave 
     },
   );
 });
+
+Deno.test("Redis killed under load and restarted with its data: nodes recover by themselves, every stored line once, lines offered meanwhile refused", async () => {
+  await withCluster({ nodes: 2, appendonly: true }, async (cluster) => {
+    const [s0, r0, gone] = await members(cluster, 0, ["s0", "r0", "gone"]);
+    const [s1, r1] = await members(cluster, 1, ["s1", "r1"]);
+    const clients = [s0, r0, s1, r1];
+    for (const client of clients) {
+      await client.waitFor(presenceOf("join", "r1"), "r1's join");
+    }
+    const senders = [new Sender(s0, "s0"), new Sender(s1, "s1")];
+    await sleep(1000);
+
+    await cluster.redis.kill("SIGKILL");
+    for (let node = 0; node < 2; node++) {
+      await waitUntilHealth(cluster, node, 503);
+      assert.deepEqual((await cluster.health(node)).body, {
+        status: "degraded",
+        clients: node === 0 ? 3 : 2,
+        redis: "disconnected",
+      });
+    }
+    // Lines offered now are refused, each with `unavailable`.
+    for (const sender of senders) {
+      await sender.from.waitFor(
+        (m) => m.type === "error" && field(m, "code") === "unavailable",
+        "a refusal",
+      );
+    }
+    // Typing goes nowhere; a member leaves meanwhile.
+    s1.send({ type: "typing" });
+    await gone.close();
+    await sleep(500);
+
+    await cluster.redis.restart();
+    for (let node = 0; node < 2; node++) {
+      await waitUntilHealth(cluster, node, 200);
+    }
+    // Accepted again, by every node, on their own.
+    for (const sender of senders) {
+      const from = sender.from.log.length;
+      await sender.from.waitFor(
+        (m) =>
+          m.type === "message" && field(m, "username") === sender.from.username,
+        "its own line stored again",
+        { from, ms: 20_000 },
+      );
+    }
+    await sleep(500);
+    const last = await finish(senders, s0, clients);
+    for (const client of clients) {
+      assertLines(client.username, linesSeen([client]), last);
+      // gone's leave, made while Redis was away, reaches every node once.
+      assert.equal(
+        client.matching(presenceOf("leave", "gone")).length,
+        1,
+        `${client.username}: gone's leave`,
+      );
+      assert.equal(client.matching((m) => m.type === "typing").length, 0);
+    }
+    assertNoneLostSilently(senders);
+    // Its name is free again, on any node.
+    await cluster.member(1, "gone");
+  });
+});
+
+/** Waits until node i's /healthz answers `status` (Redis reconnects). */
+async function waitUntilHealth(
+  cluster: Cluster,
+  node: number,
+  status: number,
+): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while ((await cluster.health(node)).status !== status) {
+    if (Date.now() > deadline) {
+      assert.fail(
+        `node ${node}'s /healthz did not answer ${status} within 20 s`,
+      );
+    }
+    await sleep(50);
+  }
+}

@@ -300,6 +300,8 @@ export class RedisEngine implements RoomEngine {
   #rooms = new Map<string, HeardRoom>();
   /** Members this node published arrivals for, by room, by owner. */
   #local = new Map<string, Map<string, string>>();
+  /** Departures Redis never took (it was away): published once it is back. */
+  #unpublished: { room: string; left: MemberRef[] }[] = [];
   /** SHA1 of each script, as its one load answers (or answered). */
   #shas = new Map<ScriptName, Promise<string>>();
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -521,7 +523,11 @@ export class RedisEngine implements RoomEngine {
       ...pairs,
     ])
       // Redis is away: reconciled when it is back (see #reconcile).
-      .catch(() => {});
+      .catch(() => {
+        if (event.left.length > 0) {
+          this.#unpublished.push({ room, left: event.left });
+        }
+      });
   }
 
   /**
@@ -878,6 +884,11 @@ export class RedisEngine implements RoomEngine {
   async #reconcile(): Promise<void> {
     try {
       await this.#heartbeat();
+      // Who left while Redis was away, as every node is to hear it (a
+      // departure heard twice changes nothing: its owner is gone).
+      for (const { room, left } of this.#unpublished.splice(0)) {
+        this.publish(room, { kind: "presence", joined: [], left });
+      }
       for (const [room, owners] of this.#local) {
         const members = await this.#command(["HGETALL", KEY.members(room)]);
         const held = new Map(
