@@ -62,15 +62,32 @@ export class Recorder {
   readonly client: ChatClient;
   /** Which node it is connected to. */
   readonly node: number;
+  /** Who it is, for messages: `name@nodeN`. */
+  readonly label: string;
   /** Everything it got, in order. */
   readonly log: Received[] = [];
+  /** Resolves once the messages that came before recording are in the log. */
+  readonly ready: Promise<void>;
   /** Its welcome, once {@linkcode Cluster.join} read it. */
   welcome: WelcomeMessage | null = null;
 
   /** Starts recording a client just opened (before any message). */
-  constructor(client: ChatClient, node: number) {
+  constructor(client: ChatClient, node: number, label = "a client") {
     this.client = client;
     this.node = node;
+    this.label = `${label}@node${node}`;
+    // Messages the socket got before this listener (Deno may dispatch the
+    // first ones in the same turn as the open) are in the client's inbox:
+    // they go first.
+    const early = client.pending;
+    const now = performance.now();
+    this.ready = (async () => {
+      const first: Received[] = [];
+      for (let i = 0; i < early; i++) {
+        first.push({ message: await client.next(), at: now });
+      }
+      this.log.unshift(...first);
+    })();
     client.socket.addEventListener("message", (event) => {
       if (typeof event.data !== "string") return;
       const at = performance.now();
@@ -115,7 +132,7 @@ export class Recorder {
         }
         return false;
       },
-      `${this.username || "a client"} (node ${this.node}) got ${what}`,
+      `${this.label} got ${what}`,
       ms,
     );
     return { ...this.log[index], index };
@@ -195,9 +212,10 @@ export class Cluster {
       `ws://127.0.0.1:${this.port(node)}/ws?${params}`,
       `${label}@node${node}`,
     );
-    const recorder = new Recorder(client, node);
+    const recorder = new Recorder(client, node, label);
     this.#clients.add(recorder);
     try {
+      await recorder.ready;
       const welcome = await recorder.waitFor(
         (m) => m.type === "welcome",
         "its welcome",
