@@ -250,6 +250,55 @@ Deno.test("Redis killed under load and restarted with its data: nodes recover by
   });
 });
 
+Deno.test("Redis restarted empty: clients are told (reset), ids start again, and an old since gets gap: true", async () => {
+  await withCluster({ nodes: 2, appendonly: false }, async (cluster) => {
+    const ann = await cluster.member(0, "ann");
+    for (let n = 1; n <= 5; n++) ann.say(`old ${n}`);
+    await ann.waitFor(lineOf("ann", "old 5"), "her fifth line");
+    const bob = await cluster.member(1, "bob");
+    const oldEpoch = bob.welcome!.epoch!;
+    assert.equal(bob.welcome!.history.length, 5);
+
+    await cluster.redis.kill("SIGKILL");
+    await cluster.redis.restart();
+    // Both nodes find the room's lines gone and tell their members.
+    for (const client of [ann, bob]) {
+      const reset = await client.waitFor((m) => m.type === "reset", "a reset", {
+        ms: 20_000,
+      });
+      assert.equal(field(reset.message, "room"), "lobby");
+      assert.deepEqual(field(reset.message, "history"), []);
+    }
+    await waitUntilHealth(cluster, 0, 200);
+    await waitUntilHealth(cluster, 1, 200);
+
+    // Ids start again at 1, in a new epoch.
+    ann.say("new 1");
+    for (const client of [ann, bob]) {
+      const line = await client.waitFor(lineOf("ann", "new 1"), "the new line");
+      assert.equal(field(line.message, "id"), 1);
+    }
+    // A client that saw the old life's line 5 resumes: that since means
+    // nothing now; it gets what is stored, and gap: true.
+    const cy = await cluster.join(1, {
+      username: "cy",
+      since: "5",
+      epoch: oldEpoch,
+    });
+    assert.equal(cy.welcome!.gap, true);
+    assert.notEqual(cy.welcome!.epoch, oldEpoch);
+    assert.deepEqual(
+      cy.welcome!.history.map((l) => [l.id, field(l, "text")]),
+      [[1, "new 1"]],
+    );
+    // Who is online survived: both nodes' members are back in Redis.
+    assert.deepEqual(cy.welcome!.users.toSorted(), ["ann", "bob", "cy"]);
+    // And so are their names: ann's is still hers on the other node.
+    const taken = await cluster.upgradeReply(1, { username: "ann" });
+    assert.equal(taken.status, 409);
+  });
+});
+
 /** Waits until node i's /healthz answers `status` (Redis reconnects). */
 async function waitUntilHealth(
   cluster: Cluster,

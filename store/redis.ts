@@ -300,6 +300,11 @@ export class RedisEngine implements RoomEngine {
   #rooms = new Map<string, HeardRoom>();
   /** Members this node published arrivals for, by room, by owner. */
   #local = new Map<string, Map<string, string>>();
+  /**
+   * This node's claims, by owner, till given back or their member leaves:
+   * claimed again if Redis comes back without them (restarted empty).
+   */
+  #claims = new Map<string, { room: string; name: string; held: string }>();
   /** Departures Redis never took (it was away): published once it is back. */
   #unpublished: { room: string; left: MemberRef[] }[] = [];
   /** SHA1 of each script, as its one load answers (or answered). */
@@ -544,8 +549,16 @@ export class RedisEngine implements RoomEngine {
       KEY.nodePrefix,
       claim.peek ? "peek" : "",
     ]) as string;
-    if (result === "claimed") return { claimed: true };
     if (result === "taken") return { claimed: false };
+    if (!claim.peek) {
+      const { name, owner } = claim.member;
+      this.#claims.set(owner, {
+        room,
+        name,
+        held: `${owner} ${claim.sessionHash}`,
+      });
+    }
+    if (result === "claimed") return { claimed: true };
     const owner = result.slice("replaced ".length);
     return {
       claimed: true,
@@ -555,6 +568,7 @@ export class RedisEngine implements RoomEngine {
 
   /** Gives a claim back (a refused upgrade, a socket that never opened). */
   unclaim(room: string, member: MemberRef): void {
+    this.#claims.delete(member.owner);
     this.#script("unclaim", [KEY.names(room)], [member.name, member.owner])
       .catch(() => {});
   }
@@ -760,7 +774,10 @@ export class RedisEngine implements RoomEngine {
   #remember(room: string, event: PresenceEvent): void {
     let owners = this.#local.get(room);
     if (owners === undefined) this.#local.set(room, owners = new Map());
-    for (const member of event.left) owners.delete(member.owner);
+    for (const member of event.left) {
+      owners.delete(member.owner);
+      this.#claims.delete(member.owner);
+    }
     for (const member of event.joined) owners.set(member.owner, member.name);
     if (owners.size === 0) this.#local.delete(room);
   }
@@ -889,6 +906,12 @@ export class RedisEngine implements RoomEngine {
       for (const { room, left } of this.#unpublished.splice(0)) {
         this.publish(room, { kind: "presence", joined: [], left });
       }
+      // Names this node's members hold, which Redis restarted empty lost.
+      await Promise.all(
+        [...this.#claims.values()].map(({ room, name, held }) =>
+          this.#command(["HSETNX", KEY.names(room), name, held])
+        ),
+      );
       for (const [room, owners] of this.#local) {
         const members = await this.#command(["HGETALL", KEY.members(room)]);
         const held = new Map(
