@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { ServerMessage } from "./protocol.ts";
+import { type ServerMessage, storedLine } from "./protocol.ts";
 import {
   assertLines,
   type Cluster,
@@ -315,3 +315,69 @@ async function waitUntilHealth(
     await sleep(50);
   }
 }
+
+/**
+ * Stores a line in the room's stream as a node's append script does, but
+ * publishes nothing: a channel message every node missed.
+ */
+async function storeUnheard(
+  cluster: Cluster,
+  text: string,
+  room = "lobby",
+): Promise<number> {
+  const meta = `hubchat:room:${room}:meta`;
+  const id = Number(await cluster.redis.command(["HINCRBY", meta, "seq", "1"]));
+  const line = storedLine({
+    id,
+    room,
+    username: "ghost",
+    text,
+    timestamp: new Date().toISOString(),
+  });
+  await cluster.redis.command([
+    "XADD",
+    `hubchat:room:${room}:lines`,
+    `${id}-0`,
+    "d",
+    JSON.stringify(line),
+  ]);
+  return id;
+}
+
+Deno.test("nodes that missed channel messages fill the gap from the stream before the next line", async () => {
+  await withCluster({ nodes: 2 }, async (cluster) => {
+    const ann = await cluster.member(0, "ann");
+    const bob = await cluster.member(1, "bob");
+    ann.say("before");
+    await bob.waitFor(lineOf("ann", "before"), "the first line");
+    for (let n = 1; n <= 3; n++) await storeUnheard(cluster, `missed ${n}`);
+    ann.say("after");
+    for (const client of [ann, bob]) {
+      await client.waitFor(lineOf("ann", "after"), "the line after");
+      assertLines(client.label, linesSeen([client]), 5);
+    }
+    assert.deepEqual(
+      linesSeen([bob]).map((l) => field(l, "text")),
+      ["before", "missed 1", "missed 2", "missed 3", "after"],
+    );
+  });
+});
+
+Deno.test("a node whose subscription dropped catches up on its own once it is back", async () => {
+  await withCluster({ nodes: 2 }, async (cluster) => {
+    const ann = await cluster.member(0, "ann");
+    const bob = await cluster.member(1, "bob");
+    ann.say("before");
+    await bob.waitFor(lineOf("ann", "before"), "the first line");
+    // Lines every node missed (as while their subscriptions were down),
+    // then the subscriptions drop and come back; no line follows.
+    for (let n = 1; n <= 3; n++) await storeUnheard(cluster, `missed ${n}`);
+    await cluster.redis.command(["CLIENT", "KILL", "TYPE", "pubsub"]);
+    for (const client of [ann, bob]) {
+      await client.waitFor(lineOf("ghost", "missed 3"), "the missed lines", {
+        ms: 10_000,
+      });
+      assertLines(client.label, linesSeen([client]), 4);
+    }
+  });
+});

@@ -362,6 +362,14 @@ export class RedisEngine implements RoomEngine {
     const engine = new RedisEngine(commands, subscriber, options);
     commands.on("error", (error) => engine.#connectionError(error));
     subscriber.on("error", () => {});
+    // The subscription back after a drop: what was published meanwhile
+    // reached nobody here; catch up from the stream now, not at the next
+    // line (which may not come).
+    let subscribed = false;
+    subscriber.on("ready", () => {
+      if (subscribed) void engine.#reconcile();
+      subscribed = true;
+    });
     commands.on("ready", () => engine.#connected());
     try {
       // The client retries a refused first connection forever; a start
