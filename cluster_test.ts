@@ -9,7 +9,12 @@
  */
 
 import assert from "node:assert/strict";
-import type { ChatMessage, ServerMessage } from "./protocol.ts";
+import type {
+  ChatMessage,
+  MembersMessage,
+  OnlineMessage,
+  ServerMessage,
+} from "./protocol.ts";
 import {
   assertLines,
   field,
@@ -278,4 +283,91 @@ Deno.test("resume across nodes: since on node 1 gets exactly the lines sent thro
       );
     }
   });
+});
+
+Deno.test("a large room across nodes: counts over every node, online messages, members paging", async () => {
+  await withCluster(
+    { nodes: 2, flags: ["--large-room", "4"] },
+    async (cluster) => {
+      const small: Recorder[] = [];
+      for (
+        const [node, name] of [[0, "ann"], [0, "bob"], [1, "cy"], [
+          1,
+          "dee",
+        ]] as const
+      ) {
+        small.push(await cluster.member(node, name));
+      }
+      for (const member of small) {
+        await member.waitFor(presenceOf("join", "dee"), "dee's join");
+      }
+      // The fifth member, on node 1, makes the room large on both nodes.
+      const eve = await cluster.member(1, "eve");
+      assert.equal(eve.welcome!.large, true);
+      assert.equal(eve.welcome!.online, 5);
+      for (const member of small) {
+        const turned = await member.waitFor(
+          (m) => m.type === "online",
+          "the count",
+        );
+        assert.deepEqual(
+          [field(turned.message, "online"), field(turned.message, "large")],
+          [5, true],
+          member.label,
+        );
+        assert.equal(member.matching(presenceOf("join", "eve")).length, 0);
+      }
+      // An arrival on node 0: a count of 6 everywhere, no join.
+      const fay = await cluster.member(0, "fay");
+      assert.equal(fay.welcome!.online, 6);
+      const everyone = [...small, eve, fay];
+      for (const member of everyone) {
+        await member.waitFor(
+          (m) => m.type === "online" && field(m, "online") === 6,
+          "the count of 6",
+        );
+      }
+      // The member list, a page at a time, names from both nodes in order.
+      const pages: string[][] = [];
+      let after: string | undefined;
+      for (let page = 0; page < 3; page++) {
+        const from = small[0].log.length;
+        small[0].send({
+          type: "members",
+          limit: 4,
+          ...(after === undefined ? {} : { after }),
+        });
+        const reply = await small[0].waitFor(
+          (m) => m.type === "members",
+          "a page",
+          { from },
+        );
+        const members = reply.message as MembersMessage;
+        assert.equal(members.online, 6);
+        pages.push(members.users);
+        if (members.next === null) break;
+        after = members.next;
+      }
+      assert.deepEqual(pages, [["ann", "bob", "cy", "dee"], ["eve", "fay"]]);
+      // Chat is unchanged: one line to everyone once.
+      eve.say("hello, large room");
+      for (const member of everyone) {
+        await member.waitFor(lineOf("eve", "hello, large room"), "eve's line");
+        assert.equal(
+          member.matching(lineOf("eve", "hello, large room")).length,
+          1,
+        );
+      }
+      // Leaving down to half the threshold: small again, with every name.
+      for (const leaver of [fay, eve, small[3], small[2]]) await leaver.close();
+      const last = await small[0].waitFor(
+        (m) => m.type === "online" && field(m, "large") === false,
+        "the room turning small",
+        { ms: 10_000 },
+      );
+      const turned = last.message as OnlineMessage;
+      assert.equal(turned.online, 2);
+      assert.deepEqual(turned.users, ["ann", "bob"]);
+    },
+  );
 });
