@@ -216,7 +216,9 @@ Deno.test("Redis killed under load and restarted with its data: nodes recover by
     // Typing goes nowhere; a member leaves meanwhile.
     s1.send({ type: "typing" });
     await gone.close();
-    await sleep(500);
+    // Away longer than a heartbeat lasts (6 s): every node's has run out
+    // when Redis is back, and no live node's members may be reaped.
+    await sleep(7000);
 
     await cluster.redis.restart();
     for (let node = 0; node < 2; node++) {
@@ -232,7 +234,9 @@ Deno.test("Redis killed under load and restarted with its data: nodes recover by
         { from, ms: 20_000 },
       );
     }
-    await sleep(500);
+    // Past the time nodes wait, connected, before reaping the dead: nobody
+    // alive is taken for dead (their heartbeats ran out while Redis was away).
+    await sleep(7000);
     const last = await finish(senders, s0, clients);
     for (const client of clients) {
       assertLines(client.username, linesSeen([client]), last);
@@ -243,6 +247,13 @@ Deno.test("Redis killed under load and restarted with its data: nodes recover by
         `${client.username}: gone's leave`,
       );
       assert.equal(client.matching((m) => m.type === "typing").length, 0);
+      assert.deepEqual(
+        client.matching((m) => m.type === "leave").map((r) =>
+          field(r.message, "username")
+        ),
+        ["gone"],
+        `${client.label}: nobody else left`,
+      );
     }
     assertNoneLostSilently(senders);
     // Its name is free again, on any node.
