@@ -8,12 +8,14 @@
  */
 
 import assert from "node:assert/strict";
-import { type ServerMessage, storedLine } from "./protocol.ts";
+import { storedLine } from "./protocol.ts";
 import {
   assertLines,
   type Cluster,
   field,
+  lineOf,
   linesSeen,
+  presenceOf,
   type Recorder,
   Sender,
   withCluster,
@@ -22,19 +24,6 @@ import { sleep } from "./tools/wait.ts";
 
 /** The issue's bound: a dead node's members are gone within 10 s. */
 const LEAVES_WITHIN_MS = 10_000;
-
-/** A chat line from `from` with `text`. */
-function lineOf(from: string, text: string) {
-  return (m: ServerMessage) =>
-    m.type === "message" && field(m, "username") === from &&
-    field(m, "text") === text;
-}
-
-/** A join or leave of `username`. */
-function presenceOf(type: "join" | "leave", username: string) {
-  return (m: ServerMessage) =>
-    m.type === type && field(m, "username") === username;
-}
 
 /** The id of the last public line a connection saw (0 for none). */
 function lastId(connection: Recorder): number {
@@ -198,8 +187,8 @@ Deno.test("Redis killed under load and restarted with its data: nodes recover by
     await sleep(1000);
 
     await cluster.redis.kill("SIGKILL");
+    await cluster.waitForHealth(503);
     for (let node = 0; node < 2; node++) {
-      await waitUntilHealth(cluster, node, 503);
       assert.deepEqual((await cluster.health(node)).body, {
         status: "degraded",
         clients: node === 0 ? 3 : 2,
@@ -221,9 +210,7 @@ Deno.test("Redis killed under load and restarted with its data: nodes recover by
     await sleep(7000);
 
     await cluster.redis.restart();
-    for (let node = 0; node < 2; node++) {
-      await waitUntilHealth(cluster, node, 200);
-    }
+    await cluster.waitForHealth(200);
     // Accepted again, by every node, on their own.
     for (const sender of senders) {
       const from = sender.from.log.length;
@@ -280,8 +267,7 @@ Deno.test("Redis restarted empty: clients are told (reset), ids start again, and
       assert.equal(field(reset.message, "room"), "lobby");
       assert.deepEqual(field(reset.message, "history"), []);
     }
-    await waitUntilHealth(cluster, 0, 200);
-    await waitUntilHealth(cluster, 1, 200);
+    await cluster.waitForHealth(200);
 
     // Ids start again at 1, in a new epoch.
     ann.say("new 1");
@@ -309,23 +295,6 @@ Deno.test("Redis restarted empty: clients are told (reset), ids start again, and
     assert.equal(taken.status, 409);
   });
 });
-
-/** Waits until node i's /healthz answers `status` (Redis reconnects). */
-async function waitUntilHealth(
-  cluster: Cluster,
-  node: number,
-  status: number,
-): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while ((await cluster.health(node)).status !== status) {
-    if (Date.now() > deadline) {
-      assert.fail(
-        `node ${node}'s /healthz did not answer ${status} within 20 s`,
-      );
-    }
-    await sleep(50);
-  }
-}
 
 /**
  * Stores a line in the room's stream as a node's append script does, but
@@ -355,12 +324,18 @@ async function storeUnheard(
   return id;
 }
 
+/** ann on node 0 and bob on node 1, who both saw ann's line 1. */
+async function afterOneLine(cluster: Cluster): Promise<Recorder[]> {
+  const ann = await cluster.member(0, "ann");
+  const bob = await cluster.member(1, "bob");
+  ann.say("before");
+  await bob.waitFor(lineOf("ann", "before"), "the first line");
+  return [ann, bob];
+}
+
 Deno.test("nodes that missed channel messages fill the gap from the stream before the next line", async () => {
   await withCluster({ nodes: 2 }, async (cluster) => {
-    const ann = await cluster.member(0, "ann");
-    const bob = await cluster.member(1, "bob");
-    ann.say("before");
-    await bob.waitFor(lineOf("ann", "before"), "the first line");
+    const [ann, bob] = await afterOneLine(cluster);
     for (let n = 1; n <= 3; n++) await storeUnheard(cluster, `missed ${n}`);
     ann.say("after");
     for (const client of [ann, bob]) {
@@ -376,10 +351,7 @@ Deno.test("nodes that missed channel messages fill the gap from the stream befor
 
 Deno.test("a node whose subscription dropped catches up on its own once it is back", async () => {
   await withCluster({ nodes: 2 }, async (cluster) => {
-    const ann = await cluster.member(0, "ann");
-    const bob = await cluster.member(1, "bob");
-    ann.say("before");
-    await bob.waitFor(lineOf("ann", "before"), "the first line");
+    const [ann, bob] = await afterOneLine(cluster);
     // Lines every node missed (as while their subscriptions were down),
     // then the subscriptions drop and come back; no line follows.
     for (let n = 1; n <= 3; n++) await storeUnheard(cluster, `missed ${n}`);

@@ -9,33 +9,17 @@
  */
 
 import assert from "node:assert/strict";
-import type {
-  ChatMessage,
-  MembersMessage,
-  OnlineMessage,
-  ServerMessage,
-} from "./protocol.ts";
+import type { ChatMessage, MembersMessage, OnlineMessage } from "./protocol.ts";
 import {
   assertLines,
   field,
+  lineOf,
   linesSeen,
+  presenceOf,
   type Recorder,
   withCluster,
 } from "./testing/cluster.ts";
 import { sleep } from "./tools/wait.ts";
-
-/** A chat line from `from` with `text`. */
-function lineOf(from: string, text: string) {
-  return (m: ServerMessage) =>
-    m.type === "message" && field(m, "username") === from &&
-    field(m, "text") === text;
-}
-
-/** A join or leave of `username`. */
-function presenceOf(type: "join" | "leave", username: string) {
-  return (m: ServerMessage) =>
-    m.type === type && field(m, "username") === username;
-}
 
 Deno.test("three nodes: every line reaches every client once in id order; direct messages, typing and /rooms cross nodes", async () => {
   await withCluster({ nodes: 3 }, async (cluster) => {

@@ -329,6 +329,24 @@ export async function withCluster(
   }
 }
 
+/** Matches a chat line from `from` with `text`. */
+export function lineOf(
+  from: string,
+  text: string,
+): (message: ServerMessage) => boolean {
+  return (m) =>
+    m.type === "message" && field(m, "username") === from &&
+    field(m, "text") === text;
+}
+
+/** Matches a join or a leave of `username`. */
+export function presenceOf(
+  type: "join" | "leave",
+  username: string,
+): (message: ServerMessage) => boolean {
+  return (m) => m.type === type && field(m, "username") === username;
+}
+
 /** A message's field by name, whatever its type. */
 export function field(message: ServerMessage, name: string): unknown {
   return (message as unknown as Record<string, unknown>)[name];
