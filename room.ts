@@ -226,7 +226,12 @@ export class Room {
       // A takeover from another node: its old connection leaves first.
       const timer = setTimeout(() => {
         this.#takingOver.delete(client.username);
-        this.#publishArrival(client, options);
+        // Its node did not say so (it is dead or stuck): the old holder's
+        // departure goes with the arrival, so everyone sees a leave, then
+        // the join, and nobody announces that departure again (a dead
+        // node's reaping finds the name held by the new connection).
+        const old = { name: client.username, owner: held };
+        this.#publishArrival(client, options, old);
       }, TAKEOVER_WAIT_MS);
       this.#takingOver.set(client.username, { client, options, timer });
       return;
@@ -234,7 +239,11 @@ export class Room {
     this.#publishArrival(client, options);
   }
 
-  #publishArrival(client: Client, options: JoinOptions): void {
+  #publishArrival(
+    client: Client,
+    options: JoinOptions,
+    replaced?: MemberRef,
+  ): void {
     if (client.ended || this.#names.get(client.username) !== client) return;
     const member = this.#member(client);
     this.#arrivals.set(member.owner, { client, options });
@@ -242,7 +251,7 @@ export class Room {
     this.#engine.publish(this.name, {
       kind: "presence",
       joined: [member],
-      left: [],
+      left: replaced === undefined ? [] : [replaced],
     });
   }
 

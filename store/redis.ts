@@ -300,8 +300,15 @@ export class RedisEngine implements RoomEngine {
   #rooms = new Map<string, HeardRoom>();
   /** Members this node published arrivals for, by room, by owner. */
   #local = new Map<string, Map<string, string>>();
-  /** SHA1 of each script once loaded. */
-  #shas = new Map<ScriptName, string>();
+  /**
+   * This node's claims, by owner, till given back or their member leaves:
+   * claimed again if Redis comes back without them (restarted empty).
+   */
+  #claims = new Map<string, { room: string; name: string; held: string }>();
+  /** Departures Redis never took (it was away): published once it is back. */
+  #unpublished: { room: string; left: MemberRef[] }[] = [];
+  /** SHA1 of each script, as its one load answers (or answered). */
+  #shas = new Map<ScriptName, Promise<string>>();
   #timer: ReturnType<typeof setInterval> | undefined;
   /** When the connection last came up (performance.now()), or null. */
   #upSince: number | null = null;
@@ -355,6 +362,14 @@ export class RedisEngine implements RoomEngine {
     const engine = new RedisEngine(commands, subscriber, options);
     commands.on("error", (error) => engine.#connectionError(error));
     subscriber.on("error", () => {});
+    // The subscription back after a drop: what was published meanwhile
+    // reached nobody here; catch up from the stream now, not at the next
+    // line (which may not come).
+    let subscribed = false;
+    subscriber.on("ready", () => {
+      if (subscribed) void engine.#reconcile();
+      subscribed = true;
+    });
     commands.on("ready", () => engine.#connected());
     try {
       // The client retries a refused first connection forever; a start
@@ -521,7 +536,11 @@ export class RedisEngine implements RoomEngine {
       ...pairs,
     ])
       // Redis is away: reconciled when it is back (see #reconcile).
-      .catch(() => {});
+      .catch(() => {
+        if (event.left.length > 0) {
+          this.#unpublished.push({ room, left: event.left });
+        }
+      });
   }
 
   /**
@@ -538,8 +557,16 @@ export class RedisEngine implements RoomEngine {
       KEY.nodePrefix,
       claim.peek ? "peek" : "",
     ]) as string;
-    if (result === "claimed") return { claimed: true };
     if (result === "taken") return { claimed: false };
+    if (!claim.peek) {
+      const { name, owner } = claim.member;
+      this.#claims.set(owner, {
+        room,
+        name,
+        held: `${owner} ${claim.sessionHash}`,
+      });
+    }
+    if (result === "claimed") return { claimed: true };
     const owner = result.slice("replaced ".length);
     return {
       claimed: true,
@@ -549,6 +576,7 @@ export class RedisEngine implements RoomEngine {
 
   /** Gives a claim back (a refused upgrade, a socket that never opened). */
   unclaim(room: string, member: MemberRef): void {
+    this.#claims.delete(member.owner);
     this.#script("unclaim", [KEY.names(room)], [member.name, member.owner])
       .catch(() => {});
   }
@@ -754,7 +782,10 @@ export class RedisEngine implements RoomEngine {
   #remember(room: string, event: PresenceEvent): void {
     let owners = this.#local.get(room);
     if (owners === undefined) this.#local.set(room, owners = new Map());
-    for (const member of event.left) owners.delete(member.owner);
+    for (const member of event.left) {
+      owners.delete(member.owner);
+      this.#claims.delete(member.owner);
+    }
     for (const member of event.joined) owners.set(member.owner, member.name);
     if (owners.size === 0) this.#local.delete(room);
   }
@@ -878,6 +909,17 @@ export class RedisEngine implements RoomEngine {
   async #reconcile(): Promise<void> {
     try {
       await this.#heartbeat();
+      // Who left while Redis was away, as every node is to hear it (a
+      // departure heard twice changes nothing: its owner is gone).
+      for (const { room, left } of this.#unpublished.splice(0)) {
+        this.publish(room, { kind: "presence", joined: [], left });
+      }
+      // Names this node's members hold, which Redis restarted empty lost.
+      await Promise.all(
+        [...this.#claims.values()].map(({ room, name, held }) =>
+          this.#command(["HSETNX", KEY.names(room), name, held])
+        ),
+      );
       for (const [room, owners] of this.#local) {
         const members = await this.#command(["HGETALL", KEY.members(room)]);
         const held = new Map(
@@ -937,11 +979,20 @@ export class RedisEngine implements RoomEngine {
     keys: string[],
     args: string[],
   ): Promise<unknown> {
-    let sha = this.#shas.get(name);
-    if (sha === undefined) {
-      sha = await this.#command(["SCRIPT", "LOAD", SCRIPTS[name]]) as string;
-      this.#shas.set(name, sha);
+    let loading = this.#shas.get(name);
+    if (loading === undefined) {
+      // One load per script, which every call made meanwhile awaits too:
+      // calls then reach Redis in the order they were made. (A call made
+      // once the SHA is known must not overtake one waiting for its load:
+      // a member's lines would be stored out of order.)
+      const load = this.#command(["SCRIPT", "LOAD", SCRIPTS[name]])
+        .then(String);
+      load.catch(() => {
+        if (this.#shas.get(name) === load) this.#shas.delete(name);
+      });
+      this.#shas.set(name, loading = load);
     }
+    const sha = await loading;
     try {
       return await this.#commands.sendCommand([
         "EVALSHA",
@@ -952,7 +1003,7 @@ export class RedisEngine implements RoomEngine {
       ]);
     } catch (error) {
       if (String((error as Error)?.message ?? "").startsWith("NOSCRIPT")) {
-        this.#shas.delete(name);
+        if (this.#shas.get(name) === loading) this.#shas.delete(name);
         return await this.#script(name, keys, args);
       }
       throw new EngineUnavailable(describe(error), { cause: error });
