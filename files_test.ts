@@ -10,7 +10,12 @@
  */
 
 import assert from "node:assert/strict";
-import type { FileInfo, FileMessage, ServerMessage } from "./protocol.ts";
+import {
+  type FileInfo,
+  type FileMessage,
+  parseClientMessage,
+  type ServerMessage,
+} from "./protocol.ts";
 import { ChatClient } from "./testing/chat_client.ts";
 import { ChildServer } from "./testing/child_server.ts";
 import { offerUpload } from "./testing/raw_upload.ts";
@@ -135,6 +140,37 @@ async function withDir(body: (dir: string) => Promise<void>): Promise<void> {
 }
 
 // ------------------------------------------------------------------ tests
+
+Deno.test("the file command: an id, an optional caption and recipient", () => {
+  const id = "0123456789abcdef0123456789abcdef";
+  assert.deepEqual(parseClientMessage(JSON.stringify({ type: "file", id })), {
+    ok: true,
+    value: { type: "file", id },
+  });
+  assert.deepEqual(
+    parseClientMessage(
+      JSON.stringify({ type: "file", id, text: " look ", to: " bob " }),
+    ),
+    { ok: true, value: { type: "file", id, text: "look", to: "bob" } },
+  );
+  // A blank caption is no caption.
+  assert.deepEqual(
+    parseClientMessage(JSON.stringify({ type: "file", id, text: "  " })),
+    { ok: true, value: { type: "file", id } },
+  );
+  const refused: [unknown, string][] = [
+    [{ type: "file" }, "invalid_message"],
+    [{ type: "file", id: 7 }, "invalid_message"],
+    [{ type: "file", id: "x".repeat(65) }, "invalid_message"],
+    [{ type: "file", id, text: 5 }, "invalid_message"],
+    [{ type: "file", id, text: "x".repeat(2001) }, "text_too_long"],
+    [{ type: "file", id, to: "<bob>" }, "unknown_recipient"],
+  ];
+  for (const [command, code] of refused) {
+    const result = parseClientMessage(JSON.stringify(command));
+    assert.equal(result.ok ? "ok" : result.code, code, JSON.stringify(command));
+  }
+});
 
 Deno.test("a file goes up, its line to the room, and comes down byte for byte", async () => {
   await withDir(async (dir) => {
