@@ -8,7 +8,12 @@
  */
 
 import assert from "node:assert/strict";
-import { browserTest, type Page, waitFor } from "./testing/browser.ts";
+import {
+  browserTest,
+  type BrowserTestContext,
+  type Page,
+  waitFor,
+} from "./testing/browser.ts";
 
 const js = JSON.stringify;
 
@@ -23,9 +28,17 @@ const PNG = Uint8Array.from(
 /** A small PDF-looking file (the server serves it as an attachment). */
 const PDF = new TextEncoder().encode("%PDF-1.4\n% a tiny document\n%%EOF\n");
 
-/** Writes `bytes` to a temporary file named `name`; returns its path. */
-async function tempFile(name: string, bytes: Uint8Array): Promise<string> {
+/**
+ * Writes `bytes` to a temporary file named `name`, removed when the test
+ * ends (the page reads it when it uploads); returns its path.
+ */
+async function tempFile(
+  track: BrowserTestContext["track"],
+  name: string,
+  bytes: Uint8Array,
+): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "hubchat-upload-" });
+  track({ close: () => Deno.remove(dir, { recursive: true }) });
   const path = `${dir}/${name}`;
   await Deno.writeFile(path, bytes);
   return path;
@@ -64,78 +77,66 @@ const THUMB_LOADED = (user: string) =>
 
 browserTest(
   "an image uploaded with the attach button shows inline on another page",
-  async ({ join, server }) => {
+  async ({ join, server, track }) => {
     const ann = await join("ann");
     const bob = await join("bob");
-    const path = await tempFile("red dot.png", PNG);
-    try {
-      await attach(ann, path);
-      for (const [page, who] of [[bob, "bob"], [ann, "ann"]] as const) {
-        await waitForFile(
-          page,
-          "ann",
-          ".file-thumb img",
-          `the thumbnail on ${who}'s page`,
-        );
-        await waitFor(page, THUMB_LOADED("ann"), {
-          what: `the image decoded on ${who}'s page`,
-        });
-      }
-      const link = await bob.evaluate(
-        `(() => { const a = document.querySelector("#log .file-thumb"); return { href: a.getAttribute("href"), target: a.target, alt: a.querySelector("img").alt }; })()`,
-      ) as { href: string; target: string; alt: string };
-      assert.match(link.href, /^\/files\/[0-9a-f]{32}$/);
-      assert.equal(link.target, "_blank");
-      assert.equal(link.alt, "red dot.png");
-      // Full size is the file itself, served inline as an image.
-      const full = await fetch(new URL(link.href, server.url));
-      assert.equal(full.headers.get("content-type"), "image/png");
-      assert.match(full.headers.get("content-disposition")!, /^inline/);
-      assert.deepEqual(new Uint8Array(await full.arrayBuffer()), PNG);
-      // The progress row is gone once shared.
-      await waitFor(
-        ann,
-        `document.querySelectorAll("#uploads .upload").length === 0`,
-        {
-          what: "the upload row to go",
-        },
+    const path = await tempFile(track, "red dot.png", PNG);
+    await attach(ann, path);
+    for (const [page, who] of [[bob, "bob"], [ann, "ann"]] as const) {
+      await waitForFile(
+        page,
+        "ann",
+        ".file-thumb img",
+        `the thumbnail on ${who}'s page`,
       );
-    } finally {
-      await Deno.remove(path.slice(0, path.lastIndexOf("/")), {
-        recursive: true,
+      await waitFor(page, THUMB_LOADED("ann"), {
+        what: `the image decoded on ${who}'s page`,
       });
     }
+    const link = await bob.evaluate(
+      `(() => { const a = document.querySelector("#log .file-thumb"); return { href: a.getAttribute("href"), target: a.target, alt: a.querySelector("img").alt }; })()`,
+    ) as { href: string; target: string; alt: string };
+    assert.match(link.href, /^\/files\/[0-9a-f]{32}$/);
+    assert.equal(link.target, "_blank");
+    assert.equal(link.alt, "red dot.png");
+    // Full size is the file itself, served inline as an image.
+    const full = await fetch(new URL(link.href, server.url));
+    assert.equal(full.headers.get("content-type"), "image/png");
+    assert.match(full.headers.get("content-disposition")!, /^inline/);
+    assert.deepEqual(new Uint8Array(await full.arrayBuffer()), PNG);
+    // The progress row is gone once shared.
+    await waitFor(
+      ann,
+      `document.querySelectorAll("#uploads .upload").length === 0`,
+      {
+        what: "the upload row to go",
+      },
+    );
   },
 );
 
 browserTest(
   "a PDF shows as a download chip with its name and size",
-  async ({ join }) => {
+  async ({ join, track }) => {
     const ann = await join("ann");
     const bob = await join("bob");
-    const path = await tempFile("report.pdf", PDF);
-    try {
-      await attach(ann, path);
-      await waitForFile(bob, "ann", ".file-chip", "the chip on bob's page");
-      const chip = await bob.evaluate(
-        `(() => { const a = document.querySelector("#log .file-chip"); return { tag: a.tagName, href: a.getAttribute("href"), download: a.download, name: a.querySelector(".chip-name").textContent, size: a.querySelector(".chip-size").textContent }; })()`,
-      ) as Record<string, string>;
-      assert.equal(chip.tag, "A");
-      assert.match(chip.href, /^\/files\/[0-9a-f]{32}$/);
-      assert.equal(chip.download, "report.pdf");
-      assert.equal(chip.name, "report.pdf");
-      assert.equal(chip.size, `${PDF.length} B`);
-      assert.equal(
-        await bob.evaluate(
-          `document.querySelectorAll("#log .file-thumb").length`,
-        ),
-        0,
-      );
-    } finally {
-      await Deno.remove(path.slice(0, path.lastIndexOf("/")), {
-        recursive: true,
-      });
-    }
+    const path = await tempFile(track, "report.pdf", PDF);
+    await attach(ann, path);
+    await waitForFile(bob, "ann", ".file-chip", "the chip on bob's page");
+    const chip = await bob.evaluate(
+      `(() => { const a = document.querySelector("#log .file-chip"); return { tag: a.tagName, href: a.getAttribute("href"), download: a.download, name: a.querySelector(".chip-name").textContent, size: a.querySelector(".chip-size").textContent }; })()`,
+    ) as Record<string, string>;
+    assert.equal(chip.tag, "A");
+    assert.match(chip.href, /^\/files\/[0-9a-f]{32}$/);
+    assert.equal(chip.download, "report.pdf");
+    assert.equal(chip.name, "report.pdf");
+    assert.equal(chip.size, `${PDF.length} B`);
+    assert.equal(
+      await bob.evaluate(
+        `document.querySelectorAll("#log .file-thumb").length`,
+      ),
+      0,
+    );
   },
 );
 
@@ -179,7 +180,7 @@ browserTest(
 
 browserTest(
   "a direct message's image reaches its two parties only",
-  async ({ join }) => {
+  async ({ join, track }) => {
     const ann = await join("ann");
     const bob = await join("bob");
     const cy = await join("cy");
@@ -191,79 +192,67 @@ browserTest(
         what: "ann's composer to address bob",
       },
     );
-    const path = await tempFile("private.png", PNG);
-    try {
-      await attach(ann, path);
-      for (const page of [bob, ann]) {
-        await waitFor(page, THUMB_LOADED("ann"), {
-          what: "the private image to decode",
-        });
-        const src = await page.evaluate(
-          `document.querySelector("#log .file-thumb img").src`,
-        ) as string;
-        assert.match(
-          src,
-          /^blob:/,
-          "a private image is fetched with the session",
-        );
-      }
-      assert.equal(
-        await bob.evaluate(
-          `document.querySelector('#log .msg[data-type="file"]').dataset.to`,
-        ),
-        "bob",
-      );
-      // cy sees a later public line, and never the file.
-      await ann.click("#dm-cancel");
-      await ann.type("#message-input", "public now");
-      await ann.keyboard.press("Enter");
-      await waitFor(
-        cy,
-        `[...document.querySelectorAll("#log .msg .text")].some((t) => t.textContent === "public now")`,
-        { what: "cy to get the public line" },
-      );
-      assert.equal(
-        await cy.evaluate(
-          `document.querySelectorAll('#log .msg[data-type="file"]').length`,
-        ),
-        0,
-      );
-    } finally {
-      await Deno.remove(path.slice(0, path.lastIndexOf("/")), {
-        recursive: true,
+    const path = await tempFile(track, "private.png", PNG);
+    await attach(ann, path);
+    for (const page of [bob, ann]) {
+      await waitFor(page, THUMB_LOADED("ann"), {
+        what: "the private image to decode",
       });
+      const src = await page.evaluate(
+        `document.querySelector("#log .file-thumb img").src`,
+      ) as string;
+      assert.match(
+        src,
+        /^blob:/,
+        "a private image is fetched with the session",
+      );
     }
+    assert.equal(
+      await bob.evaluate(
+        `document.querySelector('#log .msg[data-type="file"]').dataset.to`,
+      ),
+      "bob",
+    );
+    // cy sees a later public line, and never the file.
+    await ann.click("#dm-cancel");
+    await ann.type("#message-input", "public now");
+    await ann.keyboard.press("Enter");
+    await waitFor(
+      cy,
+      `[...document.querySelectorAll("#log .msg .text")].some((t) => t.textContent === "public now")`,
+      { what: "cy to get the public line" },
+    );
+    assert.equal(
+      await cy.evaluate(
+        `document.querySelectorAll('#log .msg[data-type="file"]').length`,
+      ),
+      0,
+    );
   },
 );
 
 browserTest(
   "a file over the size limit is refused in place, before it is sent",
-  async ({ join }) => {
+  async ({ join, track }) => {
     const ann = await join("ann");
-    const path = await tempFile("big.bin", new Uint8Array(5000));
-    try {
-      await waitFor(ann, `fileLimits.maxFileSize === 4000`, {
-        what: "the page to know the limit",
-      });
-      await attach(ann, path);
-      await waitFor(
-        ann,
-        `document.querySelector("#uploads .upload[data-state=error] .up-error")?.textContent.startsWith("Too large")`,
-        { what: "the too-large error in place" },
-      );
-      await ann.click("#uploads .upload button");
-      await waitFor(
-        ann,
-        `document.querySelectorAll("#uploads .upload").length === 0`,
-        {
-          what: "the error to be dismissed",
-        },
-      );
-    } finally {
-      await Deno.remove(path.slice(0, path.lastIndexOf("/")), {
-        recursive: true,
-      });
-    }
+    const path = await tempFile(track, "big.bin", new Uint8Array(5000));
+    await waitFor(ann, `fileLimits.maxFileSize === 4000`, {
+      what: "the page to know the limit",
+    });
+    await attach(ann, path);
+    await waitFor(
+      ann,
+      `document.querySelector("#uploads .upload[data-state=error] .up-error")?.textContent.startsWith("Too large")`,
+      { what: "the too-large error in place" },
+    );
+    await ann.click("#uploads .upload button");
+    await waitFor(
+      ann,
+      `document.querySelectorAll("#uploads .upload").length === 0`,
+      {
+        what: "the error to be dismissed",
+      },
+    );
   },
   { server: { maxFileSize: 4000 } },
 );

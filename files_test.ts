@@ -603,21 +603,6 @@ Deno.test("GET /files tells the limits; wrong methods get 405", async () => {
 
 // ------------------------------------------------- a real process's memory
 
-/** Samples a child's RSS every 20 ms until `done` settles; returns the peak. */
-async function peakRss(
-  server: ChildServer,
-  done: Promise<unknown>,
-): Promise<number> {
-  let peak = server.rss();
-  let finished = false;
-  done.finally(() => finished = true).catch(() => {});
-  while (!finished) {
-    peak = Math.max(peak, server.rss());
-    await sleep(20);
-  }
-  return Math.max(peak, server.rss());
-}
-
 Deno.test("a 1 GiB upload is refused early, declared or streamed, and memory stays flat", async () => {
   const server = await ChildServer.start([]);
   try {
@@ -636,7 +621,7 @@ Deno.test("a 1 GiB upload is refused early, declared or streamed, and memory sta
           total: 1024 ** 3,
           chunked,
         });
-        const peak = await peakRss(server, offer);
+        const peak = await server.peakRss(offer);
         const result = await offer;
         const how = chunked ? "chunked" : "declared";
         assert.equal(

@@ -20,7 +20,6 @@ import { type Flag, helpRows, readFlags, UsageError } from "../flags.ts";
 import { ChatClient } from "../testing/chat_client.ts";
 import { ChildServer } from "../testing/child_server.ts";
 import { offerUpload } from "../testing/raw_upload.ts";
-import { sleep } from "../tools/wait.ts";
 
 const FLAGS: readonly Flag[] = [
   {
@@ -51,21 +50,6 @@ function randomBytes(size: number): Uint8Array<ArrayBuffer> {
     crypto.getRandomValues(bytes.subarray(at, Math.min(size, at + 65536)));
   }
   return bytes;
-}
-
-/** The child's RSS, sampled every 20 ms until `done` settles: the peak. */
-async function peakRss(
-  server: ChildServer,
-  done: Promise<unknown>,
-): Promise<number> {
-  let peak = server.rss();
-  let finished = false;
-  done.finally(() => finished = true).catch(() => {});
-  while (!finished) {
-    peak = Math.max(peak, server.rss());
-    await sleep(20);
-  }
-  return Math.max(peak, server.rss());
 }
 
 const mib = (bytes: number): number => Math.round(bytes / MIB * 10) / 10;
@@ -119,7 +103,7 @@ async function main(): Promise<void> {
         }
         await response.body?.cancel();
       });
-      peak = Math.max(peak, await peakRss(server, sent));
+      peak = Math.max(peak, await server.peakRss(sent));
       await sent;
       seconds += (performance.now() - started) / 1000;
     }
@@ -133,7 +117,7 @@ async function main(): Promise<void> {
         total: 1024 ** 3,
         chunked,
       });
-      const offerPeak = await peakRss(server, offer);
+      const offerPeak = await server.peakRss(offer);
       const result = await offer;
       refusals.push({
         offered: chunked ? "1 GiB chunked" : "1 GiB with Content-Length",
