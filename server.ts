@@ -413,20 +413,14 @@ export async function startServer(
     clients: (): Iterable<Client> => rooms.clients(),
     health,
   });
-  const engine = await openEngine(options, { health, metrics, logger });
-  let files: Files;
-  try {
-    files = await openFiles(options, {
-      engine,
-      origins,
-      logger,
-      isShuttingDown,
-      localSession: (session) => connections.bySession(session),
-    });
-  } catch (error) {
-    await engine.shutdown();
-    throw error;
-  }
+  const { engine, files } = await openBackends(options, {
+    health,
+    metrics,
+    logger,
+    origins,
+    isShuttingDown,
+    localSession: (session) => connections.bySession(session),
+  });
   const rooms: Rooms = new Rooms({
     engine,
     maxRooms: options.maxRooms,
@@ -491,20 +485,6 @@ export async function startServer(
     throw error;
   }
   const addr = listener.addr;
-  async function shutdown(): Promise<void> {
-    // New upgrades are refused from here on (shuttingDown is set).
-    rooms.close(CloseCode.goingAway, "server shutting down");
-    const { promise: grace, resolve: graceOver } = Promise.withResolvers<
-      void
-    >();
-    const timer = setTimeout(graceOver, SHUTDOWN_GRACE_MS);
-    await Promise.race([connections.closed(), grace]);
-    clearTimeout(timer);
-    await files.shutdown();
-    await engine.shutdown();
-    await listener.shutdown();
-  }
-
   const scheme = listener.tls ? "https" : "http";
   const host = addr.hostname.includes(":")
     ? `[${addr.hostname}]`
@@ -516,10 +496,33 @@ export async function startServer(
     rooms,
     metrics,
     shutdown(): Promise<void> {
-      shuttingDown ??= shutdown();
+      shuttingDown ??= stop({ rooms, connections, files, engine, listener });
       return shuttingDown;
     },
   };
+}
+
+/**
+ * Stops a server: closes every client with 1001 (new upgrades are refused
+ * already: shutting down is set), waits (at most
+ * {@linkcode SHUTDOWN_GRACE_MS}) for the closes, then stops the files, the
+ * engine and the listener.
+ */
+async function stop(running: {
+  rooms: Rooms;
+  connections: Connections;
+  files: Files;
+  engine: RoomEngine;
+  listener: Listener;
+}): Promise<void> {
+  running.rooms.close(CloseCode.goingAway, "server shutting down");
+  const { promise: grace, resolve: graceOver } = Promise.withResolvers<void>();
+  const timer = setTimeout(graceOver, SHUTDOWN_GRACE_MS);
+  await Promise.race([running.connections.closed(), grace]);
+  clearTimeout(timer);
+  await running.files.shutdown();
+  await running.engine.shutdown();
+  await running.listener.shutdown();
 }
 
 /** Where failures of the engine are told. */
@@ -582,6 +585,24 @@ interface FilesContext {
   logger: Logger;
   isShuttingDown: () => boolean;
   localSession: LocalLookup;
+}
+
+/**
+ * Opens the engine ({@linkcode openEngine}), then the files
+ * ({@linkcode openFiles}); the engine is shut down again if the files
+ * cannot be opened.
+ */
+async function openBackends(
+  options: ServerOptions,
+  context: EngineObservers & Omit<FilesContext, "engine">,
+): Promise<{ engine: RoomEngine; files: Files }> {
+  const engine = await openEngine(options, context);
+  try {
+    return { engine, files: await openFiles(options, { ...context, engine }) };
+  } catch (error) {
+    await engine.shutdown();
+    throw error;
+  }
 }
 
 /**
