@@ -375,8 +375,9 @@ Deno.test("a bogus, ended or misplaced session gets 401, before the body is read
   });
 });
 
-Deno.test("uploads from another site are refused as sockets are", async () => {
-  await withServer({}, async (server, track) => {
+Deno.test("uploads from another site are refused as sockets are; listed origins get CORS", async () => {
+  const allowed = "https://chat.example.com";
+  await withServer({ allowedOrigins: [allowed] }, async (server, track) => {
     const ann = track(await ChatClient.join(server.port, "ann"));
     const response = await upload(server.url, "x", {
       session: sessionOf(ann),
@@ -384,6 +385,29 @@ Deno.test("uploads from another site are refused as sockets are", async () => {
     });
     assert.equal(response.status, 403);
     assert.equal((await response.json()).error, "origin");
+    assert.equal(response.headers.get("access-control-allow-origin"), null);
+    const preflight = await fetch(`${server.url}files?room=lobby`, {
+      method: "OPTIONS",
+      headers: {
+        origin: allowed,
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization, x-filename",
+      },
+    });
+    assert.equal(preflight.status, 204);
+    assert.equal(preflight.headers.get("access-control-allow-origin"), allowed);
+    assert.match(
+      preflight.headers.get("access-control-allow-headers")!,
+      /authorization.*x-filename/,
+    );
+    await preflight.body?.cancel();
+    const from = await upload(server.url, "x", {
+      session: sessionOf(ann),
+      headers: { origin: allowed },
+    });
+    assert.equal(from.status, 201);
+    assert.equal(from.headers.get("access-control-allow-origin"), allowed);
+    await from.body?.cancel();
   });
 });
 

@@ -196,11 +196,11 @@ export class Files implements FileSharing {
           uploadRate: this.#options.uploadRate,
         });
       }
-      return await refuse(request, methodNotAllowed("GET, HEAD, POST"));
+      return refuse(request, methodNotAllowed("GET, HEAD, POST"));
     }
     const id = pathname.slice("/files/".length);
     if (method !== "GET" && method !== "HEAD") {
-      return await refuse(request, methodNotAllowed("GET, HEAD"));
+      return refuse(request, methodNotAllowed("GET, HEAD"));
     }
     return await this.#download(request, id);
   }
@@ -209,7 +209,7 @@ export class Files implements FileSharing {
 
   async #upload(request: Request, query: URLSearchParams): Promise<Response> {
     const checked = await this.#admitUpload(request, query);
-    if ("status" in checked) return await refuse(request, checked);
+    if ("status" in checked) return refuse(request, checked);
     const { room, username, name, declaredType, bucket } = checked;
     const budget = bucket?.available(performance.now());
     const received = await this.store.receive(request.body, {
@@ -388,7 +388,7 @@ export class Files implements FileSharing {
     const record = await this.store.get(id);
     if (record === null) return notFound(id);
     const denied = await this.#mayRead(request, record);
-    if (denied !== null) return await refuse(request, denied);
+    if (denied !== null) return refuse(request, denied);
     const file = await this.store.openBytes(record);
     if (file === null) return notFound(id);
     return serveFile(request, record, file);
@@ -720,18 +720,16 @@ export function closingResponse(refusal: Refusal, bodyRead: boolean): Response {
  * A refusal before any of the body was read: with a body, closing the
  * connection ({@linkcode closingResponse}); without one, a plain answer.
  */
-function refuse(request: Request, refusal: Refusal): Promise<Response> {
+function refuse(request: Request, refusal: Refusal): Response {
   if (request.body === null || request.bodyUsed) {
-    return Promise.resolve(
-      json(refusal.status, {
-        error: refusal.error,
-        message: refusal.message,
-      }, refusal.headers),
-    );
+    return json(refusal.status, {
+      error: refusal.error,
+      message: refusal.message,
+    }, refusal.headers);
   }
   // Taken out of Deno's hands, unread: see closingResponse.
   request.body.getReader().releaseLock();
-  return Promise.resolve(closingResponse(refusal, false));
+  return closingResponse(refusal, false);
 }
 
 function json(
