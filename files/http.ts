@@ -224,7 +224,11 @@ export class Files implements FileSharing {
         message: "the file is empty; expected its bytes as the body",
       });
     }
-    bucket?.take(performance.now(), received.size);
+    if (bucket !== undefined) {
+      // Another upload of this user may have spent some of it meanwhile.
+      const now = performance.now();
+      bucket.take(now, Math.min(received.size, bucket.available(now)));
+    }
     return await this.#store(received, { name, declaredType, room, username });
   }
 
@@ -411,7 +415,9 @@ export class Files implements FileSharing {
     return {
       status: 403,
       error: "forbidden",
-      message: "this file was shared in a direct message you are not part of",
+      message: shared === undefined
+        ? "this file is not shared yet; only its uploader may read it"
+        : "this file was shared in a direct message you are not part of",
     };
   }
 
