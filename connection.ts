@@ -28,6 +28,8 @@ import {
   CloseCode,
   type ErrorCode,
   errorMessage,
+  type FileCommand,
+  type FileInfo,
   parseClientMessage,
   utf8Length,
 } from "./protocol.ts";
@@ -94,6 +96,21 @@ export interface Newcomer {
   release(): void;
 }
 
+/**
+ * Where `file` commands find their uploads (store/files.ts's FileStore):
+ * an upload is marked shared before its line is stored, and told the
+ * line's id after (or, with null, that no line was stored).
+ */
+export interface FileSharing {
+  /** Marks the upload shared by `uploader` in `room`, or says why not. */
+  share(
+    id: string,
+    who: { room: string; uploader: string; to?: string },
+  ): Promise<{ ok: true; file: FileInfo } | { ok: false; text: string }>;
+  /** The id of the line that shared the upload, or null for none. */
+  shared(id: string, lineId: number | null): Promise<void>;
+}
+
 /** What every connection of one server shares. */
 export interface ConnectionsOptions {
   /** Where connections say, type and move. */
@@ -114,6 +131,8 @@ export interface ConnectionsOptions {
   highWaterBytes?: number;
   /** True once the server is stopping: a socket opening then is closed. */
   isShuttingDown?: () => boolean;
+  /** Where shared files are; without it, `file` commands are refused. */
+  files?: FileSharing;
 }
 
 /** Options for a {@linkcode Connection}. */
@@ -184,6 +203,11 @@ export class Connection {
   /** When a typing notice was last relayed (performance.now()). */
   #lastTypingAt = -Infinity;
   #openedAt = performance.now();
+  /**
+   * Set while a `file` command looks its upload up: the commands after it
+   * wait, so one peer's lines are stored in the order it sent them.
+   */
+  #pending: Promise<void> | null = null;
   #release: () => void;
   #onEnd?: (connection: Connection) => void;
 
@@ -297,7 +321,12 @@ export class Connection {
   #dispatch(command: ClientCommand): void {
     switch (command.type) {
       case "message":
-        void this.#room.say(this.client, command.text, command.to);
+        this.#inOrder(() => {
+          void this.#room.say(this.client, command.text, command.to);
+        });
+        return;
+      case "file":
+        this.#inOrder(() => this.#shareFile(command));
         return;
       case "typing": {
         const now = performance.now();
@@ -307,12 +336,77 @@ export class Connection {
         return;
       }
       case "join":
-        void this.#switchRoom(command.room);
+        this.#inOrder(() => void this.#switchRoom(command.room));
         return;
       case "members":
         this.#room.members(this.client, command);
         return;
     }
+  }
+
+  /**
+   * Runs a command now, or after the commands still waiting (behind a
+   * `file` command's lookup), in the order they came.
+   */
+  #inOrder(command: () => void | Promise<void>): void {
+    if (this.#pending === null) {
+      const started = command();
+      if (started instanceof Promise) this.#wait(started);
+      return;
+    }
+    this.#wait(this.#pending.then(command));
+  }
+
+  #wait(running: Promise<void>): void {
+    const pending: Promise<void> = running.catch(() => {}).finally(() => {
+      if (this.#pending === pending) this.#pending = null;
+    });
+    this.#pending = pending;
+  }
+
+  /**
+   * Shares an upload in the peer's room: marks it shared (only the two
+   * ends of a direct message may then read it), then posts its line; an
+   * upload whose line was refused may be shared again. Resolves once the
+   * line is on its way (the next command may then go).
+   */
+  async #shareFile(command: FileCommand): Promise<void> {
+    const files = this.#shared.files;
+    const client = this.client;
+    const room = this.#room;
+    if (files === undefined) {
+      this.#refuse("unknown_file", "this server keeps no files");
+      return;
+    }
+    let verdict;
+    try {
+      verdict = await files.share(command.id, {
+        room: room.name,
+        uploader: client.username,
+        ...(command.to === undefined ? {} : { to: command.to }),
+      });
+    } catch {
+      this.#refuse(
+        "storage_failed",
+        "the file could not be looked up, so it was not shared; try again",
+      );
+      return;
+    }
+    if (!verdict.ok) {
+      this.#refuse("unknown_file", verdict.text);
+      return;
+    }
+    if (client.ended || this.#room !== room) {
+      await files.shared(command.id, null).catch(() => {});
+      return;
+    }
+    const line = room.post(client, {
+      text: command.text ?? "",
+      ...(command.to === undefined ? {} : { to: command.to }),
+      file: verdict.file,
+    });
+    line.then((stored) => files.shared(command.id, stored?.id ?? null))
+      .catch(() => {});
   }
 
   /** Moves the peer to another room: leave there, welcome and join here. */
@@ -436,6 +530,8 @@ export class Connection {
 export class Connections {
   #shared: ConnectionsOptions;
   #byClient = new Map<Client, Connection>();
+  /** Live connections by their session secret (uploads present it). */
+  #bySession = new Map<string, Connection>();
   /** Sockets not yet closed, each with a way to wait for its close. */
   #unclosed = new Map<WebSocket, Promise<void>>();
 
@@ -454,15 +550,31 @@ export class Connections {
     return this.#byClient.get(client)?.session;
   }
 
+  /**
+   * The live connection whose session secret this is: where it is and
+   * under which name. Undefined when none (never was, or ended).
+   */
+  bySession(session: string): { room: string; username: string } | undefined {
+    const connection = this.#bySession.get(session);
+    if (connection === undefined || connection.client.ended) return undefined;
+    return { room: connection.room.name, username: connection.client.username };
+  }
+
   /** Takes over a socket just upgraded for an admitted peer. */
   accept(socket: WebSocket, newcomer: Newcomer): Connection {
     const connection = new Connection(socket, {
       newcomer,
       shared: this.#shared,
-      onEnd: (ended) => this.#byClient.delete(ended.client),
+      onEnd: (ended) => {
+        this.#byClient.delete(ended.client);
+        if (this.#bySession.get(ended.session) === ended) {
+          this.#bySession.delete(ended.session);
+        }
+      },
     });
     const client = connection.client;
     this.#byClient.set(client, connection);
+    this.#bySession.set(connection.session, connection);
     this.#shared.metrics.connections.inc();
     this.#unclosed.set(
       socket,
@@ -619,14 +731,14 @@ export class TokenBucket {
   }
 
   /**
-   * Takes one token if there is one. `nowMs` is a monotonic clock in
-   * milliseconds (`performance.now()`); a clock that goes back refills
-   * nothing.
+   * Takes `count` tokens (default one) if there are as many. `nowMs` is a
+   * monotonic clock in milliseconds (`performance.now()`); a clock that
+   * goes back refills nothing.
    */
-  take(nowMs: number): boolean {
+  take(nowMs: number, count = 1): boolean {
     this.#refill(nowMs);
-    if (this.#tokens < 1) return false;
-    this.#tokens -= 1;
+    if (this.#tokens < count) return false;
+    this.#tokens -= count;
     return true;
   }
 

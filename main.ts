@@ -27,6 +27,12 @@ import {
 } from "./flags.ts";
 import { DEFAULT_HISTORY_LIMIT, HistoryOpenError } from "./store/history.ts";
 import { EngineUnavailable } from "./engine.ts";
+import { DEFAULT_UPLOAD_RATE, FilesDirError } from "./files/http.ts";
+import { SessionsUnavailable } from "./files/sessions.ts";
+import {
+  DEFAULT_FILES_MAX_BYTES,
+  DEFAULT_MAX_FILE_SIZE,
+} from "./store/files.ts";
 import { DEFAULT_LARGE_ROOM } from "./presence.ts";
 import {
   DEFAULT_MAX_CONNECTIONS,
@@ -251,6 +257,45 @@ export const SETTINGS: readonly Setting[] = [
     key: "historyLimit",
   },
   {
+    name: "files",
+    env: "HUBCHAT_FILES",
+    kind: "text",
+    value: "DIR",
+    help:
+      "folder for shared files (default: files beside --data); nodes with --redis share one",
+    key: "files",
+  },
+  {
+    name: "max-file-size",
+    env: "HUBCHAT_MAX_FILE_SIZE",
+    kind: "whole",
+    min: 1,
+    value: "BYTES",
+    default: DEFAULT_MAX_FILE_SIZE,
+    help: "largest file a client may upload; bigger: 413",
+    key: "maxFileSize",
+  },
+  {
+    name: "files-max-bytes",
+    env: "HUBCHAT_FILES_MAX_BYTES",
+    kind: "whole",
+    min: 1,
+    value: "BYTES",
+    default: DEFAULT_FILES_MAX_BYTES,
+    help: "bytes all shared files may take; past it the oldest go",
+    key: "filesMaxBytes",
+  },
+  {
+    name: "upload-rate",
+    env: "HUBCHAT_UPLOAD_RATE",
+    kind: "whole",
+    min: 0,
+    value: "BYTES",
+    default: DEFAULT_UPLOAD_RATE,
+    help: "bytes a user may upload per minute (0 = no limit); over it: 429",
+    key: "uploadRate",
+  },
+  {
     name: "large-room",
     env: "HUBCHAT_LARGE_ROOM",
     kind: "whole",
@@ -440,7 +485,19 @@ export function startupProblem(
       key: `${source("keyFile", "--key")} is "${given.options.keyFile}"`,
     });
   }
-  if (error instanceof EngineUnavailable) {
+  if (error instanceof FilesDirError) {
+    const name = source("files", "--files");
+    return `${
+      given.sources.files === undefined
+        ? `the files folder "${error.path}" (beside --data; set it with --files)`
+        : `${name} is "${error.path}", which`
+    } cannot be used (${
+      osReason(error.cause)
+    }); expected a folder this user can create and write`;
+  }
+  if (
+    error instanceof EngineUnavailable || error instanceof SessionsUnavailable
+  ) {
     return `${source("redis", "--redis")} is "${
       redactedPassword(given.options.redis ?? "")
     }", which cannot be used (${

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { HistoryOpenError } from "./store/history.ts";
 import {
+  type Config,
   descriptorWarning,
   EXIT_USAGE,
   type Invocation,
@@ -717,10 +718,11 @@ Deno.test("startServer: a taken port is a ListenError, with the history closed a
     assert.equal(error.port, taken.addr.port);
     assert.equal(error.hostname, "127.0.0.1");
     assert.ok(error.cause instanceof Deno.errors.AddrInUse);
-    // SQLite removes its -wal and -shm files when the store is closed.
+    // SQLite removes its -wal and -shm files when the store is closed;
+    // the files folder beside it stays (empty).
     const files = [];
     for await (const entry of Deno.readDir(dir)) files.push(entry.name);
-    assert.deepEqual(files, ["history.kv"]);
+    assert.deepEqual(files.sort(), ["files", "history.kv"]);
   });
 });
 
@@ -793,4 +795,64 @@ Deno.test("descriptorWarning: a limit below the caps' need is said once at start
     /open-file limit is 1024, below the 10100 that --max-connections 10000 needs.*ulimit -n 10100.*LimitNOFILE=10100/,
   );
   assert.match(descriptorWarning(20_000, 0)!, /an uncapped server needs/);
+});
+
+Deno.test("parseInvocation: the file flags, from flags and variables", () => {
+  const { options } = parseInvocation([
+    "--files",
+    "/srv/hubchat/files",
+    "--max-file-size",
+    "1048576",
+    "--files-max-bytes=5000000",
+    "--upload-rate",
+    "0",
+  ], {}) as { options: Config };
+  assert.equal(options.files, "/srv/hubchat/files");
+  assert.equal(options.maxFileSize, 1048576);
+  assert.equal(options.filesMaxBytes, 5000000);
+  assert.equal(options.uploadRate, 0);
+  const fromEnv = parseInvocation([], {
+    HUBCHAT_FILES: "/mnt/shared",
+    HUBCHAT_MAX_FILE_SIZE: "2048",
+    HUBCHAT_FILES_MAX_BYTES: "4096",
+    HUBCHAT_UPLOAD_RATE: "100",
+  }) as { options: Config };
+  assert.equal(fromEnv.options.files, "/mnt/shared");
+  assert.equal(fromEnv.options.maxFileSize, 2048);
+  assert.equal(fromEnv.options.filesMaxBytes, 4096);
+  assert.equal(fromEnv.options.uploadRate, 100);
+  for (const args of [["--max-file-size", "0"], ["--files-max-bytes", "0"]]) {
+    assert.throws(() => parseInvocation(args, {}), UsageError, args.join(" "));
+  }
+  assert.throws(
+    () => parseInvocation(["--upload-rate", "-1"], {}),
+    /--upload-rate/,
+  );
+});
+
+Deno.test("main.ts --help lists the file flags", async () => {
+  const { code, stdout } = await runMainToExit(["--help"]);
+  assert.equal(code, 0);
+  for (
+    const flag of [
+      "--files",
+      "--max-file-size",
+      "--files-max-bytes",
+      "--upload-rate",
+    ]
+  ) {
+    assert.match(stdout, new RegExp(`${flag} `), flag);
+  }
+});
+
+Deno.test("main.ts with a --files folder it cannot make says so and exits 2", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/taken`, "a file, not a folder\n");
+    await assertRefused(
+      ["--port", "0", "--data", ":memory:", "--files", `${dir}/taken/files`],
+      new RegExp(
+        `^--files is "${dir}/taken/files", which cannot be used \\(.+\\); expected a folder this user can create and write$`,
+      ),
+    );
+  });
 });

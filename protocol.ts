@@ -35,7 +35,8 @@ export type ErrorCode =
   | "unavailable"
   | "invalid_since"
   | "invalid_username"
-  | "username_taken";
+  | "username_taken"
+  | "unknown_file";
 
 /** The result of a validation: the clean value, or why it was refused. */
 export type Validated<T> =
@@ -90,9 +91,22 @@ export interface MembersCommand {
   limit: number;
 }
 
+/**
+ * Shares a file uploaded with `POST /files` (its `id` is the upload's): a
+ * `file` line goes to the room, or with `to` only to that member (and back
+ * to the sender); `text`, when given, is its caption.
+ */
+export interface FileCommand {
+  type: "file";
+  id: string;
+  text?: string;
+  to?: string;
+}
+
 /** Everything a client may send, after validation. */
 export type ClientCommand =
   | SendCommand
+  | FileCommand
   | JoinCommand
   | TypingCommand
   | MembersCommand;
@@ -119,7 +133,10 @@ export interface ChatMessage {
 
 /** A shared file, as a `file` line describes it. */
 export interface FileInfo {
-  /** The file's id: its content hash. */
+  /**
+   * The upload's id: 128 random bits, hex (its content is stored once
+   * under its SHA-256, whoever uploads it).
+   */
   id: string;
   /** The name it was uploaded under: display text, never a path. */
   name: string;
@@ -420,6 +437,8 @@ export function parseClientMessage(frame: string): Validated<ClientCommand> {
   switch (type) {
     case "message":
       return parseSend(fields);
+    case "file":
+      return parseFile(fields);
     case "join": {
       if (typeof fields.room !== "string") {
         return {
@@ -440,9 +459,9 @@ export function parseClientMessage(frame: string): Validated<ClientCommand> {
       return {
         ok: false,
         code: "unknown_type",
-        text: `unknown message type "${
+        text: `unknown type "${
           type.slice(0, 40)
-        }"; expected "message", "join", "typing" or "members"`,
+        }"; expected "message", "file", "join", "typing" or "members"`,
       };
   }
 }
@@ -479,6 +498,63 @@ function parseMembers(
   return { ok: true, value: command };
 }
 
+/** Longest upload id accepted in a `file` command (ids are 32 hex digits). */
+const MAX_FILE_ID_CHARS = 64;
+
+function parseFile(fields: Record<string, unknown>): Validated<FileCommand> {
+  const { id, text } = fields;
+  if (
+    typeof id !== "string" || id.length === 0 || id.length > MAX_FILE_ID_CHARS
+  ) {
+    return {
+      ok: false,
+      code: "invalid_message",
+      text:
+        'file has no string "id"; expected the id POST /files answered with',
+    };
+  }
+  const command: FileCommand = { type: "file", id };
+  if (text !== undefined && text !== null) {
+    if (typeof text !== "string") {
+      return {
+        ok: false,
+        code: "invalid_message",
+        text: '"text" is not a string; expected the caption',
+      };
+    }
+    if (text.trim() !== "") {
+      const caption = validateText(text);
+      if (!caption.ok) return caption;
+      command.text = caption.value;
+    }
+  }
+  const to = parseRecipient(fields.to);
+  if (!to.ok) return to;
+  if (to.value !== undefined) command.to = to.value;
+  return { ok: true, value: command };
+}
+
+/** A command's optional `to`: absent, or a valid username. */
+function parseRecipient(raw: unknown): Validated<string | undefined> {
+  if (raw === undefined || raw === null) return { ok: true, value: undefined };
+  if (typeof raw !== "string") {
+    return {
+      ok: false,
+      code: "invalid_message",
+      text: '"to" is not a string; expected a username',
+    };
+  }
+  const to = validateUsername(raw);
+  if (!to.ok) {
+    return {
+      ok: false,
+      code: "unknown_recipient",
+      text: `no such user: ${to.text}`,
+    };
+  }
+  return { ok: true, value: to.value };
+}
+
 function parseSend(fields: Record<string, unknown>): Validated<SendCommand> {
   if (typeof fields.text !== "string") {
     return {
@@ -489,23 +565,10 @@ function parseSend(fields: Record<string, unknown>): Validated<SendCommand> {
   }
   const checked = validateText(fields.text);
   if (!checked.ok) return checked;
-  if (fields.to === undefined || fields.to === null) {
+  const to = parseRecipient(fields.to);
+  if (!to.ok) return to;
+  if (to.value === undefined) {
     return { ok: true, value: { type: "message", text: checked.value } };
-  }
-  if (typeof fields.to !== "string") {
-    return {
-      ok: false,
-      code: "invalid_message",
-      text: '"to" is not a string; expected a username',
-    };
-  }
-  const to = validateUsername(fields.to);
-  if (!to.ok) {
-    return {
-      ok: false,
-      code: "unknown_recipient",
-      text: `no such user: ${to.text}`,
-    };
   }
   return {
     ok: true,

@@ -33,6 +33,7 @@ import {
   CloseCode,
   type ErrorCode,
   errorMessage,
+  type FileInfo,
   type MembersCommand,
   type MembersMessage,
   type OnlineMessage,
@@ -68,6 +69,16 @@ export interface RoomOptions extends HubOptions {
  * the arrival goes ahead anyway.
  */
 export const TAKEOVER_WAIT_MS = 2000;
+
+/** A line a member posts: chat text, or a shared file and its caption. */
+export interface Post {
+  /** The chat text, or the file's caption ("" for none). */
+  text: string;
+  /** The recipient of a direct line; absent for the room. */
+  to?: string;
+  /** The shared file, for a `file` line. */
+  file?: FileInfo;
+}
 
 /** What a joiner asks of the room's past. */
 export interface JoinOptions {
@@ -308,7 +319,17 @@ export class Room {
    * stored (or refused).
    */
   async say(client: Client, text: string, to?: string): Promise<void> {
+    await this.post(client, to === undefined ? { text } : { text, to });
+  }
+
+  /**
+   * {@linkcode Room.say} for any line: a chat line, or with `file` a
+   * shared file (`text` its caption, "" for none). Resolves with the line
+   * once stored, or undefined when it was refused or not stored.
+   */
+  async post(client: Client, line: Post): Promise<StoredMessage | undefined> {
     if (client.ended || this.#names.get(client.username) !== client) return;
+    const { text, to, file } = line;
     if (to !== undefined && !this.#presence.has(to)) {
       this.#refuse(
         client,
@@ -317,12 +338,14 @@ export class Room {
       );
       return;
     }
+    let stored: StoredMessage | undefined;
     try {
-      await this.#engine.append(this.name, {
+      stored = await this.#engine.append(this.name, {
         username: client.username,
         text,
         timestamp: timestamp(),
         ...(to === undefined ? {} : { to }),
+        ...(file === undefined ? {} : { file }),
       });
     } catch (error) {
       if (error instanceof EngineUnavailable) {
@@ -340,6 +363,7 @@ export class Room {
       }
     }
     this.#tellIfIdle();
+    return stored;
   }
 
   /** Tells the others in the room that a member is typing. */

@@ -13,6 +13,7 @@ import {
   clientAddress,
   type ClientAddressOptions,
   ConnectionLimiter,
+  type OriginOptions,
   type Refusal,
   type UpgradeContext,
   validateAllowedOrigins,
@@ -26,6 +27,12 @@ import { type Logger, silentLogger } from "./log.ts";
 import { Health, PROMETHEUS_CONTENT_TYPE, ServerMetrics } from "./metrics.ts";
 import { CloseCode } from "./protocol.ts";
 import { Rooms } from "./rooms.ts";
+import { DEFAULT_UPLOAD_RATE, Files } from "./files/http.ts";
+import type { LocalLookup } from "./files/sessions.ts";
+import {
+  DEFAULT_FILES_MAX_BYTES,
+  DEFAULT_MAX_FILE_SIZE,
+} from "./store/files.ts";
 
 /** Port when none is given: the one gorilla's chat example uses. */
 export const DEFAULT_PORT = 8080;
@@ -102,6 +109,18 @@ export interface ServerOptions {
   redis?: string;
   /** Let several processes listen on one port (the kernel spreads them). */
   reusePort?: boolean;
+  /**
+   * Where shared files live (every node with the same `redis` must share
+   * it). Default: `files` beside `data`; with `data` in memory, a
+   * temporary directory removed at shutdown.
+   */
+  files?: string;
+  /** Largest file a client may upload, in bytes. Default 10 MiB. */
+  maxFileSize?: number;
+  /** Bytes all files may take together; past it the oldest go. 1 GiB. */
+  filesMaxBytes?: number;
+  /** Bytes a user may upload per minute; 0 for no limit. Default 50 MiB. */
+  uploadRate?: number;
 }
 
 /**
@@ -248,6 +267,7 @@ interface Parts {
   logger: Logger;
   idleTimeout: number;
   addressOptions: ClientAddressOptions;
+  files: Files;
 }
 
 /** Answers one HTTP request. */
@@ -283,6 +303,9 @@ function route(
         headers: { "content-type": PROMETHEUS_CONTENT_TYPE },
       });
     default:
+      if (pathname === "/files" || pathname.startsWith("/files/")) {
+        return parts.files.route(request);
+      }
       return textResponse(404, `no such path: ${pathname}`);
   }
 }
@@ -390,7 +413,14 @@ export async function startServer(
     clients: (): Iterable<Client> => rooms.clients(),
     health,
   });
-  const engine = await openEngine(options, { health, metrics, logger });
+  const { engine, files } = await openBackends(options, {
+    health,
+    metrics,
+    logger,
+    origins,
+    isShuttingDown,
+    localSession: (session) => connections.bySession(session),
+  });
   const rooms: Rooms = new Rooms({
     engine,
     maxRooms: options.maxRooms,
@@ -408,6 +438,7 @@ export async function startServer(
     maxQueue: options.maxQueue,
     highWaterBytes: options.highWaterBytes,
     isShuttingDown,
+    files,
   });
   const admission = new Admission({
     rooms,
@@ -426,6 +457,7 @@ export async function startServer(
     logger,
     idleTimeout: options.idleTimeoutSeconds ?? DEFAULT_IDLE_TIMEOUT_SECONDS,
     addressOptions: { trustProxy: options.trustProxy ?? false },
+    files,
   };
 
   const tls = options.cert !== undefined && options.key !== undefined
@@ -448,23 +480,11 @@ export async function startServer(
       },
     });
   } catch (error) {
+    await files.shutdown();
     await engine.shutdown();
     throw error;
   }
   const addr = listener.addr;
-  async function shutdown(): Promise<void> {
-    // New upgrades are refused from here on (shuttingDown is set).
-    rooms.close(CloseCode.goingAway, "server shutting down");
-    const { promise: grace, resolve: graceOver } = Promise.withResolvers<
-      void
-    >();
-    const timer = setTimeout(graceOver, SHUTDOWN_GRACE_MS);
-    await Promise.race([connections.closed(), grace]);
-    clearTimeout(timer);
-    await engine.shutdown();
-    await listener.shutdown();
-  }
-
   const scheme = listener.tls ? "https" : "http";
   const host = addr.hostname.includes(":")
     ? `[${addr.hostname}]`
@@ -476,10 +496,33 @@ export async function startServer(
     rooms,
     metrics,
     shutdown(): Promise<void> {
-      shuttingDown ??= shutdown();
+      shuttingDown ??= stop({ rooms, connections, files, engine, listener });
       return shuttingDown;
     },
   };
+}
+
+/**
+ * Stops a server: closes every client with 1001 (new upgrades are refused
+ * already: shutting down is set), waits (at most
+ * {@linkcode SHUTDOWN_GRACE_MS}) for the closes, then stops the files, the
+ * engine and the listener.
+ */
+async function stop(running: {
+  rooms: Rooms;
+  connections: Connections;
+  files: Files;
+  engine: RoomEngine;
+  listener: Listener;
+}): Promise<void> {
+  running.rooms.close(CloseCode.goingAway, "server shutting down");
+  const { promise: grace, resolve: graceOver } = Promise.withResolvers<void>();
+  const timer = setTimeout(graceOver, SHUTDOWN_GRACE_MS);
+  await Promise.race([running.connections.closed(), grace]);
+  clearTimeout(timer);
+  await running.files.shutdown();
+  await running.engine.shutdown();
+  await running.listener.shutdown();
 }
 
 /** Where failures of the engine are told. */
@@ -533,6 +576,78 @@ async function openEngine(
     ? await History.fromKv(options.kv, historyOptions)
     : await History.open(options.data ?? ":memory:", historyOptions);
   return new LocalEngine({ history });
+}
+
+/** What the files of a server are tied to. */
+interface FilesContext {
+  engine: RoomEngine;
+  origins: OriginOptions;
+  logger: Logger;
+  isShuttingDown: () => boolean;
+  localSession: LocalLookup;
+}
+
+/**
+ * Opens the engine ({@linkcode openEngine}), then the files
+ * ({@linkcode openFiles}); the engine is shut down again if the files
+ * cannot be opened.
+ */
+async function openBackends(
+  options: ServerOptions,
+  context: EngineObservers & Omit<FilesContext, "engine">,
+): Promise<{ engine: RoomEngine; files: Files }> {
+  const engine = await openEngine(options, context);
+  try {
+    return { engine, files: await openFiles(options, { ...context, engine }) };
+  } catch (error) {
+    await engine.shutdown();
+    throw error;
+  }
+}
+
+/**
+ * Opens the server's files: in `files`, or beside `data`, or (history in
+ * memory) in a temporary directory removed at shutdown. A file's line has
+ * left history once the room keeps `historyLimit` lines, all newer; with
+ * no history (0) files go only when storage is full.
+ */
+async function openFiles(
+  options: ServerOptions,
+  context: FilesContext,
+): Promise<Files> {
+  const data = options.data ?? ":memory:";
+  const beside = data === ":memory:" || options.kv !== undefined
+    ? undefined
+    : `${dirname(data)}/files`;
+  const dir = options.files ?? beside ??
+    await Deno.makeTempDir({ prefix: "hubchat-files-" });
+  const limit = options.historyLimit ?? DEFAULT_HISTORY_LIMIT;
+  const engine = context.engine;
+  return await Files.open({
+    dir,
+    removeOnShutdown: options.files === undefined && beside === undefined,
+    maxFileSize: options.maxFileSize ?? DEFAULT_MAX_FILE_SIZE,
+    maxBytes: options.filesMaxBytes ?? DEFAULT_FILES_MAX_BYTES,
+    uploadRate: options.uploadRate ?? DEFAULT_UPLOAD_RATE,
+    origins: context.origins,
+    localSession: context.localSession,
+    redis: options.redis,
+    lineKept(room: string, lineId: number): boolean | undefined {
+      if (limit === 0) return undefined;
+      const recent = engine.recent(room);
+      if (recent.length === 0) return undefined;
+      return recent.length < limit || lineId >= recent[0].id;
+    },
+    isShuttingDown: context.isShuttingDown,
+    logger: context.logger,
+  });
+}
+
+/** The folder of a path: `./data` for `./data/hubchat.kv`. */
+function dirname(path: string): string {
+  const slash = path.lastIndexOf("/");
+  if (slash === -1) return ".";
+  return slash === 0 ? "/" : path.slice(0, slash);
 }
 
 /**

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { sleep } from "../tools/wait.ts";
 import { type ChildExit, DenoChild } from "./child_process.ts";
 
 /** The program under test. */
@@ -104,6 +105,21 @@ export class ChildServer {
   /** Its resident memory (VmRSS), in bytes. */
   rss(): number {
     return this.process.rss();
+  }
+
+  /**
+   * Its highest resident memory while `work` runs, read every 20 ms, in
+   * bytes (resolves once `work` settled, whether it failed or not).
+   */
+  async peakRss(work: Promise<unknown>): Promise<number> {
+    let peak = this.rss();
+    let finished = false;
+    work.finally(() => finished = true).catch(() => {});
+    while (!finished) {
+      peak = Math.max(peak, this.rss());
+      await sleep(20);
+    }
+    return Math.max(peak, this.rss());
   }
 
   /**
