@@ -193,6 +193,13 @@ export interface RoomEngine {
   takeOver(room: string, member: MemberRef): void;
   /** Sets who closes a connection of this node another node took over. */
   setTakeoverHandler(handler: (room: string, owner: string) => void): void;
+  /**
+   * The name in `room` of a live connection of another node whose session
+   * secret hashes to `sessionHash` (see `sessionHash`, connection.ts), or
+   * null when there is none. One process has no other node: always null.
+   * Throws {@linkcode EngineUnavailable} when the store cannot be asked.
+   */
+  memberBySession(room: string, sessionHash: string): Promise<string | null>;
   /** Stops: stores what is pending, releases what it holds. */
   shutdown(): Promise<void>;
 }
@@ -374,6 +381,11 @@ export class LocalEngine implements RoomEngine {
 
   /** No other node to take over from this one. */
   setTakeoverHandler(_handler: (room: string, owner: string) => void): void {}
+
+  /** No other node holds a connection. */
+  memberBySession(_room: string, _sessionHash: string): Promise<string | null> {
+    return Promise.resolve(null);
+  }
 
   /** Commits what history holds and closes it. */
   async shutdown(): Promise<void> {

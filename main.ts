@@ -28,7 +28,6 @@ import {
 import { DEFAULT_HISTORY_LIMIT, HistoryOpenError } from "./store/history.ts";
 import { EngineUnavailable } from "./engine.ts";
 import { DEFAULT_UPLOAD_RATE, FilesDirError } from "./files/http.ts";
-import { SessionsUnavailable } from "./files/sessions.ts";
 import {
   DEFAULT_FILES_MAX_BYTES,
   DEFAULT_MAX_FILE_SIZE,
@@ -495,9 +494,7 @@ export function startupProblem(
       osReason(error.cause)
     }); expected a folder this user can create and write`;
   }
-  if (
-    error instanceof EngineUnavailable || error instanceof SessionsUnavailable
-  ) {
+  if (error instanceof EngineUnavailable) {
     return `${source("redis", "--redis")} is "${
       redactedPassword(given.options.redis ?? "")
     }", which cannot be used (${

@@ -631,7 +631,7 @@ async function openFiles(
     uploadRate: options.uploadRate ?? DEFAULT_UPLOAD_RATE,
     origins: context.origins,
     localSession: context.localSession,
-    redis: options.redis,
+    engine,
     lineKept(room: string, lineId: number): boolean | undefined {
       if (limit === 0) return undefined;
       const recent = engine.recent(room);

@@ -24,6 +24,7 @@
 
 import { checkOrigin, type OriginOptions } from "../admission.ts";
 import { type FileSharing, TokenBucket } from "../connection.ts";
+import type { RoomEngine } from "../engine.ts";
 import type { Logger } from "../log.ts";
 import { type FileInfo, validateRoomName } from "../protocol.ts";
 import {
@@ -37,9 +38,9 @@ import {
   StorageFull,
 } from "../store/files.ts";
 import {
+  EngineSessions,
   type LocalLookup,
   LocalSessions,
-  RedisSessions,
   type SessionDirectory,
   SessionsUnavailable,
 } from "./sessions.ts";
@@ -84,8 +85,8 @@ export interface FilesOptions {
   origins: OriginOptions;
   /** This process's connections, by session secret. */
   localSession: LocalLookup;
-  /** With `--redis`: sessions of other nodes are looked up there. */
-  redis?: string;
+  /** Where the rooms are; when shared, other nodes' sessions are asked too. */
+  engine: RoomEngine;
   /** Whether a room's history still holds a line. */
   lineKept: LineKept;
   /** True once the server is stopping: uploads are then refused. */
@@ -114,8 +115,10 @@ export interface Refusal {
  * @example
  * ```ts
  * import { Files } from "./http.ts";
+ * import { LocalEngine } from "../engine.ts";
  * import { silentLogger } from "../log.ts";
  * const files = await Files.open({
+ *   engine: new LocalEngine({ history: null }),
  *   dir: await Deno.makeTempDir(),
  *   removeOnShutdown: true,
  *   maxFileSize: 1024,
@@ -154,10 +157,8 @@ export class Files implements FileSharing {
   }
 
   /**
-   * Opens the store in `dir` (made if needed) and, with `redis`, a
-   * connection for session lookups. Throws {@linkcode FilesDirError} when
-   * the directory cannot be used, {@linkcode SessionsUnavailable} when
-   * Redis cannot be reached.
+   * Opens the store in `dir` (made if needed). Throws
+   * {@linkcode FilesDirError} when the directory cannot be used.
    */
   static async open(options: FilesOptions): Promise<Files> {
     let store: FileStore;
@@ -168,9 +169,9 @@ export class Files implements FileSharing {
       throw new FilesDirError(options.dir, error);
     }
     const local = new LocalSessions(options.localSession);
-    const sessions = options.redis === undefined
-      ? local
-      : await RedisSessions.connect(options.redis, local);
+    const sessions = options.engine.shared
+      ? new EngineSessions(options.engine, local)
+      : local;
     return new Files(store, sessions, options);
   }
 

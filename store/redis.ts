@@ -254,6 +254,27 @@ if #left > 0 then
     '{"k":"p","j":[],"l":[' .. table.concat(left, ',') .. ']}')
 end
 return #left`,
+  /**
+   * KEYS: names. ARGV: a session's hash, the heartbeat key prefix. The name
+   * whose claim carries that hash, if the node holding it is alive, or
+   * false. One pass over the room's claims, in Redis: asked for uploads and
+   * downloads, which are rare next to chat.
+   */
+  findSession: `
+local claims = redis.call('HGETALL', KEYS[1])
+for i = 1, #claims, 2 do
+  local claim = claims[i + 1]
+  local space = string.find(claim, ' ', 1, true)
+  if space and string.sub(claim, space + 1) == ARGV[1] then
+    local owner = string.sub(claim, 1, space - 1)
+    local slash = string.find(owner, '/', 1, true)
+    if slash and redis.call('EXISTS', ARGV[2] .. string.sub(owner, 1, slash - 1)) == 1 then
+      return claims[i]
+    end
+    return false
+  end
+end
+return false`,
 } as const;
 
 type ScriptName = keyof typeof SCRIPTS;
@@ -579,6 +600,18 @@ export class RedisEngine implements RoomEngine {
     this.#claims.delete(member.owner);
     this.#script("unclaim", [KEY.names(room)], [member.name, member.owner])
       .catch(() => {});
+  }
+
+  /** The name in `room` whose claim carries `sessionHash`, on a live node. */
+  async memberBySession(
+    room: string,
+    sessionHash: string,
+  ): Promise<string | null> {
+    const found = await this.#script("findSession", [KEY.names(room)], [
+      sessionHash,
+      KEY.nodePrefix,
+    ]);
+    return typeof found === "string" ? found : null;
   }
 
   /** Asks the node holding `member` to close that connection (4001). */
