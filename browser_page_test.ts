@@ -21,7 +21,10 @@ import {
   fill,
   headerText,
   LAYOUTS,
+  logEntries,
+  onlineList,
   openChat,
+  openPeoplePanel,
   type Page,
   PHONE,
   say,
@@ -45,13 +48,6 @@ async function savedSession(page: Page): Promise<SavedSession | null> {
   return await page.evaluate(
     `JSON.parse(sessionStorage.getItem("hubchat.session") || "null")`,
   ) as SavedSession | null;
-}
-
-/** The names in the page's online list, in its order. */
-async function onlineList(page: Page): Promise<string[]> {
-  return await page.evaluate(
-    `[...document.querySelectorAll("#users li")].map((li) => li.dataset.user)`,
-  ) as string[];
 }
 
 /** The text of the page's name-form error, once it shows one. */
@@ -433,10 +429,7 @@ browserTest(
     assert.deepEqual(await onlineList(erin), ["ann", "bob", "erin"]);
     // The log: one intro, our join, then lines and runs in order.
     assert.deepEqual(
-      await erin.evaluate(
-        `[...document.querySelectorAll("#log > :not(.day)")].map((n) =>
-          n.classList.contains("msg") ? "line" : n.dataset.type)`,
-      ),
+      await logEntries(erin),
       [
         "room-intro",
         "join",
@@ -730,14 +723,7 @@ for (const [width, viewport] of LAYOUTS) {
         await snapshot(page, `${label}-chat`);
 
         if (viewport === PHONE) {
-          await page.click("#online-toggle");
-          await waitFor(
-            page,
-            `(() => { const panel = document.getElementById("users-panel");
-              return panel.classList.contains("open") &&
-                getComputedStyle(panel).transform === "none"; })()`,
-            { what: "the people panel open, its slide over" },
-          );
+          await openPeoplePanel(page);
           await assertReadable(page, ["#users .name", "#rooms .room-label"]);
           await snapshot(page, `${label}-people`);
           await page.click("#users-close");

@@ -647,6 +647,29 @@ export async function waitOnline(page: Page, timeout?: number): Promise<void> {
 }
 
 /**
+ * Types a line into the composer and presses Enter, waiting for nothing:
+ * for a line the server refuses at once, whose text the page may put back
+ * before a test could see the composer empty.
+ *
+ * @example
+ * ```ts
+ * import { startServer } from "../server.ts";
+ * import { joinAs, TestBrowser, typeAndSend } from "./browser.ts";
+ * const server = await startServer({ port: 0 });
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage();
+ * await joinAs(page, server.url, "ann");
+ * await typeAndSend(page, "hello");
+ * await browser.close();
+ * await server.shutdown();
+ * ```
+ */
+export async function typeAndSend(page: Page, text: string): Promise<void> {
+  await page.type("#message-input", text);
+  await page.keyboard.press("Enter");
+}
+
+/**
  * Types a line into the composer, presses Enter, and waits for the
  * composer to clear (the page sent it).
  *
@@ -664,8 +687,7 @@ export async function waitOnline(page: Page, timeout?: number): Promise<void> {
  * ```
  */
 export async function say(page: Page, text: string): Promise<void> {
-  await page.type("#message-input", text);
-  await page.keyboard.press("Enter");
+  await typeAndSend(page, text);
   await waitFor(
     page,
     `document.getElementById("message-input").value === ""`,
@@ -770,6 +792,82 @@ export async function waitForLine(
 export async function frames(page: Page): Promise<void> {
   await page.evaluate(
     "new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))",
+  );
+}
+
+/**
+ * The names in the page's online list (`#users`), in its order.
+ *
+ * @example
+ * ```ts
+ * import { startServer } from "../server.ts";
+ * import { joinAs, onlineList, TestBrowser } from "./browser.ts";
+ * const server = await startServer({ port: 0 });
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage();
+ * await joinAs(page, server.url, "ann");
+ * await onlineList(page); // ["ann"]
+ * await browser.close();
+ * await server.shutdown();
+ * ```
+ */
+export async function onlineList(page: Page): Promise<string[]> {
+  return await page.evaluate(
+    `[...document.querySelectorAll("#users li")].map((li) => li.dataset.user)`,
+  ) as string[];
+}
+
+/**
+ * What the log shows, in order, day separators aside: each entry's
+ * `data-type` ("room-intro", "join", "presence", "gap"…), or "line" for a
+ * chat line.
+ *
+ * @example
+ * ```ts
+ * import { startServer } from "../server.ts";
+ * import { joinAs, logEntries, say, TestBrowser } from "./browser.ts";
+ * const server = await startServer({ port: 0 });
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage();
+ * await joinAs(page, server.url, "ann");
+ * await say(page, "hi");
+ * await logEntries(page); // ["room-intro", "join", "line"]
+ * await browser.close();
+ * await server.shutdown();
+ * ```
+ */
+export async function logEntries(page: Page): Promise<string[]> {
+  return await page.evaluate(
+    `[...document.querySelectorAll("#log > :not(.day)")].map((n) =>
+      n.classList.contains("msg") ? "line" : n.dataset.type)`,
+  ) as string[];
+}
+
+/**
+ * On a phone, opens the rooms and people panel from the header's online
+ * count and waits until it has slid in.
+ *
+ * @example
+ * ```ts
+ * import { startServer } from "../server.ts";
+ * import { joinAs, openPeoplePanel, PHONE, TestBrowser } from "./browser.ts";
+ * const server = await startServer({ port: 0 });
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage({ viewport: PHONE });
+ * await joinAs(page, server.url, "ann");
+ * await openPeoplePanel(page);
+ * await browser.close();
+ * await server.shutdown();
+ * ```
+ */
+export async function openPeoplePanel(page: Page): Promise<void> {
+  await page.click("#online-toggle");
+  await waitFor(
+    page,
+    `(() => { const panel = document.getElementById("users-panel");
+      return panel.classList.contains("open") &&
+        getComputedStyle(panel).transform === "none"; })()`,
+    { what: "the people panel open, its slide over" },
   );
 }
 
@@ -921,21 +1019,9 @@ export async function assertHeaderFits(
   state: string,
 ): Promise<void> {
   const problems = await page.evaluate(`(() => {
-    const problems = [];
-    const parts = [...document.querySelectorAll("#topbar > *")]
-      .filter((el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== "hidden");
-    const boxes = parts.map((el) => [el.id || el.className, el.getBoundingClientRect()]);
-    for (const [name, box] of boxes) {
-      if (box.left < 0 || box.right > window.innerWidth) problems.push(name + " leaves the window");
-    }
-    for (let i = 0; i < boxes.length; i++) {
-      for (let j = i + 1; j < boxes.length; j++) {
-        const [a, p] = boxes[i], [b, q] = boxes[j];
-        if (p.left < q.right - 0.5 && q.left < p.right - 0.5 && p.top < q.bottom && q.top < p.bottom) {
-          problems.push(a + " overlaps " + b);
-        }
-      }
-    }
+    const parts = [...document.querySelectorAll("#topbar > *")].filter(${SHOWN})
+      .map((el) => [el.id || el.className, el.getBoundingClientRect()]);
+    const problems = (${APART})(parts, "the window", { left: 0, right: window.innerWidth, top: 0, bottom: window.innerHeight });
     for (const id of ["status-text", "online-summary"]) {
       const el = document.getElementById(id);
       if (el.getClientRects().length && el.scrollWidth > el.clientWidth + 1) problems.push(id + " is cut short");
@@ -944,6 +1030,71 @@ export async function assertHeaderFits(
   })()`);
   assert.deepEqual(problems, [], `the header, ${state}`);
 }
+
+/**
+ * Asserts the first shown element of each selector is inside the first of
+ * `within` (default: the window) and overlaps none of the others; a
+ * selector with nothing shown fails. `what` names the place, for the
+ * message.
+ *
+ * @example
+ * ```ts
+ * import { assertApart, TestBrowser } from "./browser.ts";
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage();
+ * await page.goto("data:text/html,<main><p id=a>one</p><p id=b>two</p></main>");
+ * await assertApart(page, ["#a", "#b"], "the paragraphs", "main");
+ * await browser.close();
+ * ```
+ */
+export async function assertApart(
+  page: Page,
+  selectors: string[],
+  what: string,
+  within?: string,
+): Promise<void> {
+  const problems = await page.evaluate(`((selectors, within) => {
+    const shown = ${SHOWN};
+    const parts = [];
+    const missing = [];
+    for (const selector of selectors) {
+      const el = [...document.querySelectorAll(selector)].find(shown);
+      if (el) parts.push([selector, el.getBoundingClientRect()]);
+      else missing.push(selector + " is not shown");
+    }
+    const bounds = within === null
+      ? { left: 0, right: window.innerWidth, top: 0, bottom: window.innerHeight }
+      : document.querySelector(within).getBoundingClientRect();
+    return [...missing, ...(${APART})(parts, within ?? "the window", bounds)];
+  })(${js(selectors)}, ${js(within ?? null)})`);
+  assert.deepEqual(problems, [], what);
+}
+
+/** In the page: whether an element takes room on screen. */
+const SHOWN =
+  `(el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== "hidden"`;
+
+/**
+ * In the page: the problems of named boxes, `[name, DOMRect][]`, that
+ * should all be inside `bounds` (named `where`) and overlap none of the
+ * others (half a pixel of rounding allowed).
+ */
+const APART = `(parts, where, bounds) => {
+  const problems = [];
+  for (const [name, box] of parts) {
+    if (box.left < bounds.left - 0.5 || box.right > bounds.right + 0.5 ||
+      box.top < bounds.top - 0.5 || box.bottom > bounds.bottom + 0.5) problems.push(name + " leaves " + where);
+  }
+  for (let i = 0; i < parts.length; i++) {
+    for (let j = i + 1; j < parts.length; j++) {
+      const [a, p] = parts[i], [b, q] = parts[j];
+      if (p.left < q.right - 0.5 && q.left < p.right - 0.5 && p.top < q.bottom - 0.5 && q.top < p.bottom - 0.5) {
+        problems.push(a + " overlaps " + b);
+      }
+    }
+  }
+  return problems;
+}`;
 
 /**
  * The chat page's header text as shown (what a sighted person reads there),
