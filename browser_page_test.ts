@@ -6,22 +6,29 @@
  * checked for one online indicator, no overlap and enough contrast.
  *
  * With `HUBCHAT_SCREENSHOTS=DIR` the layout tests also write their
- * screenshots to DIR (keep it outside the repository), to look at.
+ * screenshots to DIR (keep it outside the repository), to look at
+ * (`snapshot` in testing/browser.ts).
  *
  * @module
  */
 
 import assert from "node:assert/strict";
 import {
+  assertHeaderFits,
+  assertReadable,
   browserTest,
   chatLines,
-  DESKTOP,
   fill,
+  headerText,
+  LAYOUTS,
+  logEntries,
+  onlineList,
   openChat,
+  openPeoplePanel,
   type Page,
   PHONE,
   say,
-  type Viewport,
+  snapshot,
   waitFor,
   waitForLine,
   waitOnline,
@@ -30,15 +37,6 @@ import { ChatClient } from "./testing/chat_client.ts";
 import { waitUntil } from "./testing/wait.ts";
 
 const js = JSON.stringify;
-
-/** Where screenshots go when asked for; unset, none are taken. */
-const SCREENSHOTS = Deno.env.get("HUBCHAT_SCREENSHOTS");
-
-async function snapshot(page: Page, name: string): Promise<void> {
-  if (SCREENSHOTS === undefined) return;
-  await Deno.mkdir(SCREENSHOTS, { recursive: true });
-  await page.screenshot({ path: `${SCREENSHOTS}/${name}.png` });
-}
 
 /** What the page's sessionStorage holds for a reload. */
 interface SavedSession {
@@ -50,13 +48,6 @@ async function savedSession(page: Page): Promise<SavedSession | null> {
   return await page.evaluate(
     `JSON.parse(sessionStorage.getItem("hubchat.session") || "null")`,
   ) as SavedSession | null;
-}
-
-/** The names in the page's online list, in its order. */
-async function onlineList(page: Page): Promise<string[]> {
-  return await page.evaluate(
-    `[...document.querySelectorAll("#users li")].map((li) => li.dataset.user)`,
-  ) as string[];
 }
 
 /** The text of the page's name-form error, once it shows one. */
@@ -438,10 +429,7 @@ browserTest(
     assert.deepEqual(await onlineList(erin), ["ann", "bob", "erin"]);
     // The log: one intro, our join, then lines and runs in order.
     assert.deepEqual(
-      await erin.evaluate(
-        `[...document.querySelectorAll("#log > :not(.day)")].map((n) =>
-          n.classList.contains("msg") ? "line" : n.dataset.type)`,
-      ),
+      await logEntries(erin),
       [
         "room-intro",
         "join",
@@ -674,108 +662,6 @@ browserTest(
 
 // ---------------------------------------------------------------- layout
 
-/** A contrast problem: text, its color, its background, the ratio. */
-interface Contrast {
-  selector: string;
-  color: string;
-  background: string;
-  ratio: number;
-}
-
-/**
- * WCAG contrast of the first visible element per selector against the
- * background behind it (semi-transparent layers blended, down to the first
- * opaque one). Colors are read through a canvas, which takes any CSS color.
- */
-const CONTRAST = `(selectors) => {
-  const canvas = document.createElement("canvas");
-  canvas.width = canvas.height = 1;
-  const ctx = canvas.getContext("2d", { willReadFrequently: true });
-  const rgba = (color) => {
-    ctx.clearRect(0, 0, 1, 1);
-    ctx.fillStyle = "#000"; ctx.fillStyle = color;
-    ctx.fillRect(0, 0, 1, 1);
-    const [r, g, b, a] = ctx.getImageData(0, 0, 1, 1).data;
-    return [r, g, b, a / 255];
-  };
-  const over = (top, under) => top.slice(0, 3).map((c, i) => c * top[3] + under[i] * (1 - top[3]));
-  const behind = (el) => {
-    const layers = [];
-    for (let n = el; n; n = n.parentElement) {
-      const c = rgba(getComputedStyle(n).backgroundColor);
-      if (c[3] > 0) layers.push(c);
-      if (c[3] === 1) break;
-    }
-    let color = layers.length && layers[layers.length - 1][3] === 1 ? layers.pop() : [255, 255, 255, 1];
-    while (layers.length) color = [...over(layers.pop(), color), 1];
-    return color;
-  };
-  const luminance = (rgb) => {
-    const [r, g, b] = rgb.map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
-  };
-  return selectors.map((selector) => {
-    const el = [...document.querySelectorAll(selector)].find((e) => e.getClientRects().length > 0);
-    if (!el) return { selector, color: "", background: "", ratio: 0 };
-    const bg = behind(el);
-    const fg = over(rgba(getComputedStyle(el).color), bg);
-    const [hi, lo] = [luminance(fg), luminance(bg)].sort((a, b) => b - a);
-    return { selector, color: fg.map(Math.round).join(","), background: bg.slice(0, 3).map(Math.round).join(","),
-      ratio: Math.round(((hi + 0.05) / (lo + 0.05)) * 100) / 100 };
-  });
-}`;
-
-/** Asserts each selector's text has at least 4.5:1 contrast (WCAG AA). */
-async function assertReadable(page: Page, selectors: string[]): Promise<void> {
-  const results = await page.evaluate(
-    `(${CONTRAST})(${js(selectors)})`,
-  ) as Contrast[];
-  const poor = results.filter((result) => !(result.ratio >= 4.5));
-  assert.deepEqual(poor, [], "text below 4.5:1 contrast (or not shown)");
-}
-
-/**
- * Asserts the header's visible parts neither overlap nor leave the window,
- * and no text in it is cut short.
- */
-async function assertHeaderFits(page: Page, state: string): Promise<void> {
-  const problems = await page.evaluate(`(() => {
-    const problems = [];
-    const parts = [...document.querySelectorAll("#topbar > *")]
-      .filter((el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== "hidden");
-    const boxes = parts.map((el) => [el.id || el.className, el.getBoundingClientRect()]);
-    for (const [name, box] of boxes) {
-      if (box.left < 0 || box.right > window.innerWidth) problems.push(name + " leaves the window");
-    }
-    for (let i = 0; i < boxes.length; i++) {
-      for (let j = i + 1; j < boxes.length; j++) {
-        const [a, p] = boxes[i], [b, q] = boxes[j];
-        if (p.left < q.right - 0.5 && q.left < p.right - 0.5 && p.top < q.bottom && q.top < p.bottom) {
-          problems.push(a + " overlaps " + b);
-        }
-      }
-    }
-    for (const id of ["status-text", "online-summary"]) {
-      const el = document.getElementById(id);
-      if (el.getClientRects().length && el.scrollWidth > el.clientWidth + 1) problems.push(id + " is cut short");
-    }
-    return problems;
-  })()`);
-  assert.deepEqual(problems, [], `the header, ${state}`);
-}
-
-/** The header's visible text (what a sighted person reads there). */
-async function headerText(page: Page): Promise<string> {
-  return await page.evaluate(
-    `document.getElementById("topbar").innerText.replace(/\\s+/g, " ").trim()`,
-  ) as string;
-}
-
-const LAYOUTS: [string, Viewport][] = [["phone", PHONE], [
-  "desktop",
-  DESKTOP,
-]];
-
 for (const [width, viewport] of LAYOUTS) {
   for (const scheme of ["light", "dark"] as const) {
     const label = `${width}-${scheme}`;
@@ -837,14 +723,7 @@ for (const [width, viewport] of LAYOUTS) {
         await snapshot(page, `${label}-chat`);
 
         if (viewport === PHONE) {
-          await page.click("#online-toggle");
-          await waitFor(
-            page,
-            `(() => { const panel = document.getElementById("users-panel");
-              return panel.classList.contains("open") &&
-                getComputedStyle(panel).transform === "none"; })()`,
-            { what: "the people panel open, its slide over" },
-          );
+          await openPeoplePanel(page);
           await assertReadable(page, ["#users .name", "#rooms .room-label"]);
           await snapshot(page, `${label}-people`);
           await page.click("#users-close");

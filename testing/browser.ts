@@ -647,6 +647,29 @@ export async function waitOnline(page: Page, timeout?: number): Promise<void> {
 }
 
 /**
+ * Types a line into the composer and presses Enter, waiting for nothing:
+ * for a line the server refuses at once, whose text the page may put back
+ * before a test could see the composer empty.
+ *
+ * @example
+ * ```ts
+ * import { startServer } from "../server.ts";
+ * import { joinAs, TestBrowser, typeAndSend } from "./browser.ts";
+ * const server = await startServer({ port: 0 });
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage();
+ * await joinAs(page, server.url, "ann");
+ * await typeAndSend(page, "hello");
+ * await browser.close();
+ * await server.shutdown();
+ * ```
+ */
+export async function typeAndSend(page: Page, text: string): Promise<void> {
+  await page.type("#message-input", text);
+  await page.keyboard.press("Enter");
+}
+
+/**
  * Types a line into the composer, presses Enter, and waits for the
  * composer to clear (the page sent it).
  *
@@ -664,8 +687,7 @@ export async function waitOnline(page: Page, timeout?: number): Promise<void> {
  * ```
  */
 export async function say(page: Page, text: string): Promise<void> {
-  await page.type("#message-input", text);
-  await page.keyboard.press("Enter");
+  await typeAndSend(page, text);
   await waitFor(
     page,
     `document.getElementById("message-input").value === ""`,
@@ -771,6 +793,330 @@ export async function frames(page: Page): Promise<void> {
   await page.evaluate(
     "new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))",
   );
+}
+
+/**
+ * The names in the page's online list (`#users`), in its order.
+ *
+ * @example
+ * ```ts
+ * import { startServer } from "../server.ts";
+ * import { joinAs, onlineList, TestBrowser } from "./browser.ts";
+ * const server = await startServer({ port: 0 });
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage();
+ * await joinAs(page, server.url, "ann");
+ * await onlineList(page); // ["ann"]
+ * await browser.close();
+ * await server.shutdown();
+ * ```
+ */
+export async function onlineList(page: Page): Promise<string[]> {
+  return await page.evaluate(
+    `[...document.querySelectorAll("#users li")].map((li) => li.dataset.user)`,
+  ) as string[];
+}
+
+/**
+ * What the log shows, in order, day separators aside: each entry's
+ * `data-type` ("room-intro", "join", "presence", "gap"…), or "line" for a
+ * chat line.
+ *
+ * @example
+ * ```ts
+ * import { startServer } from "../server.ts";
+ * import { joinAs, logEntries, say, TestBrowser } from "./browser.ts";
+ * const server = await startServer({ port: 0 });
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage();
+ * await joinAs(page, server.url, "ann");
+ * await say(page, "hi");
+ * await logEntries(page); // ["room-intro", "join", "line"]
+ * await browser.close();
+ * await server.shutdown();
+ * ```
+ */
+export async function logEntries(page: Page): Promise<string[]> {
+  return await page.evaluate(
+    `[...document.querySelectorAll("#log > :not(.day)")].map((n) =>
+      n.classList.contains("msg") ? "line" : n.dataset.type)`,
+  ) as string[];
+}
+
+/**
+ * On a phone, opens the rooms and people panel from the header's online
+ * count and waits until it has slid in.
+ *
+ * @example
+ * ```ts
+ * import { startServer } from "../server.ts";
+ * import { joinAs, openPeoplePanel, PHONE, TestBrowser } from "./browser.ts";
+ * const server = await startServer({ port: 0 });
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage({ viewport: PHONE });
+ * await joinAs(page, server.url, "ann");
+ * await openPeoplePanel(page);
+ * await browser.close();
+ * await server.shutdown();
+ * ```
+ */
+export async function openPeoplePanel(page: Page): Promise<void> {
+  await page.click("#online-toggle");
+  await waitFor(
+    page,
+    `(() => { const panel = document.getElementById("users-panel");
+      return panel.classList.contains("open") &&
+        getComputedStyle(panel).transform === "none"; })()`,
+    { what: "the people panel open, its slide over" },
+  );
+}
+
+// ------------------------------------------------------------ layout
+
+/**
+ * The folder screenshots are written to, from `HUBCHAT_SCREENSHOTS` (keep it
+ * outside the repository); unset, {@linkcode snapshot} takes none.
+ */
+export const SCREENSHOTS: string | undefined = Deno.env.get(
+  "HUBCHAT_SCREENSHOTS",
+);
+
+/**
+ * With `HUBCHAT_SCREENSHOTS=DIR`, writes a screenshot of `page` to
+ * `DIR/NAME.png`, to look at; otherwise does nothing.
+ *
+ * @example
+ * ```ts
+ * import { snapshot, TestBrowser } from "./browser.ts";
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage();
+ * await page.goto("data:text/html,<p>hi</p>");
+ * await snapshot(page, "greeting"); // DIR/greeting.png, if asked for
+ * await browser.close();
+ * ```
+ */
+export async function snapshot(page: Page, name: string): Promise<void> {
+  if (SCREENSHOTS === undefined) return;
+  await Deno.mkdir(SCREENSHOTS, { recursive: true });
+  await page.screenshot({ path: `${SCREENSHOTS}/${name}.png` });
+}
+
+/**
+ * The widths the layout tests run at, by name: a phone and a desktop.
+ *
+ * @example
+ * ```ts
+ * import { LAYOUTS } from "./browser.ts";
+ * for (const [width, viewport] of LAYOUTS) console.log(width, viewport.width);
+ * ```
+ */
+export const LAYOUTS: readonly (readonly [string, Viewport])[] = [
+  ["phone", PHONE],
+  ["desktop", DESKTOP],
+];
+
+/** A contrast problem: text, its color, its background, the ratio. */
+export interface Contrast {
+  /** The selector whose first visible element was measured. */
+  selector: string;
+  /** Its text color, blended over its background, as "r,g,b". */
+  color: string;
+  /** The background behind it, as "r,g,b". */
+  background: string;
+  /** The WCAG contrast ratio (0 when nothing matched on screen). */
+  ratio: number;
+}
+
+/**
+ * WCAG contrast of the first visible element per selector against the
+ * background behind it (semi-transparent layers blended, down to the first
+ * opaque one). Colors are read through a canvas, which takes any CSS color.
+ */
+const CONTRAST = `(selectors) => {
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = 1;
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  const rgba = (color) => {
+    ctx.clearRect(0, 0, 1, 1);
+    ctx.fillStyle = "#000"; ctx.fillStyle = color;
+    ctx.fillRect(0, 0, 1, 1);
+    const [r, g, b, a] = ctx.getImageData(0, 0, 1, 1).data;
+    return [r, g, b, a / 255];
+  };
+  const over = (top, under) => top.slice(0, 3).map((c, i) => c * top[3] + under[i] * (1 - top[3]));
+  const behind = (el) => {
+    const layers = [];
+    for (let n = el; n; n = n.parentElement) {
+      const c = rgba(getComputedStyle(n).backgroundColor);
+      if (c[3] > 0) layers.push(c);
+      if (c[3] === 1) break;
+    }
+    let color = layers.length && layers[layers.length - 1][3] === 1 ? layers.pop() : [255, 255, 255, 1];
+    while (layers.length) color = [...over(layers.pop(), color), 1];
+    return color;
+  };
+  const luminance = (rgb) => {
+    const [r, g, b] = rgb.map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  return selectors.map((selector) => {
+    const el = [...document.querySelectorAll(selector)].find((e) => e.getClientRects().length > 0);
+    if (!el) return { selector, color: "", background: "", ratio: 0 };
+    const bg = behind(el);
+    const fg = over(rgba(getComputedStyle(el).color), bg);
+    const [hi, lo] = [luminance(fg), luminance(bg)].sort((a, b) => b - a);
+    return { selector, color: fg.map(Math.round).join(","), background: bg.slice(0, 3).map(Math.round).join(","),
+      ratio: Math.round(((hi + 0.05) / (lo + 0.05)) * 100) / 100 };
+  });
+}`;
+
+/**
+ * Asserts the text of the first visible element of each selector has at
+ * least 4.5:1 contrast (WCAG AA) against what is behind it; a selector
+ * matching nothing on screen fails too.
+ *
+ * @example
+ * ```ts
+ * import { assertReadable, TestBrowser } from "./browser.ts";
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage({ colorScheme: "dark" });
+ * await page.goto("data:text/html,<p id=x style='color:#fff;background:#000'>hi</p>");
+ * await assertReadable(page, ["#x"]);
+ * await browser.close();
+ * ```
+ */
+export async function assertReadable(
+  page: Page,
+  selectors: string[],
+): Promise<void> {
+  const results = await page.evaluate(
+    `(${CONTRAST})(${js(selectors)})`,
+  ) as Contrast[];
+  const poor = results.filter((result) => !(result.ratio >= 4.5));
+  assert.deepEqual(poor, [], "text below 4.5:1 contrast (or not shown)");
+}
+
+/**
+ * Asserts the chat page's header (`#topbar`): its visible parts neither
+ * overlap nor leave the window, and neither the connection state nor the
+ * online count is cut short. `state` names the moment, for the message.
+ *
+ * @example
+ * ```ts
+ * import { startServer } from "../server.ts";
+ * import { assertHeaderFits, joinAs, PHONE, TestBrowser } from "./browser.ts";
+ * const server = await startServer({ port: 0 });
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage({ viewport: PHONE });
+ * await joinAs(page, server.url, "ann");
+ * await assertHeaderFits(page, "online");
+ * await browser.close();
+ * await server.shutdown();
+ * ```
+ */
+export async function assertHeaderFits(
+  page: Page,
+  state: string,
+): Promise<void> {
+  const problems = await page.evaluate(`(() => {
+    const parts = [...document.querySelectorAll("#topbar > *")].filter(${SHOWN})
+      .map((el) => [el.id || el.className, el.getBoundingClientRect()]);
+    const problems = (${APART})(parts, "the window", { left: 0, right: window.innerWidth, top: 0, bottom: window.innerHeight });
+    for (const id of ["status-text", "online-summary"]) {
+      const el = document.getElementById(id);
+      if (el.getClientRects().length && el.scrollWidth > el.clientWidth + 1) problems.push(id + " is cut short");
+    }
+    return problems;
+  })()`);
+  assert.deepEqual(problems, [], `the header, ${state}`);
+}
+
+/**
+ * Asserts the first shown element of each selector is inside the first of
+ * `within` (default: the window) and overlaps none of the others; a
+ * selector with nothing shown fails. `what` names the place, for the
+ * message.
+ *
+ * @example
+ * ```ts
+ * import { assertApart, TestBrowser } from "./browser.ts";
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage();
+ * await page.goto("data:text/html,<main><p id=a>one</p><p id=b>two</p></main>");
+ * await assertApart(page, ["#a", "#b"], "the paragraphs", "main");
+ * await browser.close();
+ * ```
+ */
+export async function assertApart(
+  page: Page,
+  selectors: string[],
+  what: string,
+  within?: string,
+): Promise<void> {
+  const problems = await page.evaluate(`((selectors, within) => {
+    const shown = ${SHOWN};
+    const parts = [];
+    const missing = [];
+    for (const selector of selectors) {
+      const el = [...document.querySelectorAll(selector)].find(shown);
+      if (el) parts.push([selector, el.getBoundingClientRect()]);
+      else missing.push(selector + " is not shown");
+    }
+    const bounds = within === null
+      ? { left: 0, right: window.innerWidth, top: 0, bottom: window.innerHeight }
+      : document.querySelector(within).getBoundingClientRect();
+    return [...missing, ...(${APART})(parts, within ?? "the window", bounds)];
+  })(${js(selectors)}, ${js(within ?? null)})`);
+  assert.deepEqual(problems, [], what);
+}
+
+/** In the page: whether an element takes room on screen. */
+const SHOWN =
+  `(el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== "hidden"`;
+
+/**
+ * In the page: the problems of named boxes, `[name, DOMRect][]`, that
+ * should all be inside `bounds` (named `where`) and overlap none of the
+ * others (half a pixel of rounding allowed).
+ */
+const APART = `(parts, where, bounds) => {
+  const problems = [];
+  for (const [name, box] of parts) {
+    if (box.left < bounds.left - 0.5 || box.right > bounds.right + 0.5 ||
+      box.top < bounds.top - 0.5 || box.bottom > bounds.bottom + 0.5) problems.push(name + " leaves " + where);
+  }
+  for (let i = 0; i < parts.length; i++) {
+    for (let j = i + 1; j < parts.length; j++) {
+      const [a, p] = parts[i], [b, q] = parts[j];
+      if (p.left < q.right - 0.5 && q.left < p.right - 0.5 && p.top < q.bottom - 0.5 && q.top < p.bottom - 0.5) {
+        problems.push(a + " overlaps " + b);
+      }
+    }
+  }
+  return problems;
+}`;
+
+/**
+ * The chat page's header text as shown (what a sighted person reads there),
+ * its white space collapsed.
+ *
+ * @example
+ * ```ts
+ * import { startServer } from "../server.ts";
+ * import { headerText, joinAs, TestBrowser } from "./browser.ts";
+ * const server = await startServer({ port: 0 });
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage();
+ * await joinAs(page, server.url, "ann");
+ * await headerText(page); // "hubchat / # lobby 1 online ann"
+ * await browser.close();
+ * await server.shutdown();
+ * ```
+ */
+export async function headerText(page: Page): Promise<string> {
+  return await page.evaluate(
+    `document.getElementById("topbar").innerText.replace(/\\s+/g, " ").trim()`,
+  ) as string;
 }
 
 const js = JSON.stringify;
