@@ -236,6 +236,8 @@ export interface ResetMessage {
   room: string;
   /** What the store holds now, as a welcome's history would. */
   history: StoredLine[];
+  /** The store's new life: pass it with `since` from now on. */
+  epoch?: string;
   timestamp: string;
 }
 

@@ -546,6 +546,8 @@ export class Room {
       history: [],
       timestamp: timestamp(),
     };
+    const epoch = this.#engine.epoch(this.name);
+    if (epoch !== "") message.epoch = epoch;
     const lines = this.#engine.recent(this.name);
     for (const client of this.hub.clients()) {
       message.history = lines.filter((line) =>

@@ -220,6 +220,20 @@ if redis.call('EXISTS', ARGV[5] .. node) == 0 then
   return 'claimed'
 end
 return 'taken'`,
+  /**
+   * KEYS: meta, lines. ARGV: a new epoch. The room's epoch and last id,
+   * starting a new epoch (and an empty stream, as `append` does) when Redis
+   * holds none: a room has an epoch from the moment a node opens it, so
+   * every welcome can carry one. Returns [epoch, seq].
+   */
+  epoch: `
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+  redis.call('DEL', KEYS[2])
+end
+return {epoch, redis.call('HGET', KEYS[1], 'seq') or '0'}`,
   /** KEYS: names. ARGV: name, owner. Frees the claim if still the owner's. */
   unclaim: `
 local claim = redis.call('HGET', KEYS[1], ARGV[1])
@@ -472,7 +486,7 @@ export class RedisEngine implements RoomEngine {
       );
       const [members, meta, lines] = await Promise.all([
         this.#command(["HGETALL", KEY.members(room)]),
-        this.#command(["HMGET", KEY.meta(room), "epoch", "seq"]),
+        this.#script("epoch", [KEY.meta(room), KEY.lines(room)], [newEpoch()]),
         this.#command([
           "XREVRANGE",
           KEY.lines(room),
@@ -763,7 +777,9 @@ export class RedisEngine implements RoomEngine {
   /** Redis lost the room's lines: start again from what it holds now. */
   async #reset(heard: HeardRoom): Promise<void> {
     const [meta, lines] = await Promise.all([
-      this.#command(["HMGET", KEY.meta(heard.name), "epoch", "seq"]),
+      this.#script("epoch", [KEY.meta(heard.name), KEY.lines(heard.name)], [
+        newEpoch(),
+      ]),
       this.#command([
         "XREVRANGE",
         KEY.lines(heard.name),
