@@ -484,23 +484,11 @@ export class RedisEngine implements RoomEngine {
         KEY.channel(room),
         (message) => this.#hearChannel(heard, message),
       );
-      const [members, meta, lines] = await Promise.all([
+      const [members] = await Promise.all([
         this.#command(["HGETALL", KEY.members(room)]),
-        this.#script("epoch", [KEY.meta(room), KEY.lines(room)], [newEpoch()]),
-        this.#command([
-          "XREVRANGE",
-          KEY.lines(room),
-          "+",
-          "-",
-          "COUNT",
-          String(this.#limit),
-        ]),
+        this.#loadLines(heard),
       ]);
       if (!heard.open) return;
-      const [epoch, seq] = meta as (string | null)[];
-      heard.epoch = epoch;
-      heard.window = streamLines(lines).reverse();
-      heard.lastId = Number(seq ?? 0);
       heard.listener({ kind: "snapshot", members: memberRefs(members) });
     } catch (error) {
       if (!heard.open) return;
@@ -776,13 +764,25 @@ export class RedisEngine implements RoomEngine {
 
   /** Redis lost the room's lines: start again from what it holds now. */
   async #reset(heard: HeardRoom): Promise<void> {
+    await this.#loadLines(heard);
+    if (!heard.open) return;
+    // Lines of the old epoch still queued are gone with it.
+    heard.queue = heard.queue.filter((m) => m.k !== "l" || m.e === heard.epoch);
+    this.#deliver(heard, { kind: "reset" });
+  }
+
+  /**
+   * Reads what Redis holds of the room's lines: its epoch (started if it
+   * has none), its last id, and the last lines, which become what this node
+   * has heard.
+   */
+  async #loadLines(heard: HeardRoom): Promise<void> {
+    const room = heard.name;
     const [meta, lines] = await Promise.all([
-      this.#script("epoch", [KEY.meta(heard.name), KEY.lines(heard.name)], [
-        newEpoch(),
-      ]),
+      this.#script("epoch", [KEY.meta(room), KEY.lines(room)], [newEpoch()]),
       this.#command([
         "XREVRANGE",
-        KEY.lines(heard.name),
+        KEY.lines(room),
         "+",
         "-",
         "COUNT",
@@ -790,13 +790,10 @@ export class RedisEngine implements RoomEngine {
       ]),
     ]);
     if (!heard.open) return;
-    const [epoch, seq] = meta as (string | null)[];
+    const [epoch, seq] = meta as [string, string];
     heard.epoch = epoch;
     heard.window = streamLines(lines).reverse();
-    heard.lastId = Number(seq ?? 0);
-    // Lines of the old epoch still queued are gone with it.
-    heard.queue = heard.queue.filter((m) => m.k !== "l" || m.e === epoch);
-    this.#deliver(heard, { kind: "reset" });
+    heard.lastId = Number(seq);
   }
 
   #deliverLine(heard: HeardRoom, line: StoredMessage): void {
