@@ -6,7 +6,7 @@
  * stored. The room's rules (names, ordering, store-then-send, direct
  * messages) live above the seam, once, in room.ts.
  *
- * {@linkcode LocalEngine} is one process: history in Deno KV (or none), and
+ * {@linkcode LocalEngine} is one process: history in a file (or none), and
  * events heard back in the very turn they were published, or as soon as the
  * lines ahead of them are stored. The Redis engine (redis.ts) shares rooms
  * between processes.
@@ -220,7 +220,7 @@ export interface LocalEngineOptions {
 }
 
 /**
- * One process's rooms: history in Deno KV (or none), events heard back by
+ * One process's rooms: history in a file (or none), events heard back by
  * the one room of that name in this process.
  *
  * An event is heard at once when nothing is ahead of it; otherwise it waits
