@@ -200,9 +200,17 @@ interface PendingAppend {
   state: RoomState;
   /** The line's record: its JSON, without the newline. */
   record: string;
-  resolve: (message: StoredMessage) => void;
-  reject: (error: Error) => void;
+  done: AppendDone;
 }
+
+/**
+ * Told once an append settles: with the stored line and its record (the
+ * line's JSON, as sent to clients), or with why it was not stored.
+ */
+export type AppendDone = (
+  result: StoredMessage | Error,
+  record?: string,
+) => void;
 
 /** The first line's fields. */
 interface Header {
@@ -827,10 +835,37 @@ export class History {
    * ```
    */
   append(room: string, entry: HistoryEntry): Promise<StoredMessage> {
+    return new Promise((resolve, reject) => {
+      this.appendThen(room, entry, (result) => {
+        if (result instanceof Error) reject(result);
+        else resolve(result);
+      });
+    });
+  }
+
+  /**
+   * {@linkcode History.append} with a callback: `done` is called once the
+   * line is stored, with the line and its record (its JSON as sent to
+   * clients, so that it is serialized once), or with the error. It is
+   * called at once, using no id, when the entry cannot be stored.
+   *
+   * @example
+   * ```ts
+   * import { History } from "./history.ts";
+   * const history = await History.open(":memory:");
+   * history.appendThen("lobby", {
+   *   username: "ann",
+   *   text: "hi",
+   *   timestamp: new Date().toISOString(),
+   * }, (line, record) => console.log(line, record));
+   * await history.close(); // logs the line, then '{"type":"message",...}'
+   * ```
+   */
+  appendThen(room: string, entry: HistoryEntry, done: AppendDone): void {
     const invalid = invalidEntry(room, entry);
-    if (invalid !== undefined) return Promise.reject(invalid);
+    if (invalid !== undefined) return done(invalid);
     if (this.#closing !== undefined) {
-      return Promise.reject(
+      return done(
         new Error(
           `history: closed; cannot store a message in room "${room}"`,
         ),
@@ -840,7 +875,7 @@ export class History {
     if (existing === undefined) {
       const roomBytes = utf8Length(room);
       if (roomBytes > MAX_ROOM_BYTES) {
-        return Promise.reject(
+        return done(
           new RangeError(
             `history: room name is too long to be stored (${roomBytes} bytes; the limit is ${MAX_ROOM_BYTES})`,
           ),
@@ -849,7 +884,7 @@ export class History {
     }
     const bytes = entryBytes(entry);
     if (bytes > MAX_ENTRY_BYTES) {
-      return Promise.reject(
+      return done(
         new RangeError(
           `history: message is too large to be stored (up to ${bytes} bytes; the limit is ${MAX_ENTRY_BYTES})`,
         ),
@@ -861,12 +896,10 @@ export class History {
     const record = JSON.stringify(message);
     const state = existing ?? this.#room(room);
     state.nextId++;
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ message, state, record, resolve, reject });
-      if (this.#timer === undefined && this.#draining === undefined) {
-        this.#timer = setImmediate(this.#onTurnEnd);
-      }
-    });
+    this.#queue.push({ message, state, record, done });
+    if (this.#timer === undefined && this.#draining === undefined) {
+      this.#timer = setImmediate(this.#onTurnEnd);
+    }
   }
 
   /**
@@ -1163,8 +1196,9 @@ export class History {
       this.#torn = true; // cut before the next write, or that fails too
     }
     const reason = describe(error);
-    for (const { message, reject } of chunk) {
-      reject(
+    for (const { message, done } of chunk) {
+      tell(
+        done,
         new Error(
           `history: message ${message.id} in room "${message.room}" was not stored: ${reason}`,
           { cause: error },
@@ -1184,7 +1218,9 @@ export class History {
       state.lastId = message.id;
       if (state.kept.length - state.head > limit) this.#trim(state, limit);
     }
-    for (const { message, resolve } of chunk) resolve(message);
+    for (const { message, record, done } of chunk) {
+      tell(done, message, record);
+    }
   }
 
   #onSyncTimer = (): void => {
@@ -1258,6 +1294,24 @@ export class History {
     this.#dirty = false;
     this.#torn = false;
     this.#compactions++;
+  }
+}
+
+/**
+ * Tells one append how it settled. A callback that throws leaves the rest
+ * of its commit to be told: its error is thrown again on its own.
+ */
+function tell(
+  done: AppendDone,
+  result: StoredMessage | Error,
+  record?: string,
+): void {
+  try {
+    done(result, record);
+  } catch (error) {
+    queueMicrotask(() => {
+      throw error;
+    });
   }
 }
 

@@ -210,6 +210,38 @@ test("one turn's appends share one commit and resolve in id order", async () => 
   }
 });
 
+test("appendThen: each line once stored with its record; a throwing callback stops no other", async () => {
+  const history = await History.open(":memory:");
+  const told: string[] = [];
+  const thrown: unknown[] = [];
+  const onError = (event: ErrorEvent) => {
+    event.preventDefault();
+    thrown.push(event.error);
+  };
+  globalThis.addEventListener("error", onError);
+  try {
+    history.appendThen("lobby", entry("", "x"), (result) => {
+      told.push(result instanceof TypeError ? "refused at once" : "?");
+    });
+    assert.deepEqual(told, ["refused at once"]);
+    for (const text of ["a", "b", "c"]) {
+      history.appendThen("lobby", entry("ann", text), (line, record) => {
+        assert.ok(!(line instanceof Error));
+        assert.equal(record, JSON.stringify(line));
+        told.push(`${line.id} ${line.text}`);
+        if (line.text === "a") throw new Error("a caller's bug");
+      });
+    }
+    assert.equal(told.length, 1, "nothing before it is stored");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.deepEqual(told, ["refused at once", "1 a", "2 b", "3 c"]);
+    assert.match(String(thrown[0]), /a caller's bug/);
+  } finally {
+    globalThis.removeEventListener("error", onError);
+    await history.close();
+  }
+});
+
 /** A message of the 2,500 burst: over 1 KB, so the burst needs splitting. */
 function burstText(i: number): string {
   return `m${i} ${"x".repeat(1000)}`;
