@@ -34,6 +34,8 @@ export interface ServerUnderTest {
   name: string;
   /** Command the load tool starts (it appends --port 0 --host 127.0.0.1). */
   command: string;
+  /** Run only when `--servers` names it. */
+  optional?: boolean;
 }
 
 /** One load shape. */
@@ -112,7 +114,7 @@ const COMPARE_FLAGS: readonly Flag[] = [
     kind: "text",
     value: "LIST",
     help:
-      "only these servers, comma-separated (floor, hubchat, hubchat --history 0, naive, bun)",
+      'only these servers, comma-separated (floor, hubchat, "hubchat --history 0", naive, bun, and "hubchat --fsync always", run only when named)',
   },
   {
     name: "scenarios",
@@ -165,6 +167,12 @@ export async function serversUnderTest(): Promise<ServerUnderTest[]> {
       name: "hubchat --history 0",
       // The same with nothing stored: the job Bun and naive do.
       command: `${hubchat} --rate 0 --max-connections-per-ip 0 --history 0`,
+    },
+    {
+      name: "hubchat --fsync always",
+      // The stricter setting: each commit synced before its lines are sent.
+      command: `${hubchat} --rate 0 --max-connections-per-ip 0 --fsync always`,
+      optional: true,
     },
     {
       name: "naive",
@@ -283,7 +291,7 @@ async function main(): Promise<void> {
   const onlyServers = listFlag(reading.values.servers);
   const onlyScenarios = listFlag(reading.values.scenarios);
   const servers = (await serversUnderTest()).filter((server) =>
-    onlyServers === null || onlyServers.includes(server.name)
+    onlyServers === null ? !server.optional : onlyServers.includes(server.name)
   );
   const scenarios = SCENARIOS.filter((scenario) =>
     onlyScenarios === null || onlyScenarios.includes(scenario.key)
