@@ -33,11 +33,13 @@
  * them were trimmed away, and the newest of those is its `trimmedId`.
  * Loading follows that rule, so a restart sees what the run saw.
  *
- * Trimming does not rewrite anything: the file grows, and once it is more
- * than twice the size its kept lines take (and at least
+ * Trimming does not rewrite anything: the file grows, and once it is
+ * twice the size it had after the last compaction (and at least
  * {@linkcode COMPACT_MIN_BYTES}), a compaction writes the kept lines and a
- * meta record per room to `PATH.compact`, makes it durable, and renames it
- * over the file. A crash at any point leaves either file whole.
+ * meta record per room to `PATH.compact` in the background (in pieces,
+ * commits going on between them), makes it durable, then, between two
+ * commits, appends what was committed meanwhile, syncs again and renames
+ * it over the file. A crash at any point leaves either file whole.
  *
  * A write that fails (a full disk) is cut back off the file, so the file
  * only ever holds whole commits; a line half written when the power went
@@ -563,6 +565,12 @@ export class History {
   #torn = false;
   /** Size of the file after the last compaction (or load). */
   #compacted = 0;
+  /** A compaction writing its new file, while it does. */
+  #compacting: Promise<void> | undefined;
+  /** A compaction's new file, ready to replace the file between commits. */
+  #snapshot: Snapshot | undefined;
+  /** What was written while a compaction's new file was being written. */
+  #tail: { start: number; bytes: Uint8Array }[] | undefined;
   /** The periodic sync, while one is due. */
   #syncTimer: ReturnType<typeof setTimeout> | undefined;
   /** The sync under way, if any. */
@@ -1043,7 +1051,11 @@ export class History {
       clearImmediate(this.#timer);
       this.#timer = undefined;
     }
-    while (this.#draining !== undefined || this.#queue.length > 0) {
+    await this.#compacting;
+    while (
+      this.#draining !== undefined || this.#queue.length > 0 ||
+      this.#snapshot !== undefined
+    ) {
       await (this.#draining ?? this.#startDrain());
     }
     if (this.#syncTimer !== undefined) {
@@ -1079,10 +1091,11 @@ export class History {
   #onTurnEnd = (): void => {
     this.#timer = undefined;
     if (this.#draining !== undefined) return;
-    if (this.fsync === "periodic" && !this.#compactionDue()) {
+    if (this.fsync === "periodic" && this.#snapshot === undefined) {
       while (this.#queue.length > 0) {
         this.#commit(this.#takeChunk());
       }
+      this.#maybeCompact();
       return;
     }
     this.#startDrain();
@@ -1093,8 +1106,12 @@ export class History {
     const run = this.#drain().finally(() => {
       if (this.#draining !== run) return;
       this.#draining = undefined;
-      // Appends made as it ended found it running and scheduled nothing.
-      if (this.#queue.length > 0 && this.#timer === undefined) {
+      // Appends made (or a compaction readied) as it ended found it
+      // running and scheduled nothing.
+      if (
+        (this.#queue.length > 0 || this.#snapshot !== undefined) &&
+        this.#timer === undefined
+      ) {
         this.#timer = setImmediate(this.#onTurnEnd);
       }
     });
@@ -1103,21 +1120,21 @@ export class History {
   }
 
   /**
-   * Commits queued appends, compacting first when due, until none is left;
-   * with `fsync: "always"`, each commit waits for its sync. Appends made
-   * meanwhile wait, then go together into the next commit.
+   * Finishes a compaction whose new file is ready, then commits queued
+   * appends until none is left; with `fsync: "always"`, each commit waits
+   * for its sync. Appends made meanwhile wait, then go together into the
+   * next commit.
    */
   async #drain(): Promise<void> {
-    while (this.#queue.length > 0) {
-      if (this.#compactionDue()) {
+    for (;;) {
+      if (this.#snapshot !== undefined) {
         try {
-          await this.#compact();
+          await this.#finishCompaction();
         } catch (error) {
-          // Tried again once the file grew by as much again.
-          this.#compacted = this.#length;
-          this.#onCommit?.(asError(error));
+          this.#compactionFailed(error);
         }
       }
+      if (this.#queue.length === 0) break;
       const chunk = this.#takeChunk();
       if (this.fsync === "always") {
         const written = this.#write(chunk);
@@ -1133,6 +1150,7 @@ export class History {
       } else {
         this.#commit(chunk);
       }
+      this.#maybeCompact();
     }
   }
 
@@ -1182,6 +1200,8 @@ export class History {
       return undefined;
     }
     this.#length = before + written;
+    // A compaction under way copies what was written meanwhile.
+    this.#tail?.push({ start: before, bytes: buffer.slice(0, written) });
     if (buffer.length > 1024 * 1024) this.#buffer = new Uint8Array(16 * 1024);
     return before;
   }
@@ -1189,6 +1209,9 @@ export class History {
   /** Rejects a chunk that was not stored, and cuts the file back. */
   #fail(chunk: PendingAppend[], error: unknown, length: number): void {
     this.#length = length;
+    if (this.#tail !== undefined) {
+      this.#tail = this.#tail.filter((written) => written.start < length);
+    }
     try {
       this.#file.truncate(length);
       this.#torn = false;
@@ -1245,29 +1268,57 @@ export class History {
       this.#length > Math.max(COMPACT_MIN_BYTES, 2 * this.#compacted);
   }
 
-  /**
-   * Rewrites the file as its kept lines and a meta record per room: into
-   * `PATH.compact`, synced, locked, then renamed over the file. The file
-   * it replaces stays open and locked until the next compaction, so that
-   * a second hubchat that opened it just before the rename still finds it
-   * locked (it then sees the path name another file, and tries again).
-   */
+  /** Starts a compaction in the background when one is due. */
+  #maybeCompact(): void {
+    if (
+      this.#compacting !== undefined || this.#snapshot !== undefined ||
+      this.#closing !== undefined || !this.#compactionDue()
+    ) return;
+    this.#compacting = this.#writeSnapshot().then(
+      (snapshot) => {
+        this.#compacting = undefined;
+        this.#snapshot = snapshot;
+        // Finished by the commit loop, between two commits.
+        if (this.#draining === undefined) void this.#startDrain();
+      },
+      (error) => {
+        this.#compacting = undefined;
+        this.#compactionFailed(error);
+      },
+    );
+  }
+
+  /** A compaction failed: told, and tried again once the file grew more. */
+  #compactionFailed(error: unknown): void {
+    this.#tail = undefined;
+    this.#compacted = this.#length;
+    this.#onCommit?.(asError(error));
+  }
+
+  /** Compacts now, with nothing else going on (while opening). */
   async #compact(): Promise<void> {
-    const path = this.#path!;
-    const scratch = `${path}.compact`;
-    let text = headerLine(this.limit);
+    this.#snapshot = await this.#writeSnapshot();
+    await this.#finishCompaction();
+  }
+
+  /**
+   * Writes the kept lines and a meta record per room, as they are now, to
+   * `PATH.compact`, and syncs it; commits go on meanwhile (into the file,
+   * and into `#tail`, for {@linkcode #finishCompaction} to copy). Yields
+   * to the event loop between pieces, so a big history pauses nothing.
+   */
+  async #writeSnapshot(): Promise<Snapshot> {
+    const scratch = `${this.#path!}.compact`;
+    const rooms = [];
     for (const state of this.#rooms.values()) {
-      for (let i = state.head; i < state.kept.length; i++) {
-        text += JSON.stringify(state.kept[i]) + "\n";
-      }
-      text += JSON.stringify({
-        type: "meta",
-        room: state.name,
+      rooms.push({
+        name: state.name,
+        lines: state.kept.slice(state.head),
         lastId: state.lastId,
         trimmedId: state.trimmedId,
-      }) + "\n";
+      });
     }
-    const bytes = encoder.encode(text);
+    this.#tail = [];
     const file = await Deno.open(scratch, {
       read: true,
       write: true,
@@ -1275,27 +1326,94 @@ export class History {
       truncate: true,
     });
     try {
-      new DiskFile(file).write(bytes);
-      await file.syncData();
-      if (!(await file.tryLock(true))) {
-        throw new Error(`history: ${scratch} is locked by another process`);
+      const disk = new DiskFile(file);
+      let length = 0;
+      let text = headerLine(this.limit);
+      const flush = () => {
+        const bytes = encoder.encode(text);
+        disk.write(bytes);
+        length += bytes.length;
+        text = "";
+      };
+      for (const room of rooms) {
+        for (const line of room.lines) text += JSON.stringify(line) + "\n";
+        text += JSON.stringify({
+          type: "meta",
+          room: room.name,
+          lastId: room.lastId,
+          trimmedId: room.trimmedId,
+        }) + "\n";
+        if (text.length >= SNAPSHOT_PIECE_CHARS) {
+          flush();
+          await new Promise((resolve) => setImmediate(resolve));
+        }
       }
-      await Deno.rename(scratch, path);
-      await syncFolder(path);
+      flush();
+      await file.syncData();
+      return { file, length };
     } catch (error) {
       file.close();
       await Deno.remove(scratch).catch(() => {});
       throw error;
     }
+  }
+
+  /**
+   * Copies what was committed while the snapshot was written, syncs it,
+   * locks the new file and renames it over the old one, which stays open
+   * and locked until the next compaction, so that a second hubchat that
+   * opened it just before the rename still finds it locked (it then sees
+   * the path name another file, and tries again). No commit runs
+   * meanwhile.
+   */
+  async #finishCompaction(): Promise<void> {
+    const { file, length } = this.#snapshot!;
+    const tail = this.#tail ?? [];
+    this.#snapshot = undefined;
+    this.#tail = undefined;
+    const path = this.#path!;
+    let total = length;
+    try {
+      const disk = new DiskFile(file);
+      for (const { bytes } of tail) {
+        disk.write(bytes);
+        total += bytes.length;
+      }
+      if (tail.length > 0) await file.syncData();
+      if (!file.tryLockSync(true)) {
+        throw new Error(
+          `history: ${path}.compact is locked by another process`,
+        );
+      }
+      await Deno.rename(`${path}.compact`, path);
+      await syncFolder(path);
+    } catch (error) {
+      file.close();
+      await Deno.remove(`${path}.compact`).catch(() => {});
+      throw error;
+    }
     this.#retired?.close();
     this.#retired = this.#disk!.file;
     this.#use(file);
-    this.#length = this.#compacted = bytes.length;
+    this.#length = this.#compacted = total;
     this.#dirty = false;
     this.#torn = false;
     this.#compactions++;
   }
 }
+
+/** A compaction's new file, written and synced, not yet in place. */
+interface Snapshot {
+  file: Deno.FsFile;
+  /** Bytes written to it. */
+  length: number;
+}
+
+/**
+ * Characters of snapshot text written in one piece before a compaction
+ * lets commits run again.
+ */
+const SNAPSHOT_PIECE_CHARS = 1024 * 1024;
 
 /**
  * Tells one append how it settled. A callback that throws leaves the rest

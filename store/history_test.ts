@@ -1093,50 +1093,71 @@ test("a file that is no history is refused, and left as it was", async () => {
   });
 });
 
-/** The child of the kill test: appends forever, printing each stored id. */
+/**
+ * The child of the kill tests: appends forever, printing each stored id;
+ * its arguments are the file, the limit and how long each text is.
+ */
 const CHILD_SCRIPT = `
 import { History } from ${JSON.stringify(import.meta.resolve("./history.ts"))};
-const history = await History.open(Deno.args[0], { limit: 1_000_000 });
+const history = await History.open(Deno.args[0], { limit: Number(Deno.args[1]) });
+const pad = "x".repeat(Number(Deno.args[2]));
 for (let n = 0; ; n++) {
   // A few appends per turn, never awaited in line, so commits overlap them.
   for (let i = 0; i < 20; i++) {
     history
-      .append("lobby", { username: "child", text: "m" + n + "." + i, timestamp: new Date().toISOString() })
+      .append("lobby", { username: "child", text: "m" + n + "." + i + pad, timestamp: new Date().toISOString() })
       .then((message) => console.log(message.id));
   }
   await new Promise((resolve) => setTimeout(resolve, 1));
 }
 `;
 
-/** Ids the child must print before it is killed. */
-const KILL_AFTER_IDS = 3000;
+/**
+ * Runs the child on `path` until it printed `killAfter` ids, kills it with
+ * SIGKILL, and returns the ids it printed (in order, checked).
+ */
+async function killChild(
+  dir: string,
+  path: string,
+  args: { limit: number; pad: number; killAfter: number },
+): Promise<number[]> {
+  const script = `${dir}/child.ts`;
+  await Deno.writeTextFile(script, CHILD_SCRIPT);
+  const child = DenoChild.spawn(
+    script,
+    [path, String(args.limit), String(args.pad)],
+    { cwd: dir },
+  );
+  const acknowledged: number[] = [];
+  let exit: ChildExit;
+  try {
+    // An unfinished last line is not an acknowledgement: nextLine never
+    // returns one.
+    for (;;) {
+      const line = await child.nextLine("the child's next id");
+      if (line === null) break;
+      acknowledged.push(Number(line));
+      if (acknowledged.length === args.killAfter) child.kill("SIGKILL");
+    }
+  } finally {
+    // Whatever happens, the child does not outlive the test.
+    exit = await child.close();
+  }
+  const stderr = exit.stderr;
+  assert.equal(exit.status.signal, "SIGKILL", `child ended early: ${stderr}`);
+  assert.ok(acknowledged.length >= args.killAfter, stderr);
+  assert.deepEqual(acknowledged, range(1, acknowledged.length));
+  return acknowledged;
+}
 
 test("every id acknowledged before a SIGKILL is stored", async () => {
   await withTempDir(async (dir) => {
-    const script = `${dir}/child.ts`;
     const path = `${dir}/history.db`;
-    await Deno.writeTextFile(script, CHILD_SCRIPT);
-    const child = DenoChild.spawn(script, [path], { cwd: dir });
-    const acknowledged: number[] = [];
-    let exit: ChildExit;
-    try {
-      // An unfinished last line is not an acknowledgement: nextLine never
-      // returns one.
-      for (;;) {
-        const line = await child.nextLine("the child's next id");
-        if (line === null) break;
-        acknowledged.push(Number(line));
-        if (acknowledged.length === KILL_AFTER_IDS) child.kill("SIGKILL");
-      }
-    } finally {
-      // Whatever happens, the child does not outlive the test.
-      exit = await child.close();
-    }
-    const stderr = exit.stderr;
-    assert.equal(exit.status.signal, "SIGKILL", `child ended early: ${stderr}`);
-    assert.ok(acknowledged.length >= KILL_AFTER_IDS, stderr);
-    assert.deepEqual(acknowledged, range(1, acknowledged.length));
-
+    const acknowledged = await killChild(dir, path, {
+      limit: 1_000_000,
+      pad: 0,
+      killAfter: 3000,
+    });
     const history = await History.open(path, { limit: 1_000_000 });
     try {
       const kept = ids(history.recent("lobby"));
@@ -1149,5 +1170,34 @@ test("every id acknowledged before a SIGKILL is stored", async () => {
     } finally {
       await history.close();
     }
+  });
+});
+
+test("a SIGKILL amid compactions loses nothing acknowledged", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/history.db`;
+    // 4 KB lines: COMPACT_MIN_BYTES is passed after some 2,000 of them.
+    const acknowledged = await killChild(dir, path, {
+      limit: 50,
+      pad: 4000,
+      killAfter: 6000,
+    });
+    const history = await History.open(path, { limit: 50 });
+    try {
+      const latest = history.latestId("lobby");
+      assert.ok(latest >= acknowledged.length);
+      assert.deepEqual(
+        ids(history.recent("lobby")),
+        range(latest - 49, latest),
+      );
+      assert.equal(history.since("lobby", latest - 50).gap, false);
+      assert.equal(history.since("lobby", latest - 51).gap, true);
+    } finally {
+      await history.close();
+    }
+    assert.ok(
+      (await Deno.stat(path)).size < 2 * COMPACT_MIN_BYTES + MAX_COMMIT_BYTES,
+      "compacted on the way",
+    );
   });
 });

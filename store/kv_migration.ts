@@ -138,6 +138,11 @@ function unexpected(key: Deno.KvKey): Error {
 export async function readKvHistory(
   path: string,
 ): Promise<Map<string, KvRoom>> {
+  if (typeof Deno.openKv !== "function") {
+    throw new Error(
+      "it is an earlier version's Deno KV file, and carrying it over needs Deno KV (--unstable-kv, which deno.json sets)",
+    );
+  }
   const kv = await Deno.openKv(path);
   const rooms = new Map<string, KvRoom>();
   const room = (name: string): KvRoom => {
