@@ -1248,7 +1248,13 @@ export class History {
 
   #onSyncTimer = (): void => {
     this.#syncTimer = undefined;
-    if (this.#dirty && this.#syncing === undefined) void this.#syncNow();
+    if (!this.#dirty || this.#closing !== undefined) return;
+    // One sync at a time: written meanwhile, synced at the next tick.
+    if (this.#syncing !== undefined) {
+      this.#syncTimer = setTimeout(this.#onSyncTimer, FSYNC_INTERVAL_MS);
+    } else {
+      void this.#syncNow();
+    }
   };
 
   /** Syncs what was written; a failure is told as a failed commit. */
@@ -1261,6 +1267,10 @@ export class History {
     this.#syncing = syncing;
     await syncing;
     if (this.#syncing === syncing) this.#syncing = undefined;
+    // Written while it ran (or a failed sync): synced within the interval.
+    if (this.#dirty && this.#closing === undefined) {
+      this.#syncTimer ??= setTimeout(this.#onSyncTimer, FSYNC_INTERVAL_MS);
+    }
   }
 
   #compactionDue(): boolean {
