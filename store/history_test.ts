@@ -989,6 +989,36 @@ test("fsync periodic: lines resolve once written, synced within a second", async
   });
 });
 
+test("fsync periodic: a line written while a sync runs is synced after it", async () => {
+  await withTempDir(async (dir) => {
+    const syncs: number[] = [];
+    const start = performance.now();
+    const history = await History.open(`${dir}/history.db`, {
+      wrapFile: (file) => ({
+        write: (bytes) => file.write(bytes),
+        truncate: (length) => file.truncate(length),
+        async sync(): Promise<void> {
+          // A slow disk: each sync takes longer than the interval.
+          await new Promise((resolve) => setTimeout(resolve, 1200));
+          await file.sync();
+          syncs.push(performance.now() - start);
+        },
+      }),
+    });
+    try {
+      await history.append("lobby", entry("ann", "1"));
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      // The first sync is under way (1000 to 2200 ms): this line came after
+      // it began, and its own sync falls due (2100 ms) while it runs.
+      await history.append("lobby", entry("ann", "2"));
+      await new Promise((resolve) => setTimeout(resolve, 3400));
+      assert.equal(syncs.length, 2, `synced at ${syncs.join(", ")} ms`);
+    } finally {
+      await history.close();
+    }
+  });
+});
+
 test("a file over its bound is compacted; a reopen sees the same; the lock holds", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/history.db`;
