@@ -34,7 +34,7 @@
  * Loading follows that rule, so a restart sees what the run saw.
  *
  * Trimming does not rewrite anything: the file grows, and once it is
- * twice the size it had after the last compaction (and at least
+ * twice the size of what the last compaction kept (and at least
  * {@linkcode COMPACT_MIN_BYTES}), a compaction writes the kept lines and a
  * meta record per room to `PATH.compact` in the background (in pieces,
  * commits going on between them), makes it durable, then, between two
@@ -62,6 +62,7 @@ import {
   storedLine,
   utf8Length,
 } from "../protocol.ts";
+import { isFileInfo } from "./file_info.ts";
 import { isSqlite, type KvRoom, readKvHistory } from "./kv_migration.ts";
 
 /**
@@ -253,15 +254,6 @@ function toMessage(
   entry: HistoryEntry,
 ): StoredMessage {
   return Object.freeze(storedLine({ ...entry, id, room }));
-}
-
-/** True when a record's `file` is a file's description. */
-function isFileInfo(value: unknown): value is FileInfo {
-  if (typeof value !== "object" || value === null) return false;
-  const { id, name, size, type, url } = value as Record<string, unknown>;
-  return typeof id === "string" && typeof name === "string" &&
-    Number.isSafeInteger(size) && typeof type === "string" &&
-    typeof url === "string";
 }
 
 /** A stored line read back from its record, or undefined if it is none. */
@@ -1405,7 +1397,10 @@ export class History {
     this.#retired?.close();
     this.#retired = this.#disk!.file;
     this.#use(file);
-    this.#length = this.#compacted = total;
+    this.#length = total;
+    // Next time the file is twice what is kept now (what was written
+    // meanwhile is mostly trimmed soon).
+    this.#compacted = length;
     this.#dirty = false;
     this.#torn = false;
     this.#compactions++;

@@ -20,6 +20,7 @@
  */
 
 import { type FileInfo, storedLine } from "../protocol.ts";
+import { isFileInfo } from "./file_info.ts";
 import type { StoredMessage } from "./history.ts";
 
 /** One room of an earlier version's KV history. */
@@ -45,15 +46,6 @@ export function isSqlite(head: Uint8Array): boolean {
 }
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
-
-/** True when a block line's sixth field is a file's description. */
-function isFileInfo(value: unknown): value is FileInfo {
-  if (typeof value !== "object" || value === null) return false;
-  const { id, name, size, type, url } = value as Record<string, unknown>;
-  return typeof id === "string" && typeof name === "string" &&
-    Number.isSafeInteger(size) && typeof type === "string" &&
-    typeof url === "string";
-}
 
 /** The messages in a block's value, or undefined when it is no block. */
 function parseBlock(
