@@ -45,6 +45,22 @@
  * only ever holds whole commits; a line half written when the power went
  * (the file's tail) is dropped when loading.
  *
+ * ## Ids after a power loss
+ *
+ * With `fsync: "periodic"`, a power loss can take lines that clients were
+ * shown; their ids must never be given again (a client that saw one would
+ * take a new line of that id for the one it saw). So a room reserves ids
+ * {@linkcode ID_RESERVATION} at a time, with a
+ * `{"type":"reserve","room":R,"upTo":N}` record written ahead of need and
+ * synced with the periodic sync; a line whose id is past the synced
+ * reservations (a room's first, or a burst) waits for that sync. Each open
+ * writes `{"type":"boot","id":B}` (Linux's boot id) and a clean close
+ * `{"type":"closed"}`. Loading a file that was closed cleanly, or last
+ * written in this boot (the process died, the kernel kept what it wrote),
+ * continues each room's ids after its newest line; any other file (a power
+ * loss, a kernel crash) continues them after its newest reservation, so
+ * ids skip. Meta records carry `reserved` too.
+ *
  * ## Files of earlier versions
  *
  * hubchat kept history in Deno KV before. A `--data` file that is a Deno KV
@@ -96,6 +112,12 @@ export const MAX_ROOM_BYTES = 2000;
  * what a power loss can cost, at most (plus the sync itself).
  */
 export const FSYNC_INTERVAL_MS = 1000;
+
+/**
+ * Ids a room reserves at a time (see "Ids after a power loss"): after a
+ * power loss, a room's ids skip at most about this many.
+ */
+export const ID_RESERVATION = 10_000;
 
 /**
  * The file is compacted only when it is at least this big (and twice what
@@ -195,6 +217,13 @@ interface RoomState {
   trimmedId: number;
   /** The id the next append gets. */
   nextId: number;
+  /**
+   * Ids up to this one are reserved by a synced `reserve` record: a power
+   * loss cannot make them be given again (see "Ids after a power loss").
+   */
+  reserved: number;
+  /** The newest reservation written, synced or not (at least `reserved`). */
+  reserving: number;
 }
 
 /** An append waiting for its commit. */
@@ -220,6 +249,18 @@ interface Header {
   hubchat: "history";
   version: 1;
   limit: number;
+}
+
+/**
+ * This boot of the machine (Linux's boot id), or undefined where there is
+ * none: a file last written in this boot lost nothing to a power loss.
+ */
+function currentBootId(): string | undefined {
+  try {
+    return Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim();
+  } catch {
+    return undefined;
+  }
 }
 
 /** What the first line of every history file starts with. */
@@ -569,11 +610,17 @@ export class History {
   #syncing: Promise<void> | undefined;
   /** Bytes were written since the last sync began. */
   #dirty = false;
+  /** A reservation was written while a sync ran: sync again after it. */
+  #syncAgain = false;
   #commits = 0;
   #closing: Promise<void> | undefined;
   /** Scratch space the records of a commit are encoded into. */
   #buffer = new Uint8Array(16 * 1024);
   #onCommit?: (error: Error | null) => void;
+  /** This boot's id, written at each open (see "Ids after a power loss"). */
+  #bootId: string | undefined;
+  /** Reservations written and not yet synced, with where they were written. */
+  #pending: { state: RoomState; upTo: number; at: number }[] = [];
 
   private constructor(options: HistoryOptions) {
     this.limit = checkLimit(options.limit);
@@ -635,6 +682,7 @@ export class History {
   /** Loads (or carries over, or starts) the locked file at `path`. */
   async #openFile(path: string, file: Deno.FsFile): Promise<void> {
     this.#path = path;
+    this.#bootId = currentBootId();
     this.#use(file);
     const scratch = `${path}.compact`;
     try {
@@ -685,20 +733,33 @@ export class History {
     try {
       if (loaded.length === 0) {
         // A new file (or one whose header never reached the disk whole).
-        const header = encoder.encode(headerLine(this.limit));
+        const header = encoder.encode(
+          headerLine(this.limit) + this.#bootLine(),
+        );
         disk.truncate(0);
         disk.write(header);
         await disk.sync();
         this.#length = this.#compacted = header.length;
+      } else if (loaded.limit !== this.limit) {
+        this.#length = loaded.length;
+        await this.#compact();
       } else {
         // Past a torn tail (a power loss mid-write), cut off, or at the end.
         disk.truncate(loaded.length);
-        this.#length = this.#compacted = loaded.length;
-        if (loaded.limit !== this.limit) await this.#compact();
+        const boot = encoder.encode(this.#bootLine());
+        disk.write(boot);
+        this.#length = this.#compacted = loaded.length + boot.length;
       }
     } catch (error) {
       throw new HistoryOpenError(path, "file", error);
     }
+  }
+
+  /** This boot's record, with its newline; "" where there is no boot id. */
+  #bootLine(): string {
+    return this.#bootId === undefined
+      ? ""
+      : JSON.stringify({ type: "boot", id: this.#bootId }) + "\n";
   }
 
   /** Writes through `file` from now on. */
@@ -748,11 +809,18 @@ export class History {
       offset = end + 1;
       length = offset;
     }
+    // Closed cleanly, or the process died in this boot: every line
+    // written is here. Otherwise (a power loss) lines that were shown may
+    // be gone: ids go on past the reservations.
+    const exact = this.#closedCleanly ||
+      (this.#lastBoot !== undefined && this.#lastBoot === this.#bootId);
     // What the run saw: each room's last `limit` lines; a smaller limit
     // now trims more.
     for (const state of this.#rooms.values()) {
       this.#trim(state, this.limit);
-      state.nextId = state.lastId + 1;
+      state.nextId =
+        (exact ? state.lastId : Math.max(state.lastId, state.reserved)) + 1;
+      state.reserving = state.reserved;
     }
     // `length` counts characters; the file's bytes are what matter.
     const byteLength = length === text.length
@@ -763,15 +831,33 @@ export class History {
 
   /** Applies one record while loading; false when it does not fit. */
   #loadRecord(record: Record<string, unknown>, limit: number): boolean {
+    this.#closedCleanly = record.type === "closed";
+    if (record.type === "closed") return true;
+    if (record.type === "boot") {
+      if (typeof record.id !== "string") return false;
+      this.#lastBoot = record.id;
+      return true;
+    }
+    if (record.type === "reserve") {
+      const { room, upTo } = record;
+      if (typeof room !== "string" || !Number.isSafeInteger(upTo)) {
+        return false;
+      }
+      const state = this.#room(room);
+      state.reserved = Math.max(state.reserved, upTo as number);
+      return true;
+    }
     if (record.type === "meta") {
-      const { room, lastId, trimmedId } = record;
+      const { room, lastId, trimmedId, reserved } = record;
       if (
         typeof room !== "string" || !Number.isSafeInteger(lastId) ||
-        !Number.isSafeInteger(trimmedId)
+        !Number.isSafeInteger(trimmedId) ||
+        (reserved !== undefined && !Number.isSafeInteger(reserved))
       ) return false;
       const state = this.#room(room);
       state.lastId = Math.max(state.lastId, lastId as number);
       state.trimmedId = Math.max(state.trimmedId, trimmedId as number);
+      state.reserved = Math.max(state.reserved, (reserved as number) ?? 0);
       return true;
     }
     const line = lineFromRecord(record);
@@ -794,6 +880,8 @@ export class History {
       state.trimmedId = room.trimmedId;
       this.#trim(state, this.limit);
       state.nextId = state.lastId + 1;
+      // Deno KV synced every commit: nothing shown was lost.
+      state.reserved = state.reserving = state.lastId;
     }
   }
 
@@ -1021,6 +1109,10 @@ export class History {
     return this.#compactions;
   }
   #compactions = 0;
+  /** While loading: the last record read was `closed`. */
+  #closedCleanly = false;
+  /** While loading: the boot id of the last `boot` record read. */
+  #lastBoot: string | undefined;
 
   /**
    * Stops taking appends, waits until every pending one has settled, syncs
@@ -1055,6 +1147,15 @@ export class History {
       this.#syncTimer = undefined;
     }
     await this.#syncing;
+    if (this.#disk !== undefined) {
+      try {
+        // Closed cleanly: ids go on exactly after the newest line.
+        this.#file.write(encoder.encode('{"type":"closed"}\n'));
+        this.#dirty = true;
+      } catch {
+        // Ids skip past the reservations at the next start: harmless.
+      }
+    }
     if (this.#dirty) await this.#syncNow();
     this.#disk?.file.close();
     this.#retired?.close();
@@ -1070,6 +1171,9 @@ export class History {
         lastId: 0,
         trimmedId: 0,
         nextId: 1,
+        // In memory, nothing survives a power loss to be given again.
+        reserved: this.#disk === undefined ? Number.MAX_SAFE_INTEGER : 0,
+        reserving: this.#disk === undefined ? Number.MAX_SAFE_INTEGER : 0,
       };
       this.#rooms.set(name, state);
     }
@@ -1083,7 +1187,10 @@ export class History {
   #onTurnEnd = (): void => {
     this.#timer = undefined;
     if (this.#draining !== undefined) return;
-    if (this.fsync === "periodic" && this.#snapshot === undefined) {
+    if (
+      this.fsync === "periodic" && this.#snapshot === undefined &&
+      !mustWait(this.#queue)
+    ) {
       while (this.#queue.length > 0) {
         this.#commit(this.#takeChunk());
       }
@@ -1113,8 +1220,8 @@ export class History {
 
   /**
    * Finishes a compaction whose new file is ready, then commits queued
-   * appends until none is left; with `fsync: "always"`, each commit waits
-   * for its sync. Appends made meanwhile wait, then go together into the
+   * appends until none is left; with `fsync: "always"`, or when a line's
+   * id is past its room's synced reservation, a commit waits for its sync. Appends made meanwhile wait, then go together into the
    * next commit.
    */
   async #drain(): Promise<void> {
@@ -1128,15 +1235,17 @@ export class History {
       }
       if (this.#queue.length === 0) break;
       const chunk = this.#takeChunk();
-      if (this.fsync === "always") {
+      if (this.fsync === "always" || mustWait(chunk)) {
         const written = this.#write(chunk);
         if (written === undefined) continue;
+        const covered = this.#pending.length;
         try {
           await this.#file.sync();
         } catch (error) {
           this.#fail(chunk, error, written);
           continue;
         }
+        this.#promote(covered);
         this.#dirty = false;
         this.#settle(chunk);
       } else {
@@ -1161,9 +1270,15 @@ export class History {
 
   /** Writes a chunk and settles it (`fsync: "periodic"`). */
   #commit(chunk: PendingAppend[]): void {
-    if (this.#write(chunk) === undefined) return;
-    this.#dirty = true;
-    this.#syncTimer ??= setTimeout(this.#onSyncTimer, FSYNC_INTERVAL_MS);
+    const before = this.#write(chunk);
+    if (before === undefined) return;
+    if (this.#pending.at(-1)?.at === before) {
+      // A reservation is synced at once, ahead of need.
+      this.#syncSoon();
+    } else {
+      this.#dirty = true;
+      this.#syncTimer ??= setTimeout(this.#onSyncTimer, FSYNC_INTERVAL_MS);
+    }
     this.#settle(chunk);
   }
 
@@ -1175,7 +1290,17 @@ export class History {
   #write(chunk: PendingAppend[]): number | undefined {
     const before = this.#length;
     let text = "";
-    for (const { record } of chunk) text += record + "\n";
+    for (const { record, message, state } of chunk) {
+      // Reserved ahead: half a reservation before a room runs out.
+      if (message.id + ID_RESERVATION / 2 > state.reserving) {
+        state.reserving = message.id + ID_RESERVATION;
+        this.#pending.push({ state, upTo: state.reserving, at: before });
+        text += `{"type":"reserve","room":${
+          JSON.stringify(state.name)
+        },"upTo":${state.reserving}}\n`;
+      }
+      text += record + "\n";
+    }
     let buffer = this.#buffer;
     if (buffer.length < text.length * 3) {
       buffer = this.#buffer = new Uint8Array(text.length * 3);
@@ -1201,6 +1326,16 @@ export class History {
   /** Rejects a chunk that was not stored, and cuts the file back. */
   #fail(chunk: PendingAppend[], error: unknown, length: number): void {
     this.#length = length;
+    // Reservations cut off with the write: reserved again next time.
+    while (this.#pending.length > 0 && this.#pending.at(-1)!.at >= length) {
+      const { state } = this.#pending.pop()!;
+      state.reserving = state.reserved;
+      for (const other of this.#pending) {
+        if (other.state === state) {
+          state.reserving = Math.max(state.reserving, other.upTo);
+        }
+      }
+    }
     if (this.#tail !== undefined) {
       this.#tail = this.#tail.filter((written) => written.start < length);
     }
@@ -1249,19 +1384,52 @@ export class History {
     }
   };
 
+  /** Syncs now, or right after the sync under way. */
+  #syncSoon(): void {
+    this.#dirty = true;
+    if (this.#syncing !== undefined) {
+      this.#syncAgain = true;
+      return;
+    }
+    if (this.#syncTimer !== undefined) {
+      clearTimeout(this.#syncTimer);
+      this.#syncTimer = undefined;
+    }
+    void this.#syncNow();
+  }
+
   /** Syncs what was written; a failure is told as a failed commit. */
   async #syncNow(): Promise<void> {
     this.#dirty = false;
-    const syncing = this.#file.sync().catch((error) => {
-      this.#dirty = true;
-      this.#onCommit?.(asError(error));
-    });
+    const covered = this.#pending.length;
+    const syncing = this.#file.sync().then(
+      () => this.#promote(covered),
+      (error) => {
+        this.#dirty = true;
+        this.#onCommit?.(asError(error));
+      },
+    );
     this.#syncing = syncing;
     await syncing;
     if (this.#syncing === syncing) this.#syncing = undefined;
+    if (this.#syncAgain && this.#closing === undefined) {
+      this.#syncAgain = false;
+      void this.#syncNow();
+      return;
+    }
     // Written while it ran (or a failed sync): synced within the interval.
     if (this.#dirty && this.#closing === undefined) {
       this.#syncTimer ??= setTimeout(this.#onSyncTimer, FSYNC_INTERVAL_MS);
+    }
+  }
+
+  /**
+   * The first `count` reservations written are synced: their ids cannot
+   * be given again after a power loss.
+   */
+  #promote(count: number): void {
+    for (const { state, upTo } of this.#pending.splice(0, count)) {
+      if (upTo > state.reserved) state.reserved = upTo;
     }
   }
 
@@ -1318,6 +1486,8 @@ export class History {
         lines: state.kept.slice(state.head),
         lastId: state.lastId,
         trimmedId: state.trimmedId,
+        // Synced with the new file, before it replaces the old one.
+        reserved: state.reserving,
       });
     }
     this.#tail = [];
@@ -1330,7 +1500,7 @@ export class History {
     try {
       const disk = new DiskFile(file);
       let length = 0;
-      let text = headerLine(this.limit);
+      let text = headerLine(this.limit) + this.#bootLine();
       const flush = () => {
         const bytes = encoder.encode(text);
         disk.write(bytes);
@@ -1344,6 +1514,7 @@ export class History {
           room: room.name,
           lastId: room.lastId,
           trimmedId: room.trimmedId,
+          reserved: room.reserved,
         }) + "\n";
         if (text.length >= SNAPSHOT_PIECE_CHARS) {
           flush();
@@ -1394,6 +1565,8 @@ export class History {
       await Deno.remove(`${path}.compact`).catch(() => {});
       throw error;
     }
+    // The new file holds every reservation, synced.
+    this.#promote(this.#pending.length);
     this.#retired?.close();
     this.#retired = this.#disk!.file;
     this.#use(file);
@@ -1419,6 +1592,17 @@ interface Snapshot {
  * lets commits run again.
  */
 const SNAPSHOT_PIECE_CHARS = 1024 * 1024;
+
+/**
+ * True when a line's id is past its room's synced reservation: its commit
+ * waits for the sync that makes the reservation durable.
+ */
+function mustWait(appends: PendingAppend[]): boolean {
+  for (const { message, state } of appends) {
+    if (message.id > state.reserved) return true;
+  }
+  return false;
+}
 
 /**
  * Tells one append how it settled. A callback that throws leaves the rest

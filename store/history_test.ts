@@ -6,6 +6,7 @@ import {
   type HistoryEntry,
   type HistoryFile,
   HistoryOpenError,
+  ID_RESERVATION,
   MAX_COMMIT_BYTES,
   type StoredMessage,
 } from "./history.ts";
@@ -88,7 +89,7 @@ async function readRoom(path: string, room: string): Promise<StoredRoom> {
     fileBytes: bytes.length,
   };
   for (const record of records) {
-    if (record.room !== room) continue;
+    if (record.room !== room || record.type === "reserve") continue;
     if (record.type === "meta") {
       meta.lastId = Math.max(meta.lastId, record.lastId as number);
       meta.trimmedId = Math.max(meta.trimmedId, record.trimmedId as number);
@@ -975,17 +976,22 @@ test("fsync periodic: lines resolve once written, synced within a second", async
     try {
       assert.equal(history.fsync, "periodic");
       await history.append("lobby", entry("ann", "1"));
+      assert.equal(
+        syncs,
+        1,
+        "a room's first line waits for its ids' reservation",
+      );
       await history.append("lobby", entry("ann", "2"));
-      assert.equal(syncs, 0, "not synced before it resolves");
+      assert.equal(syncs, 1, "not synced before it resolves");
       await new Promise((resolve) => setTimeout(resolve, 1300));
-      assert.equal(syncs, 1, "both synced once, within the interval");
+      assert.equal(syncs, 2, "synced within the interval");
       await new Promise((resolve) => setTimeout(resolve, 1100));
-      assert.equal(syncs, 1, "an idle history syncs nothing");
+      assert.equal(syncs, 2, "an idle history syncs nothing");
       await history.append("lobby", entry("ann", "3"));
     } finally {
       await history.close();
     }
-    assert.equal(syncs, 2, "close syncs what is left");
+    assert.equal(syncs, 3, "close syncs what is left");
   });
 });
 
@@ -1006,13 +1012,16 @@ test("fsync periodic: a line written while a sync runs is synced after it", asyn
       }),
     });
     try {
+      // The room's first line waits for its ids' reservation to be synced.
+      await history.append("lobby", entry("ann", "0"));
       await history.append("lobby", entry("ann", "1"));
       await new Promise((resolve) => setTimeout(resolve, 1100));
-      // The first sync is under way (1000 to 2200 ms): this line came after
-      // it began, and its own sync falls due (2100 ms) while it runs.
+      // The sync of "1" is under way (1000 to 2200 ms from it): this line
+      // came after it began, and its own sync falls due (2100 ms) while it
+      // runs.
       await history.append("lobby", entry("ann", "2"));
-      await new Promise((resolve) => setTimeout(resolve, 3400));
-      assert.equal(syncs.length, 2, `synced at ${syncs.join(", ")} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 3500));
+      assert.equal(syncs.length, 3, `synced at ${syncs.join(", ")} ms`);
     } finally {
       await history.close();
     }
@@ -1073,6 +1082,68 @@ test("a file over its bound is compacted; a reopen sees the same; the lock holds
       );
     } finally {
       await reopened.close();
+    }
+  });
+});
+
+test("after a power loss, ids go on past the synced reservation, never given again", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/history.db`;
+    const history = await History.open(path);
+    try {
+      for (let i = 1; i <= 3; i++) {
+        await history.append("lobby", entry("ann", `${i}`));
+      }
+    } finally {
+      await history.close();
+    }
+    const records = (await Deno.readTextFile(path)).trimEnd().split("\n")
+      .map((line) => JSON.parse(line));
+    assert.deepEqual(records.at(-1), { type: "closed" });
+    assert.deepEqual(
+      records.filter((record) => record.type === "reserve"),
+      [{ type: "reserve", room: "lobby", upTo: 1 + ID_RESERVATION }],
+    );
+    // Closed cleanly: ids go on exactly.
+    const clean = await History.open(path);
+    try {
+      assert.equal((await clean.append("lobby", entry("ann", "4"))).id, 4);
+    } finally {
+      await clean.close();
+    }
+    // The same file as a power loss leaves it: written in another boot,
+    // never closed, lines 5 and on (which clients may have seen) gone.
+    const lines = (await Deno.readTextFile(path)).trimEnd().split("\n")
+      .filter((line) => !line.includes('"closed"'))
+      .map((line) =>
+        line.replace(/"type":"boot","id":"[^"]*"/, '"type":"boot","id":"x"')
+      );
+    await Deno.writeTextFile(path, lines.join("\n") + "\n");
+    const afterLoss = await History.open(path);
+    try {
+      assert.equal(afterLoss.latestId("lobby"), 4);
+      // A client that saw a lost line is told it has a gap.
+      assert.equal(afterLoss.since("lobby", 6).gap, true);
+      const next = await afterLoss.append("lobby", entry("ann", "new"));
+      assert.equal(next.id, 2 + ID_RESERVATION);
+    } finally {
+      await afterLoss.close();
+    }
+    // In the same boot, without a clean close (the process was killed),
+    // every line written is there: ids go on exactly.
+    const killed = (await Deno.readTextFile(path)).replace(
+      '{"type":"closed"}\n',
+      "",
+    );
+    await Deno.writeTextFile(path, killed);
+    const again = await History.open(path);
+    try {
+      assert.equal(
+        (await again.append("lobby", entry("ann", "x"))).id,
+        3 + ID_RESERVATION,
+      );
+    } finally {
+      await again.close();
     }
   });
 });
