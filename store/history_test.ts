@@ -1086,17 +1086,22 @@ test("a file over its bound is compacted; a reopen sees the same; the lock holds
   });
 });
 
+/** Stores lines "1", "2" and "3" in room lobby at `path`, and closes. */
+async function storeThree(path: string): Promise<void> {
+  const history = await History.open(path);
+  try {
+    for (let i = 1; i <= 3; i++) {
+      await history.append("lobby", entry("ann", `${i}`));
+    }
+  } finally {
+    await history.close();
+  }
+}
+
 test("after a power loss, ids go on past the synced reservation, never given again", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/history.db`;
-    const history = await History.open(path);
-    try {
-      for (let i = 1; i <= 3; i++) {
-        await history.append("lobby", entry("ann", `${i}`));
-      }
-    } finally {
-      await history.close();
-    }
+    await storeThree(path);
     const records = (await Deno.readTextFile(path)).trimEnd().split("\n")
       .map((line) => JSON.parse(line));
     assert.deepEqual(records.at(-1), { type: "closed" });
@@ -1151,14 +1156,7 @@ test("after a power loss, ids go on past the synced reservation, never given aga
 test("a torn last line is dropped; damage before whole records is refused", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/history.db`;
-    const history = await History.open(path);
-    try {
-      for (let i = 1; i <= 3; i++) {
-        await history.append("lobby", entry("ann", `${i}`));
-      }
-    } finally {
-      await history.close();
-    }
+    await storeThree(path);
     const whole = await Deno.readTextFile(path);
     // A power loss mid-write: half a record, then zeros.
     await Deno.writeTextFile(
