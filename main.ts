@@ -242,8 +242,26 @@ export const SETTINGS: readonly Setting[] = [
     kind: "text",
     value: "PATH",
     default: DEFAULT_DATA_PATH,
-    help: "Deno KV file for history; :memory: keeps it in memory",
+    help: "history file; :memory: keeps history in memory only",
     key: "data",
+  },
+  {
+    name: "fsync",
+    env: "HUBCHAT_FSYNC",
+    kind: "text",
+    value: "periodic|always",
+    default: "periodic",
+    help:
+      "sync history to disk once a second (a power loss may cost that second), or before each line is sent",
+    key: "fsync",
+    convert(value) {
+      if (value !== "periodic" && value !== "always") {
+        throw new UsageError(
+          `fsync is "${value}"; expected periodic or always`,
+        );
+      }
+      return value;
+    },
   },
   {
     name: "history",
@@ -604,12 +622,10 @@ function dataProblem(
       return `${given}, which cannot be opened for reading and writing (${reason}); expected a file this user can create and write, ${orMemory}`;
     case "locked":
       return `${given}, which another running hubchat is using (it holds the file's lock); stop that one, or give this one another path, ${orMemory}`;
+    case "beside":
+      return `${given}, beside which no file can be made (${reason}); expected a file in a folder this user can write (compaction writes a new file beside it), ${orMemory}`;
     case "store":
-      if (/read-?only/i.test(reason)) {
-        // SQLite writes its journal beside the file: the folder takes none.
-        return `${given}, which Deno KV cannot write (${reason}); expected a file in a folder this user can write (Deno KV adds files beside it), ${orMemory}`;
-      }
-      return `${given}, which Deno KV cannot open (${reason}); expected a Deno KV file or a path for a new one, ${orMemory}`;
+      return `${given}, which is not a hubchat history file (${reason}); expected a history file hubchat wrote (or an earlier version's Deno KV file) or a path for a new one, ${orMemory}`;
     case "load":
       return `${given}, whose history cannot be loaded (${reason}); expected a store hubchat wrote or a path for a new one, ${orMemory}`;
   }

@@ -509,12 +509,12 @@ Deno.test("main.ts with --data naming a folder says so and exits 2", async () =>
   });
 });
 
-Deno.test("main.ts with --data naming a file that is no database says so and exits 2", async () => {
+Deno.test("main.ts with --data naming a file that is no history says so and exits 2", async () => {
   await withTempDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/notes.txt`, "not a database\n");
     await assertRefused(
       ["--port", "0", "--data", `${dir}/notes.txt`],
-      `--data is "${dir}/notes.txt", which Deno KV cannot open (file is not a database); expected a Deno KV file or a path for a new one, ${OR_MEMORY}`,
+      `--data is "${dir}/notes.txt", which is not a hubchat history file (its first line is not a hubchat history header); expected a history file hubchat wrote (or an earlier version's Deno KV file) or a path for a new one, ${OR_MEMORY}`,
     );
   });
 });
@@ -572,7 +572,7 @@ Deno.test({
         `--data is "${dir}/locked/history.kv", which cannot be opened for reading and writing (permission denied); expected a file this user can create and write, ${OR_MEMORY}`,
         { wrapper },
       );
-      // A read-only file: Deno KV would open it and fail at the first write.
+      // A read-only file (an earlier version's KV file, say).
       const kv = await Deno.openKv(`${dir}/readonly.kv`);
       kv.close();
       await Deno.chmod(`${dir}/readonly.kv`, 0o400);
@@ -581,14 +581,14 @@ Deno.test({
         `--data is "${dir}/readonly.kv", which cannot be opened for reading and writing (permission denied); expected a file this user can create and write, ${OR_MEMORY}`,
         { wrapper },
       );
-      // A writable store in a read-only folder: SQLite's journal goes beside it.
+      // A writable file in a read-only folder: compaction writes beside it.
       await Deno.mkdir(`${dir}/shelf`);
-      const shelved = await Deno.openKv(`${dir}/shelf/history.kv`);
-      shelved.close();
-      await Deno.chmod(`${dir}/shelf`, 0o500);
+      await Deno.writeTextFile(`${dir}/shelf/history.kv`, "");
+      await Deno.chmod(`${dir}/shelf/history.kv`, 0o666);
+      await Deno.chmod(`${dir}/shelf`, 0o555);
       await assertRefused(
         ["--port", "0", "--data", `${dir}/shelf/history.kv`],
-        `--data is "${dir}/shelf/history.kv", which Deno KV cannot write (attempt to write a readonly database); expected a file in a folder this user can write (Deno KV adds files beside it), ${OR_MEMORY}`,
+        `--data is "${dir}/shelf/history.kv", beside which no file can be made (permission denied); expected a file in a folder this user can write (compaction writes a new file beside it), ${OR_MEMORY}`,
         { wrapper },
       );
     });
@@ -718,8 +718,7 @@ Deno.test("startServer: a taken port is a ListenError, with the history closed a
     assert.equal(error.port, taken.addr.port);
     assert.equal(error.hostname, "127.0.0.1");
     assert.ok(error.cause instanceof Deno.errors.AddrInUse);
-    // SQLite removes its -wal and -shm files when the store is closed;
-    // the files folder beside it stays (empty).
+    // The history file and the (empty) files folder: nothing else.
     const files = [];
     for await (const entry of Deno.readDir(dir)) files.push(entry.name);
     assert.deepEqual(files.sort(), ["files", "history.kv"]);
@@ -855,4 +854,21 @@ Deno.test("main.ts with a --files folder it cannot make says so and exits 2", as
       ),
     );
   });
+});
+
+Deno.test("parseInvocation: --fsync is periodic (the default) or always", () => {
+  const given = parseInvocation(["--fsync", "always"], {});
+  assert.equal(!given.help && given.options.fsync, "always");
+  const fromEnv = parseInvocation([], { HUBCHAT_FSYNC: "always" });
+  assert.equal(!fromEnv.help && fromEnv.options.fsync, "always");
+  // Unset, the store's own default applies: "periodic".
+  const byDefault = parseInvocation([], {});
+  assert.equal(!byDefault.help && byDefault.options.fsync, undefined);
+  assert.throws(
+    () => parseInvocation(["--fsync", "sometimes"], {}),
+    (error: unknown) =>
+      error instanceof UsageError &&
+      error.message ===
+        '--fsync: fsync is "sometimes"; expected periodic or always',
+  );
 });

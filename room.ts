@@ -415,7 +415,7 @@ export class Room {
   #hear(event: RoomEvent): void {
     switch (event.kind) {
       case "line":
-        this.#hearLine(event.line);
+        this.#hearLine(event.line, event.json);
         return;
       case "presence":
         this.#hearPresence(event);
@@ -439,9 +439,11 @@ export class Room {
     }
   }
 
-  /** A stored line: to everyone here, or a direct one to its two ends. */
-  #hearLine(line: StoredMessage): void {
-    const json = JSON.stringify(line);
+  /**
+   * A stored line: to everyone here, or a direct one to its two ends.
+   * `json` is the line serialized, when the engine has it already.
+   */
+  #hearLine(line: StoredMessage, json = JSON.stringify(line)): void {
     if (line.to === undefined) {
       this.hub.broadcastText(json);
       return;

@@ -22,7 +22,12 @@ import { importSecret } from "./auth.ts";
 import type { Client } from "./client.ts";
 import { Connections } from "./connection.ts";
 import { LocalEngine, type RoomEngine } from "./engine.ts";
-import { DEFAULT_HISTORY_LIMIT, History } from "./store/history.ts";
+import {
+  DEFAULT_HISTORY_LIMIT,
+  type FsyncMode,
+  History,
+  type HistoryFile,
+} from "./store/history.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { Health, PROMETHEUS_CONTENT_TYPE, ServerMetrics } from "./metrics.ts";
 import { CloseCode } from "./protocol.ts";
@@ -88,13 +93,18 @@ export interface ServerOptions {
   burst?: number;
   /** Where connect, disconnect and eviction lines go. Default: nowhere. */
   logger?: Logger;
-  /** Deno KV path for history; ":memory:" (the default) keeps none. */
+  /** History file; ":memory:" (the default) keeps none across restarts. */
   data?: string;
   /**
-   * An open Deno KV to keep history in, instead of opening `data` (tests
-   * use it to make the store fail on purpose). The server closes it.
+   * When a stored line is made durable against a power loss: `"periodic"`
+   * (the default, within a second) or `"always"` (before it is sent).
    */
-  kv?: Deno.Kv;
+  fsync?: FsyncMode;
+  /**
+   * Wraps the file history writes through (tests use it to make the store
+   * fail on purpose).
+   */
+  wrapHistoryFile?: (file: HistoryFile) => HistoryFile;
   /** Messages kept per room; 0 keeps none and stores nothing. Default 100. */
   historyLimit?: number;
   /** Rooms open at once. Default 1000. */
@@ -104,7 +114,7 @@ export interface ServerOptions {
   /**
    * A Redis URL (`redis://` or `rediss://`, with a password and database if
    * needed): rooms, history and presence are shared with every hubchat
-   * started with the same one. Without it, one process, history in KV.
+   * started with the same one. Without it, one process, history in a file.
    */
   redis?: string;
   /** Let several processes listen on one port (the kernel spreads them). */
@@ -535,7 +545,7 @@ interface EngineObservers {
 /**
  * Opens where the rooms' lines and presence go: Redis, shared with every
  * node started with the same URL (its module and client are loaded only
- * then), or this process alone, with history in Deno KV.
+ * then), or this process alone, with history in a file.
  */
 async function openEngine(
   options: ServerOptions,
@@ -563,6 +573,8 @@ async function openEngine(
   }
   const historyOptions = {
     limit: options.historyLimit,
+    fsync: options.fsync,
+    wrapFile: options.wrapHistoryFile,
     onCommit(error: Error | null): void {
       if (error !== null) metrics.storageFailures.inc();
       if (!health.set("storage", error === null ? null : "failing")) return;
@@ -572,8 +584,6 @@ async function openEngine(
   };
   const history = options.historyLimit === 0
     ? null
-    : options.kv !== undefined
-    ? await History.fromKv(options.kv, historyOptions)
     : await History.open(options.data ?? ":memory:", historyOptions);
   return new LocalEngine({ history });
 }
@@ -616,9 +626,7 @@ async function openFiles(
   context: FilesContext,
 ): Promise<Files> {
   const data = options.data ?? ":memory:";
-  const beside = data === ":memory:" || options.kv !== undefined
-    ? undefined
-    : `${dirname(data)}/files`;
+  const beside = data === ":memory:" ? undefined : `${dirname(data)}/files`;
   const dir = options.files ?? beside ??
     await Deno.makeTempDir({ prefix: "hubchat-files-" });
   const limit = options.historyLimit ?? DEFAULT_HISTORY_LIMIT;

@@ -1,12 +1,15 @@
 /**
- * Runs the comparison matrix — the naive Deno server, Bun, and hubchat (with
- * history, and with `--history 0`, keeping nothing like the other two), each
+ * Runs the comparison matrix of issue #13 — the floor (Deno's own cost per
+ * message, bench/floor_server.ts), hubchat as it ships (history on, in a
+ * file), hubchat `--history 0`, the naive Deno server and Bun — each
  * started by the load tool, alternating server by server inside every
- * repetition — and prints a markdown table of medians.
+ * repetition, and prints a markdown table of medians with their spreads
+ * and each one's ratio to the floor.
  *
  * ```sh
  * deno run -A bench/compare.ts                 # 3 repetitions, 5 s each
  * deno run -A bench/compare.ts --reps 5 --duration 10 --out /tmp/runs.jsonl
+ * deno run -A bench/compare.ts --servers floor,hubchat --scenarios r10,s10
  * ```
  *
  * Servers run on CPU 0 and the load tool on CPU 1 (taskset). Bun is skipped
@@ -31,24 +34,48 @@ export interface ServerUnderTest {
   name: string;
   /** Command the load tool starts (it appends --port 0 --host 127.0.0.1). */
   command: string;
+  /** Run only when `--servers` names it. */
+  optional?: boolean;
 }
 
 /** One load shape. */
 export interface Scenario {
+  /** Short name, for `--scenarios`. */
+  key: string;
   /** Row label. */
   name: string;
   /** Load options, without server, duration and pinning. */
   load: LoadOptions;
 }
 
-/** The matrix the brief asks for: closed loop at 3 sizes, open loop at 2. */
+/**
+ * Issue #13's matrix: saturated (closed loop, 64 in flight) and at a fixed
+ * 25,000 deliveries/s, each at 10, 100 and 1000 clients; one sender,
+ * 64-byte texts (the load tool's defaults).
+ */
 export const SCENARIOS: Scenario[] = [
-  { name: "closed, 10 clients", load: { clients: 10 } },
-  { name: "closed, 100 clients", load: { clients: 100 } },
-  { name: "closed, 1000 clients", load: { clients: 1000 } },
-  { name: "open 25k/s, 100 clients", load: { clients: 100, rate: 25_000 } },
-  { name: "open 25k/s, 1000 clients", load: { clients: 1000, rate: 25_000 } },
+  { key: "s10", name: "saturated, 10 clients", load: { clients: 10 } },
+  { key: "s100", name: "saturated, 100 clients", load: { clients: 100 } },
+  { key: "s1000", name: "saturated, 1000 clients", load: { clients: 1000 } },
+  {
+    key: "r10",
+    name: "25k deliveries/s, 10 clients",
+    load: { clients: 10, rate: 25_000 },
+  },
+  {
+    key: "r100",
+    name: "25k deliveries/s, 100 clients",
+    load: { clients: 100, rate: 25_000 },
+  },
+  {
+    key: "r1000",
+    name: "25k deliveries/s, 1000 clients",
+    load: { clients: 1000, rate: 25_000 },
+  },
 ];
+
+/** The server every other is compared with. */
+export const FLOOR = "floor";
 
 /** 3 repetitions: the least that gives a median. */
 const DEFAULT_REPS = 3;
@@ -82,6 +109,19 @@ const COMPARE_FLAGS: readonly Flag[] = [
     value: "FILE",
     help: "append each run's summary to FILE, one JSON line a run",
   },
+  {
+    name: "servers",
+    kind: "text",
+    value: "LIST",
+    help:
+      'only these servers, comma-separated (floor, hubchat, "hubchat --history 0", naive, bun, and "hubchat --fsync always", run only when named)',
+  },
+  {
+    name: "scenarios",
+    kind: "text",
+    value: "LIST",
+    help: "only these rows, comma-separated (s10 s100 s1000 r10 r100 r1000)",
+  },
 ];
 
 /** What `deno run -A bench/compare.ts --help` prints. */
@@ -108,7 +148,32 @@ function repoPath(relative: string): string {
  * ```
  */
 export async function serversUnderTest(): Promise<ServerUnderTest[]> {
+  const hubchat = `deno run -A ${repoPath("../main.ts")}`;
   const servers: ServerUnderTest[] = [
+    {
+      name: FLOOR,
+      command: `deno run -A ${repoPath("./floor_server.ts")}`,
+    },
+    {
+      name: "hubchat",
+      // As it ships: history on, in a file in a temporary directory the
+      // load tool gives it and removes after each run. Its defaults would
+      // throttle one sender (10 messages/s) and refuse the 21st connection
+      // from 127.0.0.1 (the load tool would turn both off anyway; they are
+      // spelled out so the command shows what runs).
+      command: `${hubchat} --rate 0 --max-connections-per-ip 0`,
+    },
+    {
+      name: "hubchat --history 0",
+      // The same with nothing stored: the job Bun and naive do.
+      command: `${hubchat} --rate 0 --max-connections-per-ip 0 --history 0`,
+    },
+    {
+      name: "hubchat --fsync always",
+      // The stricter setting: each commit synced before its lines are sent.
+      command: `${hubchat} --rate 0 --max-connections-per-ip 0 --fsync always`,
+      optional: true,
+    },
     {
       name: "naive",
       command: `deno run -A ${repoPath("./naive_server.ts")}`,
@@ -131,24 +196,6 @@ export async function serversUnderTest(): Promise<ServerUnderTest[]> {
       "compare: bun not found; skipping it (npm install -g bun@1.4.5)",
     );
   }
-  servers.push({
-    name: "hubchat",
-    // Its defaults would throttle one sender (10 messages/s) and refuse the
-    // 21st connection from 127.0.0.1 (the load tool would turn both off
-    // anyway; they are spelled out so the command shows what runs). History
-    // stays on, in a KV file in a temporary directory the load tool gives it
-    // and removes after each run.
-    command: `deno run -A ${
-      repoPath("../main.ts")
-    } --rate 0 --max-connections-per-ip 0`,
-  });
-  servers.push({
-    name: "hubchat --history 0",
-    // The same with nothing stored: the job Bun and naive do.
-    command: `deno run -A ${
-      repoPath("../main.ts")
-    } --rate 0 --max-connections-per-ip 0 --history 0`,
-  });
   return servers;
 }
 
@@ -174,6 +221,54 @@ function fmt(value: number | null, digits: number): string {
   return value === null ? "–" : value.toFixed(digits);
 }
 
+/**
+ * A median with its spread, `0.043 (0.041–0.047)`; `–` without values.
+ *
+ * @example
+ * ```ts
+ * import { withSpread } from "./compare.ts";
+ * withSpread([0.05, 0.04, 0.045], 3); // "0.045 (0.040–0.050)"
+ * ```
+ */
+export function withSpread(values: (number | null)[], digits: number): string {
+  const xs = values.filter((v): v is number => v !== null);
+  if (xs.length === 0) return "–";
+  const low = Math.min(...xs);
+  const high = Math.max(...xs);
+  return xs.length === 1
+    ? fmt(xs[0], digits)
+    : `${fmt(median(xs), digits)} (${fmt(low, digits)}–${fmt(high, digits)})`;
+}
+
+/** The machine's load average, from /proc/loadavg ("0.12 0.30 0.41"). */
+async function loadAverage(): Promise<string> {
+  try {
+    return (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3)
+      .join(" ");
+  } catch {
+    return "unknown";
+  }
+}
+
+/** The CPU's model name, from /proc/cpuinfo. */
+async function cpuModel(): Promise<string> {
+  try {
+    const info = await Deno.readTextFile("/proc/cpuinfo");
+    const model = info.match(/^model name\s*:\s*(.+)$/m)?.[1];
+    const cpus = info.match(/^processor\s*:/gm)?.length ?? 0;
+    return `${cpus} × ${model ?? "unknown CPU"}`;
+  } catch {
+    return "unknown CPU";
+  }
+}
+
+/** A list flag's names, or null when it was not given. */
+function listFlag(value: unknown): string[] | null {
+  return typeof value === "string"
+    ? value.split(",").map((name) => name.trim()).filter((name) => name !== "")
+    : null;
+}
+
 async function main(): Promise<void> {
   let reading: FlagReading;
   try {
@@ -193,10 +288,22 @@ async function main(): Promise<void> {
   const warmup = (reading.values.warmup as number | undefined) ??
     DEFAULT_WARMUP_S;
   const out = (reading.values.out as string | undefined) ?? null;
-  const servers = await serversUnderTest();
+  const onlyServers = listFlag(reading.values.servers);
+  const onlyScenarios = listFlag(reading.values.scenarios);
+  const servers = (await serversUnderTest()).filter((server) =>
+    onlyServers === null ? !server.optional : onlyServers.includes(server.name)
+  );
+  const scenarios = SCENARIOS.filter((scenario) =>
+    onlyScenarios === null || onlyScenarios.includes(scenario.key)
+  );
+  if (servers.length === 0 || scenarios.length === 0) {
+    console.error("compare: --servers or --scenarios leaves nothing to run");
+    Deno.exit(2);
+  }
+  const loadBefore = await loadAverage();
   const results = new Map<string, LoadSummary[]>();
   for (let rep = 1; rep <= reps; rep++) {
-    for (const scenario of SCENARIOS) {
+    for (const scenario of scenarios) {
       for (const server of servers) {
         const summary = await runLoad({
           ...scenario.load,
@@ -206,12 +313,12 @@ async function main(): Promise<void> {
           pinServer: SERVER_CPU,
           pinLoad: LOAD_CPU,
         });
-        const key = `${scenario.name}|${server.name}`;
+        const key = `${scenario.key}|${server.name}`;
         results.set(key, [...(results.get(key) ?? []), summary]);
         console.error(
           `rep ${rep}/${reps} ${scenario.name} ${server.name}: ` +
             `${summary.deliveries_per_sec} deliveries/s, p99 ${summary.latency_ms.p99} ms, ` +
-            `cpu ${summary.server_cpu_us_per_delivery} µs/delivery, lost ${summary.lost}` +
+            `cpu ${summary.server_cpu_seconds_per_100k_deliveries} s/100k, lost ${summary.lost}` +
             (summary.passed ? "" : `; ${summary.verdict}`),
         );
         if (out !== null) {
@@ -229,18 +336,37 @@ async function main(): Promise<void> {
       }
     }
   }
+  const loadAfter = await loadAverage();
   console.log(
-    `Medians of ${reps} runs, ${duration} s measured after ${warmup} s warm-up; ` +
-      `server on CPU ${SERVER_CPU}, load tool on CPU ${LOAD_CPU}; 64-byte texts, 1 sender.\n`,
+    `${await cpuModel()}, Deno ${Deno.version.deno}; load average ${loadBefore} before, ${loadAfter} after.\n` +
+      `Medians of ${reps} runs (min–max), ${duration} s measured after ${warmup} s warm-up; ` +
+      `server on CPU ${SERVER_CPU}, load tool on CPU ${LOAD_CPU}; 64-byte texts, 1 sender.\n` +
+      `CPU: server CPU seconds per 100,000 deliveries; ×floor: ratio of medians.\n`,
   );
   console.log(
-    "| scenario | server | deliveries/s | p50 ms | p99 ms | server CPU µs per delivery | server CPU util | peak RSS MiB | lost/dup/ooo |",
+    "| load | server | deliveries/s | CPU s/100k | ×floor | p50 ms | p99 ms | p99 ×floor | peak RSS MiB | RSS ×floor | lost/dup/ooo |",
   );
-  console.log("|---|---|---:|---:|---:|---:|---:|---:|---|");
-  for (const scenario of SCENARIOS) {
+  console.log("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+  for (const scenario of scenarios) {
+    const floorRuns = results.get(`${scenario.key}|${FLOOR}`) ?? [];
+    const floorMedian = (f: (s: LoadSummary) => number | null) =>
+      median(floorRuns.map(f));
     for (const server of servers) {
-      const runs = results.get(`${scenario.name}|${server.name}`) ?? [];
+      const runs = results.get(`${scenario.key}|${server.name}`) ?? [];
       const m = (f: (s: LoadSummary) => number | null) => median(runs.map(f));
+      const ratio = (f: (s: LoadSummary) => number | null) => {
+        const base = floorMedian(f);
+        const value = m(f);
+        return base === null || value === null || base === 0
+          ? "–"
+          : (value / base).toFixed(2);
+      };
+      const cpu = (s: LoadSummary) => s.server_cpu_seconds_per_100k_deliveries;
+      const p99 = (s: LoadSummary) => s.latency_ms.p99;
+      const rss = (s: LoadSummary) =>
+        s.server_peak_rss_bytes === null
+          ? null
+          : s.server_peak_rss_bytes / 2 ** 20;
       const bad = runs.reduce(
         (a, s) => [a[0] + s.lost, a[1] + s.duplicated, a[2] + s.out_of_order],
         [0, 0, 0],
@@ -248,32 +374,11 @@ async function main(): Promise<void> {
       console.log(
         `| ${scenario.name} | ${server.name} | ${
           fmt(m((s) => s.deliveries_per_sec), 0)
-        } | ` +
-          `${fmt(m((s) => s.latency_ms.p50), 2)} | ${
-            fmt(m((s) => s.latency_ms.p99), 2)
-          } | ` +
-          `${fmt(m((s) => s.server_cpu_us_per_delivery), 2)} | ` +
-          `${
-            fmt(
-              m((s) =>
-                s.server_cpu_seconds === null
-                  ? null
-                  : s.server_cpu_seconds / duration
-              ),
-              2,
-            )
-          } | ` +
-          `${
-            fmt(
-              m((s) =>
-                s.server_peak_rss_bytes === null
-                  ? null
-                  : s.server_peak_rss_bytes / 2 ** 20
-              ),
-              0,
-            )
-          } | ` +
-          `${bad.join("/")} |`,
+        } | ${withSpread(runs.map(cpu), 3)} | ${ratio(cpu)} | ${
+          fmt(m((s) => s.latency_ms.p50), 2)
+        } | ${withSpread(runs.map(p99), 2)} | ${ratio(p99)} | ${
+          withSpread(runs.map(rss), 0)
+        } | ${ratio(rss)} | ${bad.join("/")} |`,
       );
     }
   }

@@ -1,50 +1,73 @@
 /**
- * Durable per-room chat history on Deno KV.
+ * Durable per-room chat history in one append-only file.
  *
- * Every chat message gets an `id`, strictly increasing within its room
- * (1, 2, 3, … per room) and continuing after a restart. The last
- * {@linkcode DEFAULT_HISTORY_LIMIT} messages of each room are kept, in
- * memory and in KV; older ones are trimmed away in the same commits that
- * push them out, so the store stays bounded. Reads come from memory and
- * never touch KV.
+ * Every chat line gets an `id`, strictly increasing within its room (1, 2,
+ * 3, … per room) and continuing after a restart. The last
+ * {@linkcode DEFAULT_HISTORY_LIMIT} lines of each room are kept in memory;
+ * reads come from memory and never touch the file.
  *
  * Writes are group-committed: every append made during one event-loop turn
- * goes into one `kv.atomic()` commit at the end of the turn, and the appends
- * resolve, in id order, only once that commit is durable. A caller that
- * broadcasts a message after `await history.append(...)` therefore never
- * shows anyone a message a crash could lose, and pays a turn of latency, not
- * one commit per message.
+ * is written with one `write` at the end of the turn, and the appends
+ * resolve, in id order, once that write returned. A caller that broadcasts
+ * a line after `await history.append(...)` therefore never shows anyone a
+ * line that a crash of the process (even SIGKILL) could lose: it is in the
+ * kernel. What a power loss can cost depends on {@linkcode FsyncMode}:
+ * `"periodic"` (the default) makes the file durable with `fdatasync` at most
+ * {@linkcode FSYNC_INTERVAL_MS} after a write, so a power loss can cost the
+ * lines of the last second or so; `"always"` waits for `fdatasync` before a
+ * commit's lines resolve (lines that arrive meanwhile gather into the next
+ * commit), so it costs none.
  *
- * KV key layout (`R` is the room's name, a string):
+ * ## The file
  *
- * | key                             | value                                           |
- * | ------------------------------- | ----------------------------------------------- |
- * | `["room", R, "meta"]`           | `{ lastId, trimmedId }` (both numbers, 0: none) |
- * | `["room", R, "block", firstId]` | a `Uint8Array`: a block of consecutive messages |
+ * UTF-8 text, one JSON object per line (`\n`-terminated):
  *
- * `lastId` is the newest stored id, `trimmedId` the newest id trimmed away.
+ * | record                                                      | what                                                                                  |
+ * | ----------------------------------------------------------- | ------------------------------------------------------------------------------------- |
+ * | `{"hubchat":"history","version":1,"limit":N}`               | the first line: what the file is, and the limit its lines were trimmed under          |
+ * | `{"type":"message","id":…,"room":…}` or `{"type":"file",…}` | a stored line, exactly as sent to clients (protocol.ts's `StoredLine`)                |
+ * | `{"type":"meta","room":R,"lastId":N,"trimmedId":N}`         | written by a compaction: room R's newest id and the newest id trimmed away (0: none) |
  *
- * Messages are stored in blocks, not one key per message, so that a commit
- * costs a few mutations per room however many messages it carries. A
- * block's value is UTF-8 text: one JSON array per message, each followed by
- * a newline, either `[id, username, text, timestamp]` or, for a direct
- * message, `[id, username, text, timestamp, to]`, or for a shared file
- * `[id, username, caption, timestamp, to or null, file]`. Its key holds the id of
- * its first message, and ids ascend within a block and from one block to the
- * next. A block holds at most {@linkcode BLOCK_MESSAGES} messages and, unless
- * it holds only one, at most {@linkcode BLOCK_BYTES} bytes.
+ * Within a room, ids ascend from one line to the next. A room's kept lines
+ * are its last `limit` lines (after its meta record, if any); those before
+ * them were trimmed away, and the newest of those is its `trimmedId`.
+ * Loading follows that rule, so a restart sees what the run saw.
  *
- * Only a room's newest block takes new messages: a commit rewrites it with
- * the new ones appended, starting new blocks as it fills, and deletes every
- * block whose messages are all trimmed away (ids ≤ `trimmedId`). So KV may
- * still hold up to `BLOCK_MESSAGES - 1` trimmed messages, in a room's oldest
- * block; loading skips them, as it skips everything at or below `trimmedId`.
+ * Trimming does not rewrite anything: the file grows, and once it is
+ * twice the size of what the last compaction kept (and at least
+ * {@linkcode COMPACT_MIN_BYTES}), a compaction writes the kept lines and a
+ * meta record per room to `PATH.compact` in the background (in pieces,
+ * commits going on between them), makes it durable, then, between two
+ * commits, appends what was committed meanwhile, syncs again and renames
+ * it over the file. A crash at any point leaves either file whole.
  *
- * The meta key is written in the same atomic commit as the blocks it
- * describes, so the two never disagree. Keys of the earlier
- * one-key-per-message layout (`["room", R, "msg", id]`) are ignored when
- * loading: their messages are not shown, but ids continue after the meta's
- * `lastId`, so none is reused.
+ * A write that fails (a full disk) is cut back off the file, so the file
+ * only ever holds whole commits; a line half written when the power went
+ * (the file's tail) is dropped when loading.
+ *
+ * ## Ids after a power loss
+ *
+ * With `fsync: "periodic"`, a power loss can take lines that clients were
+ * shown; their ids must never be given again (a client that saw one would
+ * take a new line of that id for the one it saw). So a room reserves ids
+ * {@linkcode ID_RESERVATION} at a time, with a
+ * `{"type":"reserve","room":R,"upTo":N}` record written ahead of need and
+ * synced with the periodic sync; a line whose id is past the synced
+ * reservations (a room's first, or a burst) waits for that sync. Each open
+ * writes `{"type":"boot","id":B}` (Linux's boot id) and a clean close
+ * `{"type":"closed"}`. Loading a file that was closed cleanly, or last
+ * written in this boot (the process died, the kernel kept what it wrote),
+ * continues each room's ids after its newest line; any other file (a power
+ * loss, a kernel crash) continues them after its newest reservation, so
+ * ids skip. Meta records carry `reserved` too.
+ *
+ * ## Files of earlier versions
+ *
+ * hubchat kept history in Deno KV before. A `--data` file that is a Deno KV
+ * (SQLite) database is carried over when it is opened: its kept lines are
+ * written to a new log file, the old file is kept beside it as
+ * `PATH.deno-kv` (a hard link; delete it once satisfied), and the new file
+ * takes its place.
  *
  * @module
  */
@@ -55,9 +78,11 @@ import {
   storedLine,
   utf8Length,
 } from "../protocol.ts";
+import { isFileInfo } from "./file_info.ts";
+import { isSqlite, type KvRoom, readKvHistory } from "./kv_migration.ts";
 
 /**
- * Messages kept per room when no `limit` is given. A joiner's `welcome`
+ * Lines kept per room when no `limit` is given. A joiner's `welcome`
  * carries them all, so this bounds that frame (100 × 2000 characters is
  * under 1 MiB even at worst) and the memory and disk a room can hold, while
  * covering what a reader scrolls back through or a briefly dropped client
@@ -65,45 +90,53 @@ import {
  */
 export const DEFAULT_HISTORY_LIMIT = 100;
 
-/** Deno KV refuses an atomic operation with more mutations than this. */
-export const KV_MAX_MUTATIONS = 1000;
+/**
+ * Most bytes one commit writes (unless one line is bigger): a turn that
+ * brings more is written in several commits, so that one `write` and its
+ * buffer stay bounded.
+ */
+export const MAX_COMMIT_BYTES = 800 * 1024;
 
 /**
- * Deno KV refuses an atomic operation whose keys and values add up to more
- * than this (a key counts twice when set: once as a key, once with its value).
+ * Largest entry stored, measured as two bytes per UTF-16 unit of its
+ * strings plus some per field: far above what the protocol lets a client
+ * send (2000 characters), so only a bug reaches it.
  */
-export const KV_MAX_COMMIT_BYTES = 800 * 1024;
+export const MAX_ENTRY_BYTES = 64 * 1024;
 
-/** Deno KV refuses an atomic operation whose set keys total more than this. */
-export const KV_MAX_COMMIT_KEY_BYTES = 80 * 1024;
-
-/** Deno KV refuses a key longer than this, in encoded bytes. */
-export const KV_MAX_KEY_BYTES = 2048;
-
-/** Deno KV refuses a value longer than this, once serialized. */
-export const KV_MAX_VALUE_BYTES = 64 * 1024;
+/** Longest room name stored, in UTF-8 bytes. */
+export const MAX_ROOM_BYTES = 2000;
 
 /**
- * Most messages one KV block holds. Each commit rewrites its room's newest
- * block, so this bounds that rewrite and the trimmed messages KV may still
- * hold, while a busy room's commit still carries many messages per key.
+ * How long a written line may wait for `fdatasync` with `fsync: "periodic"`:
+ * what a power loss can cost, at most (plus the sync itself).
  */
-export const BLOCK_MESSAGES = 64;
+export const FSYNC_INTERVAL_MS = 1000;
 
 /**
- * Most bytes one KV block holds, unless it holds a single message: a new
- * block is started rather than take one past this. Below
- * {@linkcode KV_MAX_VALUE_BYTES}, which any one storable message fits in.
+ * Ids a room reserves at a time (see "Ids after a power loss"): after a
+ * power loss, a room's ids skip at most about this many.
  */
-export const BLOCK_BYTES = 48 * 1024;
+export const ID_RESERVATION = 10_000;
 
 /**
- * An upper bound on the serialized size of a room's meta value: two numbers
- * in an object with two short property names.
+ * The file is compacted only when it is at least this big (and twice what
+ * its kept lines take): compactions stay rare however small the history.
  */
-const META_VALUE_BYTES = 64;
+export const COMPACT_MIN_BYTES = 8 * 1024 * 1024;
 
-/** A chat message as the caller stamped it, before it has an id. */
+/**
+ * When a stored line is made durable against a power loss (a crash of the
+ * process alone loses nothing either way):
+ *
+ * - `"periodic"`: `fdatasync` at most {@linkcode FSYNC_INTERVAL_MS} after a
+ *   write; lines are sent once written. A power loss can cost the last
+ *   second of lines.
+ * - `"always"`: lines are sent only after `fdatasync` returned.
+ */
+export type FsyncMode = "periodic" | "always";
+
+/** A chat line as the caller stamped it, before it has an id. */
 export interface HistoryEntry {
   /** The sender. */
   username: string;
@@ -135,151 +168,125 @@ export interface ResumeResult {
   gap: boolean;
 }
 
+/**
+ * Where a history writes: its file, or for `:memory:` nothing. Tests wrap
+ * it (see {@linkcode HistoryOptions.wrapFile}) to make writes fail.
+ */
+export interface HistoryFile {
+  /** Appends all of `bytes`, or throws (a short write is retried). */
+  write(bytes: Uint8Array): void;
+  /**
+   * Cuts the file back to `length` bytes, where the next write goes: what
+   * a failed write left is removed.
+   */
+  truncate(length: number): void;
+  /** Makes everything written durable (`fdatasync`). */
+  sync(): Promise<void>;
+}
+
 /** Options for {@linkcode History.open}. */
 export interface HistoryOptions {
-  /** Messages kept per room, at least 1. Default {@linkcode DEFAULT_HISTORY_LIMIT}. */
+  /** Lines kept per room, at least 1. Default {@linkcode DEFAULT_HISTORY_LIMIT}. */
   limit?: number;
+  /** When lines are made durable against a power loss. Default `"periodic"`. */
+  fsync?: FsyncMode;
   /**
-   * Told after every commit: null when it stored its messages, the error
-   * when it failed (a full disk, say; those messages were refused). Once
-   * per commit, not per message: the operator's view of the store.
+   * Told after every commit: null when it stored its lines, the error when
+   * it failed (a full disk, say; those lines were refused). Once per
+   * commit, not per line: the operator's view of the store. A periodic
+   * `fdatasync` that fails is told too.
    */
   onCommit?: (error: Error | null) => void;
-}
-
-/**
- * One block in KV, as this process knows it. Not changed once in a room's
- * `blocks` (a commit works on copies, so a failed one leaves the room as
- * stored), except that `bytes` is dropped when a newer block exists.
- */
-interface Block {
-  /** Its first message's id: the last part of its key. */
-  firstId: number;
-  /** Its last message's id. */
-  lastId: number;
-  /** Messages in it. */
-  count: number;
-  /** Bytes in its value. */
-  length: number;
   /**
-   * Its value in `bytes[0, length)`, kept only while it is its room's newest
-   * block (the one that takes new messages). Bytes past `length` are spare
-   * capacity, scratch space for the next commit.
+   * Wraps the file the history writes through (tests make it fail on
+   * purpose); applied again to the new file after each compaction.
    */
-  bytes: Uint8Array | undefined;
+  wrapFile?: (file: HistoryFile) => HistoryFile;
 }
 
-/** What is known of one room; `kept` and `blocks` are what is durably in KV. */
+/** What is known of one room; `kept` from `head` on is what is stored. */
 interface RoomState {
   name: string;
-  /** Stored messages, ascending ids, at most `limit` of them. */
+  /** Stored lines, ascending ids; those from `head` on are kept. */
   kept: StoredMessage[];
-  /**
-   * The room's blocks in KV, ascending; each holds an id above `trimmedId`.
-   * The last one takes new messages while it has room.
-   */
-  blocks: Block[];
+  /** Index of the oldest kept line in `kept`. */
+  head: number;
   /** The newest stored id (0: none yet). */
   lastId: number;
   /** The newest id trimmed away (0: none); every kept id is above it. */
   trimmedId: number;
   /** The id the next append gets. */
   nextId: number;
-  /** Encoded size of this room's block keys (an upper bound). */
-  blockKeyBytes: number;
-  /** Encoded size of this room's meta key. */
-  metaKeyBytes: number;
+  /**
+   * Ids up to this one are reserved by a synced `reserve` record: a power
+   * loss cannot make them be given again (see "Ids after a power loss").
+   */
+  reserved: number;
+  /** The newest reservation written, synced or not (at least `reserved`). */
+  reserving: number;
 }
 
 /** An append waiting for its commit. */
 interface PendingAppend {
   message: StoredMessage;
   state: RoomState;
-  /** The message's line in a block, without its newline. */
-  line: string;
-  /** Bytes the line takes in a block: UTF-8, with its newline. */
-  lineBytes: number;
-  resolve: (message: StoredMessage) => void;
-  reject: (error: Error) => void;
+  /** The line's record: its JSON, without the newline. */
+  record: string;
+  done: AppendDone;
 }
 
-/** The value stored at a room's meta key. */
-interface MetaValue {
-  lastId: number;
-  trimmedId: number;
+/**
+ * Told once an append settles: with the stored line and its record (the
+ * line's JSON, as sent to clients), or with why it was not stored.
+ */
+export type AppendDone = (
+  result: StoredMessage | Error,
+  record?: string,
+) => void;
+
+/** The first line's fields. */
+interface Header {
+  hubchat: "history";
+  version: 1;
+  limit: number;
 }
+
+/**
+ * This boot of the machine (Linux's boot id), or undefined where there is
+ * none: a file last written in this boot lost nothing to a power loss.
+ */
+function currentBootId(): string | undefined {
+  try {
+    return Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** What the first line of every history file starts with. */
+const HEADER_START = '{"hubchat":"history",';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-/**
- * Whether a line of `lineBytes` goes into a new block after one holding
- * `count` lines of `length` bytes: the one rule both the commit-size
- * estimate and the writer follow.
- */
-function startsNewBlock(
-  count: number,
-  length: number,
-  lineBytes: number,
-): boolean {
-  return count > 0 &&
-    (count >= BLOCK_MESSAGES || length + lineBytes > BLOCK_BYTES);
-}
-
-/** Encoded size of a string key part: tag, UTF-8 bytes, escaped NULs, end. */
-function keyPartBytes(part: string): number {
-  let nuls = 0;
-  for (let i = part.indexOf("\0"); i !== -1; i = part.indexOf("\0", i + 1)) {
-    nuls++;
-  }
-  return 2 + utf8Length(part) + nuls;
+/** The first line of a file trimmed under `limit`, with its newline. */
+function headerLine(limit: number): string {
+  const header: Header = { hubchat: "history", version: 1, limit };
+  return JSON.stringify(header) + "\n";
 }
 
 /**
- * An upper bound on the V8-serialized size of a message as an object of its
- * string fields: at most two bytes per UTF-16 unit of every name and string,
- * plus tags and lengths. A message over {@linkcode KV_MAX_VALUE_BYTES} by
- * this measure is refused, as when each message had a key of its own, even
- * though its line in a block may be smaller.
+ * An upper bound on the size of an entry as two bytes per UTF-16 unit of
+ * every field, plus some per field; see {@linkcode MAX_ENTRY_BYTES}.
  */
-function valueBytes(entry: HistoryEntry): number {
-  let bytes = 16 +
-    (16 + 2 * "username".length + 2 * entry.username.length) +
-    (16 + 2 * "text".length + 2 * entry.text.length) +
-    (16 + 2 * "timestamp".length + 2 * entry.timestamp.length);
-  if (entry.to !== undefined) {
-    bytes += 16 + 2 * "to".length + 2 * entry.to.length;
-  }
+function entryBytes(entry: HistoryEntry): number {
+  let bytes = 64 + 2 * (entry.username.length + entry.text.length +
+        entry.timestamp.length);
+  if (entry.to !== undefined) bytes += 16 + 2 * entry.to.length;
   if (entry.file !== undefined) {
-    bytes += 16 + 2 * "file".length + 2 * JSON.stringify(entry.file).length;
+    bytes += 16 + 2 * JSON.stringify(entry.file).length;
   }
   return bytes;
-}
-
-/** Encoded size of `["room", room, "block", id]`: three strings, one number. */
-function blockKeyBytes(room: string): number {
-  return keyPartBytes("room") + keyPartBytes(room) + keyPartBytes("block") + 9;
-}
-
-function blockKey(room: string, firstId: number): Deno.KvKey {
-  return ["room", room, "block", firstId];
-}
-
-function metaKey(room: string): Deno.KvKey {
-  return ["room", room, "meta"];
-}
-
-/** A message's line in a block (see the module docs), without its newline. */
-function toLine(message: StoredMessage): string {
-  const fields: (number | string | null | FileInfo)[] = [
-    message.id,
-    message.username,
-    message.text ?? "",
-    message.timestamp,
-  ];
-  if (message.type === "file") fields.push(message.to ?? null, message.file);
-  else if (message.to !== undefined) fields.push(message.to);
-  return JSON.stringify(fields);
 }
 
 function toMessage(
@@ -290,66 +297,30 @@ function toMessage(
   return Object.freeze(storedLine({ ...entry, id, room }));
 }
 
-/** True when a block line's sixth field is a file's description. */
-function isFileInfo(value: unknown): value is FileInfo {
-  if (typeof value !== "object" || value === null) return false;
-  const { id, name, size, type, url } = value as Record<string, unknown>;
-  return typeof id === "string" && typeof name === "string" &&
-    Number.isSafeInteger(size) && typeof type === "string" &&
-    typeof url === "string";
-}
-
-/**
- * The messages in a block's value, or undefined when it is not a block: not
- * UTF-8, a line that is not a message, or ids that do not ascend from
- * `firstId`.
- */
-function parseBlock(
-  room: string,
-  firstId: number,
-  value: Uint8Array,
-): StoredMessage[] | undefined {
-  let text: string;
-  try {
-    text = decoder.decode(value);
-  } catch {
-    return undefined;
-  }
-  if (!text.endsWith("\n")) return undefined;
-  const messages: StoredMessage[] = [];
-  let previous = firstId - 1;
-  for (const line of text.slice(0, -1).split("\n")) {
-    let fields: unknown;
-    try {
-      fields = JSON.parse(line);
-    } catch {
-      return undefined;
-    }
-    if (!Array.isArray(fields) || fields.length < 4 || fields.length > 6) {
-      return undefined;
-    }
-    const [id, username, text, timestamp, to, file] = fields;
-    if (
-      !Number.isSafeInteger(id) || typeof username !== "string" ||
-      typeof text !== "string" || typeof timestamp !== "string" ||
-      (fields.length === 5 && typeof to !== "string") ||
-      (fields.length === 6 &&
-        ((to !== null && typeof to !== "string") || !isFileInfo(file))) ||
-      (messages.length === 0 ? id !== firstId : id <= previous)
-    ) return undefined;
-    const entry: HistoryEntry = { username, text, timestamp };
-    if (typeof to === "string") entry.to = to;
-    if (fields.length === 6) entry.file = file;
-    messages.push(toMessage(room, id, entry));
-    previous = id;
-  }
-  return messages;
-}
-
-function isMetaValue(value: unknown): value is MetaValue {
-  if (typeof value !== "object" || value === null) return false;
-  const { lastId, trimmedId } = value as Record<string, unknown>;
-  return Number.isSafeInteger(lastId) && Number.isSafeInteger(trimmedId);
+/** A stored line read back from its record, or undefined if it is none. */
+function lineFromRecord(
+  record: Record<string, unknown>,
+): StoredMessage | undefined {
+  const { type, id, room, username, text, timestamp, to, file } = record;
+  if (
+    (type !== "message" && type !== "file") || !Number.isSafeInteger(id) ||
+    typeof room !== "string" || room.length === 0 ||
+    typeof username !== "string" || typeof timestamp !== "string" ||
+    (to !== undefined && typeof to !== "string")
+  ) return undefined;
+  if (type === "message" && typeof text !== "string") return undefined;
+  if (
+    type === "file" && (!isFileInfo(file) ||
+      (text !== undefined && typeof text !== "string"))
+  ) return undefined;
+  const entry: HistoryEntry = {
+    username,
+    text: (text as string | undefined) ?? "",
+    timestamp,
+  };
+  if (to !== undefined) entry.to = to as string;
+  if (type === "file") entry.file = file as FileInfo;
+  return toMessage(room, id as number, entry);
 }
 
 /** Why an entry cannot be stored, or undefined when it can. */
@@ -392,15 +363,19 @@ function parentDirectory(path: string): string | undefined {
  *   writing;
  * - `"locked"`: another history (another hubchat, most likely) holds the
  *   file's lock;
- * - `"store"`: Deno KV could not open it (it is not a KV database, or
- *   its folder takes no new files: SQLite writes its journal beside it);
- * - `"load"`: it opened, but what it holds could not be loaded (another
- *   program's KV database, say).
+ * - `"beside"`: no new file can be made beside it (its folder is
+ *   read-only): compaction and carrying over an earlier version's file
+ *   need one;
+ * - `"store"`: it is not a history file (nor an earlier version's Deno KV
+ *   one), or Deno KV could not open the earlier version's file;
+ * - `"load"`: it is a history, but what it holds could not be loaded (a
+ *   damaged file, another program's KV database).
  */
 export type HistoryOpenStep =
   | "folder"
   | "file"
   | "locked"
+  | "beside"
   | "store"
   | "load";
 
@@ -458,12 +433,14 @@ export class HistoryOpenError extends Error {
   }
 }
 
+/** Tries to open and lock the file this many times before giving up. */
+const LOCK_ATTEMPTS = 5;
+
 /**
  * Creates the folder of the file at `path`, opens the file for reading and
- * writing (creating it empty, which Deno KV takes as a new store), so that
- * a path that cannot be used fails with the operating system's reason
- * rather than SQLite's "unable to open database file", and takes its
- * exclusive lock; returns the open, locked file.
+ * writing (creating it empty), and takes its exclusive lock (`flock`);
+ * returns the open, locked file. A compaction renames a new file over the
+ * path: a lock taken on the file it replaced is let go and taken again.
  */
 async function lockFile(path: string): Promise<Deno.FsFile> {
   const folder = parentDirectory(path);
@@ -477,22 +454,37 @@ async function lockFile(path: string): Promise<Deno.FsFile> {
       });
     }
   }
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(path, { read: true, write: true, create: true });
-  } catch (error) {
-    throw new HistoryOpenError(path, "file", error);
-  }
-  // flock, which SQLite's own (POSIX) locks on the file do not touch.
-  if (!(await file.tryLock(true))) {
+  for (let attempt = 1;; attempt++) {
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { read: true, write: true, create: true });
+    } catch (error) {
+      throw new HistoryOpenError(path, "file", error);
+    }
+    if (!(await file.tryLock(true))) {
+      file.close();
+      throw new HistoryOpenError(
+        path,
+        "locked",
+        new Error("its lock is held by another open history"),
+      );
+    }
+    let current = false;
+    try {
+      current = (await file.stat()).ino === (await Deno.stat(path)).ino;
+    } catch {
+      // Renamed away between the two: try again.
+    }
+    if (current) return file;
     file.close();
-    throw new HistoryOpenError(
-      path,
-      "locked",
-      new Error("its lock is held by another open history"),
-    );
+    if (attempt === LOCK_ATTEMPTS) {
+      throw new HistoryOpenError(
+        path,
+        "locked",
+        new Error("another open history keeps replacing the file"),
+      );
+    }
   }
-  return file;
 }
 
 /**
@@ -516,14 +508,55 @@ async function fileInTheWay(folder: string): Promise<string | undefined> {
   return undefined;
 }
 
+/** The history file itself: writes at its end, syncs its data. */
+class DiskFile implements HistoryFile {
+  readonly file: Deno.FsFile;
+
+  constructor(file: Deno.FsFile) {
+    this.file = file;
+  }
+
+  write(bytes: Uint8Array): void {
+    let done = 0;
+    while (done < bytes.length) {
+      done += this.file.writeSync(done === 0 ? bytes : bytes.subarray(done));
+    }
+  }
+
+  truncate(length: number): void {
+    this.file.truncateSync(length);
+    this.file.seekSync(length, Deno.SeekMode.Start);
+  }
+
+  sync(): Promise<void> {
+    return this.file.syncData();
+  }
+}
+
+/** `:memory:`: nothing is written, and nothing can fail. */
+const NO_FILE: HistoryFile = {
+  write(): void {},
+  truncate(): void {},
+  sync: () => Promise.resolve(),
+};
+
+/** What loading a file found. */
+interface Loaded {
+  /** The limit its lines were trimmed under. */
+  limit: number;
+  /** Bytes of whole records; anything after is a torn tail. */
+  length: number;
+}
+
 /**
- * The chat history of every room, backed by one Deno KV database.
+ * The chat history of every room, backed by one append-only file.
  *
  * Guarantees: ids are strictly increasing per room and continue after a
- * restart; `append` resolves only once its message is durably stored, and
- * appends resolve in the order they were made; reads return only stored
- * messages. If a commit fails, exactly the appends in it reject and their ids
- * are never seen (ids may then skip, but never repeat once seen).
+ * restart; `append` resolves only once its line is written to the file
+ * (and synced, with `fsync: "always"`), and appends resolve in the order
+ * they were made; reads return only stored lines. If a commit fails,
+ * exactly the appends in it reject and their ids are never seen (ids may
+ * then skip, but never repeat once seen).
  *
  * @example
  * ```ts
@@ -541,52 +574,80 @@ async function fileInTheWay(folder: string): Promise<string | undefined> {
  * ```
  */
 export class History {
-  /** Messages kept per room. */
+  /** Lines kept per room. */
   readonly limit: number;
-  #kv: Deno.Kv;
+  /** When lines are synced. */
+  readonly fsync: FsyncMode;
+  #path: string | undefined;
+  /** The open, locked file; undefined for `:memory:`. */
+  #disk: DiskFile | undefined;
+  /** The file a compaction replaced, still locked (see `#compact`). */
+  #retired: Deno.FsFile | undefined;
+  #file: HistoryFile = NO_FILE;
+  #wrap: ((file: HistoryFile) => HistoryFile) | undefined;
   #rooms = new Map<string, RoomState>();
   /** Appends not yet handed to a commit, in the order they were made. */
   #queue: PendingAppend[] = [];
-  /** The end-of-turn flush, while one is scheduled. */
+  /** The end-of-turn commit, while one is scheduled. */
   #timer: ReturnType<typeof setImmediate> | undefined;
-  /** The commit loop, while it runs. */
+  /** The commit loop, while it awaits (a sync, a compaction). */
   #draining: Promise<void> | undefined;
+  /** Bytes of whole commits in the file: where the next write goes. */
+  #length = 0;
+  /** True when a failed write may have left bytes past `#length`. */
+  #torn = false;
+  /** Size of the file after the last compaction (or load). */
+  #compacted = 0;
+  /** A compaction writing its new file, while it does. */
+  #compacting: Promise<void> | undefined;
+  /** A compaction's new file, ready to replace the file between commits. */
+  #snapshot: Snapshot | undefined;
+  /** What was written while a compaction's new file was being written. */
+  #tail: { start: number; bytes: Uint8Array }[] | undefined;
+  /** The periodic sync, while one is due. */
+  #syncTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The sync under way, if any. */
+  #syncing: Promise<void> | undefined;
+  /** Bytes were written since the last sync began. */
+  #dirty = false;
+  /** A reservation was written while a sync ran: sync again after it. */
+  #syncAgain = false;
   #commits = 0;
   #closing: Promise<void> | undefined;
-  /**
-   * The store's file, open and locked while this history uses it (see
-   * {@linkcode History.open}); closed after the store, never before: closing
-   * any descriptor of a file drops the POSIX locks SQLite holds on it.
-   */
-  #lock: Deno.FsFile | undefined;
-
+  /** Scratch space the records of a commit are encoded into. */
+  #buffer = new Uint8Array(16 * 1024);
   #onCommit?: (error: Error | null) => void;
+  /** This boot's id, written at each open (see "Ids after a power loss"). */
+  #bootId: string | undefined;
+  /** Reservations written and not yet synced, with where they were written. */
+  #pending: { state: RoomState; upTo: number; at: number }[] = [];
 
-  private constructor(kv: Deno.Kv, options: HistoryOptions) {
-    this.#kv = kv;
+  private constructor(options: HistoryOptions) {
     this.limit = checkLimit(options.limit);
+    this.fsync = checkFsync(options.fsync);
     this.#onCommit = options.onCommit;
+    this.#wrap = options.wrapFile;
   }
 
   /**
    * Opens (or creates) the history stored at `path`, creating its parent
-   * directory if missing, and loads every room's kept messages. `":memory:"`
-   * keeps it in memory only (tests).
+   * directory if missing, and loads every room's kept lines. `":memory:"`
+   * keeps it in memory only (tests, and no history across restarts).
    *
    * Whether the path can be used is found out by using it: the folder is
-   * created and the file opened for reading and writing before Deno KV
-   * opens it (Deno KV opens a read-only file and fails only at the first
-   * write). The file stays open, with an exclusive lock (`flock`), until
-   * {@linkcode History.close}: a second history on the same file, in this
-   * process or another, would reuse ids and overwrite blocks, so it is
-   * refused. Any failure is a {@linkcode HistoryOpenError} saying which
-   * step failed.
+   * created, the file opened for reading and writing, and a file created
+   * (and removed) beside it, where compactions write. The file stays open,
+   * with an exclusive lock (`flock`), until {@linkcode History.close}: a
+   * second history on the same file, in this process or another, would
+   * reuse ids, so it is refused. An earlier version's Deno KV file is
+   * carried over (see the module's docs). Any failure is a
+   * {@linkcode HistoryOpenError} saying which step failed.
    *
    * @example
    * ```ts
    * import { History } from "./history.ts";
    * const dir = await Deno.makeTempDir(); // a server would use "data/"
-   * const history = await History.open(`${dir}/chat/history.db`);
+   * const history = await History.open(`${dir}/chat/history.log`);
    * await history.close();
    * await Deno.remove(dir, { recursive: true });
    * ```
@@ -595,61 +656,257 @@ export class History {
     path: string,
     options: HistoryOptions = {},
   ): Promise<History> {
-    const limit = checkLimit(options.limit);
-    const local = path !== ":memory:" && !/^[a-z][a-z0-9+.-]*:\/\//i.test(path);
-    const lock = local ? await lockFile(path) : undefined;
-    let kv: Deno.Kv;
-    try {
-      kv = await Deno.openKv(path);
-    } catch (error) {
-      lock?.close();
-      throw new HistoryOpenError(path, "store", error);
+    const history = new History(options);
+    if (path === ":memory:") {
+      history.#file = history.#wrap?.(NO_FILE) ?? NO_FILE;
+      return history;
     }
-    let history: History;
+    const file = await lockFile(path);
     try {
-      history = await History.fromKv(kv, { ...options, limit });
+      await history.#openFile(path, file);
     } catch (error) {
-      lock?.close();
-      throw new HistoryOpenError(path, "load", error);
-    }
-    history.#lock = lock;
-    return history;
-  }
-
-  /**
-   * Wraps a KV database that is already open. The history owns it from then
-   * on: {@linkcode History.close} closes it.
-   *
-   * @example
-   * ```ts
-   * import { History } from "./history.ts";
-   * const history = await History.fromKv(await Deno.openKv(":memory:"));
-   * await history.close();
-   * ```
-   */
-  static async fromKv(
-    kv: Deno.Kv,
-    options: HistoryOptions = {},
-  ): Promise<History> {
-    const history = new History(kv, options);
-    try {
-      await history.#load();
-    } catch (error) {
-      kv.close();
+      for (
+        const open of new Set([file, history.#retired, history.#disk?.file])
+      ) {
+        try {
+          open?.close();
+        } catch {
+          // Closed already.
+        }
+      }
       throw error;
     }
     return history;
   }
 
+  /** Loads (or carries over, or starts) the locked file at `path`. */
+  async #openFile(path: string, file: Deno.FsFile): Promise<void> {
+    this.#path = path;
+    this.#bootId = currentBootId();
+    this.#use(file);
+    const scratch = `${path}.compact`;
+    try {
+      // Left by a run that died compacting (the lock says it is no more),
+      // or never there: either way, a file can be made here.
+      const probe = await Deno.open(scratch, {
+        write: true,
+        create: true,
+        truncate: true,
+      });
+      probe.close();
+      await Deno.remove(scratch);
+    } catch (error) {
+      throw new HistoryOpenError(path, "beside", error);
+    }
+    const bytes = await Deno.readFile(path);
+    if (isSqlite(bytes)) {
+      let rooms: Map<string, KvRoom>;
+      try {
+        rooms = await readKvHistory(path);
+      } catch (error) {
+        const step = /unexpected entry/.test(describe(error))
+          ? "load"
+          : "store";
+        throw new HistoryOpenError(path, step, error);
+      }
+      this.#adopt(rooms);
+      try {
+        // The old file stays beside the new one until the user removes it.
+        await Deno.remove(`${path}.deno-kv`).catch(() => {});
+        await Deno.link(path, `${path}.deno-kv`);
+        await this.#compact();
+      } catch (error) {
+        throw new HistoryOpenError(path, "beside", error);
+      }
+      return;
+    }
+    let loaded: Loaded;
+    try {
+      loaded = this.#load(bytes);
+    } catch (error) {
+      const step = bytes.length > 0 && !startsWithHeader(bytes)
+        ? "store"
+        : "load";
+      throw new HistoryOpenError(path, step, error);
+    }
+    const disk = this.#disk!;
+    try {
+      if (loaded.length === 0) {
+        // A new file (or one whose header never reached the disk whole).
+        const header = encoder.encode(
+          headerLine(this.limit) + this.#bootLine(),
+        );
+        disk.truncate(0);
+        disk.write(header);
+        await disk.sync();
+        this.#length = this.#compacted = header.length;
+      } else if (loaded.limit !== this.limit) {
+        this.#length = loaded.length;
+        await this.#compact();
+      } else {
+        // Past a torn tail (a power loss mid-write), cut off, or at the end.
+        disk.truncate(loaded.length);
+        const boot = encoder.encode(this.#bootLine());
+        disk.write(boot);
+        this.#length = this.#compacted = loaded.length + boot.length;
+      }
+    } catch (error) {
+      throw new HistoryOpenError(path, "file", error);
+    }
+  }
+
+  /** This boot's record, with its newline; "" where there is no boot id. */
+  #bootLine(): string {
+    return this.#bootId === undefined
+      ? ""
+      : JSON.stringify({ type: "boot", id: this.#bootId }) + "\n";
+  }
+
+  /** Writes through `file` from now on. */
+  #use(file: Deno.FsFile): void {
+    this.#disk = new DiskFile(file);
+    this.#file = this.#wrap?.(this.#disk) ?? this.#disk;
+  }
+
+  /**
+   * Reads the file's records into the rooms, trimmed under the file's
+   * limit, then under this history's. Throws when it is not a history file
+   * or is damaged anywhere but at its tail.
+   */
+  #load(bytes: Uint8Array): Loaded {
+    if (bytes.length === 0) return { limit: this.limit, length: 0 };
+    const text = decoder.decode(bytes);
+    const newline = text.indexOf("\n");
+    let header: Partial<Header>;
+    try {
+      header = JSON.parse(newline === -1 ? text : text.slice(0, newline));
+    } catch {
+      header = {};
+    }
+    if (
+      header.hubchat !== "history" || header.version !== 1 ||
+      !Number.isSafeInteger(header.limit) || header.limit! < 1
+    ) {
+      throw new Error("its first line is not a hubchat history header");
+    }
+    if (newline === -1) return { limit: header.limit!, length: 0 };
+    const limit = header.limit!;
+    let offset = newline + 1;
+    let length = offset;
+    let lineNumber = 1;
+    while (offset < text.length) {
+      lineNumber++;
+      const end = text.indexOf("\n", offset);
+      const record = end === -1
+        ? undefined
+        : parseRecord(text.slice(offset, end));
+      if (record === undefined || !this.#loadRecord(record, limit)) {
+        if (end === -1 || !anyRecordAfter(text, end + 1)) break; // torn tail
+        throw new Error(
+          `line ${lineNumber} is not a history record, and records follow it`,
+        );
+      }
+      offset = end + 1;
+      length = offset;
+    }
+    // Closed cleanly, or the process died in this boot: every line
+    // written is here. Otherwise (a power loss) lines that were shown may
+    // be gone: ids go on past the reservations.
+    const exact = this.#closedCleanly ||
+      (this.#lastBoot !== undefined && this.#lastBoot === this.#bootId);
+    // What the run saw: each room's last `limit` lines; a smaller limit
+    // now trims more.
+    for (const state of this.#rooms.values()) {
+      this.#trim(state, this.limit);
+      state.nextId =
+        (exact ? state.lastId : Math.max(state.lastId, state.reserved)) + 1;
+      state.reserving = state.reserved;
+    }
+    // `length` counts characters; the file's bytes are what matter.
+    const byteLength = length === text.length
+      ? bytes.length
+      : encoder.encode(text.slice(0, length)).length;
+    return { limit, length: byteLength };
+  }
+
+  /** Applies one record while loading; false when it does not fit. */
+  #loadRecord(record: Record<string, unknown>, limit: number): boolean {
+    this.#closedCleanly = record.type === "closed";
+    if (record.type === "closed") return true;
+    if (record.type === "boot") {
+      if (typeof record.id !== "string") return false;
+      this.#lastBoot = record.id;
+      return true;
+    }
+    if (record.type === "reserve") {
+      const { room, upTo } = record;
+      if (typeof room !== "string" || !Number.isSafeInteger(upTo)) {
+        return false;
+      }
+      const state = this.#room(room);
+      state.reserved = Math.max(state.reserved, upTo as number);
+      return true;
+    }
+    if (record.type === "meta") {
+      const { room, lastId, trimmedId, reserved } = record;
+      if (
+        typeof room !== "string" || !Number.isSafeInteger(lastId) ||
+        !Number.isSafeInteger(trimmedId) ||
+        (reserved !== undefined && !Number.isSafeInteger(reserved))
+      ) return false;
+      const state = this.#room(room);
+      state.lastId = Math.max(state.lastId, lastId as number);
+      state.trimmedId = Math.max(state.trimmedId, trimmedId as number);
+      state.reserved = Math.max(state.reserved, (reserved as number) ?? 0);
+      return true;
+    }
+    const line = lineFromRecord(record);
+    if (line === undefined) return false;
+    const state = this.#room(line.room);
+    const previous = state.kept.at(-1)?.id ?? state.trimmedId;
+    if (line.id <= previous) return false;
+    state.kept.push(line);
+    state.lastId = Math.max(state.lastId, line.id);
+    this.#trim(state, limit);
+    return true;
+  }
+
+  /** Takes over the rooms of an earlier version's Deno KV file. */
+  #adopt(rooms: Map<string, KvRoom>): void {
+    for (const [name, room] of rooms) {
+      const state = this.#room(name);
+      state.kept = room.messages;
+      state.lastId = room.lastId;
+      state.trimmedId = room.trimmedId;
+      this.#trim(state, this.limit);
+      state.nextId = state.lastId + 1;
+      // Deno KV synced every commit: nothing shown was lost.
+      state.reserved = state.reserving = state.lastId;
+    }
+  }
+
+  /** Trims a room to its last `limit` lines. */
+  #trim(state: RoomState, limit: number): void {
+    const drop = state.kept.length - state.head - limit;
+    if (drop <= 0) return;
+    state.head += drop;
+    state.trimmedId = state.kept[state.head - 1].id;
+    // Let go of trimmed lines once they are most of the array.
+    if (state.head >= 64 && state.head * 2 >= state.kept.length) {
+      state.kept = state.kept.slice(state.head);
+      state.head = 0;
+    }
+  }
+
   /**
    * Gives the entry the room's next id and stores it. The id is assigned at
    * once, so ids follow the order of the calls; the promise resolves (in
-   * that same order) once the message is durably stored, with the stored,
-   * frozen message. Broadcast it then, not before.
+   * that same order) once the line is stored, with the stored, frozen line.
+   * Broadcast it then, not before.
    *
    * Rejects with a TypeError or RangeError, using no id, when the entry
    * cannot be stored; with an Error when the history is closed or the
-   * commit fails (the message is then not stored and its id never seen).
+   * commit fails (the line is then not stored and its id never seen).
    *
    * @example
    * ```ts
@@ -666,10 +923,37 @@ export class History {
    * ```
    */
   append(room: string, entry: HistoryEntry): Promise<StoredMessage> {
+    return new Promise((resolve, reject) => {
+      this.appendThen(room, entry, (result) => {
+        if (result instanceof Error) reject(result);
+        else resolve(result);
+      });
+    });
+  }
+
+  /**
+   * {@linkcode History.append} with a callback: `done` is called once the
+   * line is stored, with the line and its record (its JSON as sent to
+   * clients, so that it is serialized once), or with the error. It is
+   * called at once, using no id, when the entry cannot be stored.
+   *
+   * @example
+   * ```ts
+   * import { History } from "./history.ts";
+   * const history = await History.open(":memory:");
+   * history.appendThen("lobby", {
+   *   username: "ann",
+   *   text: "hi",
+   *   timestamp: new Date().toISOString(),
+   * }, (line, record) => console.log(line, record));
+   * await history.close(); // logs the line, then '{"type":"message",...}'
+   * ```
+   */
+  appendThen(room: string, entry: HistoryEntry, done: AppendDone): void {
     const invalid = invalidEntry(room, entry);
-    if (invalid !== undefined) return Promise.reject(invalid);
+    if (invalid !== undefined) return done(invalid);
     if (this.#closing !== undefined) {
-      return Promise.reject(
+      return done(
         new Error(
           `history: closed; cannot store a message in room "${room}"`,
         ),
@@ -677,45 +961,37 @@ export class History {
     }
     const existing = this.#rooms.get(room);
     if (existing === undefined) {
-      const keyBytes = blockKeyBytes(room);
-      if (keyBytes > KV_MAX_KEY_BYTES) {
-        return Promise.reject(
+      const roomBytes = utf8Length(room);
+      if (roomBytes > MAX_ROOM_BYTES) {
+        return done(
           new RangeError(
-            `history: room name is too long to be stored (its keys would be ${keyBytes} bytes; the limit is ${KV_MAX_KEY_BYTES})`,
+            `history: room name is too long to be stored (${roomBytes} bytes; the limit is ${MAX_ROOM_BYTES})`,
           ),
         );
       }
     }
-    const bytes = valueBytes(entry);
-    if (bytes > KV_MAX_VALUE_BYTES) {
-      return Promise.reject(
+    const bytes = entryBytes(entry);
+    if (bytes > MAX_ENTRY_BYTES) {
+      return done(
         new RangeError(
-          `history: message is too large to be stored (up to ${bytes} bytes once serialized; the limit is ${KV_MAX_VALUE_BYTES})`,
+          `history: message is too large to be stored (up to ${bytes} bytes; the limit is ${MAX_ENTRY_BYTES})`,
         ),
       );
     }
-    // A new room starts at id 1; its state is made only for a message that
+    // A new room starts at id 1; its state is made only for a line that
     // will be stored, so a refused one leaves nothing behind.
     const message = toMessage(room, existing?.nextId ?? 1, entry);
-    const line = toLine(message);
-    const lineBytes = utf8Length(line) + 1;
-    if (lineBytes > KV_MAX_VALUE_BYTES) {
-      return Promise.reject(
-        new RangeError(
-          `history: message is too large to be stored (${lineBytes} bytes once encoded; the limit is ${KV_MAX_VALUE_BYTES})`,
-        ),
-      );
-    }
+    const record = JSON.stringify(message);
     const state = existing ?? this.#room(room);
     state.nextId++;
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ message, state, line, lineBytes, resolve, reject });
-      this.#schedule();
-    });
+    this.#queue.push({ message, state, record, done });
+    if (this.#timer === undefined && this.#draining === undefined) {
+      this.#timer = setImmediate(this.#onTurnEnd);
+    }
   }
 
   /**
-   * The room's kept messages, direct ones included, oldest first, in a new
+   * The room's kept lines, direct ones included, oldest first, in a new
    * array. Who may read which is the room's rule, not the store's.
    *
    * @example
@@ -727,17 +1003,19 @@ export class History {
    * ```
    */
   recent(room: string): StoredMessage[] {
-    return this.#rooms.get(room)?.kept.slice() ?? [];
+    const state = this.#rooms.get(room);
+    return state === undefined ? [] : state.kept.slice(state.head);
   }
 
   /**
-   * What a client that last saw message `lastSeenId` of the room missed,
-   * direct messages included. `lastSeenId` 0 means it saw nothing.
+   * What a client that last saw line `lastSeenId` of the room missed,
+   * direct lines included. `lastSeenId` 0 means it saw nothing.
    *
-   * - `gap` is false when every message after `lastSeenId` is still kept:
-   *   `messages` are exactly those, with no duplicate and no hole. Precisely, `gap` is true iff `lastSeenId` is
-   *   below the newest id trimmed away, which is `oldest kept id - 1` (ids
-   *   skipped by failed commits were never stored, so they are no gap).
+   * - `gap` is false when every line after `lastSeenId` is still kept:
+   *   `messages` are exactly those, with no duplicate and no hole.
+   *   Precisely, `gap` is true iff `lastSeenId` is below the newest id
+   *   trimmed away (ids skipped by failed commits were never stored, so
+   *   they are no gap).
    * - `gap` is true, too, when `lastSeenId` is above {@linkcode latestId}:
    *   the client saw ids this store does not know (its data was wiped or
    *   restored from a backup), so nothing it holds can be trusted to follow
@@ -772,7 +1050,7 @@ export class History {
     }
     const kept = state.kept;
     // First kept index whose id is above lastSeenId (ids ascend).
-    let low = 0;
+    let low = state.head;
     let high = kept.length;
     while (low < high) {
       const middle = (low + high) >>> 1;
@@ -783,7 +1061,7 @@ export class History {
   }
 
   /**
-   * The id of the room's newest stored message; 0 when it has none. Appends
+   * The id of the room's newest stored line; 0 when it has none. Appends
    * still waiting for their commit are not counted.
    *
    * @example
@@ -799,7 +1077,7 @@ export class History {
   }
 
   /**
-   * The rooms that have stored messages, sorted.
+   * The rooms that have stored lines, sorted.
    *
    * @example
    * ```ts
@@ -812,22 +1090,33 @@ export class History {
   listRooms(): string[] {
     const rooms: string[] = [];
     for (const state of this.#rooms.values()) {
-      if (state.kept.length > 0) rooms.push(state.name);
+      if (state.kept.length > state.head) rooms.push(state.name);
     }
     return rooms.sort();
   }
 
   /**
-   * KV commits made so far (loading excluded): for tests and metrics. One
-   * turn's appends take one commit unless they exceed KV's limits.
+   * Commits made so far (loading excluded): for tests and metrics. One
+   * turn's appends take one commit unless they exceed
+   * {@linkcode MAX_COMMIT_BYTES}.
    */
   get commits(): number {
     return this.#commits;
   }
 
+  /** Compactions made so far (loading's included): for tests. */
+  get compactions(): number {
+    return this.#compactions;
+  }
+  #compactions = 0;
+  /** While loading: the last record read was `closed`. */
+  #closedCleanly = false;
+  /** While loading: the boot id of the last `boot` record read. */
+  #lastBoot: string | undefined;
+
   /**
-   * Stops taking appends, waits until every pending one has settled, then
-   * closes the KV database. Calling it again returns the same promise.
+   * Stops taking appends, waits until every pending one has settled, syncs
+   * the file and closes it. Calling it again returns the same promise.
    *
    * @example
    * ```ts
@@ -846,11 +1135,30 @@ export class History {
       clearImmediate(this.#timer);
       this.#timer = undefined;
     }
-    while (this.#draining !== undefined || this.#queue.length > 0) {
-      await this.#flush();
+    await this.#compacting;
+    while (
+      this.#draining !== undefined || this.#queue.length > 0 ||
+      this.#snapshot !== undefined
+    ) {
+      await (this.#draining ?? this.#startDrain());
     }
-    this.#kv.close();
-    this.#lock?.close();
+    if (this.#syncTimer !== undefined) {
+      clearTimeout(this.#syncTimer);
+      this.#syncTimer = undefined;
+    }
+    await this.#syncing;
+    if (this.#disk !== undefined) {
+      try {
+        // Closed cleanly: ids go on exactly after the newest line.
+        this.#file.write(encoder.encode('{"type":"closed"}\n'));
+        this.#dirty = true;
+      } catch {
+        // Ids skip past the reservations at the next start: harmless.
+      }
+    }
+    if (this.#dirty) await this.#syncNow();
+    this.#disk?.file.close();
+    this.#retired?.close();
   }
 
   #room(name: string): RoomState {
@@ -859,425 +1167,500 @@ export class History {
       state = {
         name,
         kept: [],
-        blocks: [],
+        head: 0,
         lastId: 0,
         trimmedId: 0,
         nextId: 1,
-        blockKeyBytes: blockKeyBytes(name),
-        metaKeyBytes: keyPartBytes("room") + keyPartBytes(name) +
-          keyPartBytes("meta"),
+        // In memory, nothing survives a power loss to be given again.
+        reserved: this.#disk === undefined ? Number.MAX_SAFE_INTEGER : 0,
+        reserving: this.#disk === undefined ? Number.MAX_SAFE_INTEGER : 0,
       };
       this.#rooms.set(name, state);
     }
     return state;
   }
 
-  #schedule(): void {
-    if (this.#timer !== undefined || this.#draining !== undefined) return;
-    this.#timer = setImmediate(this.#onTurnEnd);
-  }
-
+  /**
+   * The turn's end: its appends are written now, each commit at once when
+   * nothing needs awaiting (the default), or by the commit loop.
+   */
   #onTurnEnd = (): void => {
     this.#timer = undefined;
-    void this.#flush();
+    if (this.#draining !== undefined) return;
+    if (
+      this.fsync === "periodic" && this.#snapshot === undefined &&
+      !mustWait(this.#queue)
+    ) {
+      while (this.#queue.length > 0) {
+        this.#commit(this.#takeChunk());
+      }
+      this.#maybeCompact();
+      return;
+    }
+    this.#startDrain();
   };
 
-  /** Starts the commit loop unless it runs; resolves when it stops. */
-  #flush(): Promise<void> {
-    if (this.#draining === undefined && this.#queue.length > 0) {
-      this.#draining = this.#drain();
-    }
-    return this.#draining ?? Promise.resolve();
+  /** Starts the commit loop; `#draining` is set while it runs. */
+  #startDrain(): Promise<void> {
+    const run = this.#drain().finally(() => {
+      if (this.#draining !== run) return;
+      this.#draining = undefined;
+      // Appends made (or a compaction readied) as it ended found it
+      // running and scheduled nothing.
+      if (
+        (this.#queue.length > 0 || this.#snapshot !== undefined) &&
+        this.#timer === undefined
+      ) {
+        this.#timer = setImmediate(this.#onTurnEnd);
+      }
+    });
+    this.#draining = run;
+    return run;
   }
 
   /**
-   * Commits queued appends, one chunk after another, until none is left.
-   * Appends made while a commit is in flight wait for it, then go together
-   * into the next one. Only called with a non-empty queue, so it awaits
-   * before it clears `#draining`, after `#flush` has set it.
+   * Finishes a compaction whose new file is ready, then commits queued
+   * appends until none is left; with `fsync: "always"`, or when a line's
+   * id is past its room's synced reservation, a commit waits for its sync. Appends made meanwhile wait, then go together into the
+   * next commit.
    */
   async #drain(): Promise<void> {
     for (;;) {
-      const count = this.#chunkLength();
-      if (count === 0) break;
-      const chunk = this.#queue.splice(0, count);
-      await this.#commit(chunk);
+      if (this.#snapshot !== undefined) {
+        try {
+          await this.#finishCompaction();
+        } catch (error) {
+          this.#compactionFailed(error);
+        }
+      }
+      if (this.#queue.length === 0) break;
+      const chunk = this.#takeChunk();
+      if (this.fsync === "always" || mustWait(chunk)) {
+        const written = this.#write(chunk);
+        if (written === undefined) continue;
+        const covered = this.#pending.length;
+        try {
+          await this.#file.sync();
+        } catch (error) {
+          this.#fail(chunk, error, written);
+          continue;
+        }
+        this.#promote(covered);
+        this.#dirty = false;
+        this.#settle(chunk);
+      } else {
+        this.#commit(chunk);
+      }
+      this.#maybeCompact();
     }
-    this.#draining = undefined;
   }
 
-  /**
-   * How many queued appends (from the front) fit in one atomic commit.
-   * Costs are upper bounds. Every room touched rewrites its meta key and its
-   * newest block (or starts one); every block the appends fill starts
-   * another; and every old message an append pushes out may empty one more
-   * block, to delete, while blocks are left (each holds a kept message, so
-   * pushing out `d` messages deletes at most `d` of them).
-   */
-  #chunkLength(): number {
+  /** The queued appends (from the front) of the next commit. */
+  #takeChunk(): PendingAppend[] {
     const queue = this.#queue;
-    const rooms = new Map<RoomState, ChunkRoom>();
-    let mutations = 0;
     let bytes = 0;
-    let keyBytes = 0;
     let count = 0;
-    for (; count < queue.length; count++) {
-      const { state, lineBytes } = queue[count];
-      let room = rooms.get(state);
-      let m = 0;
-      let b = lineBytes;
-      let k = 0;
-      if (room === undefined) {
-        const open = openBlock(state);
-        room = {
-          added: 0,
-          blockCount: open?.count ?? 0,
-          blockLength: open?.length ?? 0,
-          deletes: 0,
-        };
-        m += 2;
-        b += 2 * state.metaKeyBytes + META_VALUE_BYTES +
-          2 * state.blockKeyBytes + room.blockLength;
-        k += state.metaKeyBytes + state.blockKeyBytes;
-      }
-      const newBlock = startsNewBlock(
-        room.blockCount,
-        room.blockLength,
-        lineBytes,
-      );
-      if (newBlock) {
-        m += 1;
-        b += 2 * state.blockKeyBytes;
-        k += state.blockKeyBytes;
-      }
-      const deletes = state.kept.length + room.added >= this.limit &&
-        room.deletes < state.blocks.length;
-      if (deletes) {
-        m += 1;
-        b += state.blockKeyBytes;
-      }
-      if (
-        count > 0 &&
-        (mutations + m > KV_MAX_MUTATIONS || bytes + b > KV_MAX_COMMIT_BYTES ||
-          keyBytes + k > KV_MAX_COMMIT_KEY_BYTES)
-      ) break;
-      mutations += m;
-      bytes += b;
-      keyBytes += k;
-      if (newBlock) {
-        room.blockCount = 0;
-        room.blockLength = 0;
-      }
-      room.blockCount++;
-      room.blockLength += lineBytes;
-      if (deletes) room.deletes++;
-      room.added++;
-      rooms.set(state, room);
+    while (count < queue.length) {
+      bytes += queue[count].record.length + 1;
+      if (count > 0 && bytes > MAX_COMMIT_BYTES) break;
+      count++;
     }
-    return count;
+    return count === queue.length ? queue.splice(0) : queue.splice(0, count);
+  }
+
+  /** Writes a chunk and settles it (`fsync: "periodic"`). */
+  #commit(chunk: PendingAppend[]): void {
+    const before = this.#write(chunk);
+    if (before === undefined) return;
+    if (this.#pending.at(-1)?.at === before) {
+      // A reservation is synced at once, ahead of need.
+      this.#syncSoon();
+    } else {
+      this.#dirty = true;
+      this.#syncTimer ??= setTimeout(this.#onSyncTimer, FSYNC_INTERVAL_MS);
+    }
+    this.#settle(chunk);
   }
 
   /**
-   * Stores one chunk in one atomic commit, then updates the rooms and
-   * settles the chunk's appends in order. Never throws: a failed commit
-   * rejects the chunk's appends and leaves the rooms as they were.
+   * Writes the chunk's records in one write; returns the length the file
+   * had before, or undefined when the write failed (the chunk is then
+   * rejected and the file cut back).
    */
-  async #commit(chunk: PendingAppend[]): Promise<void> {
-    const byRoom = new Map<RoomState, PendingAppend[]>();
-    for (const append of chunk) {
-      const list = byRoom.get(append.state);
-      if (list === undefined) byRoom.set(append.state, [append]);
-      else list.push(append);
+  #write(chunk: PendingAppend[]): number | undefined {
+    const before = this.#length;
+    let text = "";
+    for (const { record, message, state } of chunk) {
+      // Reserved ahead: half a reservation before a room runs out.
+      if (message.id + ID_RESERVATION / 2 > state.reserving) {
+        state.reserving = message.id + ID_RESERVATION;
+        this.#pending.push({ state, upTo: state.reserving, at: before });
+        text += `{"type":"reserve","room":${
+          JSON.stringify(state.name)
+        },"upTo":${state.reserving}}\n`;
+      }
+      text += record + "\n";
     }
-    const updates: RoomUpdate[] = [];
+    let buffer = this.#buffer;
+    if (buffer.length < text.length * 3) {
+      buffer = this.#buffer = new Uint8Array(text.length * 3);
+    }
+    const { written } = encoder.encodeInto(text, buffer);
     try {
-      const operation = this.#kv.atomic();
-      for (const [state, added] of byRoom) {
-        updates.push(this.#stage(operation, state, added));
+      if (this.#torn) {
+        this.#file.truncate(before);
+        this.#torn = false;
       }
-      const result = await operation.commit();
-      if (!result.ok) throw new Error("the atomic commit was refused");
+      this.#file.write(buffer.subarray(0, written));
     } catch (error) {
-      const reason = describe(error);
-      for (const { message, reject } of chunk) {
-        reject(
-          new Error(
-            `history: message ${message.id} in room "${message.room}" was not stored: ${reason}`,
-            { cause: error },
-          ),
-        );
-      }
-      this.#onCommit?.(
-        error instanceof Error ? error : new Error(reason, { cause: error }),
-      );
-      return;
+      this.#fail(chunk, error, before);
+      return undefined;
     }
+    this.#length = before + written;
+    // A compaction under way copies what was written meanwhile.
+    this.#tail?.push({ start: before, bytes: buffer.slice(0, written) });
+    if (buffer.length > 1024 * 1024) this.#buffer = new Uint8Array(16 * 1024);
+    return before;
+  }
+
+  /** Rejects a chunk that was not stored, and cuts the file back. */
+  #fail(chunk: PendingAppend[], error: unknown, length: number): void {
+    this.#length = length;
+    // Reservations cut off with the write: reserved again next time.
+    while (this.#pending.length > 0 && this.#pending.at(-1)!.at >= length) {
+      const { state } = this.#pending.pop()!;
+      state.reserving = state.reserved;
+      for (const other of this.#pending) {
+        if (other.state === state) {
+          state.reserving = Math.max(state.reserving, other.upTo);
+        }
+      }
+    }
+    if (this.#tail !== undefined) {
+      this.#tail = this.#tail.filter((written) => written.start < length);
+    }
+    try {
+      this.#file.truncate(length);
+      this.#torn = false;
+    } catch {
+      this.#torn = true; // cut before the next write, or that fails too
+    }
+    const reason = describe(error);
+    for (const { message, done } of chunk) {
+      tell(
+        done,
+        new Error(
+          `history: message ${message.id} in room "${message.room}" was not stored: ${reason}`,
+          { cause: error },
+        ),
+      );
+    }
+    this.#onCommit?.(asError(error));
+  }
+
+  /** A stored chunk: its rooms take its lines, its appends resolve. */
+  #settle(chunk: PendingAppend[]): void {
     this.#commits++;
     this.#onCommit?.(null);
-    for (const update of updates) {
-      const { state } = update;
-      state.kept = update.kept;
-      state.lastId = update.meta.lastId;
-      state.trimmedId = update.meta.trimmedId;
-      const blocks = state.blocks;
-      if (update.replacesLast) blocks.pop();
-      for (const block of update.written) blocks.push(block);
-      if (update.deletes > 0) blocks.splice(0, update.deletes);
-      // Only the newest block keeps its bytes, to take the next messages.
-      for (let i = blocks.length - 2; i >= 0; i--) {
-        if (blocks[i].bytes === undefined) break;
-        blocks[i].bytes = undefined;
-      }
+    const limit = this.limit;
+    for (const { message, state } of chunk) {
+      state.kept.push(message);
+      state.lastId = message.id;
+      if (state.kept.length - state.head > limit) this.#trim(state, limit);
     }
-    for (const { message, resolve } of chunk) resolve(message);
+    for (const { message, record, done } of chunk) {
+      tell(done, message, record);
+    }
+  }
+
+  #onSyncTimer = (): void => {
+    this.#syncTimer = undefined;
+    if (!this.#dirty || this.#closing !== undefined) return;
+    // One sync at a time: written meanwhile, synced at the next tick.
+    if (this.#syncing !== undefined) {
+      this.#syncTimer = setTimeout(this.#onSyncTimer, FSYNC_INTERVAL_MS);
+    } else {
+      void this.#syncNow();
+    }
+  };
+
+  /** Syncs now, or right after the sync under way. */
+  #syncSoon(): void {
+    this.#dirty = true;
+    if (this.#syncing !== undefined) {
+      this.#syncAgain = true;
+      return;
+    }
+    if (this.#syncTimer !== undefined) {
+      clearTimeout(this.#syncTimer);
+      this.#syncTimer = undefined;
+    }
+    void this.#syncNow();
+  }
+
+  /** Syncs what was written; a failure is told as a failed commit. */
+  async #syncNow(): Promise<void> {
+    this.#dirty = false;
+    const covered = this.#pending.length;
+    const syncing = this.#file.sync().then(
+      () => this.#promote(covered),
+      (error) => {
+        this.#dirty = true;
+        this.#onCommit?.(asError(error));
+      },
+    );
+    this.#syncing = syncing;
+    await syncing;
+    if (this.#syncing === syncing) this.#syncing = undefined;
+    if (this.#syncAgain && this.#closing === undefined) {
+      this.#syncAgain = false;
+      void this.#syncNow();
+      return;
+    }
+    // Written while it ran (or a failed sync): synced within the interval.
+    if (this.#dirty && this.#closing === undefined) {
+      this.#syncTimer ??= setTimeout(this.#onSyncTimer, FSYNC_INTERVAL_MS);
+    }
   }
 
   /**
-   * Adds one room's part of a commit to `operation`: its new messages
-   * appended to its newest block (and to new ones as blocks fill), the
-   * blocks left holding only trimmed messages deleted, its meta rewritten.
-   * Returns what the room becomes if the commit succeeds; changes nothing
-   * in the room itself.
+   * The first `count` reservations written are synced: their ids cannot
+   * be given again after a power loss.
    */
-  #stage(
-    operation: Deno.AtomicOperation,
-    state: RoomState,
-    added: PendingAppend[],
-  ): RoomUpdate {
-    const { name, kept } = state;
-    const total = kept.length + added.length;
-    const drop = Math.max(0, total - this.limit);
-    let trimmedId = state.trimmedId;
-    if (drop > 0) {
-      trimmedId = drop <= kept.length
-        ? kept[drop - 1].id
-        : added[drop - kept.length - 1].message.id;
+  #promote(count: number): void {
+    for (const { state, upTo } of this.#pending.splice(0, count)) {
+      if (upTo > state.reserved) state.reserved = upTo;
     }
-    const nextKept: StoredMessage[] = [];
-    for (let i = Math.min(drop, kept.length); i < kept.length; i++) {
-      nextKept.push(kept[i]);
-    }
-    // Pushed-out new messages (a burst longer than the limit) are simply
-    // never written.
-    const firstWritten = Math.max(0, drop - kept.length);
-    for (let i = firstWritten; i < added.length; i++) {
-      nextKept.push(added[i].message);
-    }
+  }
 
-    // Pack the new lines into the newest block and new ones, then encode
-    // each block's new lines with one call.
-    const written: Block[] = [];
-    const lines: string[][] = [];
-    const starts: number[] = [];
-    const open = openBlock(state);
-    let block: Block | undefined = open === undefined ? undefined : { ...open };
-    let blockLines: string[] = [];
-    for (let i = firstWritten; i < added.length; i++) {
-      const { message, line, lineBytes } = added[i];
-      if (
-        block === undefined ||
-        startsNewBlock(block.count, block.length, lineBytes)
-      ) {
-        block = {
-          firstId: message.id,
-          lastId: message.id,
-          count: 0,
-          length: 0,
-          bytes: undefined,
-        };
-      }
-      if (block !== written.at(-1)) {
-        written.push(block);
-        blockLines = [];
-        lines.push(blockLines);
-        starts.push(block.length);
-      }
-      blockLines.push(line);
-      block.length += lineBytes;
-      block.count++;
-      block.lastId = message.id;
-    }
-    for (let i = 0; i < written.length; i++) {
-      const block = written[i];
-      const text = lines[i].join("\n") + "\n";
-      const start = starts[i];
-      let bytes = block.bytes;
-      if (bytes === undefined || bytes.length < block.length) {
-        // Room to grow, so that appends seldom copy the block.
-        const grown = new Uint8Array(
-          Math.min(
-            Math.max(KV_MAX_VALUE_BYTES, block.length),
-            Math.max(256, 2 * block.length),
-          ),
-        );
-        if (bytes !== undefined) grown.set(bytes.subarray(0, start));
-        bytes = grown;
-        block.bytes = bytes;
-      }
-      const { written: encoded } = encoder.encodeInto(
-        text,
-        bytes.subarray(start),
-      );
-      if (start + encoded !== block.length) {
-        throw new Error("history: a block's size was miscounted");
-      }
-      operation.set(
-        blockKey(name, block.firstId),
-        bytes.subarray(0, block.length),
-      );
-    }
-    // The open block is rewritten (not deleted) when it took messages.
-    const replacesLast = open !== undefined &&
-      written[0]?.firstId === open.firstId;
-    const last = state.blocks.length - (replacesLast ? 1 : 0);
-    let deletes = 0;
-    while (deletes < last && state.blocks[deletes].lastId <= trimmedId) {
-      operation.delete(blockKey(name, state.blocks[deletes].firstId));
-      deletes++;
-    }
-    const meta: MetaValue = {
-      lastId: added[added.length - 1].message.id,
-      trimmedId,
-    };
-    operation.set(metaKey(name), meta);
-    return { state, kept: nextKept, meta, written, replacesLast, deletes };
+  #compactionDue(): boolean {
+    return this.#disk !== undefined &&
+      this.#length > Math.max(COMPACT_MIN_BYTES, 2 * this.#compacted);
+  }
+
+  /** Starts a compaction in the background when one is due. */
+  #maybeCompact(): void {
+    if (
+      this.#compacting !== undefined || this.#snapshot !== undefined ||
+      this.#closing !== undefined || !this.#compactionDue()
+    ) return;
+    this.#compacting = this.#writeSnapshot().then(
+      (snapshot) => {
+        this.#compacting = undefined;
+        this.#snapshot = snapshot;
+        // Finished by the commit loop, between two commits.
+        if (this.#draining === undefined) void this.#startDrain();
+      },
+      (error) => {
+        this.#compacting = undefined;
+        this.#compactionFailed(error);
+      },
+    );
+  }
+
+  /** A compaction failed: told, and tried again once the file grew more. */
+  #compactionFailed(error: unknown): void {
+    this.#tail = undefined;
+    this.#compacted = this.#length;
+    this.#onCommit?.(asError(error));
+  }
+
+  /** Compacts now, with nothing else going on (while opening). */
+  async #compact(): Promise<void> {
+    this.#snapshot = await this.#writeSnapshot();
+    await this.#finishCompaction();
   }
 
   /**
-   * Reads every room's blocks and meta; keeps in memory the last `limit`
-   * messages above each room's `trimmedId`, and trims rooms holding more.
+   * Writes the kept lines and a meta record per room, as they are now, to
+   * `PATH.compact`, and syncs it; commits go on meanwhile (into the file,
+   * and into `#tail`, for {@linkcode #finishCompaction} to copy). Yields
+   * to the event loop between pieces, so a big history pauses nothing.
    */
-  async #load(): Promise<void> {
-    const metas = new Map<string, MetaValue>();
-    const stored = new Map<string, StoredMessage[]>();
-    for await (const { key, value } of this.#kv.list({ prefix: ["room"] })) {
-      const [, name, kind, firstId] = key;
-      if (typeof name !== "string") throw unexpected(key);
-      if (kind === "meta" && key.length === 3) {
-        if (!isMetaValue(value)) throw unexpected(key);
-        metas.set(name, value);
-        this.#room(name);
-      } else if (
-        kind === "block" && key.length === 4 && Number.isSafeInteger(firstId)
-      ) {
-        if (!(value instanceof Uint8Array)) throw unexpected(key);
-        const messages = parseBlock(name, firstId as number, value);
-        if (messages === undefined) throw unexpected(key);
-        const state = this.#room(name);
-        const previous = stored.get(name);
-        if (previous !== undefined && previous.at(-1)!.id >= messages[0].id) {
-          throw unexpected(key);
-        }
-        state.blocks.push({
-          firstId: firstId as number,
-          lastId: messages.at(-1)!.id,
-          count: messages.length,
-          length: value.length,
-          bytes: value,
-        });
-        if (previous === undefined) stored.set(name, messages);
-        else for (const message of messages) previous.push(message);
-      } else if (kind === "msg" && key.length === 4) {
-        // The earlier one-key-per-message layout: ignored.
-      } else {
-        throw unexpected(key);
-      }
-    }
+  async #writeSnapshot(): Promise<Snapshot> {
+    const scratch = `${this.#path!}.compact`;
+    const rooms = [];
     for (const state of this.#rooms.values()) {
-      const meta = metas.get(state.name);
-      const messages = stored.get(state.name) ?? [];
-      const newest = messages.at(-1)?.id ?? 0;
-      state.lastId = Math.max(meta?.lastId ?? 0, newest);
-      state.trimmedId = meta?.trimmedId ??
-        Math.max(0, (messages[0]?.id ?? 1) - 1);
-      state.nextId = state.lastId + 1;
-      let first = 0;
-      while (
-        first < messages.length && messages[first].id <= state.trimmedId
-      ) first++;
-      const drop = first + Math.max(0, messages.length - first - this.limit);
-      if (drop > first) state.trimmedId = messages[drop - 1].id;
-      state.kept = messages.slice(drop);
-      for (let i = 0; i < state.blocks.length - 1; i++) {
-        state.blocks[i].bytes = undefined;
+      rooms.push({
+        name: state.name,
+        lines: state.kept.slice(state.head),
+        lastId: state.lastId,
+        trimmedId: state.trimmedId,
+        // Synced with the new file, before it replaces the old one.
+        reserved: state.reserving,
+      });
+    }
+    this.#tail = [];
+    const file = await Deno.open(scratch, {
+      read: true,
+      write: true,
+      create: true,
+      truncate: true,
+    });
+    try {
+      const disk = new DiskFile(file);
+      let length = 0;
+      let text = headerLine(this.limit) + this.#bootLine();
+      const flush = () => {
+        const bytes = encoder.encode(text);
+        disk.write(bytes);
+        length += bytes.length;
+        text = "";
+      };
+      for (const room of rooms) {
+        for (const line of room.lines) text += JSON.stringify(line) + "\n";
+        text += JSON.stringify({
+          type: "meta",
+          room: room.name,
+          lastId: room.lastId,
+          trimmedId: room.trimmedId,
+          reserved: room.reserved,
+        }) + "\n";
+        if (text.length >= SNAPSHOT_PIECE_CHARS) {
+          flush();
+          await new Promise((resolve) => setImmediate(resolve));
+        }
       }
-      const oldest = state.blocks[0];
-      if (
-        drop > first ||
-        (oldest !== undefined && oldest.lastId <= state.trimmedId)
-      ) {
-        await this.#trimLoaded(state);
-      }
+      flush();
+      await file.syncData();
+      return { file, length };
+    } catch (error) {
+      file.close();
+      await Deno.remove(scratch).catch(() => {});
+      throw error;
     }
   }
 
   /**
-   * Stores a room's `trimmedId` after loading raised it (a smaller limit
-   * than the last run's), and deletes the blocks that hold only messages
-   * trimmed away.
+   * Copies what was committed while the snapshot was written, syncs it,
+   * locks the new file and renames it over the old one, which stays open
+   * and locked until the next compaction, so that a second hubchat that
+   * opened it just before the rename still finds it locked (it then sees
+   * the path name another file, and tries again). No commit runs
+   * meanwhile.
    */
-  async #trimLoaded(state: RoomState): Promise<void> {
-    const meta: MetaValue = {
-      lastId: state.lastId,
-      trimmedId: state.trimmedId,
-    };
-    let dead = 0;
-    while (
-      dead < state.blocks.length && state.blocks[dead].lastId <= meta.trimmedId
-    ) dead++;
-    // Deletes plus the meta key, within KV's mutation limit; the meta goes
-    // in the first commit, so a crash part way leaves dead blocks that the
-    // next load deletes.
-    const step = KV_MAX_MUTATIONS - 1;
-    let start = 0;
-    do {
-      const end = Math.min(dead, start + step);
-      const operation = this.#kv.atomic();
-      for (let i = start; i < end; i++) {
-        operation.delete(blockKey(state.name, state.blocks[i].firstId));
+  async #finishCompaction(): Promise<void> {
+    const { file, length } = this.#snapshot!;
+    const tail = this.#tail ?? [];
+    this.#snapshot = undefined;
+    this.#tail = undefined;
+    const path = this.#path!;
+    let total = length;
+    try {
+      const disk = new DiskFile(file);
+      for (const { bytes } of tail) {
+        disk.write(bytes);
+        total += bytes.length;
       }
-      if (start === 0) operation.set(metaKey(state.name), meta);
-      const result = await operation.commit();
-      if (!result.ok) {
+      if (tail.length > 0) await file.syncData();
+      if (!file.tryLockSync(true)) {
         throw new Error(
-          `history: could not trim room "${state.name}" to ${this.limit} messages`,
+          `history: ${path}.compact is locked by another process`,
         );
       }
-      start = end;
-    } while (start < dead);
-    state.blocks = state.blocks.slice(dead);
+      await Deno.rename(`${path}.compact`, path);
+      await syncFolder(path);
+    } catch (error) {
+      file.close();
+      await Deno.remove(`${path}.compact`).catch(() => {});
+      throw error;
+    }
+    // The new file holds every reservation, synced.
+    this.#promote(this.#pending.length);
+    this.#retired?.close();
+    this.#retired = this.#disk!.file;
+    this.#use(file);
+    this.#length = total;
+    // Next time the file is twice what is kept now (what was written
+    // meanwhile is mostly trimmed soon).
+    this.#compacted = length;
+    this.#dirty = false;
+    this.#torn = false;
+    this.#compactions++;
   }
 }
 
-/** A room's newest block, while it may take more messages. */
-function openBlock(state: RoomState): Block | undefined {
-  const block = state.blocks.at(-1);
-  return block?.bytes === undefined ? undefined : block;
+/** A compaction's new file, written and synced, not yet in place. */
+interface Snapshot {
+  file: Deno.FsFile;
+  /** Bytes written to it. */
+  length: number;
 }
 
-/** What {@linkcode History} `#chunkLength` tracks of each room in a chunk. */
-interface ChunkRoom {
-  /** The room's appends in the chunk so far. */
-  added: number;
-  /** Messages in the block being filled. */
-  blockCount: number;
-  /** Bytes in the block being filled. */
-  blockLength: number;
-  /** Blocks the chunk may delete. */
-  deletes: number;
+/**
+ * Characters of snapshot text written in one piece before a compaction
+ * lets commits run again.
+ */
+const SNAPSHOT_PIECE_CHARS = 1024 * 1024;
+
+/**
+ * True when a line's id is past its room's synced reservation: its commit
+ * waits for the sync that makes the reservation durable.
+ */
+function mustWait(appends: PendingAppend[]): boolean {
+  for (const { message, state } of appends) {
+    if (message.id > state.reserved) return true;
+  }
+  return false;
 }
 
-/** What a room becomes if a commit succeeds. */
-interface RoomUpdate {
-  state: RoomState;
-  kept: StoredMessage[];
-  meta: MetaValue;
-  /** The blocks set, ascending; the first may replace the newest stored. */
-  written: Block[];
-  /** True when `written[0]` is the room's newest block, rewritten. */
-  replacesLast: boolean;
-  /** Blocks deleted from the front of the room's `blocks`. */
-  deletes: number;
+/**
+ * Tells one append how it settled. A callback that throws leaves the rest
+ * of its commit to be told: its error is thrown again on its own.
+ */
+function tell(
+  done: AppendDone,
+  result: StoredMessage | Error,
+  record?: string,
+): void {
+  try {
+    done(result, record);
+  } catch (error) {
+    queueMicrotask(() => {
+      throw error;
+    });
+  }
+}
+
+/** Makes a rename in the folder of `path` durable. */
+async function syncFolder(path: string): Promise<void> {
+  const folder = parentDirectory(path) ?? ".";
+  const handle = await Deno.open(folder, { read: true });
+  try {
+    await handle.sync();
+  } finally {
+    handle.close();
+  }
+}
+
+/** True when the file starts as a history file does. */
+function startsWithHeader(bytes: Uint8Array): boolean {
+  const head = new TextDecoder().decode(bytes.subarray(0, HEADER_START.length));
+  return head === HEADER_START;
+}
+
+/** A record's object, or undefined when the line is not JSON of one. */
+function parseRecord(line: string): Record<string, unknown> | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  return typeof value === "object" && value !== null && !Array.isArray(value)
+    ? value as Record<string, unknown>
+    : undefined;
+}
+
+/** True when any whole line after `offset` parses as a record. */
+function anyRecordAfter(text: string, offset: number): boolean {
+  while (offset < text.length) {
+    const end = text.indexOf("\n", offset);
+    if (end === -1) return false;
+    if (parseRecord(text.slice(offset, end)) !== undefined) return true;
+    offset = end + 1;
+  }
+  return false;
 }
 
 function checkLimit(limit: number | undefined): number {
@@ -1290,12 +1673,20 @@ function checkLimit(limit: number | undefined): number {
   return value;
 }
 
-function unexpected(key: Deno.KvKey): Error {
-  return new Error(
-    `history: unexpected entry ${
-      Deno.inspect(key)
-    } in the store; is this a hubchat history database?`,
-  );
+function checkFsync(mode: FsyncMode | undefined): FsyncMode {
+  const value = mode ?? "periodic";
+  if (value !== "periodic" && value !== "always") {
+    throw new RangeError(
+      `history: fsync must be "periodic" or "always", got ${mode}`,
+    );
+  }
+  return value;
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error
+    ? error
+    : new Error(describe(error), { cause: error });
 }
 
 function describe(error: unknown): string {

@@ -5,13 +5,14 @@
  *
  * - "per turn": 100 appends in each of 100 event-loop turns (a busy
  *   server: group commits of about a turn's worth).
- * - "one turn": all 10,000 in one turn (split only by KV's limits).
+ * - "one turn": all 10,000 in one turn (split only by the commit size).
  * - "1,000 in one turn": one iteration is 1,000 appends made in one turn
  *   (one big group commit, or a few), for the cost of a full commit.
  * - "awaited": 100 appends, each awaited before the next (a quiet chat:
  *   one commit per message, the latency floor).
  *
- * Each runs on a file in a temporary directory and in memory.
+ * Each runs on a file in a temporary directory (`fsync: "periodic"`, the
+ * default, and `"always"`) and in memory.
  *
  * @module
  */
@@ -38,9 +39,16 @@ globalThis.addEventListener("unload", () => {
 let stores = 0;
 
 /** A fresh history, on a file of its own or in memory. */
-function openStore(onDisk: boolean): Promise<History> {
-  return History.open(onDisk ? `${dir}/bench-${stores++}.db` : ":memory:");
+function openStore(where: Where): Promise<History> {
+  return where === "memory"
+    ? History.open(":memory:")
+    : History.open(`${dir}/bench-${stores++}.log`, {
+      fsync: where === "file" ? "periodic" : "always",
+    });
 }
+
+/** Where a benchmark's history is. */
+type Where = "file" | "file, fsync always" | "memory";
 
 function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
@@ -71,8 +79,7 @@ async function appendAll(
   await Promise.all(all);
 }
 
-for (const onDisk of [true, false]) {
-  const where = onDisk ? "file" : "memory";
+for (const where of ["file", "file, fsync always", "memory"] as const) {
   const groupCommits = [
     { what: "10,000 appends, 100 per turn", count: APPENDS, perTurn: PER_TURN },
     { what: "10,000 appends in one turn", count: APPENDS, perTurn: APPENDS },
@@ -87,7 +94,7 @@ for (const onDisk of [true, false]) {
       n: count === ONE_TURN ? 20 : 10,
       warmup: count === ONE_TURN ? 2 : 1,
       async fn(b) {
-        const history = await openStore(onDisk);
+        const history = await openStore(where);
         b.start();
         await appendAll(history, count, perTurn);
         b.end();
@@ -102,7 +109,7 @@ for (const onDisk of [true, false]) {
     n: 10,
     warmup: 1,
     async fn(b) {
-      const history = await openStore(onDisk);
+      const history = await openStore(where);
       b.start();
       for (let i = 0; i < AWAITED; i++) await append(history, i);
       b.end();
