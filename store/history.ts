@@ -276,6 +276,16 @@ function headerLine(limit: number): string {
 }
 
 /**
+ * The record of the boot `bootId`, with its newline; "" where there is no
+ * boot id (see "Ids after a power loss").
+ */
+function bootLine(bootId: string | undefined): string {
+  return bootId === undefined
+    ? ""
+    : JSON.stringify({ type: "boot", id: bootId }) + "\n";
+}
+
+/**
  * An upper bound on the size of an entry as two bytes per UTF-16 unit of
  * every field, plus some per field; see {@linkcode MAX_ENTRY_BYTES}.
  */
@@ -734,7 +744,7 @@ export class History {
       if (loaded.length === 0) {
         // A new file (or one whose header never reached the disk whole).
         const header = encoder.encode(
-          headerLine(this.limit) + this.#bootLine(),
+          headerLine(this.limit) + bootLine(this.#bootId),
         );
         disk.truncate(0);
         disk.write(header);
@@ -746,20 +756,13 @@ export class History {
       } else {
         // Past a torn tail (a power loss mid-write), cut off, or at the end.
         disk.truncate(loaded.length);
-        const boot = encoder.encode(this.#bootLine());
+        const boot = encoder.encode(bootLine(this.#bootId));
         disk.write(boot);
         this.#length = this.#compacted = loaded.length + boot.length;
       }
     } catch (error) {
       throw new HistoryOpenError(path, "file", error);
     }
-  }
-
-  /** This boot's record, with its newline; "" where there is no boot id. */
-  #bootLine(): string {
-    return this.#bootId === undefined
-      ? ""
-      : JSON.stringify({ type: "boot", id: this.#bootId }) + "\n";
   }
 
   /** Writes through `file` from now on. */
@@ -1500,7 +1503,7 @@ export class History {
     try {
       const disk = new DiskFile(file);
       let length = 0;
-      let text = headerLine(this.limit) + this.#bootLine();
+      let text = headerLine(this.limit) + bootLine(this.#bootId);
       const flush = () => {
         const bytes = encoder.encode(text);
         disk.write(bytes);
