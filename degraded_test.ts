@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { createLogger } from "./log.ts";
 import type { ErrorMessage } from "./protocol.ts";
-import type { HistoryFile } from "./store/history.ts";
+import type { HistoryFile } from "./store/history_file.ts";
 import { ChatClient } from "./testing/chat_client.ts";
 import { ChildServer } from "./testing/child_server.ts";
 import { withServer } from "./testing/server.ts";

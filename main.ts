@@ -25,7 +25,8 @@ import {
   readFlags,
   UsageError,
 } from "./flags.ts";
-import { DEFAULT_HISTORY_LIMIT, HistoryOpenError } from "./store/history.ts";
+import { DEFAULT_HISTORY_LIMIT } from "./store/history.ts";
+import { HistoryOpenError } from "./store/history_file.ts";
 import { EngineUnavailable } from "./engine.ts";
 import { DEFAULT_UPLOAD_RATE, FilesDirError } from "./files/http.ts";
 import {

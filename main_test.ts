@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { HistoryOpenError } from "./store/history.ts";
+import { HistoryOpenError } from "./store/history_file.ts";
 import {
   type Config,
   descriptorWarning,

@@ -26,8 +26,8 @@ import {
   DEFAULT_HISTORY_LIMIT,
   type FsyncMode,
   History,
-  type HistoryFile,
 } from "./store/history.ts";
+import type { HistoryFile } from "./store/history_file.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { Health, PROMETHEUS_CONTENT_TYPE, ServerMetrics } from "./metrics.ts";
 import { CloseCode } from "./protocol.ts";

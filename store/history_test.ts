@@ -4,12 +4,11 @@ import {
   DEFAULT_HISTORY_LIMIT,
   History,
   type HistoryEntry,
-  type HistoryFile,
-  HistoryOpenError,
   ID_RESERVATION,
   MAX_COMMIT_BYTES,
   type StoredMessage,
 } from "./history.ts";
+import { type HistoryFile, HistoryOpenError } from "./history_file.ts";
 import { visibleTo } from "../protocol.ts";
 import { type ChildExit, DenoChild } from "../testing/child_process.ts";
 import { within } from "../testing/wait.ts";
