@@ -9,7 +9,22 @@
 
 /**
  * Where a history writes: its file, or for `:memory:` nothing. Tests wrap
- * it (see {@linkcode HistoryOptions.wrapFile}) to make writes fail.
+ * it (`HistoryOptions.wrapFile`, history.ts) to make writes fail.
+ *
+ * @example
+ * ```ts
+ * import type { HistoryFile } from "./history_file.ts";
+ * // A file that counts its syncs, as a test wraps one.
+ * let syncs = 0;
+ * const counting = (file: HistoryFile): HistoryFile => ({
+ *   write: (bytes) => file.write(bytes),
+ *   truncate: (length) => file.truncate(length),
+ *   sync() {
+ *     syncs++;
+ *     return file.sync();
+ *   },
+ * });
+ * ```
  */
 export interface HistoryFile {
   /** Appends all of `bytes`, or throws (a short write is retried). */
@@ -23,7 +38,15 @@ export interface HistoryFile {
   sync(): Promise<void>;
 }
 
-/** The first line's fields. */
+/**
+ * The first line's fields.
+ *
+ * @example
+ * ```ts
+ * import type { Header } from "./history_file.ts";
+ * const header: Header = { hubchat: "history", version: 1, limit: 100 };
+ * ```
+ */
 export interface Header {
   hubchat: "history";
   version: 1;
@@ -33,6 +56,12 @@ export interface Header {
 /**
  * This boot of the machine (Linux's boot id), or undefined where there is
  * none: a file last written in this boot lost nothing to a power loss.
+ *
+ * @example
+ * ```ts
+ * import { currentBootId } from "./history_file.ts";
+ * currentBootId(); // "0f6a6b1c-…" on Linux, undefined elsewhere
+ * ```
  */
 export function currentBootId(): string | undefined {
   try {
@@ -45,7 +74,15 @@ export function currentBootId(): string | undefined {
 /** What the first line of every history file starts with. */
 const HEADER_START = '{"hubchat":"history",';
 
-/** The first line of a file trimmed under `limit`, with its newline. */
+/**
+ * The first line of a file trimmed under `limit`, with its newline.
+ *
+ * @example
+ * ```ts
+ * import { headerLine } from "./history_file.ts";
+ * headerLine(100); // '{"hubchat":"history","version":1,"limit":100}\n'
+ * ```
+ */
 export function headerLine(limit: number): string {
   const header: Header = { hubchat: "history", version: 1, limit };
   return JSON.stringify(header) + "\n";
@@ -53,7 +90,14 @@ export function headerLine(limit: number): string {
 
 /**
  * The record of the boot `bootId`, with its newline; "" where there is no
- * boot id (see "Ids after a power loss").
+ * boot id (see "Ids after a power loss" in history.ts).
+ *
+ * @example
+ * ```ts
+ * import { bootLine } from "./history_file.ts";
+ * bootLine("0f6a"); // '{"type":"boot","id":"0f6a"}\n'
+ * bootLine(undefined); // ""
+ * ```
  */
 export function bootLine(bootId: string | undefined): string {
   return bootId === undefined
@@ -68,7 +112,7 @@ function parentDirectory(path: string): string | undefined {
 }
 
 /**
- * Which step of {@linkcode History.open} failed:
+ * Which step of `History.open` (history.ts) failed:
  *
  * - `"folder"`: the file's folder could not be created;
  * - `"file"`: the file could not be opened (or created) for reading and
@@ -82,6 +126,12 @@ function parentDirectory(path: string): string | undefined {
  *   one), or Deno KV could not open the earlier version's file;
  * - `"load"`: it is a history, but what it holds could not be loaded (a
  *   damaged file, another program's KV database).
+ *
+ * @example
+ * ```ts
+ * import type { HistoryOpenStep } from "./history_file.ts";
+ * const step: HistoryOpenStep = "locked";
+ * ```
  */
 export type HistoryOpenStep =
   | "folder"
@@ -92,7 +142,7 @@ export type HistoryOpenStep =
   | "load";
 
 /**
- * {@linkcode History.open} could not use its path; `cause` is the error of
+ * `History.open` (history.ts) could not use its path; `cause` is the error of
  * the step that failed. A command line words it for its user (main.ts
  * does, naming `--data`).
  *
@@ -146,7 +196,12 @@ export class HistoryOpenError extends Error {
   }
 }
 
-/** Tries to open and lock the file this many times before giving up. */
+/**
+ * Tries to open and lock the file this many times before giving up. A
+ * retry is needed only when a compaction renamed a new file over the path
+ * between the open and the check; five in a row means another history
+ * keeps replacing it, not bad luck.
+ */
 const LOCK_ATTEMPTS = 5;
 
 /**
@@ -154,6 +209,18 @@ const LOCK_ATTEMPTS = 5;
  * writing (creating it empty), and takes its exclusive lock (`flock`);
  * returns the open, locked file. A compaction renames a new file over the
  * path: a lock taken on the file it replaced is let go and taken again.
+ * Fails with a {@linkcode HistoryOpenError} (`"folder"`, `"file"` or
+ * `"locked"`).
+ *
+ * @example
+ * ```ts
+ * import { lockFile } from "./history_file.ts";
+ * const dir = await Deno.makeTempDir();
+ * const file = await lockFile(`${dir}/chat/history.log`);
+ * // A second lockFile of the same path now fails: "locked".
+ * file.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
 export async function lockFile(path: string): Promise<Deno.FsFile> {
   const folder = parentDirectory(path);
@@ -221,14 +288,31 @@ async function fileInTheWay(folder: string): Promise<string | undefined> {
   return undefined;
 }
 
-/** The history file itself: writes at its end, syncs its data. */
+/**
+ * The history file itself: writes at its end, syncs its data.
+ *
+ * @example
+ * ```ts
+ * import { DiskFile } from "./history_file.ts";
+ * const path = await Deno.makeTempFile();
+ * const disk = new DiskFile(await Deno.open(path, { write: true }));
+ * disk.write(new TextEncoder().encode("ab\n"));
+ * disk.truncate(2); // "ab"; the next write goes there
+ * await disk.sync();
+ * disk.file.close();
+ * await Deno.remove(path);
+ * ```
+ */
 export class DiskFile implements HistoryFile {
+  /** The open file, written where it stands (its end, for a history). */
   readonly file: Deno.FsFile;
 
+  /** Writes through `file`. */
   constructor(file: Deno.FsFile) {
     this.file = file;
   }
 
+  /** Writes all of `bytes`, however many writes that takes. */
   write(bytes: Uint8Array): void {
     let done = 0;
     while (done < bytes.length) {
@@ -236,24 +320,47 @@ export class DiskFile implements HistoryFile {
     }
   }
 
+  /** Cuts the file to `length` bytes, and writes there next. */
   truncate(length: number): void {
     this.file.truncateSync(length);
     this.file.seekSync(length, Deno.SeekMode.Start);
   }
 
+  /** `fdatasync`: what was written survives a power loss. */
   sync(): Promise<void> {
     return this.file.syncData();
   }
 }
 
-/** `:memory:`: nothing is written, and nothing can fail. */
+/**
+ * `:memory:`: nothing is written, and nothing can fail.
+ *
+ * @example
+ * ```ts
+ * import { NO_FILE } from "./history_file.ts";
+ * NO_FILE.write(new Uint8Array(3)); // written nowhere
+ * await NO_FILE.sync();
+ * ```
+ */
 export const NO_FILE: HistoryFile = {
   write(): void {},
   truncate(): void {},
   sync: () => Promise.resolve(),
 };
 
-/** Makes a rename in the folder of `path` durable. */
+/**
+ * Makes a rename in the folder of `path` durable.
+ *
+ * @example
+ * ```ts
+ * import { syncFolder } from "./history_file.ts";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/new`, "");
+ * await Deno.rename(`${dir}/new`, `${dir}/history.log`);
+ * await syncFolder(`${dir}/history.log`); // the rename survives a power loss
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export async function syncFolder(path: string): Promise<void> {
   const folder = parentDirectory(path) ?? ".";
   const handle = await Deno.open(folder, { read: true });
@@ -264,13 +371,32 @@ export async function syncFolder(path: string): Promise<void> {
   }
 }
 
-/** True when the file starts as a history file does. */
+/**
+ * True when the file starts as a history file does.
+ *
+ * @example
+ * ```ts
+ * import { headerLine, startsWithHeader } from "./history_file.ts";
+ * startsWithHeader(new TextEncoder().encode(headerLine(100))); // true
+ * startsWithHeader(new TextEncoder().encode("notes\n")); // false
+ * ```
+ */
 export function startsWithHeader(bytes: Uint8Array): boolean {
   const head = new TextDecoder().decode(bytes.subarray(0, HEADER_START.length));
   return head === HEADER_START;
 }
 
-/** A record's object, or undefined when the line is not JSON of one. */
+/**
+ * A record's object, or undefined when the line is not JSON of one.
+ *
+ * @example
+ * ```ts
+ * import { parseRecord } from "./history_file.ts";
+ * parseRecord('{"type":"closed"}'); // { type: "closed" }
+ * parseRecord('{"type":"clo'); // undefined: torn
+ * parseRecord("[1]"); // undefined: not an object
+ * ```
+ */
 export function parseRecord(line: string): Record<string, unknown> | undefined {
   let value: unknown;
   try {
@@ -283,7 +409,17 @@ export function parseRecord(line: string): Record<string, unknown> | undefined {
     : undefined;
 }
 
-/** True when any whole line after `offset` parses as a record. */
+/**
+ * True when any whole line after `offset` parses as a record: a line that
+ * is not one is damage, not a torn tail, when records follow it.
+ *
+ * @example
+ * ```ts
+ * import { anyRecordAfter } from "./history_file.ts";
+ * anyRecordAfter('garbage\n{"type":"closed"}\n', 0); // true
+ * anyRecordAfter('garbage\n{"type":"clo', 0); // false: a torn tail
+ * ```
+ */
 export function anyRecordAfter(text: string, offset: number): boolean {
   while (offset < text.length) {
     const end = text.indexOf("\n", offset);
@@ -294,6 +430,17 @@ export function anyRecordAfter(text: string, offset: number): boolean {
   return false;
 }
 
+/**
+ * What went wrong, in words: an error's message, or anything else thrown
+ * as a string.
+ *
+ * @example
+ * ```ts
+ * import { describe } from "./history_file.ts";
+ * describe(new Error("No space left on device")); // "No space left on device"
+ * describe(28); // "28"
+ * ```
+ */
 export function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
