@@ -359,11 +359,10 @@ export class History {
   readonly limit: number;
   /** When lines are synced. */
   readonly fsync: FsyncMode;
-  #path: string | undefined;
   /** The open, locked file; undefined for `:memory:`. */
   #disk: DiskFile | undefined;
-  /** The file a compaction replaced, still locked (see `#compact`). */
-  #retired: Deno.FsFile | undefined;
+  /** Compacts the file; undefined for `:memory:`. */
+  #compactor: Compactor | undefined;
   #file: HistoryFile = NO_FILE;
   #wrap: ((file: HistoryFile) => HistoryFile) | undefined;
   #rooms = new Map<string, RoomState>();
@@ -379,12 +378,6 @@ export class History {
   #torn = false;
   /** Size of the file after the last compaction (or load). */
   #compacted = 0;
-  /** A compaction writing its new file, while it does. */
-  #compacting: Promise<void> | undefined;
-  /** A compaction's new file, ready to replace the file between commits. */
-  #snapshot: Snapshot | undefined;
-  /** What was written while a compaction's new file was being written. */
-  #tail: { start: number; bytes: Uint8Array }[] | undefined;
   /** The periodic sync, while one is due. */
   #syncTimer: ReturnType<typeof setTimeout> | undefined;
   /** The sync under way, if any. */
@@ -447,7 +440,11 @@ export class History {
       await history.#openFile(path, file);
     } catch (error) {
       for (
-        const open of new Set([file, history.#retired, history.#disk?.file])
+        const open of new Set([
+          file,
+          history.#compactor?.retired,
+          history.#disk?.file,
+        ])
       ) {
         try {
           open?.close();
@@ -462,20 +459,14 @@ export class History {
 
   /** Loads (or carries over, or starts) the locked file at `path`. */
   async #openFile(path: string, file: Deno.FsFile): Promise<void> {
-    this.#path = path;
     this.#bootId = currentBootId();
+    this.#compactor = new Compactor(
+      path,
+      headerLine(this.limit) + bootLine(this.#bootId),
+    );
     this.#use(file);
-    const scratch = `${path}.compact`;
     try {
-      // Left by a run that died compacting (the lock says it is no more),
-      // or never there: either way, a file can be made here.
-      const probe = await Deno.open(scratch, {
-        write: true,
-        create: true,
-        truncate: true,
-      });
-      probe.close();
-      await Deno.remove(scratch);
+      await this.#compactor.probe();
     } catch (error) {
       throw new HistoryOpenError(path, "beside", error);
     }
@@ -909,10 +900,10 @@ export class History {
       clearImmediate(this.#timer);
       this.#timer = undefined;
     }
-    await this.#compacting;
+    await this.#compactor?.writing;
     while (
       this.#draining !== undefined || this.#queue.length > 0 ||
-      this.#snapshot !== undefined
+      this.#compactionReady()
     ) {
       await (this.#draining ?? this.#startDrain());
     }
@@ -932,7 +923,7 @@ export class History {
     }
     if (this.#dirty) await this.#syncNow();
     this.#disk?.file.close();
-    this.#retired?.close();
+    this.#compactor?.retired?.close();
   }
 
   #room(name: string): RoomState {
@@ -962,7 +953,7 @@ export class History {
     this.#timer = undefined;
     if (this.#draining !== undefined) return;
     if (
-      this.fsync === "periodic" && this.#snapshot === undefined &&
+      this.fsync === "periodic" && !this.#compactionReady() &&
       !mustWait(this.#queue)
     ) {
       while (this.#queue.length > 0) {
@@ -982,7 +973,7 @@ export class History {
       // Appends made (or a compaction readied) as it ended found it
       // running and scheduled nothing.
       if (
-        (this.#queue.length > 0 || this.#snapshot !== undefined) &&
+        (this.#queue.length > 0 || this.#compactionReady()) &&
         this.#timer === undefined
       ) {
         this.#timer = setImmediate(this.#onTurnEnd);
@@ -1000,7 +991,7 @@ export class History {
    */
   async #drain(): Promise<void> {
     for (;;) {
-      if (this.#snapshot !== undefined) {
+      if (this.#compactionReady()) {
         try {
           await this.#finishCompaction();
         } catch (error) {
@@ -1092,7 +1083,7 @@ export class History {
     }
     this.#length = before + written;
     // A compaction under way copies what was written meanwhile.
-    this.#tail?.push({ start: before, bytes: buffer.slice(0, written) });
+    this.#compactor?.wrote(before, buffer, written);
     if (buffer.length > 1024 * 1024) this.#buffer = new Uint8Array(16 * 1024);
     return before;
   }
@@ -1110,9 +1101,7 @@ export class History {
         }
       }
     }
-    if (this.#tail !== undefined) {
-      this.#tail = this.#tail.filter((written) => written.start < length);
-    }
+    this.#compactor?.cutBack(length);
     try {
       this.#file.truncate(length);
       this.#torn = false;
@@ -1208,52 +1197,46 @@ export class History {
   }
 
   #compactionDue(): boolean {
-    return this.#disk !== undefined &&
-      this.#length > Math.max(COMPACT_MIN_BYTES, 2 * this.#compacted);
+    return this.#length > Math.max(COMPACT_MIN_BYTES, 2 * this.#compacted);
+  }
+
+  /** True when a compaction's new file is ready to replace the file. */
+  #compactionReady(): boolean {
+    return this.#compactor?.ready ?? false;
   }
 
   /** Starts a compaction in the background when one is due. */
   #maybeCompact(): void {
+    const compactor = this.#compactor;
     if (
-      this.#compacting !== undefined || this.#snapshot !== undefined ||
+      compactor === undefined || compactor.busy ||
       this.#closing !== undefined || !this.#compactionDue()
     ) return;
-    this.#compacting = this.#writeSnapshot().then(
-      (snapshot) => {
-        this.#compacting = undefined;
-        this.#snapshot = snapshot;
+    compactor.start(
+      this.#compactedRooms(),
+      () => {
         // Finished by the commit loop, between two commits.
         if (this.#draining === undefined) void this.#startDrain();
       },
-      (error) => {
-        this.#compacting = undefined;
-        this.#compactionFailed(error);
-      },
+      (error) => this.#compactionFailed(error),
     );
   }
 
   /** A compaction failed: told, and tried again once the file grew more. */
   #compactionFailed(error: unknown): void {
-    this.#tail = undefined;
     this.#compacted = this.#length;
     this.#onCommit?.(asError(error));
   }
 
   /** Compacts now, with nothing else going on (while opening). */
   async #compact(): Promise<void> {
-    this.#snapshot = await this.#writeSnapshot();
+    await this.#compactor!.writeNow(this.#compactedRooms());
     await this.#finishCompaction();
   }
 
-  /**
-   * Writes the kept lines and a meta record per room, as they are now, to
-   * `PATH.compact`, and syncs it; commits go on meanwhile (into the file,
-   * and into `#tail`, for {@linkcode #finishCompaction} to copy). Yields
-   * to the event loop between pieces, so a big history pauses nothing.
-   */
-  async #writeSnapshot(): Promise<Snapshot> {
-    const scratch = `${this.#path!}.compact`;
-    const rooms = [];
+  /** Every room as a compaction writes it: as it is now. */
+  #compactedRooms(): CompactedRoom[] {
+    const rooms: CompactedRoom[] = [];
     for (const state of this.#rooms.values()) {
       rooms.push({
         name: state.name,
@@ -1264,6 +1247,194 @@ export class History {
         reserved: state.reserving,
       });
     }
+    return rooms;
+  }
+
+  /**
+   * Puts a compaction's new file in place of the file (see
+   * {@linkcode Compactor.finish}) and writes through it from then on. No
+   * commit runs meanwhile.
+   */
+  async #finishCompaction(): Promise<void> {
+    const { file, length, kept } = await this.#compactor!.finish(
+      this.#disk!.file,
+    );
+    // The new file holds every reservation, synced.
+    this.#promote(this.#pending.length);
+    this.#use(file);
+    this.#length = length;
+    // Next time the file is twice what is kept now (what was written
+    // meanwhile is mostly trimmed soon).
+    this.#compacted = kept;
+    this.#dirty = false;
+    this.#torn = false;
+    this.#compactions++;
+  }
+}
+
+/** One room as a compaction writes it. */
+interface CompactedRoom {
+  name: string;
+  /** Its kept lines, ascending ids. */
+  lines: StoredMessage[];
+  /** Its newest stored id. */
+  lastId: number;
+  /** The newest id trimmed away (0: none). */
+  trimmedId: number;
+  /** Ids reserved: the new file is synced before it replaces the old one. */
+  reserved: number;
+}
+
+/** A compaction's new file, in place of the old one. */
+interface Compacted {
+  /** The new file, open and locked: the history writes through it now. */
+  file: Deno.FsFile;
+  /** Its size: the snapshot, and what was committed while it was written. */
+  length: number;
+  /** The snapshot's size: what the file keeps. */
+  kept: number;
+}
+
+/** A compaction's new file, written and synced, not yet in place. */
+interface Snapshot {
+  file: Deno.FsFile;
+  /** Bytes written to it. */
+  length: number;
+}
+
+/**
+ * Characters of snapshot text written in one piece before a compaction
+ * lets commits run again.
+ */
+const SNAPSHOT_PIECE_CHARS = 1024 * 1024;
+
+/**
+ * Compacts one history file: writes what its rooms keep to `PATH.compact`
+ * in the background (commits go on meanwhile, and are copied too), then
+ * renames it over the file. The history drives it: it says when one is due
+ * ({@linkcode Compactor.start}), tells it of every write
+ * ({@linkcode Compactor.wrote}, {@linkcode Compactor.cutBack}), and puts
+ * the new file in place between two commits ({@linkcode Compactor.finish}).
+ * A crash at any point leaves either file whole.
+ *
+ * Invariants: one compaction at a time (the history starts one only when
+ * none is `busy`): `writing`, then `ready`, until `finish`. What the
+ * history writes meanwhile is gathered from the call to `start` (made in
+ * the turn that took its rooms) until it is finished or failed, so the new
+ * file misses no commit.
+ */
+class Compactor {
+  /** The history file's path. */
+  readonly #path: string;
+  /** What every new file starts with: its header and this boot's record. */
+  readonly #head: string;
+  /** A compaction writing its new file, while it does. */
+  #writing: Promise<void> | undefined;
+  /** A compaction's new file, ready to replace the file between commits. */
+  #snapshot: Snapshot | undefined;
+  /** What was written while a compaction's new file was being written. */
+  #tail: { start: number; bytes: Uint8Array }[] | undefined;
+  /** The file the last compaction replaced, still locked (see `finish`). */
+  #retired: Deno.FsFile | undefined;
+
+  /** Compacts the file at `path`; each new file starts with `head`. */
+  constructor(path: string, head: string) {
+    this.#path = path;
+    this.#head = head;
+  }
+
+  /** A compaction writing its new file, while one does: awaited to close. */
+  get writing(): Promise<void> | undefined {
+    return this.#writing;
+  }
+
+  /**
+   * True when a compaction's new file is ready for
+   * {@linkcode Compactor.finish}.
+   */
+  get ready(): boolean {
+    return this.#snapshot !== undefined;
+  }
+
+  /** True while a compaction is under way: writing, or ready. */
+  get busy(): boolean {
+    return this.#writing !== undefined || this.#snapshot !== undefined;
+  }
+
+  /**
+   * The file the last compaction replaced, still open and locked until the
+   * next one replaces it; the history closes it when it closes.
+   */
+  get retired(): Deno.FsFile | undefined {
+    return this.#retired;
+  }
+
+  /** Throws when no file can be made beside the file (as compactions do). */
+  async probe(): Promise<void> {
+    const scratch = `${this.#path}.compact`;
+    // Left by a run that died compacting (the lock says it is no more),
+    // or never there: either way, a file can be made here.
+    const probe = await Deno.open(scratch, {
+      write: true,
+      create: true,
+      truncate: true,
+    });
+    probe.close();
+    await Deno.remove(scratch);
+  }
+
+  /**
+   * Starts writing a new file of `rooms` in the background; `ready` is
+   * told once it is (then {@linkcode Compactor.finish} it, between two
+   * commits), `failed` if it fails.
+   */
+  start(
+    rooms: CompactedRoom[],
+    ready: () => void,
+    failed: (error: unknown) => void,
+  ): void {
+    this.#writing = this.#writeSnapshot(rooms).then(
+      (snapshot) => {
+        this.#writing = undefined;
+        this.#snapshot = snapshot;
+        ready();
+      },
+      (error) => {
+        this.#writing = undefined;
+        this.#tail = undefined;
+        failed(error);
+      },
+    );
+  }
+
+  /** Writes a new file of `rooms` now (while opening); then finish it. */
+  async writeNow(rooms: CompactedRoom[]): Promise<void> {
+    this.#snapshot = await this.#writeSnapshot(rooms);
+  }
+
+  /**
+   * The history wrote the first `length` bytes of `buffer` at `start`: a
+   * compaction under way copies them into its new file too.
+   */
+  wrote(start: number, buffer: Uint8Array, length: number): void {
+    this.#tail?.push({ start, bytes: buffer.slice(0, length) });
+  }
+
+  /** The history cut its file back to `length` bytes (a failed write). */
+  cutBack(length: number): void {
+    if (this.#tail !== undefined) {
+      this.#tail = this.#tail.filter((written) => written.start < length);
+    }
+  }
+
+  /**
+   * Writes the kept lines and a meta record per room to `PATH.compact`,
+   * and syncs it; commits go on meanwhile (into the file, and into
+   * `#tail`, for {@linkcode Compactor.finish} to copy). Yields to the
+   * event loop between pieces, so a big history pauses nothing.
+   */
+  async #writeSnapshot(rooms: CompactedRoom[]): Promise<Snapshot> {
+    const scratch = `${this.#path}.compact`;
     this.#tail = [];
     const file = await Deno.open(scratch, {
       read: true,
@@ -1274,7 +1445,7 @@ export class History {
     try {
       const disk = new DiskFile(file);
       let length = 0;
-      let text = headerLine(this.limit) + bootLine(this.#bootId);
+      let text = this.#head;
       const flush = () => {
         const bytes = encoder.encode(text);
         disk.write(bytes);
@@ -1307,18 +1478,18 @@ export class History {
 
   /**
    * Copies what was committed while the snapshot was written, syncs it,
-   * locks the new file and renames it over the old one, which stays open
-   * and locked until the next compaction, so that a second hubchat that
-   * opened it just before the rename still finds it locked (it then sees
-   * the path name another file, and tries again). No commit runs
-   * meanwhile.
+   * locks the new file and renames it over the old one, `current`, which
+   * stays open and locked until the next compaction, so that a second
+   * hubchat that opened it just before the rename still finds it locked
+   * (it then sees the path name another file, and tries again). The
+   * history runs no commit meanwhile.
    */
-  async #finishCompaction(): Promise<void> {
+  async finish(current: Deno.FsFile): Promise<Compacted> {
     const { file, length } = this.#snapshot!;
     const tail = this.#tail ?? [];
     this.#snapshot = undefined;
     this.#tail = undefined;
-    const path = this.#path!;
+    const path = this.#path;
     let total = length;
     try {
       const disk = new DiskFile(file);
@@ -1339,33 +1510,11 @@ export class History {
       await Deno.remove(`${path}.compact`).catch(() => {});
       throw error;
     }
-    // The new file holds every reservation, synced.
-    this.#promote(this.#pending.length);
     this.#retired?.close();
-    this.#retired = this.#disk!.file;
-    this.#use(file);
-    this.#length = total;
-    // Next time the file is twice what is kept now (what was written
-    // meanwhile is mostly trimmed soon).
-    this.#compacted = length;
-    this.#dirty = false;
-    this.#torn = false;
-    this.#compactions++;
+    this.#retired = current;
+    return { file, length: total, kept: length };
   }
 }
-
-/** A compaction's new file, written and synced, not yet in place. */
-interface Snapshot {
-  file: Deno.FsFile;
-  /** Bytes written to it. */
-  length: number;
-}
-
-/**
- * Characters of snapshot text written in one piece before a compaction
- * lets commits run again.
- */
-const SNAPSHOT_PIECE_CHARS = 1024 * 1024;
 
 /**
  * True when a line's id is past its room's synced reservation: its commit
