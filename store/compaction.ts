@@ -1,0 +1,257 @@
+/**
+ * Compaction of a history file, for store/history.ts: the file only ever
+ * grows, so once it is twice what its rooms keep, a new file of just that
+ * is written beside it and renamed over it (history.ts's module
+ * documentation says when, and what a crash at any point leaves).
+ *
+ * @module
+ */
+
+import type { StoredMessage } from "./history.ts";
+import { DiskFile, syncFolder } from "./history_file.ts";
+
+const encoder = new TextEncoder();
+
+/** One room as a compaction writes it. */
+export interface CompactedRoom {
+  name: string;
+  /** Its kept lines, ascending ids. */
+  lines: StoredMessage[];
+  /** Its newest stored id. */
+  lastId: number;
+  /** The newest id trimmed away (0: none). */
+  trimmedId: number;
+  /** Ids reserved: the new file is synced before it replaces the old one. */
+  reserved: number;
+}
+
+/** A compaction's new file, in place of the old one. */
+export interface Compacted {
+  /** The new file, open and locked: the history writes through it now. */
+  file: Deno.FsFile;
+  /** Its size: the snapshot, and what was committed while it was written. */
+  length: number;
+  /** The snapshot's size: what the file keeps. */
+  kept: number;
+}
+
+/** A compaction's new file, written and synced, not yet in place. */
+interface Snapshot {
+  file: Deno.FsFile;
+  /** Bytes written to it. */
+  length: number;
+}
+
+/**
+ * Characters of snapshot text written in one piece before a compaction
+ * lets commits run again.
+ */
+const SNAPSHOT_PIECE_CHARS = 1024 * 1024;
+
+/**
+ * Compacts one history file: writes what its rooms keep to `PATH.compact`
+ * in the background (commits go on meanwhile, and are copied too), then
+ * renames it over the file. The history drives it: it says when one is due
+ * ({@linkcode Compactor.start}), tells it of every write
+ * ({@linkcode Compactor.wrote}, {@linkcode Compactor.cutBack}), and puts
+ * the new file in place between two commits ({@linkcode Compactor.finish}).
+ * A crash at any point leaves either file whole.
+ *
+ * Invariants: one compaction at a time (the history starts one only when
+ * none is `busy`): `writing`, then `ready`, until `finish`. What the
+ * history writes meanwhile is gathered from the call to `start` (made in
+ * the turn that took its rooms) until it is finished or failed, so the new
+ * file misses no commit.
+ */
+export class Compactor {
+  /** The history file's path. */
+  readonly #path: string;
+  /** What every new file starts with: its header and this boot's record. */
+  readonly #head: string;
+  /** A compaction writing its new file, while it does. */
+  #writing: Promise<void> | undefined;
+  /** A compaction's new file, ready to replace the file between commits. */
+  #snapshot: Snapshot | undefined;
+  /** What was written while a compaction's new file was being written. */
+  #tail: { start: number; bytes: Uint8Array }[] | undefined;
+  /** The file the last compaction replaced, still locked (see `finish`). */
+  #retired: Deno.FsFile | undefined;
+
+  /** Compacts the file at `path`; each new file starts with `head`. */
+  constructor(path: string, head: string) {
+    this.#path = path;
+    this.#head = head;
+  }
+
+  /** A compaction writing its new file, while one does: awaited to close. */
+  get writing(): Promise<void> | undefined {
+    return this.#writing;
+  }
+
+  /**
+   * True when a compaction's new file is ready for
+   * {@linkcode Compactor.finish}.
+   */
+  get ready(): boolean {
+    return this.#snapshot !== undefined;
+  }
+
+  /** True while a compaction is under way: writing, or ready. */
+  get busy(): boolean {
+    return this.#writing !== undefined || this.#snapshot !== undefined;
+  }
+
+  /**
+   * The file the last compaction replaced, still open and locked until the
+   * next one replaces it; the history closes it when it closes.
+   */
+  get retired(): Deno.FsFile | undefined {
+    return this.#retired;
+  }
+
+  /** Throws when no file can be made beside the file (as compactions do). */
+  async probe(): Promise<void> {
+    const scratch = `${this.#path}.compact`;
+    // Left by a run that died compacting (the lock says it is no more),
+    // or never there: either way, a file can be made here.
+    const probe = await Deno.open(scratch, {
+      write: true,
+      create: true,
+      truncate: true,
+    });
+    probe.close();
+    await Deno.remove(scratch);
+  }
+
+  /**
+   * Starts writing a new file of `rooms` in the background; `ready` is
+   * told once it is (then {@linkcode Compactor.finish} it, between two
+   * commits), `failed` if it fails.
+   */
+  start(
+    rooms: CompactedRoom[],
+    ready: () => void,
+    failed: (error: unknown) => void,
+  ): void {
+    this.#writing = this.#writeSnapshot(rooms).then(
+      (snapshot) => {
+        this.#writing = undefined;
+        this.#snapshot = snapshot;
+        ready();
+      },
+      (error) => {
+        this.#writing = undefined;
+        this.#tail = undefined;
+        failed(error);
+      },
+    );
+  }
+
+  /** Writes a new file of `rooms` now (while opening); then finish it. */
+  async writeNow(rooms: CompactedRoom[]): Promise<void> {
+    this.#snapshot = await this.#writeSnapshot(rooms);
+  }
+
+  /**
+   * The history wrote the first `length` bytes of `buffer` at `start`: a
+   * compaction under way copies them into its new file too.
+   */
+  wrote(start: number, buffer: Uint8Array, length: number): void {
+    this.#tail?.push({ start, bytes: buffer.slice(0, length) });
+  }
+
+  /** The history cut its file back to `length` bytes (a failed write). */
+  cutBack(length: number): void {
+    if (this.#tail !== undefined) {
+      this.#tail = this.#tail.filter((written) => written.start < length);
+    }
+  }
+
+  /**
+   * Writes the kept lines and a meta record per room to `PATH.compact`,
+   * and syncs it; commits go on meanwhile (into the file, and into
+   * `#tail`, for {@linkcode Compactor.finish} to copy). Yields to the
+   * event loop between pieces, so a big history pauses nothing.
+   */
+  async #writeSnapshot(rooms: CompactedRoom[]): Promise<Snapshot> {
+    const scratch = `${this.#path}.compact`;
+    this.#tail = [];
+    const file = await Deno.open(scratch, {
+      read: true,
+      write: true,
+      create: true,
+      truncate: true,
+    });
+    try {
+      const disk = new DiskFile(file);
+      let length = 0;
+      let text = this.#head;
+      const flush = () => {
+        const bytes = encoder.encode(text);
+        disk.write(bytes);
+        length += bytes.length;
+        text = "";
+      };
+      for (const room of rooms) {
+        for (const line of room.lines) text += JSON.stringify(line) + "\n";
+        text += JSON.stringify({
+          type: "meta",
+          room: room.name,
+          lastId: room.lastId,
+          trimmedId: room.trimmedId,
+          reserved: room.reserved,
+        }) + "\n";
+        if (text.length >= SNAPSHOT_PIECE_CHARS) {
+          flush();
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      }
+      flush();
+      await file.syncData();
+      return { file, length };
+    } catch (error) {
+      file.close();
+      await Deno.remove(scratch).catch(() => {});
+      throw error;
+    }
+  }
+
+  /**
+   * Copies what was committed while the snapshot was written, syncs it,
+   * locks the new file and renames it over the old one, `current`, which
+   * stays open and locked until the next compaction, so that a second
+   * hubchat that opened it just before the rename still finds it locked
+   * (it then sees the path name another file, and tries again). The
+   * history runs no commit meanwhile.
+   */
+  async finish(current: Deno.FsFile): Promise<Compacted> {
+    const { file, length } = this.#snapshot!;
+    const tail = this.#tail ?? [];
+    this.#snapshot = undefined;
+    this.#tail = undefined;
+    const path = this.#path;
+    let total = length;
+    try {
+      const disk = new DiskFile(file);
+      for (const { bytes } of tail) {
+        disk.write(bytes);
+        total += bytes.length;
+      }
+      if (tail.length > 0) await file.syncData();
+      if (!file.tryLockSync(true)) {
+        throw new Error(
+          `history: ${path}.compact is locked by another process`,
+        );
+      }
+      await Deno.rename(`${path}.compact`, path);
+      await syncFolder(path);
+    } catch (error) {
+      file.close();
+      await Deno.remove(`${path}.compact`).catch(() => {});
+      throw error;
+    }
+    this.#retired?.close();
+    this.#retired = current;
+    return { file, length: total, kept: length };
+  }
+}
