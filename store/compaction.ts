@@ -12,7 +12,21 @@ import { DiskFile, syncFolder } from "./history_file.ts";
 
 const encoder = new TextEncoder();
 
-/** One room as a compaction writes it. */
+/**
+ * One room as a compaction writes it.
+ *
+ * @example
+ * ```ts
+ * import type { CompactedRoom } from "./compaction.ts";
+ * const room: CompactedRoom = {
+ *   name: "lobby",
+ *   lines: [], // every line trimmed away
+ *   lastId: 7,
+ *   trimmedId: 7,
+ *   reserved: 10_007,
+ * };
+ * ```
+ */
 export interface CompactedRoom {
   name: string;
   /** Its kept lines, ascending ids. */
@@ -25,7 +39,18 @@ export interface CompactedRoom {
   reserved: number;
 }
 
-/** A compaction's new file, in place of the old one. */
+/**
+ * A compaction's new file, in place of the old one: what
+ * {@linkcode Compactor.finish} returns.
+ *
+ * @example
+ * ```ts
+ * import type { Compacted } from "./compaction.ts";
+ * function describeCompaction({ length, kept }: Compacted): string {
+ *   return `${kept} bytes kept, ${length - kept} committed meanwhile`;
+ * }
+ * ```
+ */
 export interface Compacted {
   /** The new file, open and locked: the history writes through it now. */
   file: Deno.FsFile;
@@ -44,7 +69,9 @@ interface Snapshot {
 
 /**
  * Characters of snapshot text written in one piece before a compaction
- * lets commits run again.
+ * lets commits run again: a piece of 1 MiB takes a few milliseconds to
+ * build and write, so commits wait no longer than that, and a history of
+ * many megabytes still takes few pieces.
  */
 const SNAPSHOT_PIECE_CHARS = 1024 * 1024;
 
@@ -62,6 +89,25 @@ const SNAPSHOT_PIECE_CHARS = 1024 * 1024;
  * history writes meanwhile is gathered from the call to `start` (made in
  * the turn that took its rooms) until it is finished or failed, so the new
  * file misses no commit.
+ *
+ * @example
+ * ```ts
+ * import { Compactor } from "./compaction.ts";
+ * import { headerLine } from "./history_file.ts";
+ * const dir = await Deno.makeTempDir();
+ * const path = `${dir}/history.log`;
+ * const old = await Deno.open(path, { read: true, write: true, create: true });
+ * const compactor = new Compactor(path, headerLine(100));
+ * await compactor.probe(); // a new file can be made beside it
+ * await compactor.writeNow([
+ *   { name: "lobby", lines: [], lastId: 7, trimmedId: 7, reserved: 7 },
+ * ]);
+ * const { file } = await compactor.finish(old); // renamed over `path`
+ * // `old` stays open and locked: compactor.retired.
+ * file.close();
+ * compactor.retired?.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
 export class Compactor {
   /** The history file's path. */
