@@ -226,6 +226,108 @@ interface RoomState {
   reserving: number;
 }
 
+/**
+ * Every room's kept lines, in memory: what the history's reads answer
+ * from, and what appends and loading add to.
+ *
+ * Invariants, per room: `kept` ascends by id; the lines from `head` on are
+ * kept (at most the history's limit of them, once trimmed by
+ * {@linkcode trimRoom}); every kept id is above `trimmedId`; `lastId` is
+ * the newest stored id.
+ */
+class RoomTable {
+  readonly #rooms = new Map<string, RoomState>();
+
+  /** The room's state, or undefined when it has none. */
+  get(name: string): RoomState | undefined {
+    return this.#rooms.get(name);
+  }
+
+  /**
+   * The room's state, made if new: no lines yet, ids from 1, reserved (and
+   * reserving) up to `reserved`.
+   */
+  room(name: string, reserved: number): RoomState {
+    let state = this.#rooms.get(name);
+    if (state === undefined) {
+      state = {
+        name,
+        kept: [],
+        head: 0,
+        lastId: 0,
+        trimmedId: 0,
+        nextId: 1,
+        reserved,
+        reserving: reserved,
+      };
+      this.#rooms.set(name, state);
+    }
+    return state;
+  }
+
+  /** Every room's state. */
+  values(): Iterable<RoomState> {
+    return this.#rooms.values();
+  }
+
+  /** The room's kept lines, oldest first, in a new array. */
+  recent(room: string): StoredMessage[] {
+    const state = this.#rooms.get(room);
+    return state === undefined ? [] : state.kept.slice(state.head);
+  }
+
+  /**
+   * What a client that last saw line `lastSeenId` (an integer ≥ 0) of the
+   * room missed: see {@linkcode History.since}.
+   */
+  since(room: string, lastSeenId: number): ResumeResult {
+    const state = this.#rooms.get(room);
+    if (state === undefined) {
+      return { messages: [], gap: lastSeenId > 0 };
+    }
+    if (lastSeenId > state.lastId) {
+      return { messages: this.recent(room), gap: true };
+    }
+    const kept = state.kept;
+    // First kept index whose id is above lastSeenId (ids ascend).
+    let low = state.head;
+    let high = kept.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (kept[middle].id <= lastSeenId) low = middle + 1;
+      else high = middle;
+    }
+    return { messages: kept.slice(low), gap: lastSeenId < state.trimmedId };
+  }
+
+  /** The id of the room's newest stored line; 0 when it has none. */
+  latestId(room: string): number {
+    return this.#rooms.get(room)?.lastId ?? 0;
+  }
+
+  /** The rooms that have stored lines, sorted. */
+  names(): string[] {
+    const rooms: string[] = [];
+    for (const state of this.#rooms.values()) {
+      if (state.kept.length > state.head) rooms.push(state.name);
+    }
+    return rooms.sort();
+  }
+}
+
+/** Trims a room to its last `limit` lines. */
+function trimRoom(state: RoomState, limit: number): void {
+  const drop = state.kept.length - state.head - limit;
+  if (drop <= 0) return;
+  state.head += drop;
+  state.trimmedId = state.kept[state.head - 1].id;
+  // Let go of trimmed lines once they are most of the array.
+  if (state.head >= 64 && state.head * 2 >= state.kept.length) {
+    state.kept = state.kept.slice(state.head);
+    state.head = 0;
+  }
+}
+
 /** An append waiting for its commit. */
 interface PendingAppend {
   message: StoredMessage;
@@ -365,7 +467,7 @@ export class History {
   #compactor: Compactor | undefined;
   #file: HistoryFile = NO_FILE;
   #wrap: ((file: HistoryFile) => HistoryFile) | undefined;
-  #rooms = new Map<string, RoomState>();
+  #rooms = new RoomTable();
   /** Appends not yet handed to a commit, in the order they were made. */
   #queue: PendingAppend[] = [];
   /** The end-of-turn commit, while one is scheduled. */
@@ -582,7 +684,7 @@ export class History {
     // What the run saw: each room's last `limit` lines; a smaller limit
     // now trims more.
     for (const state of this.#rooms.values()) {
-      this.#trim(state, this.limit);
+      trimRoom(state, this.limit);
       state.nextId =
         (exact ? state.lastId : Math.max(state.lastId, state.reserved)) + 1;
       state.reserving = state.reserved;
@@ -632,7 +734,7 @@ export class History {
     if (line.id <= previous) return false;
     state.kept.push(line);
     state.lastId = Math.max(state.lastId, line.id);
-    this.#trim(state, limit);
+    trimRoom(state, limit);
     return true;
   }
 
@@ -643,23 +745,10 @@ export class History {
       state.kept = room.messages;
       state.lastId = room.lastId;
       state.trimmedId = room.trimmedId;
-      this.#trim(state, this.limit);
+      trimRoom(state, this.limit);
       state.nextId = state.lastId + 1;
       // Deno KV synced every commit: nothing shown was lost.
       state.reserved = state.reserving = state.lastId;
-    }
-  }
-
-  /** Trims a room to its last `limit` lines. */
-  #trim(state: RoomState, limit: number): void {
-    const drop = state.kept.length - state.head - limit;
-    if (drop <= 0) return;
-    state.head += drop;
-    state.trimmedId = state.kept[state.head - 1].id;
-    // Let go of trimmed lines once they are most of the array.
-    if (state.head >= 64 && state.head * 2 >= state.kept.length) {
-      state.kept = state.kept.slice(state.head);
-      state.head = 0;
     }
   }
 
@@ -768,8 +857,7 @@ export class History {
    * ```
    */
   recent(room: string): StoredMessage[] {
-    const state = this.#rooms.get(room);
-    return state === undefined ? [] : state.kept.slice(state.head);
+    return this.#rooms.recent(room);
   }
 
   /**
@@ -806,23 +894,7 @@ export class History {
         `history: lastSeenId must be an integer >= 0, got ${lastSeenId}`,
       );
     }
-    const state = this.#rooms.get(room);
-    if (state === undefined) {
-      return { messages: [], gap: lastSeenId > 0 };
-    }
-    if (lastSeenId > state.lastId) {
-      return { messages: this.recent(room), gap: true };
-    }
-    const kept = state.kept;
-    // First kept index whose id is above lastSeenId (ids ascend).
-    let low = state.head;
-    let high = kept.length;
-    while (low < high) {
-      const middle = (low + high) >>> 1;
-      if (kept[middle].id <= lastSeenId) low = middle + 1;
-      else high = middle;
-    }
-    return { messages: kept.slice(low), gap: lastSeenId < state.trimmedId };
+    return this.#rooms.since(room, lastSeenId);
   }
 
   /**
@@ -838,7 +910,7 @@ export class History {
    * ```
    */
   latestId(room: string): number {
-    return this.#rooms.get(room)?.lastId ?? 0;
+    return this.#rooms.latestId(room);
   }
 
   /**
@@ -853,11 +925,7 @@ export class History {
    * ```
    */
   listRooms(): string[] {
-    const rooms: string[] = [];
-    for (const state of this.#rooms.values()) {
-      if (state.kept.length > state.head) rooms.push(state.name);
-    }
-    return rooms.sort();
+    return this.#rooms.names();
   }
 
   /**
@@ -926,23 +994,13 @@ export class History {
     this.#compactor?.retired?.close();
   }
 
+  /** The room's state, made if new. */
   #room(name: string): RoomState {
-    let state = this.#rooms.get(name);
-    if (state === undefined) {
-      state = {
-        name,
-        kept: [],
-        head: 0,
-        lastId: 0,
-        trimmedId: 0,
-        nextId: 1,
-        // In memory, nothing survives a power loss to be given again.
-        reserved: this.#disk === undefined ? Number.MAX_SAFE_INTEGER : 0,
-        reserving: this.#disk === undefined ? Number.MAX_SAFE_INTEGER : 0,
-      };
-      this.#rooms.set(name, state);
-    }
-    return state;
+    return this.#rooms.room(
+      name,
+      // In memory, nothing survives a power loss to be given again.
+      this.#disk === undefined ? Number.MAX_SAFE_INTEGER : 0,
+    );
   }
 
   /**
@@ -1129,7 +1187,7 @@ export class History {
     for (const { message, state } of chunk) {
       state.kept.push(message);
       state.lastId = message.id;
-      if (state.kept.length - state.head > limit) this.#trim(state, limit);
+      if (state.kept.length - state.head > limit) trimRoom(state, limit);
     }
     for (const { message, record, done } of chunk) {
       tell(done, message, record);
