@@ -95,6 +95,7 @@ import {
   parseRecord,
   startsWithHeader,
 } from "./history_file.ts";
+import { type RoomState, RoomTable, trimRoom } from "./history_rooms.ts";
 import { isSqlite, type KvRoom, readKvHistory } from "./kv_migration.ts";
 
 /**
@@ -202,130 +203,6 @@ export interface HistoryOptions {
    * purpose); applied again to the new file after each compaction.
    */
   wrapFile?: (file: HistoryFile) => HistoryFile;
-}
-
-/** What is known of one room; `kept` from `head` on is what is stored. */
-interface RoomState {
-  name: string;
-  /** Stored lines, ascending ids; those from `head` on are kept. */
-  kept: StoredMessage[];
-  /** Index of the oldest kept line in `kept`. */
-  head: number;
-  /** The newest stored id (0: none yet). */
-  lastId: number;
-  /** The newest id trimmed away (0: none); every kept id is above it. */
-  trimmedId: number;
-  /** The id the next append gets. */
-  nextId: number;
-  /**
-   * Ids up to this one are reserved by a synced `reserve` record: a power
-   * loss cannot make them be given again (see "Ids after a power loss").
-   */
-  reserved: number;
-  /** The newest reservation written, synced or not (at least `reserved`). */
-  reserving: number;
-}
-
-/**
- * Every room's kept lines, in memory: what the history's reads answer
- * from, and what appends and loading add to.
- *
- * Invariants, per room: `kept` ascends by id; the lines from `head` on are
- * kept (at most the history's limit of them, once trimmed by
- * {@linkcode trimRoom}); every kept id is above `trimmedId`; `lastId` is
- * the newest stored id.
- */
-class RoomTable {
-  readonly #rooms = new Map<string, RoomState>();
-
-  /** The room's state, or undefined when it has none. */
-  get(name: string): RoomState | undefined {
-    return this.#rooms.get(name);
-  }
-
-  /**
-   * The room's state, made if new: no lines yet, ids from 1, reserved (and
-   * reserving) up to `reserved`.
-   */
-  room(name: string, reserved: number): RoomState {
-    let state = this.#rooms.get(name);
-    if (state === undefined) {
-      state = {
-        name,
-        kept: [],
-        head: 0,
-        lastId: 0,
-        trimmedId: 0,
-        nextId: 1,
-        reserved,
-        reserving: reserved,
-      };
-      this.#rooms.set(name, state);
-    }
-    return state;
-  }
-
-  /** Every room's state. */
-  values(): Iterable<RoomState> {
-    return this.#rooms.values();
-  }
-
-  /** The room's kept lines, oldest first, in a new array. */
-  recent(room: string): StoredMessage[] {
-    const state = this.#rooms.get(room);
-    return state === undefined ? [] : state.kept.slice(state.head);
-  }
-
-  /**
-   * What a client that last saw line `lastSeenId` (an integer ≥ 0) of the
-   * room missed: see {@linkcode History.since}.
-   */
-  since(room: string, lastSeenId: number): ResumeResult {
-    const state = this.#rooms.get(room);
-    if (state === undefined) {
-      return { messages: [], gap: lastSeenId > 0 };
-    }
-    if (lastSeenId > state.lastId) {
-      return { messages: this.recent(room), gap: true };
-    }
-    const kept = state.kept;
-    // First kept index whose id is above lastSeenId (ids ascend).
-    let low = state.head;
-    let high = kept.length;
-    while (low < high) {
-      const middle = (low + high) >>> 1;
-      if (kept[middle].id <= lastSeenId) low = middle + 1;
-      else high = middle;
-    }
-    return { messages: kept.slice(low), gap: lastSeenId < state.trimmedId };
-  }
-
-  /** The id of the room's newest stored line; 0 when it has none. */
-  latestId(room: string): number {
-    return this.#rooms.get(room)?.lastId ?? 0;
-  }
-
-  /** The rooms that have stored lines, sorted. */
-  names(): string[] {
-    const rooms: string[] = [];
-    for (const state of this.#rooms.values()) {
-      if (state.kept.length > state.head) rooms.push(state.name);
-    }
-    return rooms.sort();
-  }
-}
-
-/** Trims a room to its last `limit` lines. */
-function trimRoom(state: RoomState, limit: number): void {
-  const drop = state.kept.length - state.head - limit;
-  if (drop <= 0) return;
-  state.head += drop;
-  state.trimmedId = state.kept[state.head - 1].id;
-  // Let go of trimmed lines once they are most of the array.
-  if (state.head >= 64 && state.head * 2 >= state.kept.length) {
-    state.kept = state.kept.slice(state.head);
-    state.head = 0;
-  }
 }
 
 /** An append waiting for its commit. */
