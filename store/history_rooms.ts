@@ -8,8 +8,18 @@
 
 import type { ResumeResult, StoredMessage } from "./history.ts";
 
-/** What is known of one room; `kept` from `head` on is what is stored. */
+/**
+ * What is known of one room; `kept` from `head` on is what is stored.
+ *
+ * @example
+ * ```ts
+ * import { RoomTable, type RoomState } from "./history_rooms.ts";
+ * const lobby: RoomState = new RoomTable().room("lobby", 0);
+ * lobby.nextId; // 1: the id its first line gets
+ * ```
+ */
 export interface RoomState {
+  /** The room's name. */
   name: string;
   /** Stored lines, ascending ids; those from `head` on are kept. */
   kept: StoredMessage[];
@@ -23,7 +33,8 @@ export interface RoomState {
   nextId: number;
   /**
    * Ids up to this one are reserved by a synced `reserve` record: a power
-   * loss cannot make them be given again (see "Ids after a power loss").
+   * loss cannot make them be given again (see "Ids after a power loss" in
+   * history.ts).
    */
   reserved: number;
   /** The newest reservation written, synced or not (at least `reserved`). */
@@ -38,6 +49,27 @@ export interface RoomState {
  * kept (at most the history's limit of them, once trimmed by
  * {@linkcode trimRoom}); every kept id is above `trimmedId`; `lastId` is
  * the newest stored id.
+ *
+ * @example
+ * ```ts
+ * import { RoomTable, trimRoom } from "./history_rooms.ts";
+ * const rooms = new RoomTable();
+ * const lobby = rooms.room("lobby", 0);
+ * for (const id of [1, 2, 3]) {
+ *   lobby.kept.push({
+ *     type: "message",
+ *     id,
+ *     room: "lobby",
+ *     username: "ann",
+ *     text: `${id}`,
+ *     timestamp: "2026-11-22T10:00:00.000Z",
+ *   });
+ *   lobby.lastId = id;
+ * }
+ * trimRoom(lobby, 2); // line 1 trimmed away
+ * rooms.since("lobby", 0).gap; // true: line 1 is no longer kept
+ * rooms.since("lobby", 1).messages.length; // 2
+ * ```
  */
 export class RoomTable {
   readonly #rooms = new Map<string, RoomState>();
@@ -82,7 +114,7 @@ export class RoomTable {
 
   /**
    * What a client that last saw line `lastSeenId` (an integer ≥ 0) of the
-   * room missed: see {@linkcode History.since}.
+   * room missed: see `History.since` (history.ts).
    */
   since(room: string, lastSeenId: number): ResumeResult {
     const state = this.#rooms.get(room);
@@ -119,7 +151,17 @@ export class RoomTable {
   }
 }
 
-/** Trims a room to its last `limit` lines. */
+/**
+ * Trims a room to its last `limit` lines: the newest trimmed id becomes its
+ * `trimmedId`.
+ *
+ * @example
+ * ```ts
+ * import { RoomTable, trimRoom } from "./history_rooms.ts";
+ * const lobby = new RoomTable().room("lobby", 0);
+ * trimRoom(lobby, 100); // nothing to trim
+ * ```
+ */
 export function trimRoom(state: RoomState, limit: number): void {
   const drop = state.kept.length - state.head - limit;
   if (drop <= 0) return;
