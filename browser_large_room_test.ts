@@ -1,5 +1,5 @@
 /**
- * The chat page in a large room (issue #10), in headless Chromium against a
+ * The chat page in a large room, in headless Chromium against a
  * server whose rooms turn large past a handful of members (`largeRoom`), so
  * a few bots make one: the count shown at once and kept up to date, no join
  * or leave lines, the member list loaded when the panel opens and a page

@@ -1,5 +1,5 @@
 /**
- * The chat page with a shared chat store (issue #11), in headless Chromium:
+ * The chat page with a shared chat store, in headless Chromium:
  * a `reset` (the store lost its data; ids start again) clears the log and
  * the ids seen and shows what the store holds, with a note; a line refused
  * with `unavailable` is said in place and kept in the composer; a join

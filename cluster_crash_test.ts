@@ -22,7 +22,7 @@ import {
 } from "./testing/cluster.ts";
 import { sleep } from "./tools/wait.ts";
 
-/** The bound: a dead node's members are gone within 10 s. */
+/** The bound README.md promises: a dead node's members are gone within 10 s. */
 const LEAVES_WITHIN_MS = 10_000;
 
 /** The id of the last public line a connection saw (0 for none). */

@@ -1,5 +1,5 @@
 /**
- * Runs the comparison matrix of issue #13 — the floor (Deno's own cost per
+ * Runs the comparison matrix — the floor (Deno's own cost per
  * message, bench/floor_server.ts), hubchat as it ships (history on, in a
  * file), hubchat `--history 0`, the naive Deno server and Bun — each
  * started by the load tool, alternating server by server inside every
@@ -49,7 +49,7 @@ export interface Scenario {
 }
 
 /**
- * Issue #13's matrix: saturated (closed loop, 64 in flight) and at a fixed
+ * The matrix: saturated (closed loop, 64 in flight) and at a fixed
  * 25,000 deliveries/s, each at 10, 100 and 1000 clients; one sender,
  * 64-byte texts (the load tool's defaults).
  */
