@@ -79,6 +79,7 @@ import {
   utf8Length,
 } from "../protocol.ts";
 import { type CompactedRoom, Compactor } from "./compaction.ts";
+import { entryBytes, invalidEntry } from "./history_entry.ts";
 import {
   bootLine,
   currentBootId,
@@ -222,52 +223,12 @@ export type AppendDone = (
 
 const encoder = new TextEncoder();
 
-/**
- * An upper bound on the size of an entry as two bytes per UTF-16 unit of
- * every field, plus some per field; see {@linkcode MAX_ENTRY_BYTES}.
- */
-function entryBytes(entry: HistoryEntry): number {
-  let bytes = 64 + 2 * (entry.username.length + entry.text.length +
-        entry.timestamp.length);
-  if (entry.to !== undefined) bytes += 16 + 2 * entry.to.length;
-  if (entry.file !== undefined) {
-    bytes += 16 + 2 * JSON.stringify(entry.file).length;
-  }
-  return bytes;
-}
-
 function toMessage(
   room: string,
   id: number,
   entry: HistoryEntry,
 ): StoredMessage {
   return Object.freeze(storedLine({ ...entry, id, room }));
-}
-
-/** Why an entry cannot be stored, or undefined when it can. */
-function invalidEntry(room: string, entry: HistoryEntry): Error | undefined {
-  if (typeof room !== "string" || room.length === 0) {
-    return new TypeError("history: room must be a non-empty string");
-  }
-  if (typeof entry !== "object" || entry === null) {
-    return new TypeError("history: entry must be an object");
-  }
-  const { username, text, timestamp, to } = entry;
-  if (typeof username !== "string" || username.length === 0) {
-    return new TypeError("history: entry.username must be a non-empty string");
-  }
-  if (typeof text !== "string") {
-    return new TypeError("history: entry.text must be a string");
-  }
-  if (typeof timestamp !== "string") {
-    return new TypeError("history: entry.timestamp must be a string");
-  }
-  if (to !== undefined && (typeof to !== "string" || to.length === 0)) {
-    return new TypeError(
-      "history: entry.to must be a non-empty string, or absent for a public message",
-    );
-  }
-  return undefined;
 }
 
 /**
