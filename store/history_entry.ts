@@ -10,7 +10,16 @@ import type { HistoryEntry } from "./history.ts";
 
 /**
  * An upper bound on the size of an entry as two bytes per UTF-16 unit of
- * every field, plus some per field; see {@linkcode MAX_ENTRY_BYTES}.
+ * every field, plus some per field: an entry over `MAX_ENTRY_BYTES`
+ * (history.ts) is refused.
+ *
+ * @example
+ * ```ts
+ * import { MAX_ENTRY_BYTES } from "./history.ts";
+ * import { entryBytes } from "./history_entry.ts";
+ * const timestamp = new Date().toISOString();
+ * entryBytes({ username: "ann", text: "hi", timestamp }) <= MAX_ENTRY_BYTES; // true
+ * ```
  */
 export function entryBytes(entry: HistoryEntry): number {
   let bytes = 64 + 2 * (entry.username.length + entry.text.length +
@@ -22,7 +31,19 @@ export function entryBytes(entry: HistoryEntry): number {
   return bytes;
 }
 
-/** Why an entry cannot be stored, or undefined when it can. */
+/**
+ * Why an entry cannot be stored in `room` (a TypeError saying which field
+ * is wrong), or undefined when it can. Its size is {@linkcode entryBytes}'s
+ * to tell.
+ *
+ * @example
+ * ```ts
+ * import { invalidEntry } from "./history_entry.ts";
+ * const timestamp = new Date().toISOString();
+ * invalidEntry("lobby", { username: "ann", text: "hi", timestamp }); // undefined
+ * invalidEntry("lobby", { username: "", text: "hi", timestamp }); // a TypeError
+ * ```
+ */
 export function invalidEntry(
   room: string,
   entry: HistoryEntry,

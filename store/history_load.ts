@@ -17,7 +17,18 @@ import type { KvRoom } from "./kv_migration.ts";
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-/** What loading a file found. */
+/**
+ * What loading a file found: where whole records end (the file is cut
+ * there, past a torn tail), and the limit its lines were trimmed under (a
+ * history of another limit compacts it at once).
+ *
+ * @example
+ * ```ts
+ * import type { Loaded } from "./history_load.ts";
+ * // A new file, or one whose header never reached the disk whole.
+ * const fresh: Loaded = { limit: 100, length: 0 };
+ * ```
+ */
 export interface Loaded {
   /** The limit its lines were trimmed under. */
   limit: number;
@@ -25,18 +36,39 @@ export interface Loaded {
   length: number;
 }
 
-/** How a file is loaded into the rooms. */
+/**
+ * How a file is loaded into the rooms: see {@linkcode loadHistoryFile}.
+ *
+ * @example
+ * ```ts
+ * import { currentBootId } from "./history_file.ts";
+ * import type { LoadOptions } from "./history_load.ts";
+ * const options: LoadOptions = { limit: 100, bootId: currentBootId() };
+ * ```
+ */
 export interface LoadOptions {
   /**
    * Lines kept per room from now on (the history's limit): a smaller one
    * than the file's trims more.
    */
   limit: number;
-  /** This boot's id (see "Ids after a power loss"); undefined when unknown. */
+  /**
+   * This boot's id (see "Ids after a power loss" in history.ts); undefined
+   * when unknown, so that only a clean close makes ids go on exactly.
+   */
   bootId: string | undefined;
 }
 
-/** How an earlier version's rooms are taken over. */
+/**
+ * How an earlier version's rooms are taken over: see
+ * {@linkcode adoptKvRooms}.
+ *
+ * @example
+ * ```ts
+ * import type { AdoptOptions } from "./history_load.ts";
+ * const options: AdoptOptions = { limit: 100 };
+ * ```
+ */
 export interface AdoptOptions {
   /** Lines kept per room from now on. */
   limit: number;
@@ -56,8 +88,29 @@ interface Replay {
 
 /**
  * Reads the file's records into the rooms, trimmed under the file's
- * limit, then under `options.limit`. Throws when it is not a history file
- * or is damaged anywhere but at its tail.
+ * limit, then under `options.limit`, and sets where each room's ids go on:
+ * right after its newest line when the file was closed cleanly or last
+ * written in this boot, past its reservations otherwise. Throws when it
+ * is not a history file or is damaged anywhere but at its tail.
+ *
+ * @example
+ * ```ts
+ * import { headerLine } from "./history_file.ts";
+ * import { loadHistoryFile } from "./history_load.ts";
+ * import { RoomTable } from "./history_rooms.ts";
+ * const whole = headerLine(100) +
+ *   '{"type":"message","id":1,"room":"lobby","username":"ann",' +
+ *   '"text":"hi","timestamp":"2026-11-22T10:00:00.000Z"}\n';
+ * const torn = '{"type":"message","id":2,"ro'; // a power loss mid-write
+ * const rooms = new RoomTable();
+ * const loaded = loadHistoryFile(
+ *   new TextEncoder().encode(whole + torn),
+ *   rooms,
+ *   { limit: 100, bootId: undefined },
+ * );
+ * loaded.length; // whole.length: the torn line is cut off
+ * rooms.recent("lobby"); // [line 1]
+ * ```
  */
 export function loadHistoryFile(
   bytes: Uint8Array,
@@ -197,7 +250,25 @@ function lineFromRecord(
   return Object.freeze(storedLine({ ...entry, id: id as number, room }));
 }
 
-/** Takes over the rooms of an earlier version's Deno KV file. */
+/**
+ * Takes over the rooms of an earlier version's Deno KV file, trimmed under
+ * `options.limit`. Their ids go on right after each room's newest: Deno KV
+ * synced every commit.
+ *
+ * @example
+ * ```ts
+ * import { adoptKvRooms } from "./history_load.ts";
+ * import { RoomTable } from "./history_rooms.ts";
+ * import type { KvRoom } from "./kv_migration.ts";
+ * // As readKvHistory (kv_migration.ts) reads them: lobby's lines all trimmed.
+ * const kvRooms = new Map<string, KvRoom>([
+ *   ["lobby", { lastId: 7, trimmedId: 7, messages: [] }],
+ * ]);
+ * const rooms = new RoomTable();
+ * adoptKvRooms(kvRooms, rooms, { limit: 100 });
+ * rooms.latestId("lobby"); // 7: its next line is 8
+ * ```
+ */
 export function adoptKvRooms(
   kvRooms: Map<string, KvRoom>,
   rooms: RoomTable,
