@@ -236,7 +236,7 @@ test("reopening keeps history and ids continue; parent dirs are made", async () 
     const first = await History.open(path);
     try {
       await first.append("lobby", entry("ann", "one"));
-      await first.append("lobby", entry("bob", "two", "ann"));
+      await first.append("lobby", entry("bob", "two", { to: "ann" }));
       await first.append("other", entry("bob", "elsewhere"));
     } finally {
       await first.close();
@@ -356,7 +356,7 @@ test("lines round-trip exactly, file lines and odd text included", async () => {
         all.push(
           history.append(
             "lobby",
-            entry("ann", text, i % 4 === 0 ? "bob" : undefined),
+            entry("ann", text, { to: i % 4 === 0 ? "bob" : undefined }),
           ),
         );
       }
@@ -369,7 +369,10 @@ test("lines round-trip exactly, file lines and odd text included", async () => {
         url: "/files/b5bb9d80",
       };
       all.push(
-        history.append("lobby", { ...entry("ann", "a caption", "bob"), file }),
+        history.append("lobby", {
+          ...entry("ann", "a caption", { to: "bob" }),
+          file,
+        }),
         history.append("lobby", { ...entry("bob", ""), file }),
       );
       await Promise.all(all);
@@ -537,8 +540,8 @@ test("direct messages are stored with the rest; visibleTo says who sees them", a
   const history = await History.open(":memory:");
   try {
     await history.append("lobby", entry("ann", "public 1"));
-    await history.append("lobby", entry("ann", "to bob", "bob"));
-    await history.append("lobby", entry("carol", "to ann", "ann"));
+    await history.append("lobby", entry("ann", "to bob", { to: "bob" }));
+    await history.append("lobby", entry("carol", "to ann", { to: "ann" }));
     await history.append("lobby", entry("bob", "public 2"));
     const texts = (messages: StoredMessage[]) => messages.map((m) => m.text);
     // The store returns what it stored; the room applies visibleTo.

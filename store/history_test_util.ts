@@ -18,12 +18,36 @@ import { within } from "../testing/wait.ts";
 /** Longest any one test may take; a hang fails instead of stalling CI. */
 const TEST_DEADLINE_MS = 30_000;
 
-/** A test bounded by {@linkcode TEST_DEADLINE_MS}. */
+/**
+ * A test bounded by {@linkcode TEST_DEADLINE_MS}: one that hangs fails.
+ *
+ * @example
+ * ```ts
+ * import { History } from "./history.ts";
+ * import { test } from "./history_test_util.ts";
+ * test("a history in memory opens and closes", async () => {
+ *   const history = await History.open(":memory:");
+ *   await history.close();
+ * });
+ * ```
+ */
 export function test(name: string, body: () => Promise<void>): void {
   Deno.test(name, () => within(body(), name, TEST_DEADLINE_MS));
 }
 
-/** Runs `body` with a fresh temporary directory, removed afterwards. */
+/**
+ * Runs `body` with a fresh temporary directory, removed afterwards.
+ *
+ * @example
+ * ```ts
+ * import { History } from "./history.ts";
+ * import { withTempDir } from "./history_test_util.ts";
+ * await withTempDir(async (dir) => {
+ *   const history = await History.open(`${dir}/history.db`);
+ *   await history.close();
+ * }); // the directory and its history file are gone
+ * ```
+ */
 export async function withTempDir(
   body: (dir: string) => Promise<void>,
 ): Promise<void> {
@@ -35,24 +59,72 @@ export async function withTempDir(
   }
 }
 
+/**
+ * Who an {@linkcode entry} is for.
+ *
+ * @example
+ * ```ts
+ * import type { EntryOptions } from "./history_test_util.ts";
+ * const direct: EntryOptions = { to: "ann" };
+ * ```
+ */
+export interface EntryOptions {
+  /** The recipient of a direct message; absent for a public one. */
+  to?: string;
+}
+
+/**
+ * An entry from `username`, stamped at one fixed time: public, or direct
+ * to `options.to`.
+ *
+ * @example
+ * ```ts
+ * import { entry } from "./history_test_util.ts";
+ * entry("ann", "hello"); // a public line
+ * entry("bob", "psst", { to: "ann" }); // a direct one
+ * ```
+ */
 export function entry(
   username: string,
   text: string,
-  to?: string,
+  options: EntryOptions = {},
 ): HistoryEntry {
   const value: HistoryEntry = {
     username,
     text,
     timestamp: "2026-11-22T10:00:00.000Z",
   };
-  if (to !== undefined) value.to = to;
+  if (options.to !== undefined) value.to = options.to;
   return value;
 }
 
+/**
+ * The ids of `messages`, in their order.
+ *
+ * @example
+ * ```ts
+ * import { History } from "./history.ts";
+ * import { entry, ids } from "./history_test_util.ts";
+ * const history = await History.open(":memory:");
+ * await history.append("lobby", entry("ann", "hello"));
+ * ids(history.recent("lobby")); // [1]
+ * await history.close();
+ * ```
+ */
 export function ids(messages: StoredMessage[]): number[] {
   return messages.map((message) => message.id);
 }
 
+/**
+ * The integers from `from` to `to`, both included: the ids a test expects.
+ *
+ * @example
+ * ```ts
+ * import { range } from "./history_test_util.ts";
+ * range(3, 5); // [3, 4, 5]
+ * range(1, 0); // []
+ * ```
+ */
 export function range(from: number, to: number): number[] {
   const out: number[] = [];
   for (let i = from; i <= to; i++) out.push(i);
@@ -62,6 +134,15 @@ export function range(from: number, to: number): number[] {
 /**
  * What one room's part of the file holds, read straight from the file by
  * the rule history.ts documents (not by its code).
+ *
+ * @example
+ * ```ts
+ * import { readRoom, type StoredRoom } from "./history_test_util.ts";
+ * async function keptIds(path: string): Promise<number[]> {
+ *   const lobby: StoredRoom = await readRoom(path, "lobby");
+ *   return lobby.live;
+ * }
+ * ```
  */
 export interface StoredRoom {
   /** The room's newest id and newest trimmed id, as a reopen finds them. */
@@ -76,7 +157,23 @@ export interface StoredRoom {
   fileBytes: number;
 }
 
-/** Reads a room's records from a history file (see history.ts's docs). */
+/**
+ * Reads a room's records from a history file (see history.ts's docs),
+ * asserting that the file holds whole records and that the room's ids
+ * ascend.
+ *
+ * @example
+ * ```ts
+ * import { History } from "./history.ts";
+ * import { entry, readRoom, withTempDir } from "./history_test_util.ts";
+ * await withTempDir(async (dir) => {
+ *   const history = await History.open(`${dir}/history.db`);
+ *   await history.append("lobby", entry("ann", "hello"));
+ *   await history.close();
+ *   (await readRoom(`${dir}/history.db`, "lobby")).all; // [1]
+ * });
+ * ```
+ */
 export async function readRoom(
   path: string,
   room: string,
@@ -122,7 +219,20 @@ export async function readRoom(
 /**
  * The ids of a room's lines in the file that a reopen keeps, after checking
  * that the file stays bounded: at most twice what it keeps, or
- * {@linkcode COMPACT_MIN_BYTES}, plus one commit.
+ * `COMPACT_MIN_BYTES` (history.ts), plus one commit.
+ *
+ * @example
+ * ```ts
+ * import { History } from "./history.ts";
+ * import { entry, storedIds, withTempDir } from "./history_test_util.ts";
+ * await withTempDir(async (dir) => {
+ *   const history = await History.open(`${dir}/history.db`, { limit: 1 });
+ *   await history.append("lobby", entry("ann", "1"));
+ *   await history.append("lobby", entry("ann", "2"));
+ *   await history.close();
+ *   await storedIds(`${dir}/history.db`, "lobby"); // [2]
+ * });
+ * ```
  */
 export async function storedIds(path: string, room: string): Promise<number[]> {
   const stored = await readRoom(path, room);
