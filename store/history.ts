@@ -79,22 +79,20 @@ import {
   utf8Length,
 } from "../protocol.ts";
 import { type CompactedRoom, Compactor } from "./compaction.ts";
-import { isFileInfo } from "./file_info.ts";
+import { entryBytes, invalidEntry } from "./history_entry.ts";
 import {
-  anyRecordAfter,
   bootLine,
   currentBootId,
   describe,
   DiskFile,
-  type Header,
   headerLine,
   type HistoryFile,
   HistoryOpenError,
   lockFile,
   NO_FILE,
-  parseRecord,
   startsWithHeader,
 } from "./history_file.ts";
+import { adoptKvRooms, type Loaded, loadHistoryFile } from "./history_load.ts";
 import { type RoomState, RoomTable, trimRoom } from "./history_rooms.ts";
 import { isSqlite, type KvRoom, readKvHistory } from "./kv_migration.ts";
 
@@ -224,21 +222,6 @@ export type AppendDone = (
 ) => void;
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
-
-/**
- * An upper bound on the size of an entry as two bytes per UTF-16 unit of
- * every field, plus some per field; see {@linkcode MAX_ENTRY_BYTES}.
- */
-function entryBytes(entry: HistoryEntry): number {
-  let bytes = 64 + 2 * (entry.username.length + entry.text.length +
-        entry.timestamp.length);
-  if (entry.to !== undefined) bytes += 16 + 2 * entry.to.length;
-  if (entry.file !== undefined) {
-    bytes += 16 + 2 * JSON.stringify(entry.file).length;
-  }
-  return bytes;
-}
 
 function toMessage(
   room: string,
@@ -246,66 +229,6 @@ function toMessage(
   entry: HistoryEntry,
 ): StoredMessage {
   return Object.freeze(storedLine({ ...entry, id, room }));
-}
-
-/** A stored line read back from its record, or undefined if it is none. */
-function lineFromRecord(
-  record: Record<string, unknown>,
-): StoredMessage | undefined {
-  const { type, id, room, username, text, timestamp, to, file } = record;
-  if (
-    (type !== "message" && type !== "file") || !Number.isSafeInteger(id) ||
-    typeof room !== "string" || room.length === 0 ||
-    typeof username !== "string" || typeof timestamp !== "string" ||
-    (to !== undefined && typeof to !== "string")
-  ) return undefined;
-  if (type === "message" && typeof text !== "string") return undefined;
-  if (
-    type === "file" && (!isFileInfo(file) ||
-      (text !== undefined && typeof text !== "string"))
-  ) return undefined;
-  const entry: HistoryEntry = {
-    username,
-    text: (text as string | undefined) ?? "",
-    timestamp,
-  };
-  if (to !== undefined) entry.to = to as string;
-  if (type === "file") entry.file = file as FileInfo;
-  return toMessage(room, id as number, entry);
-}
-
-/** Why an entry cannot be stored, or undefined when it can. */
-function invalidEntry(room: string, entry: HistoryEntry): Error | undefined {
-  if (typeof room !== "string" || room.length === 0) {
-    return new TypeError("history: room must be a non-empty string");
-  }
-  if (typeof entry !== "object" || entry === null) {
-    return new TypeError("history: entry must be an object");
-  }
-  const { username, text, timestamp, to } = entry;
-  if (typeof username !== "string" || username.length === 0) {
-    return new TypeError("history: entry.username must be a non-empty string");
-  }
-  if (typeof text !== "string") {
-    return new TypeError("history: entry.text must be a string");
-  }
-  if (typeof timestamp !== "string") {
-    return new TypeError("history: entry.timestamp must be a string");
-  }
-  if (to !== undefined && (typeof to !== "string" || to.length === 0)) {
-    return new TypeError(
-      "history: entry.to must be a non-empty string, or absent for a public message",
-    );
-  }
-  return undefined;
-}
-
-/** What loading a file found. */
-interface Loaded {
-  /** The limit its lines were trimmed under. */
-  limit: number;
-  /** Bytes of whole records; anything after is a torn tail. */
-  length: number;
 }
 
 /**
@@ -460,7 +383,7 @@ export class History {
           : "store";
         throw new HistoryOpenError(path, step, error);
       }
-      this.#adopt(rooms);
+      adoptKvRooms(rooms, this.#rooms, { limit: this.limit });
       try {
         // The old file stays beside the new one until the user removes it.
         await Deno.remove(`${path}.deno-kv`).catch(() => {});
@@ -473,7 +396,10 @@ export class History {
     }
     let loaded: Loaded;
     try {
-      loaded = this.#load(bytes);
+      loaded = loadHistoryFile(bytes, this.#rooms, {
+        limit: this.limit,
+        bootId: this.#bootId,
+      });
     } catch (error) {
       const step = bytes.length > 0 && !startsWithHeader(bytes)
         ? "store"
@@ -510,123 +436,6 @@ export class History {
   #use(file: Deno.FsFile): void {
     this.#disk = new DiskFile(file);
     this.#file = this.#wrap?.(this.#disk) ?? this.#disk;
-  }
-
-  /**
-   * Reads the file's records into the rooms, trimmed under the file's
-   * limit, then under this history's. Throws when it is not a history file
-   * or is damaged anywhere but at its tail.
-   */
-  #load(bytes: Uint8Array): Loaded {
-    if (bytes.length === 0) return { limit: this.limit, length: 0 };
-    const text = decoder.decode(bytes);
-    const newline = text.indexOf("\n");
-    let header: Partial<Header>;
-    try {
-      header = JSON.parse(newline === -1 ? text : text.slice(0, newline));
-    } catch {
-      header = {};
-    }
-    if (
-      header.hubchat !== "history" || header.version !== 1 ||
-      !Number.isSafeInteger(header.limit) || header.limit! < 1
-    ) {
-      throw new Error("its first line is not a hubchat history header");
-    }
-    if (newline === -1) return { limit: header.limit!, length: 0 };
-    const limit = header.limit!;
-    let offset = newline + 1;
-    let length = offset;
-    let lineNumber = 1;
-    while (offset < text.length) {
-      lineNumber++;
-      const end = text.indexOf("\n", offset);
-      const record = end === -1
-        ? undefined
-        : parseRecord(text.slice(offset, end));
-      if (record === undefined || !this.#loadRecord(record, limit)) {
-        if (end === -1 || !anyRecordAfter(text, end + 1)) break; // torn tail
-        throw new Error(
-          `line ${lineNumber} is not a history record, and records follow it`,
-        );
-      }
-      offset = end + 1;
-      length = offset;
-    }
-    // Closed cleanly, or the process died in this boot: every line
-    // written is here. Otherwise (a power loss) lines that were shown may
-    // be gone: ids go on past the reservations.
-    const exact = this.#closedCleanly ||
-      (this.#lastBoot !== undefined && this.#lastBoot === this.#bootId);
-    // What the run saw: each room's last `limit` lines; a smaller limit
-    // now trims more.
-    for (const state of this.#rooms.values()) {
-      trimRoom(state, this.limit);
-      state.nextId =
-        (exact ? state.lastId : Math.max(state.lastId, state.reserved)) + 1;
-      state.reserving = state.reserved;
-    }
-    // `length` counts characters; the file's bytes are what matter.
-    const byteLength = length === text.length
-      ? bytes.length
-      : encoder.encode(text.slice(0, length)).length;
-    return { limit, length: byteLength };
-  }
-
-  /** Applies one record while loading; false when it does not fit. */
-  #loadRecord(record: Record<string, unknown>, limit: number): boolean {
-    this.#closedCleanly = record.type === "closed";
-    if (record.type === "closed") return true;
-    if (record.type === "boot") {
-      if (typeof record.id !== "string") return false;
-      this.#lastBoot = record.id;
-      return true;
-    }
-    if (record.type === "reserve") {
-      const { room, upTo } = record;
-      if (typeof room !== "string" || !Number.isSafeInteger(upTo)) {
-        return false;
-      }
-      const state = this.#room(room);
-      state.reserved = Math.max(state.reserved, upTo as number);
-      return true;
-    }
-    if (record.type === "meta") {
-      const { room, lastId, trimmedId, reserved } = record;
-      if (
-        typeof room !== "string" || !Number.isSafeInteger(lastId) ||
-        !Number.isSafeInteger(trimmedId) ||
-        (reserved !== undefined && !Number.isSafeInteger(reserved))
-      ) return false;
-      const state = this.#room(room);
-      state.lastId = Math.max(state.lastId, lastId as number);
-      state.trimmedId = Math.max(state.trimmedId, trimmedId as number);
-      state.reserved = Math.max(state.reserved, (reserved as number) ?? 0);
-      return true;
-    }
-    const line = lineFromRecord(record);
-    if (line === undefined) return false;
-    const state = this.#room(line.room);
-    const previous = state.kept.at(-1)?.id ?? state.trimmedId;
-    if (line.id <= previous) return false;
-    state.kept.push(line);
-    state.lastId = Math.max(state.lastId, line.id);
-    trimRoom(state, limit);
-    return true;
-  }
-
-  /** Takes over the rooms of an earlier version's Deno KV file. */
-  #adopt(rooms: Map<string, KvRoom>): void {
-    for (const [name, room] of rooms) {
-      const state = this.#room(name);
-      state.kept = room.messages;
-      state.lastId = room.lastId;
-      state.trimmedId = room.trimmedId;
-      trimRoom(state, this.limit);
-      state.nextId = state.lastId + 1;
-      // Deno KV synced every commit: nothing shown was lost.
-      state.reserved = state.reserving = state.lastId;
-    }
   }
 
   /**
@@ -819,10 +628,6 @@ export class History {
     return this.#compactions;
   }
   #compactions = 0;
-  /** While loading: the last record read was `closed`. */
-  #closedCleanly = false;
-  /** While loading: the boot id of the last `boot` record read. */
-  #lastBoot: string | undefined;
 
   /**
    * Stops taking appends, waits until every pending one has settled, syncs
