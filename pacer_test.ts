@@ -1,13 +1,23 @@
 /**
- * The upgrade pacer: turns stepped by hand ({@linkcode ManualTurns}).
- * Nothing asserts a duration.
+ * The upgrade pacer: turns stepped by hand ({@linkcode ManualTurns}), then a
+ * real server over real sockets. Nothing asserts a duration.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
 import { type Pace, UpgradePacer } from "./pacer.ts";
+import { ChatClient } from "./testing/chat_client.ts";
+import {
+  RawConnection,
+  type RawReply,
+  RawWebSocket,
+  upgradeReplyAt,
+} from "./testing/raw_websocket.ts";
+import { withServer } from "./testing/server.ts";
 import { ManualTurns } from "./testing/turns.ts";
+import { waitUntil, within } from "./testing/wait.ts";
+import type { ChatServer } from "./server.ts";
 
 /** Lets every settled promise's callbacks run. */
 function settle(): Promise<void> {
@@ -177,4 +187,186 @@ Deno.test("pacer: limits must be whole numbers, perTurn at least 1", () => {
   assert.throws(() => new UpgradePacer({ maxWaiting: -1 }), RangeError);
   const open = new UpgradePacer({ maxWaiting: 0, maxWaitingPerKey: Infinity });
   assert.deepEqual([open.maxWaiting, open.maxWaitingPerKey], [0, Infinity]);
+});
+
+// ----------------------------------------------------- over real sockets
+
+/** One sample's value from the server's metrics (0 when absent). */
+function sample(server: ChatServer, series: string): number {
+  const line = server.metrics.render().split("\n")
+    .find((row) => row.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.split(" ")[1]);
+}
+
+/** Upgrades waiting for their turn on `server`. */
+function waiting(server: ChatServer): number {
+  return sample(server, "hubchat_upgrades_waiting");
+}
+
+/** Upgrades refused for `reason` on `server`. */
+function rejected(server: ChatServer, reason: string): number {
+  return sample(server, `hubchat_rejected_upgrades_total{reason="${reason}"}`);
+}
+
+/**
+ * Starts an upgrade as `name` and waits until it waits for its turn;
+ * returns the upgrade, to be awaited once its turn has come.
+ */
+async function queue<T>(
+  server: ChatServer,
+  name: string,
+  start: () => Promise<T>,
+): Promise<{ upgrade: Promise<T> }> {
+  const before = waiting(server);
+  const upgrade = start();
+  // Awaited later: meanwhile a rejection is not an unhandled one.
+  upgrade.catch(() => {});
+  await waitUntil(() => waiting(server) === before + 1, `${name} to wait`);
+  return { upgrade };
+}
+
+Deno.test("over sockets: waiting upgrades are admitted a turn at a time in order; one that left is never upgraded", async () => {
+  const turns = new ManualTurns();
+  await withServer(
+    { pacing: { perTurn: 1, maxWaiting: 3, schedule: turns.schedule } },
+    async (server, track) => {
+      const ann = track(await ChatClient.join(server.port, "ann"));
+      // ann took this turn's only place: the rest wait for turns to end.
+      const w1 = await queue(
+        server,
+        "w1",
+        () => RawWebSocket.connect(server.port, "w1"),
+      );
+      const quitter = track(await RawConnection.connect(server.port));
+      await queue(server, "quitter", async () => {
+        await quitter.write(new TextEncoder().encode(
+          "GET /ws?username=quitter HTTP/1.1\r\nHost: x\r\n" +
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
+            `Sec-WebSocket-Key: ${btoa("0123456789abcdef")}\r\n` +
+            "Sec-WebSocket-Version: 13\r\n\r\n",
+        ));
+      });
+      const w2 = await queue(
+        server,
+        "w2",
+        () => RawWebSocket.connect(server.port, "w2"),
+      );
+      // Three wait: a fourth is refused at once, and says why.
+      const over: RawReply = await upgradeReplyAt(
+        server.port,
+        "/ws?username=w3",
+      );
+      assert.equal(over.status, 503);
+      assert.equal(
+        over.body.trim(),
+        "too many connections are waiting to be admitted (3); try again shortly",
+      );
+      assert.equal(rejected(server, "limit_waiting"), 1);
+
+      await quitter.close();
+      await waitUntil(() => waiting(server) === 2, "the quitter to leave");
+      assert.equal(rejected(server, "peer_gone"), 1);
+
+      for (const [name, upgrade] of [["w1", w1], ["w2", w2]] as const) {
+        turns.end();
+        const socket = track(
+          await within(upgrade.upgrade, `${name}'s upgrade`),
+        );
+        assert.equal((await socket.next(`${name}'s welcome`)).type, "welcome");
+        await ann.expectPresence("join", name);
+      }
+      assert.equal(waiting(server), 0);
+      // The quitter was never upgraded: its name is free, no slot is held.
+      assert.equal(server.rooms.get("lobby")?.isTaken("quitter"), false);
+      assert.equal(sample(server, "hubchat_connections"), 3);
+      ann.say("after the crowd");
+      await ann.expectMessage("ann", "after the crowd");
+    },
+  );
+  assert.equal(turns.scheduled, 0, "shutdown left no turn scheduled");
+});
+
+Deno.test("over sockets: shutdown refuses the upgrades still waiting, with 503", async () => {
+  const turns = new ManualTurns();
+  await withServer(
+    { pacing: { perTurn: 1, schedule: turns.schedule } },
+    async (server, track) => {
+      track(await ChatClient.join(server.port, "ann"));
+      const waiters: Promise<RawReply>[] = [];
+      for (const name of ["w1", "w2", "w3"]) {
+        const { upgrade } = await queue(
+          server,
+          name,
+          () => upgradeReplyAt(server.port, `/ws?username=${name}`),
+        );
+        waiters.push(upgrade);
+      }
+      await within(server.shutdown(), "shutdown", 10_000);
+      for (const reply of await Promise.all(waiters)) {
+        assert.equal(reply.status, 503);
+        assert.equal(reply.body.trim(), "server shutting down");
+      }
+      assert.equal(rejected(server, "shutdown"), 3);
+      assert.equal(turns.scheduled, 0, "no turn left scheduled");
+    },
+  );
+});
+
+Deno.test("over sockets: 300 clients connecting at once are all admitted while two chat, losing no line", async () => {
+  await withServer(
+    {
+      maxConnectionsPerIp: 0,
+      ratePerSecond: 0,
+      largeRoom: 1000,
+      pacing: { perTurn: 2 },
+    },
+    async (server, track) => {
+      const ann = track(await ChatClient.join(server.port, "ann"));
+      const bob = track(await ChatClient.join(server.port, "bob"));
+      await ann.expectPresence("join", "bob");
+      const crowd = Array.from(
+        { length: 300 },
+        (_, i) =>
+          ChatClient.enter(server.port, { username: `c${i}`, room: "crowd" }),
+      );
+      const said: string[] = [];
+      for (let i = 0; i < 50; i++) {
+        said.push(`line ${i}`);
+        ann.say(`line ${i}`);
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+      const joined = await Promise.allSettled(crowd);
+      for (const result of joined) {
+        if (result.status === "fulfilled") track(result.value);
+      }
+      const failed = joined.filter((result) => result.status === "rejected");
+      assert.deepEqual(failed, [], "every client of the crowd was admitted");
+      assert.equal(server.rooms.get("crowd")?.online, 300);
+      for (const text of said) await bob.expectMessage("ann", text);
+      assert.equal(waiting(server), 0);
+    },
+  );
+});
+
+Deno.test("over sockets: shutdown in the middle of a crowd's arrival leaves nothing behind", async () => {
+  await withServer(
+    { maxConnectionsPerIp: 0, pacing: { perTurn: 2 } },
+    async (server) => {
+      const crowd = Array.from(
+        { length: 200 },
+        (_, i) => upgradeReplyAt(server.port, `/ws?username=c${i}&room=crowd`),
+      );
+      await waitUntil(() => waiting(server) > 0, "some of the crowd to wait");
+      await within(server.shutdown(), "shutdown", 10_000);
+      const statuses = new Set(
+        (await Promise.all(crowd)).map((reply) => reply.status),
+      );
+      // Each was upgraded (and then closed with 1001) or refused with 503.
+      for (const status of statuses) {
+        assert.ok(status === 101 || status === 503);
+      }
+      assert.ok(statuses.has(503), "some were still waiting at shutdown");
+      assert.equal(waiting(server), 0);
+    },
+  );
 });
