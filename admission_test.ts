@@ -615,8 +615,8 @@ Deno.test("admission: a peer that left before its upgrade is 499, and nothing is
 Deno.test("admission: with a pacer, each waits its turn; a full line is 503 or 429, a peer gone 499, a closed one 503", async () => {
   const rooms = new Rooms();
   const turns = new ManualTurns();
+  // One a turn (the default), two waiting, one of them per address.
   const pacer = new UpgradePacer({
-    perTurn: 1,
     maxWaiting: 2,
     maxWaitingPerKey: 1,
     schedule: turns.schedule,
@@ -624,22 +624,23 @@ Deno.test("admission: with a pacer, each waits its turn; a full line is 503 or 4
   const admission = new Admission({ rooms, pacer });
   valueOf(await admit(admission, "username=ann")).cancel();
   const bob = admit(admission, "username=bob", { ip: "192.0.2.2" });
-  const again = refusalOf(
-    await admit(admission, "username=cy", { ip: "192.0.2.2" }),
-  );
-  assert.deepEqual([again.status, again.reason], [429, "limit_per_ip"]);
-  assert.equal(
-    again.text,
-    "too many connections from your address are waiting to be admitted (1); wait for them before opening more",
-  );
+  const again = await admit(admission, "username=cy", { ip: "192.0.2.2" });
   const dee = admit(admission, "username=dee", { ip: "192.0.2.3" });
-  const full = refusalOf(
-    await admit(admission, "username=eve", { ip: "192.0.2.4" }),
-  );
-  assert.deepEqual([full.status, full.reason], [503, "limit_waiting"]);
-  assert.equal(
-    full.text,
-    "too many connections are waiting to be admitted (2); try again shortly",
+  const full = await admit(admission, "username=eve", { ip: "192.0.2.4" });
+  assert.deepEqual(
+    [again, full].map(refusalOf).map((no) => [no.status, no.reason, no.text]),
+    [
+      [
+        429,
+        "limit_per_ip",
+        "too many connections from your address are waiting to be admitted (1); wait for them before opening more",
+      ],
+      [
+        503,
+        "limit_waiting",
+        "too many connections are waiting to be admitted (2); try again shortly",
+      ],
+    ],
   );
   turns.end();
   const admitted = valueOf(await bob);

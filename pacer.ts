@@ -128,18 +128,16 @@ export class UpgradePacer {
 
   /** Creates a pacer; throws a `RangeError` for a limit that is not one. */
   constructor(options: PacerOptions = {}) {
-    this.perTurn = whole("perTurn", options.perTurn ?? UPGRADES_PER_TURN, 1);
-    this.maxWaiting = whole(
-      "maxWaiting",
-      options.maxWaiting ?? MAX_WAITING_UPGRADES,
-      0,
-    );
-    this.maxWaitingPerKey = whole(
-      "maxWaitingPerKey",
-      options.maxWaitingPerKey ?? Infinity,
-      0,
-    );
-    this.#schedule = options.schedule ?? atTurnEnd;
+    const {
+      perTurn = UPGRADES_PER_TURN,
+      maxWaiting = MAX_WAITING_UPGRADES,
+      maxWaitingPerKey = Infinity,
+      schedule = atTurnEnd,
+    } = options;
+    this.perTurn = whole("perTurn", perTurn, 1);
+    this.maxWaiting = whole("maxWaiting", maxWaiting, 0);
+    this.maxWaitingPerKey = whole("maxWaitingPerKey", maxWaitingPerKey, 0);
+    this.#schedule = schedule;
   }
 
   /** Upgrades waiting for their turn now. */
