@@ -7,6 +7,10 @@
  * connection slot, within the caps in all and per address (the client's
  * address read behind a proxy too).
  *
+ * Before any of that an upgrade waits for its turn, when the server paces
+ * upgrades (pacer.ts): one a turn, so that a join storm cannot starve the
+ * chat already going on.
+ *
  * A refusal is data ({@linkcode Refusal}); the server answers it over HTTP.
  * The same checks answer a dry run ({@linkcode Admission.check}): what an
  * upgrade would get, with nothing reserved. The rules are functions of what
@@ -34,6 +38,7 @@ import {
   validateRoomName,
   validateUsername,
 } from "./protocol.ts";
+import type { Pace, UpgradePacer } from "./pacer.ts";
 import type { Room } from "./room.ts";
 import type { Rooms } from "./rooms.ts";
 
@@ -75,6 +80,17 @@ const SHUTTING_DOWN: Refusal = {
   text: "server shutting down",
 };
 
+/**
+ * The peer closed its connection before it was upgraded (while it waited
+ * for its turn, say). Nobody reads the answer; the status is nginx's
+ * "client closed request", for logs and metrics.
+ */
+const PEER_GONE: Refusal = {
+  status: 499,
+  reason: "peer_gone",
+  text: "the client closed the connection before it was upgraded",
+};
+
 function refused(refusal: Refusal): { ok: false; refusal: Refusal } {
   return { ok: false, refusal };
 }
@@ -104,6 +120,11 @@ export interface AdmissionOptions {
   sessionOf?: (client: Client) => string | undefined;
   /** True once the server is stopping: every upgrade is then refused. */
   isShuttingDown?: () => boolean;
+  /**
+   * Paces upgrades: each waits here for its turn before any check. The
+   * owner closes it when it stops. Default: none, every upgrade at once.
+   */
+  pacer?: UpgradePacer;
 }
 
 /** A peer that may connect: who, where, and the slot it holds. */
@@ -115,8 +136,8 @@ export interface Admittance extends Newcomer {
 }
 
 /**
- * Decides who may connect, before any upgrade: not while stopping; an
- * allowed origin; a valid room and resume point; a valid token or name; a
+ * Decides who may connect, before any upgrade: its turn (when paced); not
+ * while stopping; an allowed origin; a valid room and resume point; a valid token or name; a
  * name free in the room (or taken over from an older connection that
  * presents its session); a room and a connection slot to spare.
  *
@@ -146,6 +167,7 @@ export class Admission {
   #limiter: ConnectionLimiter;
   #sessionOf: (client: Client) => string | undefined;
   #isShuttingDown: () => boolean;
+  #pacer: UpgradePacer | undefined;
 
   /** Creates the policy from settings already checked. */
   constructor(options: AdmissionOptions) {
@@ -155,14 +177,23 @@ export class Admission {
     this.#limiter = options.limiter ?? new ConnectionLimiter();
     this.#sessionOf = options.sessionOf ?? noSession;
     this.#isShuttingDown = options.isShuttingDown ?? notShuttingDown;
+    this.#pacer = options.pacer;
   }
 
-  /** Admits a peer or says why not; upgrade and reserve in the same turn. */
-  admit(
+  /**
+   * Admits a peer or says why not; upgrade and reserve in the same turn.
+   * With a pacer, the peer first waits for its turn; one that leaves while
+   * it waits (its request's signal aborts) is refused, and takes no turn.
+   */
+  async admit(
     request: Request,
     context: UpgradeContext,
   ): Promise<Verdict<Admittance>> {
-    return this.#decide(request, context, { dryRun: false });
+    if (this.#pacer !== undefined) {
+      const pace = await this.#pacer.take(context.ip, request.signal);
+      if (pace !== "go") return refused(this.#paceRefusal(pace));
+    }
+    return await this.#decide(request, context, { dryRun: false });
   }
 
   /**
@@ -194,6 +225,31 @@ export class Admission {
     // In the same turn as the checks: nothing was held across an await.
     verdict.value.cancel();
     return { ok: true, value: undefined };
+  }
+
+  /** Why an upgrade that did not get its turn is refused. */
+  #paceRefusal(pace: Exclude<Pace, "go">): Refusal {
+    const pacer = this.#pacer!;
+    switch (pace) {
+      case "closed":
+        return SHUTTING_DOWN;
+      case "gone":
+        return PEER_GONE;
+      case "full":
+        return {
+          status: 503,
+          reason: "limit_waiting",
+          text:
+            `too many connections are waiting to be admitted (${pacer.maxWaiting}); try again shortly`,
+        };
+      case "full_key":
+        return {
+          status: 429,
+          reason: "limit_per_ip",
+          text:
+            `too many connections from your address are waiting to be admitted (${pacer.maxWaitingPerKey}); wait for them before opening more`,
+        };
+    }
   }
 
   /** The checks of an upgrade; a dry run closes no older connection. */
@@ -254,6 +310,14 @@ export class Admission {
       unclaim();
       this.#rooms.release(room);
       return refused(SHUTTING_DOWN);
+    }
+    // Upgrading a request whose peer left gives a socket that never opens
+    // nor closes: its slot and name would be held for good, and Deno's
+    // server would never finish shutting down.
+    if (!dryRun && request.signal.aborted) {
+      unclaim();
+      this.#rooms.release(room);
+      return refused(PEER_GONE);
     }
     const seat = this.#seat(room, {
       username: claimed.value.username,

@@ -16,7 +16,9 @@ import {
 } from "./admission.ts";
 import { importSecret, signToken } from "./auth.ts";
 import { Client } from "./client.ts";
+import { UpgradePacer } from "./pacer.ts";
 import { Rooms } from "./rooms.ts";
+import { ManualTurns } from "./testing/turns.ts";
 
 const sameOriginOnly: OriginOptions = {
   allowedOrigins: [],
@@ -264,9 +266,11 @@ function quietSocket() {
 function upgradeRequest(
   query: string,
   headers: Record<string, string> = {},
+  signal?: AbortSignal,
 ): [Request, URLSearchParams] {
   const request = new Request(`http://127.0.0.1:8080/ws?${query}`, {
     headers: { upgrade: "websocket", host: "127.0.0.1:8080", ...headers },
+    signal,
   });
   return [request, new URL(request.url).searchParams];
 }
@@ -275,11 +279,13 @@ function upgradeRequest(
 interface From {
   ip?: string;
   headers?: Record<string, string>;
+  /** Aborts when the peer goes away, as a served request's does. */
+  signal?: AbortSignal;
 }
 
 /** An upgrade request with that query, and its context, as the route gives them. */
 function upgrade(query: string, from: From): [Request, UpgradeContext] {
-  const [request, params] = upgradeRequest(query, from.headers);
+  const [request, params] = upgradeRequest(query, from.headers, from.signal);
   return [request, { ip: from.ip ?? "192.0.2.1", query: params }];
 }
 
@@ -583,5 +589,80 @@ Deno.test("admission: check with the holder's session says yes and closes nothin
     code: 4001,
     reason: "replaced by a newer connection",
   });
+  rooms.close(1001, "done");
+});
+
+Deno.test("admission: a peer that left before its upgrade is 499, and nothing is held", async () => {
+  const rooms = new Rooms();
+  const limiter = new ConnectionLimiter();
+  const admission = new Admission({ rooms, limiter });
+  const gone = refusalOf(
+    await admit(admission, "username=ann", { signal: AbortSignal.abort() }),
+  );
+  assert.deepEqual([gone.status, gone.reason], [499, "peer_gone"]);
+  assert.equal(limiter.total, 0);
+  assert.equal(rooms.get("lobby"), undefined, "no room left open");
+  // The dry run asks for nobody's socket: a gone peer's answer is moot.
+  assert.equal(
+    (await check(admission, "username=ann", { signal: AbortSignal.abort() }))
+      .ok,
+    true,
+  );
+  valueOf(await admit(admission, "username=ann")).cancel();
+  rooms.close(1001, "done");
+});
+
+Deno.test("admission: with a pacer, each waits its turn; a full line is 503 or 429, a peer gone 499, a closed one 503", async () => {
+  const rooms = new Rooms();
+  const turns = new ManualTurns();
+  // One a turn (the default), two waiting, one of them per address.
+  const pacer = new UpgradePacer({
+    maxWaiting: 2,
+    maxWaitingPerKey: 1,
+    schedule: turns.schedule,
+  });
+  const admission = new Admission({ rooms, pacer });
+  valueOf(await admit(admission, "username=ann")).cancel();
+  const bob = admit(admission, "username=bob", { ip: "192.0.2.2" });
+  const again = await admit(admission, "username=cy", { ip: "192.0.2.2" });
+  const dee = admit(admission, "username=dee", { ip: "192.0.2.3" });
+  const full = await admit(admission, "username=eve", { ip: "192.0.2.4" });
+  assert.deepEqual(
+    [again, full].map(refusalOf).map((no) => [no.status, no.reason, no.text]),
+    [
+      [
+        429,
+        "limit_per_ip",
+        "too many connections from your address are waiting to be admitted (1); wait for them before opening more",
+      ],
+      [
+        503,
+        "limit_waiting",
+        "too many connections are waiting to be admitted (2); try again shortly",
+      ],
+    ],
+  );
+  turns.end();
+  const admitted = valueOf(await bob);
+  assert.equal(admitted.username, "bob");
+  admitted.cancel();
+  // dee waits for the next turn; fay behind her, until she leaves.
+  const leaving = new AbortController();
+  const fay = admit(admission, "username=fay", {
+    ip: "192.0.2.5",
+    signal: leaving.signal,
+  });
+  assert.equal(pacer.waiting, 2);
+  leaving.abort();
+  const gone = refusalOf(await fay);
+  assert.deepEqual([gone.status, gone.reason], [499, "peer_gone"]);
+  assert.equal(pacer.waiting, 1);
+  pacer.close();
+  const closed = refusalOf(await dee);
+  assert.deepEqual(
+    [closed.status, closed.reason, closed.text],
+    [503, "shutdown", "server shutting down"],
+  );
+  assert.equal(turns.scheduled, 0);
   rooms.close(1001, "done");
 });

@@ -468,6 +468,8 @@ function externalBytes(): number {
 export interface MetricsSources {
   /** Open WebSocket connections now. */
   connectionsOpen(): number;
+  /** Upgrades waiting for their turn to be admitted now (pacer.ts). */
+  upgradesWaiting?: () => number;
   /** Every client whose outbox depth is to be sampled. */
   clients(): Iterable<Client>;
   /** What is degraded now; `/metrics` shows it as gauges too. */
@@ -596,6 +598,11 @@ export class ServerMetrics {
       "hubchat_connections",
       "Open WebSocket connections.",
       sources.connectionsOpen,
+    );
+    registry.gauge(
+      "hubchat_upgrades_waiting",
+      "Upgrades waiting for their turn to be admitted.",
+      sources.upgradesWaiting ?? (() => 0),
     );
     this.connections = registry.counter(
       "hubchat_connections_total",

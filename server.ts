@@ -1,7 +1,8 @@
 /**
  * The HTTP edge: routes and wiring. `/ws` asks admission.ts who may connect,
  * upgrades, and hands the socket to connection.ts, which reads it; the other
- * routes serve the page, health, rooms and metrics. Shutdown stops
+ * routes serve the page, health, rooms and metrics. Upgrades wait for their
+ * turn first (pacer.ts), one per event-loop turn. Shutdown stops
  * admission, closes every room and waits for the sockets. Startable from
  * tests on port 0; `main.ts` adds flags and signals.
  *
@@ -30,6 +31,7 @@ import {
 import type { HistoryFile } from "./store/history_file.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { Health, PROMETHEUS_CONTENT_TYPE, ServerMetrics } from "./metrics.ts";
+import { type PacerOptions, UpgradePacer } from "./pacer.ts";
 import { CloseCode } from "./protocol.ts";
 import { Rooms } from "./rooms.ts";
 import { DEFAULT_UPLOAD_RATE, Files } from "./files/http.ts";
@@ -131,6 +133,12 @@ export interface ServerOptions {
   filesMaxBytes?: number;
   /** Bytes a user may upload per minute; 0 for no limit. Default 50 MiB. */
   uploadRate?: number;
+  /**
+   * How upgrades are paced: how many start per event-loop turn, how many
+   * may wait, and (tests) how turns are scheduled. Default: pacer.ts's
+   * constants; the per-address cap of waiters is `maxConnectionsPerIp`.
+   */
+  pacing?: Omit<PacerOptions, "maxWaitingPerKey">;
 }
 
 /**
@@ -410,16 +418,14 @@ export async function startServer(
   const authKey = options.authSecret === undefined
     ? null
     : await importSecret(options.authSecret);
-  const limiter = new ConnectionLimiter({
-    maxTotal: options.maxConnections,
-    maxPerIp: options.maxConnectionsPerIp,
-  });
+  const { limiter, pacer } = connectionCaps(options);
   let shuttingDown: Promise<void> | undefined;
   const isShuttingDown = (): boolean => shuttingDown !== undefined;
   const logger = options.logger ?? silentLogger;
   const health = new Health();
   const metrics: ServerMetrics = new ServerMetrics({
     connectionsOpen: () => connections.open,
+    upgradesWaiting: () => pacer.waiting,
     clients: (): Iterable<Client> => rooms.clients(),
     health,
   });
@@ -457,6 +463,7 @@ export async function startServer(
     limiter,
     sessionOf: (client) => connections.sessionOf(client),
     isShuttingDown,
+    pacer,
   });
   const parts: Parts = {
     rooms,
@@ -506,25 +513,46 @@ export async function startServer(
     rooms,
     metrics,
     shutdown(): Promise<void> {
-      shuttingDown ??= stop({ rooms, connections, files, engine, listener });
+      shuttingDown ??= stop({ ...parts, pacer, engine, listener });
       return shuttingDown;
     },
   };
 }
 
 /**
- * Stops a server: closes every client with 1001 (new upgrades are refused
- * already: shutting down is set), waits (at most
- * {@linkcode SHUTDOWN_GRACE_MS}) for the closes, then stops the files, the
- * engine and the listener.
+ * The caps on connections, in all and per address, and the pacer of
+ * upgrades; as many upgrades from one address may wait for their turn as it
+ * may hold connections.
+ */
+function connectionCaps(
+  options: ServerOptions,
+): { limiter: ConnectionLimiter; pacer: UpgradePacer } {
+  const limiter = new ConnectionLimiter({
+    maxTotal: options.maxConnections,
+    maxPerIp: options.maxConnectionsPerIp,
+  });
+  const pacer = new UpgradePacer({
+    ...options.pacing,
+    maxWaitingPerKey: limiter.maxPerIp,
+  });
+  return { limiter, pacer };
+}
+
+/**
+ * Stops a server: refuses the upgrades still waiting for their turn (new
+ * ones are refused already: shutting down is set), closes every client with
+ * 1001, waits (at most {@linkcode SHUTDOWN_GRACE_MS}) for the closes, then
+ * stops the files, the engine and the listener.
  */
 async function stop(running: {
+  pacer: UpgradePacer;
   rooms: Rooms;
   connections: Connections;
   files: Files;
   engine: RoomEngine;
   listener: Listener;
 }): Promise<void> {
+  running.pacer.close();
   running.rooms.close(CloseCode.goingAway, "server shutting down");
   const { promise: grace, resolve: graceOver } = Promise.withResolvers<void>();
   const timer = setTimeout(graceOver, SHUTDOWN_GRACE_MS);
