@@ -39,8 +39,7 @@ import {
   validateUsername,
 } from "./protocol.ts";
 import type { Pace, UpgradePacer } from "./pacer.ts";
-import type { Room } from "./room.ts";
-import type { Rooms } from "./rooms.ts";
+import type { Room, Rooms } from "./room.ts";
 
 /**
  * Connections the server holds at most. Each costs a file descriptor and
@@ -150,7 +149,7 @@ export interface Admittance extends Newcomer {
  * @example
  * ```ts
  * import { Admission } from "./admission.ts";
- * import { Rooms } from "./rooms.ts";
+ * import { Rooms } from "./room.ts";
  * const rooms = new Rooms();
  * const admission = new Admission({ rooms });
  * const request = new Request("http://127.0.0.1/ws?username=ann");
@@ -206,7 +205,7 @@ export class Admission {
    * @example
    * ```ts
    * import { Admission } from "./admission.ts";
-   * import { Rooms } from "./rooms.ts";
+   * import { Rooms } from "./room.ts";
    * const rooms = new Rooms();
    * const admission = new Admission({ rooms });
    * const request = new Request("http://127.0.0.1/ws?username=ann");

@@ -17,7 +17,7 @@ import {
 import { importSecret, signToken } from "./auth.ts";
 import { Client } from "./client.ts";
 import { UpgradePacer } from "./pacer.ts";
-import { Rooms } from "./rooms.ts";
+import { Rooms } from "./room.ts";
 import { ManualTurns } from "./testing/turns.ts";
 
 const sameOriginOnly: OriginOptions = {

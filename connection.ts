@@ -33,8 +33,7 @@ import {
   parseClientMessage,
   utf8Length,
 } from "./protocol.ts";
-import type { Room } from "./room.ts";
-import type { Rooms } from "./rooms.ts";
+import type { Room, Rooms } from "./room.ts";
 
 /**
  * Largest frame a client may send, in bytes. A chat line is at most 2000
@@ -159,7 +158,7 @@ export interface ConnectionOptions {
  * ```ts
  * import { Connection } from "./connection.ts";
  * import { ServerMetrics } from "./metrics.ts";
- * import { Rooms } from "./rooms.ts";
+ * import { Rooms } from "./room.ts";
  * const rooms = new Rooms();
  * const metrics = new ServerMetrics({
  *   connectionsOpen: () => 1,
@@ -514,7 +513,7 @@ export class Connection {
  * ```ts
  * import { Connections } from "./connection.ts";
  * import { ServerMetrics } from "./metrics.ts";
- * import { Rooms } from "./rooms.ts";
+ * import { Rooms } from "./room.ts";
  * const rooms = new Rooms();
  * const connections: Connections = new Connections({
  *   rooms,

@@ -15,7 +15,7 @@ import {
 import type { Logger } from "./log.ts";
 import { ServerMetrics } from "./metrics.ts";
 import { splitFrame } from "./protocol.ts";
-import { Rooms } from "./rooms.ts";
+import { Rooms } from "./room.ts";
 
 Deno.test("token bucket: burst at once, then the rate", () => {
   const bucket = new TokenBucket({ ratePerSecond: 10, burst: 20 });

@@ -33,7 +33,7 @@ import { type Logger, silentLogger } from "./log.ts";
 import { Health, PROMETHEUS_CONTENT_TYPE, ServerMetrics } from "./metrics.ts";
 import { type PacerOptions, UpgradePacer } from "./pacer.ts";
 import { CloseCode } from "./protocol.ts";
-import { Rooms } from "./rooms.ts";
+import { Rooms } from "./room.ts";
 import { DEFAULT_UPLOAD_RATE, Files } from "./files/http.ts";
 import type { LocalLookup } from "./files/sessions.ts";
 import {
