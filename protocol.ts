@@ -421,20 +421,14 @@ export function parseClientMessage(frame: string): Validated<ClientCommand> {
     };
   }
   if (typeof data !== "object" || data === null || Array.isArray(data)) {
-    return {
-      ok: false,
-      code: "invalid_message",
-      text: 'message is not a JSON object; expected {"type":"message",...}',
-    };
+    return invalidMessage(
+      'message is not a JSON object; expected {"type":"message",...}',
+    );
   }
   const fields = data as Record<string, unknown>;
   const type = fields.type;
   if (typeof type !== "string") {
-    return {
-      ok: false,
-      code: "invalid_message",
-      text: 'message has no string "type"; expected "message"',
-    };
+    return invalidMessage('message has no string "type"; expected "message"');
   }
   switch (type) {
     case "message":
@@ -443,11 +437,7 @@ export function parseClientMessage(frame: string): Validated<ClientCommand> {
       return parseFile(fields);
     case "join": {
       if (typeof fields.room !== "string") {
-        return {
-          ok: false,
-          code: "invalid_message",
-          text: 'join has no string "room"',
-        };
+        return invalidMessage('join has no string "room"');
       }
       const room = validateRoomName(fields.room);
       if (!room.ok) return room;
@@ -468,29 +458,30 @@ export function parseClientMessage(frame: string): Validated<ClientCommand> {
   }
 }
 
+/** A refusal of a frame that is not a well-formed command. */
+function invalidMessage(text: string): Validated<never> {
+  return { ok: false, code: "invalid_message", text };
+}
+
 function parseMembers(
   fields: Record<string, unknown>,
 ): Validated<MembersCommand> {
   const { after, limit } = fields;
   if (after !== undefined && after !== null && typeof after !== "string") {
-    return {
-      ok: false,
-      code: "invalid_message",
-      text: '"after" is not a string; expected the last name of a page',
-    };
+    return invalidMessage(
+      '"after" is not a string; expected the last name of a page',
+    );
   }
   if (
     limit !== undefined && limit !== null &&
     (typeof limit !== "number" || !Number.isInteger(limit) || limit < 1 ||
       limit > MEMBERS_PAGE_SIZE)
   ) {
-    return {
-      ok: false,
-      code: "invalid_message",
-      text: `"limit" is ${
+    return invalidMessage(
+      `"limit" is ${
         JSON.stringify(limit)?.slice(0, 20)
       }; expected a whole number from 1 to ${MEMBERS_PAGE_SIZE}`,
-    };
+    );
   }
   const command: MembersCommand = {
     type: "members",
@@ -508,21 +499,14 @@ function parseFile(fields: Record<string, unknown>): Validated<FileCommand> {
   if (
     typeof id !== "string" || id.length === 0 || id.length > MAX_FILE_ID_CHARS
   ) {
-    return {
-      ok: false,
-      code: "invalid_message",
-      text:
-        'file has no string "id"; expected the id POST /files answered with',
-    };
+    return invalidMessage(
+      'file has no string "id"; expected the id POST /files answered with',
+    );
   }
   const command: FileCommand = { type: "file", id };
   if (text !== undefined && text !== null) {
     if (typeof text !== "string") {
-      return {
-        ok: false,
-        code: "invalid_message",
-        text: '"text" is not a string; expected the caption',
-      };
+      return invalidMessage('"text" is not a string; expected the caption');
     }
     if (text.trim() !== "") {
       const caption = validateText(text);
@@ -540,11 +524,7 @@ function parseFile(fields: Record<string, unknown>): Validated<FileCommand> {
 function parseRecipient(raw: unknown): Validated<string | undefined> {
   if (raw === undefined || raw === null) return { ok: true, value: undefined };
   if (typeof raw !== "string") {
-    return {
-      ok: false,
-      code: "invalid_message",
-      text: '"to" is not a string; expected a username',
-    };
+    return invalidMessage('"to" is not a string; expected a username');
   }
   const to = validateUsername(raw);
   if (!to.ok) {
@@ -559,11 +539,7 @@ function parseRecipient(raw: unknown): Validated<string | undefined> {
 
 function parseSend(fields: Record<string, unknown>): Validated<SendCommand> {
   if (typeof fields.text !== "string") {
-    return {
-      ok: false,
-      code: "invalid_message",
-      text: 'message has no string "text"',
-    };
+    return invalidMessage('message has no string "text"');
   }
   const checked = validateText(fields.text);
   if (!checked.ok) return checked;
