@@ -312,7 +312,8 @@ export class Admission {
     }
     // Upgrading a request whose peer left gives a socket that never opens
     // nor closes: its slot and name would be held for good, and Deno's
-    // server would never finish shutting down.
+    // server would never finish shutting down. (One that leaves too late to
+    // be seen here is given up after OPEN_DEADLINE_MS, connection.ts.)
     if (!dryRun && request.signal.aborted) {
       unclaim();
       this.#rooms.release(room);

@@ -75,6 +75,17 @@ export const DEFAULT_BURST = 20;
  */
 export const DEFAULT_MAX_STRIKES = 10;
 
+/**
+ * Milliseconds an accepted socket may stay CONNECTING before it is given up
+ * as if it had closed abnormally (1006 "never opened"). A peer that leaves
+ * just before the upgrade, before Deno has told JavaScript, is upgraded into
+ * a socket that never opens nor closes, and would hold its name and slot for
+ * good. A real handshake is complete milliseconds after the upgrade (the 101
+ * is all that is left to write); 10 s is generous even for a machine loaded
+ * far past that, and a live peer given up only has to connect again.
+ */
+export const OPEN_DEADLINE_MS = 10_000;
+
 /** Who a new connection is, as admission decided. */
 export interface Newcomer {
   /** The peer's address, for logs and its connection slot. */
@@ -132,6 +143,11 @@ export interface ConnectionsOptions {
   isShuttingDown?: () => boolean;
   /** Where shared files are; without it, `file` commands are refused. */
   files?: FileSharing;
+  /**
+   * Milliseconds a socket may take to open before it is given up.
+   * Default {@linkcode OPEN_DEADLINE_MS} (10 s).
+   */
+  openDeadlineMs?: number;
 }
 
 /** Options for a {@linkcode Connection}. */
@@ -507,7 +523,8 @@ export class Connection {
 
 /**
  * The session table of one server: every connection whose client has not
- * ended, and every socket not yet closed, which shutdown waits for.
+ * ended, and every socket not yet closed, which shutdown waits for (one
+ * still not open after {@linkcode OPEN_DEADLINE_MS} is given up).
  *
  * @example
  * ```ts
@@ -539,7 +556,7 @@ export class Connections {
     this.#shared = options;
   }
 
-  /** Sockets accepted and not yet closed. */
+  /** Sockets accepted and not yet closed (nor given up). */
   get open(): number {
     return this.#unclosed.size;
   }
@@ -575,17 +592,30 @@ export class Connections {
     this.#byClient.set(client, connection);
     this.#bySession.set(connection.session, connection);
     this.#shared.metrics.connections.inc();
-    this.#unclosed.set(
-      socket,
-      new Promise((resolve) => {
-        socket.addEventListener("close", (event) => {
-          this.#unclosed.delete(socket);
-          client.socketClosed(event.code, event.reason);
-          resolve();
-        });
-      }),
-    );
-    socket.addEventListener("open", () => connection.open());
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#unclosed.set(socket, promise);
+    const socketGone = (code: number, reason: string): void => {
+      clearTimeout(deadline);
+      this.#unclosed.delete(socket);
+      client.socketClosed(code, reason);
+      resolve();
+    };
+    // A socket that never opens is given up, so shutdown does not wait on it.
+    const deadline = setTimeout(() => {
+      try {
+        socket.close();
+      } catch {
+        // Not ours to close yet: giving it up is what matters.
+      }
+      socketGone(1006, "never opened");
+    }, this.#shared.openDeadlineMs ?? OPEN_DEADLINE_MS);
+    socket.addEventListener("close", (event) => {
+      socketGone(event.code, event.reason);
+    });
+    socket.addEventListener("open", () => {
+      clearTimeout(deadline);
+      connection.open();
+    });
     socket.addEventListener("message", (event) => {
       connection.receive(event.data);
     });

@@ -16,6 +16,9 @@ import type { Logger } from "./log.ts";
 import { ServerMetrics } from "./metrics.ts";
 import { splitFrame } from "./protocol.ts";
 import { Rooms } from "./room.ts";
+import { ChatClient } from "./testing/chat_client.ts";
+import { within } from "./testing/wait.ts";
+import { sleep } from "./tools/wait.ts";
 
 Deno.test("token bucket: burst at once, then the rate", () => {
   const bucket = new TokenBucket({ ratePerSecond: 10, burst: 20 });
@@ -407,4 +410,141 @@ Deno.test("connections: the session table follows the socket's events", async ()
   assert.equal(connections.sessionOf(connection.client), undefined);
   assert.equal(released, 1);
   await connections.closed();
+});
+
+/**
+ * Deno (since 2.8) checks no test for leaked timers or resources unless
+ * asked: these tests ask, so a deadline left running fails them.
+ */
+const SANITIZED = { sanitizeOps: true, sanitizeResources: true };
+
+/**
+ * What Deno upgrades a peer that left just before the upgrade into: a
+ * socket that stays CONNECTING, never "open" nor "close".
+ */
+class NeverOpenSocket extends EventTarget implements ClientSocket {
+  readonly readyState = WebSocket.CONNECTING;
+  bufferedAmount = 0;
+  /** Times the server tried to close it. */
+  closes = 0;
+
+  send(): void {
+    throw new DOMException("not open yet", "InvalidStateError");
+  }
+
+  close(): void {
+    this.closes++;
+  }
+}
+
+/** A newcomer "ann" in the lobby, counting the releases of its slot. */
+function newcomer(rooms: Rooms) {
+  const slot = { released: 0 };
+  return {
+    slot,
+    newcomer: {
+      ip: "192.0.2.1",
+      username: "ann",
+      room: rooms.open("lobby")!,
+      since: undefined,
+      release: () => slot.released++,
+    },
+  };
+}
+
+Deno.test({
+  name: "connections: a socket that never opens is given up at its deadline",
+  ...SANITIZED,
+  fn: async () => {
+    const { shared, logged } = setup({ openDeadlineMs: 20 });
+    const connections = new Connections(shared);
+    const socket = new NeverOpenSocket();
+    const ann = newcomer(shared.rooms);
+    const connection = connections.accept(
+      socket as unknown as WebSocket,
+      ann.newcomer,
+    );
+    assert.equal(connections.open, 1);
+    assert.equal(shared.rooms.get("lobby")?.isTaken("ann"), true);
+    // Shutdown would wait here for a close that never comes.
+    await within(connections.closed(), "the unopened socket to be given up");
+    assert.equal(connections.open, 0);
+    assert.equal(connection.client.ended, true);
+    assert.equal(connections.sessionOf(connection.client), undefined);
+    assert.equal(connections.bySession(connection.session), undefined);
+    assert.equal(ann.slot.released, 1);
+    assert.equal(socket.closes, 1, "the socket was told to close, too");
+    assert.equal(shared.rooms.get("lobby")?.isTaken("ann") ?? false, false);
+    const ends = logged.filter((line) => line.event === "disconnect");
+    assert.deepEqual(
+      ends.map(({ user, code, reason, by }) => ({ user, code, reason, by })),
+      [{ user: "ann", code: 1006, reason: "never opened", by: "peer" }],
+    );
+    // The name is free: a new "ann" gets in.
+    const again = new RecordingSocket();
+    connections.accept(
+      again as unknown as WebSocket,
+      newcomer(shared.rooms).newcomer,
+    );
+    again.dispatchEvent(new Event("open"));
+    await nextTurn();
+    assert.deepEqual(types(again.take()), ["welcome", "join"]);
+    again.dispatchEvent(new CloseEvent("close", { code: 1000, reason: "" }));
+    await connections.closed();
+  },
+});
+
+Deno.test({
+  name: "connections: a socket that closes before it opens clears its deadline",
+  ...SANITIZED,
+  fn: async () => {
+    // The default deadline: left running, it fails the ops sanitizer.
+    const { shared } = setup();
+    const connections = new Connections(shared);
+    const socket = new NeverOpenSocket();
+    const ann = newcomer(shared.rooms);
+    connections.accept(socket as unknown as WebSocket, ann.newcomer);
+    socket.dispatchEvent(new CloseEvent("close", { code: 1006, reason: "" }));
+    await connections.closed();
+    assert.equal(ann.slot.released, 1);
+    assert.equal(socket.closes, 0);
+  },
+});
+
+Deno.test({
+  name: "connections: a real socket that opens outlives its deadline",
+  ...SANITIZED,
+  fn: async () => {
+    const openDeadlineMs = 50;
+    const { shared, logged } = setup({ openDeadlineMs });
+    const connections = new Connections(shared);
+    const server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      (request) => {
+        const { socket, response } = Deno.upgradeWebSocket(request);
+        connections.accept(socket, newcomer(shared.rooms).newcomer);
+        return response;
+      },
+    );
+    try {
+      const ann = await ChatClient.join(server.addr.port, "ann");
+      // Timers run in order of their due time: had the deadline not been
+      // cleared when the socket opened, it would have fired by now.
+      await sleep(openDeadlineMs);
+      assert.equal(connections.open, 1);
+      ann.socket.send(HI);
+      const line = await ann.next("ann's own line");
+      assert.equal(line.type, "message");
+      await ann.close();
+      await within(connections.closed(), "the server side to close");
+      assert.deepEqual(
+        logged.filter((line) => line.event === "disconnect").map((line) =>
+          line.reason
+        ),
+        [undefined],
+      );
+    } finally {
+      await server.shutdown();
+    }
+  },
 });
