@@ -61,6 +61,16 @@ export const HEARTBEAT_MS = 2000;
 export const NODE_TTL_MS = 6000;
 
 /**
+ * Heartbeats at which a departure made while Redis was away is published
+ * again, after its first publishing once Redis is back: the other nodes'
+ * subscriptions come back on their own schedule, and one still away when
+ * it was first published would never hear it (presence is not in the
+ * stream). Three heartbeats cover a heartbeat's lifetime; a departure
+ * heard twice changes nothing, since it names its owner.
+ */
+export const LEAVE_ECHOES = NODE_TTL_MS / HEARTBEAT_MS;
+
+/**
  * How long the reaping of one dead node is claimed for: one node does it;
  * if that node dies mid-way, another may after this.
  */
@@ -342,6 +352,8 @@ export class RedisEngine implements RoomEngine {
   #claims = new Map<string, { room: string; name: string; held: string }>();
   /** Departures Redis never took (it was away): published once it is back. */
   #unpublished: { room: string; left: MemberRef[] }[] = [];
+  /** Those departures, published again at the next heartbeats. */
+  #echoes: { room: string; left: MemberRef[]; remaining: number }[] = [];
   /** SHA1 of each script, as its one load answers (or answered). */
   #shas = new Map<ScriptName, Promise<string>>();
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -840,6 +852,7 @@ export class RedisEngine implements RoomEngine {
     if (this.#stopped || !this.#commands.isReady) return;
     try {
       await this.#heartbeat();
+      this.#echoLeaves();
       // Reap only after a heartbeat's lifetime connected: after an outage
       // every node gets to say it is alive before anyone is declared dead.
       if (
@@ -851,6 +864,19 @@ export class RedisEngine implements RoomEngine {
     } catch {
       // Redis went away; the reconnect takes over.
     }
+  }
+
+  /** Publishes the departures made while Redis was away once more. */
+  #echoLeaves(): void {
+    for (const echo of this.#echoes) {
+      echo.remaining--;
+      this.publish(echo.room, {
+        kind: "presence",
+        joined: [],
+        left: echo.left,
+      });
+    }
+    this.#echoes = this.#echoes.filter((echo) => echo.remaining > 0);
   }
 
   async #heartbeat(): Promise<void> {
@@ -959,6 +985,7 @@ export class RedisEngine implements RoomEngine {
       // departure heard twice changes nothing: its owner is gone).
       for (const { room, left } of this.#unpublished.splice(0)) {
         this.publish(room, { kind: "presence", joined: [], left });
+        this.#echoes.push({ room, left, remaining: LEAVE_ECHOES });
       }
       // Names this node's members hold, which Redis restarted empty lost.
       await Promise.all(
