@@ -304,7 +304,9 @@ Deno.test("a direct message's file is served to its two parties only", async () 
       type: "text/plain",
     });
     // Not shared yet: only its uploader may read it.
-    assert.equal((await download(server.url, info.url)).status, 401);
+    const unshared = await download(server.url, info.url);
+    assert.equal(unshared.status, 401);
+    await unshared.body?.cancel();
     const early = await download(server.url, info.url, {
       session: sessionOf(bob),
     });
@@ -547,7 +549,9 @@ Deno.test("storage is capped: the oldest files go first; a file leaves with its 
           await nextOf(ann, "file");
         }
         // 120,000 bytes do not fit in 100,000: the first went.
-        assert.equal((await download(server.url, infos[0].url)).status, 404);
+        const first = await download(server.url, infos[0].url);
+        assert.equal(first.status, 404);
+        await first.body?.cancel();
         for (const info of infos.slice(1)) {
           const response = await download(server.url, info.url);
           assert.equal(response.status, 200);

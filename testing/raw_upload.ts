@@ -6,7 +6,7 @@
  * @module
  */
 
-import { sleep } from "../tools/wait.ts";
+import { sleep, withTimeout } from "../tools/wait.ts";
 
 /** What to offer: a request head and a body of `total` bytes. */
 export interface OfferOptions {
@@ -110,8 +110,9 @@ export async function offerUpload(options: OfferOptions): Promise<OfferResult> {
       );
       const write = writeAll(conn, options.chunked ? chunk(piece) : piece)
         .then(() => true, () => false);
-      // A server that neither reads nor closes leaves the write pending.
-      const done = await Promise.race([write, sleep(500).then(() => null)]);
+      // A server that neither reads nor closes leaves the write pending;
+      // withTimeout clears its timer when the write settles first.
+      const done = await withTimeout(write, 500, null);
       if (done === null) {
         if (result.status !== 0) break;
         if (!(await write)) break;

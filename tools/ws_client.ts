@@ -154,7 +154,7 @@ export type TextHandler = (
 export class RawClient {
   /** Close code from the server's close frame, if it sent one. */
   serverCloseCode: number | null = null;
-  /** True once the read loop ended (EOF, error or close). */
+  /** True once the read loop ended (EOF, error or close); the socket is closed then. */
   ended = false;
   #conn: Deno.Conn;
   #onText: TextHandler;
@@ -279,7 +279,21 @@ export class RawClient {
       // Reset, closed under us, or garbage: the connection is over.
     }
     this.ended = true;
+    // Free the socket now: an owner that drops a client its server ended
+    // (soak's reconnects replace it) would otherwise never close it.
+    this.#closeConn();
     this.#onEnd();
+  }
+
+  /** Closes the TCP connection once; later sends are dropped. */
+  #closeConn(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed.
+    }
   }
 
   #frame(
@@ -349,12 +363,7 @@ export class RawClient {
         this.#sentClose = true;
       }
       await withTimeout(this.#reading, capMs, undefined);
-      this.#closed = true;
-      try {
-        this.#conn.close();
-      } catch {
-        // Already closed.
-      }
+      this.#closeConn();
     }
     await this.#reading;
     if (this.#writing !== null) await this.#writing;
