@@ -1,5 +1,5 @@
 /**
- * History benchmarks, `deno bench -A history_bench.ts`: one iteration is
+ * History benchmarks, `deno bench -A store/history_bench.ts`: one iteration is
  * 10,000 appends to one room (default limit, so trimming is on), awaited
  * until all are stored; appends per second = 10,000 / time per iteration.
  *
