@@ -141,6 +141,49 @@ Deno.test("a room past the threshold sends its count, pages its members, and cha
   });
 });
 
+Deno.test("a large room's count goes out at most once a second, and only when it changed", async () => {
+  await withServer({ largeRoom: 2 }, async (server, track) => {
+    const port = server.port;
+    const ann = track(await ChatClient.join(port, "ann"));
+    const bob = track(await ChatClient.join(port, "bob"));
+    await ann.expectPresence("join", "bob", 2);
+    track(await arrive(port, "cy"));
+    for (const member of [ann, bob]) {
+      const turned = await expectType<OnlineMessage>(member, "online");
+      assert.deepEqual([turned.online, turned.large], [3, true]);
+    }
+
+    // An arrival and its departure within one interval leave the count
+    // where the members last heard it: no count at all.
+    const dee = await arrive(port, "dee");
+    await dee.close();
+    await assert.rejects(
+      ann.next("no count: it did not change", 2500),
+      /timed out|no count/i,
+    );
+    assert.equal(ann.pending, 0);
+
+    // Arrivals a quarter of a second apart for a second and a half: the
+    // counts that reach ann are a second apart or more, each a new count.
+    const names = ["eve", "fay", "gil", "hal", "ivy", "jon"];
+    for (const name of names) {
+      track(await arrive(port, name));
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const counts: OnlineMessage[] = [];
+    while (counts.at(-1)?.online !== 3 + names.length) {
+      counts.push(await expectType<OnlineMessage>(ann, "online", 3000));
+    }
+    assert.ok(counts.length >= 2, `counts: ${JSON.stringify(counts)}`);
+    for (let i = 1; i < counts.length; i++) {
+      const apart = Date.parse(counts[i].timestamp) -
+        Date.parse(counts[i - 1].timestamp);
+      assert.ok(apart >= 990, `counts ${apart} ms apart`);
+      assert.ok(counts[i].online > counts[i - 1].online);
+    }
+  });
+});
+
 Deno.test("a thousand members: bounded welcomes, one count, every line once", async () => {
   const clients = 1000;
   await withServer(

@@ -392,6 +392,24 @@ Deno.test("a clean close is announced as exactly one leave", async () => {
   });
 });
 
+Deno.test("a leave never overtakes the lines its member sent before leaving", async () => {
+  await withServer({ ratePerSecond: 0 }, async (server, track) => {
+    const ann = track(await ChatClient.join(server.port, "ann"));
+    for (let round = 0; round < 3; round++) {
+      const name = `bob${round}`;
+      const bob = await ChatClient.join(server.port, name);
+      await ann.expectPresence("join", name, 2);
+      // Lines, then the close, with no wait between: the lines are still
+      // being stored when the room hears of the departure.
+      for (let i = 0; i < 20; i++) bob.say(`line ${i}`);
+      await bob.close(1000, "bye");
+      for (let i = 0; i < 20; i++) await ann.expectMessage(name, `line ${i}`);
+      await ann.expectPresence("leave", name, 1);
+    }
+    assert.equal(ann.pending, 0);
+  });
+});
+
 Deno.test("an abrupt TCP drop is announced as exactly one leave", async () => {
   await withServer({}, async (server, track) => {
     const ann = track(await ChatClient.join(server.port, "ann"));
