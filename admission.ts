@@ -24,6 +24,7 @@ import { type Client, newClientId } from "./client.ts";
 import {
   type ClaimResult,
   EngineUnavailable,
+  memberOwner,
   type MemberRef,
 } from "./engine.ts";
 import {
@@ -379,7 +380,7 @@ export class Admission {
     Verdict<{ username: string; owner: string; replaced?: MemberRef }>
   > {
     const engine = this.#rooms.engine;
-    const owner = `${engine.nodeId}/${asked.newcomer.id}`;
+    const owner = memberOwner(engine.nodeId, asked.newcomer.id);
     if (!engine.shared) {
       return {
         ok: true,

@@ -35,6 +35,21 @@ export interface MemberRef {
   owner: string;
 }
 
+/**
+ * The owner of a member ({@linkcode MemberRef.owner}): the node's id, `/`,
+ * then the client's id on that node. Unique across nodes, since node ids
+ * are; the node is what precedes the first `/`.
+ *
+ * @example
+ * ```ts
+ * import { memberOwner } from "./engine.ts";
+ * memberOwner("local", "7"); // "local/7"
+ * ```
+ */
+export function memberOwner(nodeId: string, clientId: string): string {
+  return `${nodeId}/${clientId}`;
+}
+
 /** A chat line, stored. */
 export interface LineEvent {
   kind: "line";
