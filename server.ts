@@ -819,9 +819,14 @@ class Listener {
       this.#options.onFailing(
         error instanceof Error ? error : new Error(String(error)),
       );
-      this.#retry = setTimeout(() => void this.#relisten(), this.#delay);
-      this.#delay = Math.min(this.#delay * 2, RELISTEN_MAX_MS);
+      this.#relistenLater();
     });
+  }
+
+  /** Tries to serve again after the current delay, then doubles it. */
+  #relistenLater(): void {
+    this.#retry = setTimeout(() => void this.#relisten(), this.#delay);
+    this.#delay = Math.min(this.#delay * 2, RELISTEN_MAX_MS);
   }
 
   async #relisten(): Promise<void> {
@@ -841,8 +846,7 @@ class Listener {
       }, RELISTEN_STEADY_MS);
     } catch {
       // Not even the listening socket could be made: try again later.
-      this.#retry = setTimeout(() => void this.#relisten(), this.#delay);
-      this.#delay = Math.min(this.#delay * 2, RELISTEN_MAX_MS);
+      this.#relistenLater();
     }
   }
 }
