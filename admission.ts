@@ -24,6 +24,7 @@ import { type Client, newClientId } from "./client.ts";
 import {
   type ClaimResult,
   EngineUnavailable,
+  memberOwner,
   type MemberRef,
 } from "./engine.ts";
 import {
@@ -136,11 +137,12 @@ export interface Admittance extends Newcomer {
 
 /**
  * Decides who may connect, before any upgrade: its turn (when paced); not
- * while stopping; an allowed origin; a valid room and resume point; a valid token or name; a
- * name free in the room (or taken over from an older connection that
- * presents its session); a room and a connection slot to spare.
+ * while stopping; an allowed origin; a valid room and resume point; a
+ * valid token or name; a name free in the room (or taken over from an
+ * older connection that presents its session); a room and a connection
+ * slot to spare.
  *
- * Invariant: from the end of its one await to the end of `admit`, nothing
+ * Invariant: from the end of its last await to the end of `admit`, nothing
  * awaits, so nobody can take the name or drop the room between the checks
  * and the caller's reserve, if the caller reserves in the same turn.
  * `check` runs the same checks as a dry run and gives everything back in
@@ -299,15 +301,18 @@ export class Admission {
       this.#rooms.release(room);
       return claimed;
     }
-    const engine = this.#rooms.engine;
+    const rooms = this.#rooms;
+    const engine = rooms.engine;
     const member = { name: claimed.value.username, owner: claimed.value.owner };
-    const unclaim = (): void => {
+    // What a refused or cancelled upgrade gives back from here on: its
+    // claim (a dry run claims nothing), and its room if nobody else is in.
+    const giveBack = (): void => {
       if (!dryRun) engine.unclaim(room.name, member);
+      rooms.release(room);
     };
     // From here on nothing awaits (see the class's invariant).
     if (this.#isShuttingDown()) {
-      unclaim();
-      this.#rooms.release(room);
+      giveBack();
       return refused(SHUTTING_DOWN);
     }
     // Upgrading a request whose peer left gives a socket that never opens
@@ -315,8 +320,7 @@ export class Admission {
     // server would never finish shutting down. (One that leaves too late to
     // be seen here is given up after OPEN_DEADLINE_MS, connection.ts.)
     if (!dryRun && request.signal.aborted) {
-      unclaim();
-      this.#rooms.release(room);
+      giveBack();
       return refused(PEER_GONE);
     }
     const seat = this.#seat(room, {
@@ -325,22 +329,20 @@ export class Admission {
       dryRun,
     });
     if (!seat.ok) {
-      unclaim();
+      giveBack();
       return seat;
     }
     const replaced = claimed.value.replaced;
     if (replaced !== undefined && !dryRun) engine.takeOver(room.name, replaced);
     const slot = this.#limiter.tryAcquire(context.ip);
     if (!slot.ok) {
-      unclaim();
-      this.#rooms.release(room);
+      giveBack();
       return refused({
         status: slot.limit === "total" ? 503 : 429,
         reason: `limit_${slot.limit}`,
         text: slot.reason,
       });
     }
-    const rooms = this.#rooms;
     return {
       ok: true,
       value: {
@@ -355,8 +357,7 @@ export class Admission {
         release: slot.release,
         cancel(): void {
           slot.release();
-          unclaim();
-          rooms.release(room);
+          giveBack();
         },
       },
     };
@@ -379,7 +380,7 @@ export class Admission {
     Verdict<{ username: string; owner: string; replaced?: MemberRef }>
   > {
     const engine = this.#rooms.engine;
-    const owner = `${engine.nodeId}/${asked.newcomer.id}`;
+    const owner = memberOwner(engine.nodeId, asked.newcomer.id);
     if (!engine.shared) {
       return {
         ok: true,
@@ -427,7 +428,7 @@ export class Admission {
   #seat(
     room: Room,
     asked: { username: string; session: string | null; dryRun: boolean },
-  ): Verdict<string> {
+  ): Verdict<void> {
     const { username, session, dryRun } = asked;
     const holder = room.holder(username);
     const takesOver = holder !== undefined && session !== null &&
@@ -438,10 +439,9 @@ export class Admission {
       holder.close(CloseCode.replaced, "replaced by a newer connection");
     }
     if (room.isTaken(username) && !(dryRun && takesOver)) {
-      this.#rooms.release(room);
       return refused(nameTaken(username, room));
     }
-    return { ok: true, value: username };
+    return { ok: true, value: undefined };
   }
 }
 

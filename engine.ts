@@ -15,7 +15,6 @@
  */
 
 import type {
-  AppendDone,
   History,
   HistoryEntry,
   ResumeResult,
@@ -33,6 +32,21 @@ export interface MemberRef {
    * join and the old connection's leave may cross without harm.
    */
   owner: string;
+}
+
+/**
+ * The owner of a member ({@linkcode MemberRef.owner}): the node's id, `/`,
+ * then the client's id on that node. Unique across nodes, since node ids
+ * are; the node is what precedes the first `/`.
+ *
+ * @example
+ * ```ts
+ * import { memberOwner } from "./engine.ts";
+ * memberOwner("local", "7"); // "local/7"
+ * ```
+ */
+export function memberOwner(nodeId: string, clientId: string): string {
+  return `${nodeId}/${clientId}`;
 }
 
 /** A chat line, stored. */
@@ -289,7 +303,8 @@ export class LocalEngine implements RoomEngine {
   /** Stores the line (when there is history), then the room hears it. */
   append(room: string, entry: HistoryEntry): Promise<StoredMessage> {
     const state = this.#room(room);
-    if (this.#history === null) {
+    const history = this.#history;
+    if (history === null) {
       // Nothing is stored, so nothing waits: heard now, in its place.
       const line: StoredMessage = storedLine({
         ...entry,
@@ -305,7 +320,7 @@ export class LocalEngine implements RoomEngine {
     // The room hears the line in the store's own callback, as soon as it
     // is stored: no promise between the two.
     return new Promise((resolve, reject) => {
-      this.#store(room, entry, (line, json) => {
+      history.appendThen(room, entry, (line, json) => {
         if (line instanceof Error) {
           slot.ready = true;
           this.#drain(state);
@@ -323,23 +338,6 @@ export class LocalEngine implements RoomEngine {
         resolve(line);
       });
     });
-  }
-
-  /**
-   * Stores a line through the history's callback; a stand-in history with
-   * `append` alone (a test's) is called through that.
-   */
-  #store(room: string, entry: HistoryEntry, done: AppendDone): void {
-    const history = this.#history!;
-    if (typeof history.appendThen === "function") {
-      history.appendThen(room, entry, done);
-      return;
-    }
-    history.append(room, entry).then(
-      (line) => done(line, undefined),
-      (error) =>
-        done(error instanceof Error ? error : new Error(String(error))),
-    );
   }
 
   /** The room hears the event once the lines ahead of it are stored. */

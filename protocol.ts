@@ -605,15 +605,12 @@ export function chatMessage(line: LineFields): ChatMessage {
   return message;
 }
 
-/** What a history line is made of, before the wire's field order. */
-export interface LineFields {
-  id: number;
-  room: string;
-  username: string;
-  /** The chat text, or a file's caption ("" for none). */
-  text: string;
-  timestamp: string;
-  to?: string;
+/**
+ * What a history line is made of, before the wire's field order: a chat
+ * line's fields, and for a shared file the file (`text` is then its
+ * caption, "" for none).
+ */
+export interface LineFields extends Omit<ChatMessage, "type"> {
   /** For a shared file: what it is. */
   file?: FileInfo;
 }

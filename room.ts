@@ -20,6 +20,7 @@ import { type Client, Flusher } from "./client.ts";
 import {
   EngineUnavailable,
   LocalEngine,
+  memberOwner,
   type MemberRef,
   type PresenceEvent,
   type RoomEngine,
@@ -575,7 +576,7 @@ export class Room {
   }
 
   #owner(client: Client): string {
-    return `${this.#engine.nodeId}/${client.id}`;
+    return memberOwner(this.#engine.nodeId, client.id);
   }
 
   /**

@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { Client } from "./client.ts";
-import type { History, StoredMessage } from "./store/history.ts";
+import type { AppendDone, History, StoredMessage } from "./store/history.ts";
 import type { ChatMessage, ServerMessage, WelcomeMessage } from "./protocol.ts";
 import { LocalEngine } from "./engine.ts";
 import { Room } from "./room.ts";
@@ -574,10 +574,9 @@ Deno.test("a room its last member left mid-store is idle once the line is out", 
     latestId: () => 0,
     recent: () => [],
     since: () => ({ messages: [], gap: false }),
-    append: () =>
-      new Promise<StoredMessage>((resolve) => {
-        finishStore = resolve;
-      }),
+    appendThen: (_room: string, _entry: unknown, done: AppendDone) => {
+      finishStore = (stored) => done(stored);
+    },
   } as unknown as History;
   const idle: Room[] = [];
   const room = new Room("dev", {

@@ -30,7 +30,12 @@ import {
 } from "./store/history.ts";
 import type { HistoryFile } from "./store/history_file.ts";
 import { type Logger, silentLogger } from "./log.ts";
-import { Health, PROMETHEUS_CONTENT_TYPE, ServerMetrics } from "./metrics.ts";
+import {
+  type Counter,
+  Health,
+  PROMETHEUS_CONTENT_TYPE,
+  ServerMetrics,
+} from "./metrics.ts";
 import { type PacerOptions, UpgradePacer } from "./pacer.ts";
 import { CloseCode } from "./protocol.ts";
 import { Rooms } from "./room.ts";
@@ -489,12 +494,11 @@ export async function startServer(
       tls,
       handler: (request, info) => route(parts, request, info),
       isShuttingDown,
-      onFailing(error: Error | null): void {
-        if (error !== null) metrics.acceptFailures.inc();
-        if (!health.set("accept", error === null ? null : "failing")) return;
-        if (error === null) logger.log("info", "accept_recovered", {});
-        else logger.log("error", "accept_failing", { cause: error.message });
-      },
+      onFailing: failureReporter(
+        { health, logger },
+        "accept",
+        metrics.acceptFailures,
+      ),
     });
   } catch (error) {
     await files.shutdown();
@@ -563,6 +567,26 @@ async function stop(running: {
   await running.listener.shutdown();
 }
 
+/**
+ * What a part that fails and recovers (storage, accept) is told with: an
+ * error counts on `failures` and marks the part `failing`; null marks it
+ * fine again. Only a change of state is logged, once however many
+ * failures come in between: `storage_failing` then `storage_recovered`,
+ * `accept_failing` then `accept_recovered`.
+ */
+function failureReporter(
+  { health, logger }: { health: Health; logger: Logger },
+  part: "storage" | "accept",
+  failures: Counter,
+): (error: Error | null) => void {
+  return (error) => {
+    if (error !== null) failures.inc();
+    if (!health.set(part, error === null ? null : "failing")) return;
+    if (error === null) logger.log("info", `${part}_recovered`, {});
+    else logger.log("error", `${part}_failing`, { cause: error.message });
+  };
+}
+
 /** Where failures of the engine are told. */
 interface EngineObservers {
   health: Health;
@@ -603,12 +627,11 @@ async function openEngine(
     limit: options.historyLimit,
     fsync: options.fsync,
     wrapFile: options.wrapHistoryFile,
-    onCommit(error: Error | null): void {
-      if (error !== null) metrics.storageFailures.inc();
-      if (!health.set("storage", error === null ? null : "failing")) return;
-      if (error === null) logger.log("info", "storage_recovered", {});
-      else logger.log("error", "storage_failing", { cause: error.message });
-    },
+    onCommit: failureReporter(
+      { health, logger },
+      "storage",
+      metrics.storageFailures,
+    ),
   };
   const history = options.historyLimit === 0
     ? null
@@ -796,9 +819,14 @@ class Listener {
       this.#options.onFailing(
         error instanceof Error ? error : new Error(String(error)),
       );
-      this.#retry = setTimeout(() => void this.#relisten(), this.#delay);
-      this.#delay = Math.min(this.#delay * 2, RELISTEN_MAX_MS);
+      this.#relistenLater();
     });
+  }
+
+  /** Tries to serve again after the current delay, then doubles it. */
+  #relistenLater(): void {
+    this.#retry = setTimeout(() => void this.#relisten(), this.#delay);
+    this.#delay = Math.min(this.#delay * 2, RELISTEN_MAX_MS);
   }
 
   async #relisten(): Promise<void> {
@@ -818,8 +846,7 @@ class Listener {
       }, RELISTEN_STEADY_MS);
     } catch {
       // Not even the listening socket could be made: try again later.
-      this.#retry = setTimeout(() => void this.#relisten(), this.#delay);
-      this.#delay = Math.min(this.#delay * 2, RELISTEN_MAX_MS);
+      this.#relistenLater();
     }
   }
 }
