@@ -150,6 +150,22 @@ interface RedisClient {
   unsubscribe(channel: string): Promise<void>;
 }
 
+/**
+ * Lua that sets `epoch` to the room's epoch (KEYS[1] its meta, KEYS[2] its
+ * stream), starting one from ARGV[`arg`] when Redis holds none. A new
+ * epoch always starts with an empty stream: lines of a lost epoch are
+ * never served under a new one.
+ */
+function openEpoch(arg: number): string {
+  return `
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[${arg}]
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+  redis.call('DEL', KEYS[2])
+end`;
+}
+
 /** The scripts, by purpose; each runs atomically in Redis. */
 const SCRIPTS = {
   /**
@@ -158,13 +174,7 @@ const SCRIPTS = {
    * limit, room name, channel, publish time (ms), the line's type T.
    * Returns [id, epoch].
    */
-  append: `
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[2]
-  redis.call('HSET', KEYS[1], 'epoch', epoch)
-  redis.call('DEL', KEYS[2])
-end
+  append: `${openEpoch(2)}
 local id = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local line = '{"type":"' .. ARGV[7] .. '","id":' .. id .. ',' .. ARGV[1]
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], id .. '-0', 'd', line)
@@ -236,13 +246,7 @@ return 'taken'`,
    * holds none: a room has an epoch from the moment a node opens it, so
    * every welcome can carry one. Returns [epoch, seq].
    */
-  epoch: `
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'epoch', epoch)
-  redis.call('DEL', KEYS[2])
-end
+  epoch: `${openEpoch(1)}
 return {epoch, redis.call('HGET', KEYS[1], 'seq') or '0'}`,
   /** KEYS: names. ARGV: name, owner. Frees the claim if still the owner's. */
   unclaim: `
