@@ -110,9 +110,12 @@ export interface RedisEngineOptions {
   onReaped?: (node: string, members: number) => void;
 }
 
-/** One message on a room's channel, as published. */
+/**
+ * One message on a room's channel, as published; a line's also carries,
+ * once heard, its text as published (see {@linkcode publishedLine}).
+ */
 type ChannelMessage =
-  | { k: "l"; e: string; t: number; line: StoredMessage }
+  | { k: "l"; e: string; t: number; line: StoredMessage; json?: string }
   | { k: "p"; j: [string, string][]; l: [string, string][] }
   | { k: "t"; n: string; o: string };
 
@@ -714,6 +717,7 @@ export class RedisEngine implements RoomEngine {
     } catch {
       return;
     }
+    if (message.k === "l") message.json = publishedLine(text);
     heard.queue.push(message);
     if (!heard.busy) void this.#drain(heard);
   }
@@ -745,7 +749,7 @@ export class RedisEngine implements RoomEngine {
             if (!heard.open) return;
           }
           heard.queue.shift();
-          this.#deliverLine(heard, message.line);
+          this.#deliverLine(heard, message.line, message.json);
           this.#options.onDelivery?.((Date.now() - message.t) / 1000);
           continue;
         }
@@ -812,12 +816,13 @@ export class RedisEngine implements RoomEngine {
     heard.lastId = Number(seq);
   }
 
-  #deliverLine(heard: HeardRoom, line: StoredMessage): void {
+  /** Delivers a line heard, with its text when it has it (`json`). */
+  #deliverLine(heard: HeardRoom, line: StoredMessage, json?: string): void {
     if (line.id <= heard.lastId) return;
     heard.lastId = line.id;
     heard.window.push(line);
     if (heard.window.length > this.#limit) heard.window.shift();
-    this.#deliver(heard, { kind: "line", line });
+    this.#deliver(heard, { kind: "line", line, json });
   }
 
   #deliver(heard: HeardRoom, event: RoomEvent): void {
@@ -1089,6 +1094,20 @@ export class RedisEngine implements RoomEngine {
 }
 
 function noTakeover(): void {}
+
+/** What precedes a line's text in the message `append` publishes. */
+const LINE_KEY = ',"line":';
+
+/**
+ * The line in a line message, as the text it was published in: the
+ * `append` script publishes `{"k":"l","e":E,"t":T,"line":LINE}` where LINE
+ * is the line's wire text (its `JSON.stringify`). Neither the epoch (hex)
+ * nor the time holds `,"line":`, so LINE runs from the first one to the
+ * closing brace: sent to clients as it is, not serialized again.
+ */
+function publishedLine(text: string): string {
+  return text.slice(text.indexOf(LINE_KEY) + LINE_KEY.length, -1);
+}
 
 /** The event a channel message stands for (lines are handled apart). */
 function channelEvent(
