@@ -382,7 +382,7 @@ export class History {
           : "store";
         throw new HistoryOpenError(path, step, error);
       }
-      adoptKvRooms(rooms, this.#rooms, { limit: this.limit });
+      adoptKvRooms(rooms, this.#rooms, this.limit);
       try {
         // The old file stays beside the new one until the user removes it.
         await Deno.remove(`${path}.deno-kv`).catch(() => {});
