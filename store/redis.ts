@@ -527,7 +527,7 @@ export class RedisEngine implements RoomEngine {
     // so the stored and published text is the wire text.
     const tail = JSON.stringify({ ...fields, type: undefined, id: undefined })
       .slice(1);
-    const [id, epoch] = await this.#script("append", [
+    const [id] = await this.#script("append", [
       KEY.meta(room),
       KEY.lines(room),
       KEY.rooms,
@@ -540,7 +540,6 @@ export class RedisEngine implements RoomEngine {
       String(Date.now()),
       fields.type,
     ]) as [number, string];
-    void epoch;
     return { ...fields, id: Number(id) } as StoredMessage;
   }
 
