@@ -324,11 +324,7 @@ export class FileStore {
     records: FileRecord[],
     received: { hash: string; size: number },
   ): Promise<void> {
-    const sizes = new Map<string, number>();
-    for (const record of records) sizes.set(record.hash, record.size);
-    let used = 0;
-    for (const size of sizes.values()) used += size;
-    if (!sizes.has(received.hash)) used += received.size;
+    let used = contentBytes([...records, received]);
     const oldestFirst = records.toSorted((a, b) => a.storedAt - b.storedAt);
     const left = new Map<string, number>();
     for (const record of records) {
@@ -449,13 +445,7 @@ export class FileStore {
 
   /** Bytes the stored contents take (each distinct content once). */
   async used(): Promise<number> {
-    const sizes = new Map<string, number>();
-    for (const record of await this.records()) {
-      sizes.set(record.hash, record.size);
-    }
-    let used = 0;
-    for (const size of sizes.values()) used += size;
-    return used;
+    return contentBytes(await this.records());
   }
 
   /**
@@ -676,6 +666,20 @@ export function cleanFileName(raw: string): string {
     .replace(/[\/\\]/g, "_").trim();
   const name = [...cleaned].slice(0, MAX_NAME_CHARS).join("");
   return name === "" || name === "." || name === ".." ? "file" : name;
+}
+
+/**
+ * Bytes the contents of `uploads` take on disk: each distinct content (by
+ * hash) once, however many uploads link to it.
+ */
+function contentBytes(
+  uploads: readonly { hash: string; size: number }[],
+): number {
+  const sizes = new Map<string, number>();
+  for (const { hash, size } of uploads) sizes.set(hash, size);
+  let bytes = 0;
+  for (const size of sizes.values()) bytes += size;
+  return bytes;
 }
 
 /** `bytes` random bytes, as hex. */

@@ -362,10 +362,9 @@ export class History {
   /** Loads (or carries over, or starts) the locked file at `path`. */
   async #openFile(path: string, file: Deno.FsFile): Promise<void> {
     this.#bootId = currentBootId();
-    this.#compactor = new Compactor(
-      path,
-      headerLine(this.limit) + bootLine(this.#bootId),
-    );
+    // What a new file starts with, whether a compaction writes it or not.
+    const head = headerLine(this.limit) + bootLine(this.#bootId);
+    this.#compactor = new Compactor(path, head);
     this.#use(file);
     try {
       await this.#compactor.probe();
@@ -383,7 +382,7 @@ export class History {
           : "store";
         throw new HistoryOpenError(path, step, error);
       }
-      adoptKvRooms(rooms, this.#rooms, { limit: this.limit });
+      adoptKvRooms(rooms, this.#rooms, this.limit);
       try {
         // The old file stays beside the new one until the user removes it.
         await Deno.remove(`${path}.deno-kv`).catch(() => {});
@@ -410,9 +409,7 @@ export class History {
     try {
       if (loaded.length === 0) {
         // A new file (or one whose header never reached the disk whole).
-        const header = encoder.encode(
-          headerLine(this.limit) + bootLine(this.#bootId),
-        );
+        const header = encoder.encode(head);
         disk.truncate(0);
         disk.write(header);
         await disk.sync();

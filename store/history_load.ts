@@ -59,21 +59,6 @@ export interface LoadOptions {
   bootId: string | undefined;
 }
 
-/**
- * How an earlier version's rooms are taken over: see
- * {@linkcode adoptKvRooms}.
- *
- * @example
- * ```ts
- * import type { AdoptOptions } from "./history_load.ts";
- * const options: AdoptOptions = { limit: 100 };
- * ```
- */
-export interface AdoptOptions {
-  /** Lines kept per room from now on. */
-  limit: number;
-}
-
 /** What the records read so far say, while a file is loaded. */
 interface Replay {
   /** The rooms the file's lines go to. */
@@ -251,8 +236,8 @@ function lineFromRecord(
 }
 
 /**
- * Takes over the rooms of an earlier version's Deno KV file, trimmed under
- * `options.limit`. Their ids go on right after each room's newest: Deno KV
+ * Takes over the rooms of an earlier version's Deno KV file, trimmed to
+ * their last `limit` lines. Their ids go on right after each room's newest: Deno KV
  * synced every commit.
  *
  * @example
@@ -265,21 +250,21 @@ function lineFromRecord(
  *   ["lobby", { lastId: 7, trimmedId: 7, messages: [] }],
  * ]);
  * const rooms = new RoomTable();
- * adoptKvRooms(kvRooms, rooms, { limit: 100 });
+ * adoptKvRooms(kvRooms, rooms, 100);
  * rooms.latestId("lobby"); // 7: its next line is 8
  * ```
  */
 export function adoptKvRooms(
   kvRooms: Map<string, KvRoom>,
   rooms: RoomTable,
-  options: AdoptOptions,
+  limit: number,
 ): void {
   for (const [name, room] of kvRooms) {
     const state = rooms.room(name, 0);
     state.kept = room.messages;
     state.lastId = room.lastId;
     state.trimmedId = room.trimmedId;
-    trimRoom(state, options.limit);
+    trimRoom(state, limit);
     state.nextId = state.lastId + 1;
     // Deno KV synced every commit: nothing shown was lost.
     state.reserved = state.reserving = state.lastId;

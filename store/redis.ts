@@ -110,9 +110,12 @@ export interface RedisEngineOptions {
   onReaped?: (node: string, members: number) => void;
 }
 
-/** One message on a room's channel, as published. */
+/**
+ * One message on a room's channel, as published; a line's also carries,
+ * once heard, its text as published (see {@linkcode publishedLine}).
+ */
 type ChannelMessage =
-  | { k: "l"; e: string; t: number; line: StoredMessage }
+  | { k: "l"; e: string; t: number; line: StoredMessage; json?: string }
   | { k: "p"; j: [string, string][]; l: [string, string][] }
   | { k: "t"; n: string; o: string };
 
@@ -150,6 +153,22 @@ interface RedisClient {
   unsubscribe(channel: string): Promise<void>;
 }
 
+/**
+ * Lua that sets `epoch` to the room's epoch (KEYS[1] its meta, KEYS[2] its
+ * stream), starting one from ARGV[`arg`] when Redis holds none. A new
+ * epoch always starts with an empty stream: lines of a lost epoch are
+ * never served under a new one.
+ */
+function openEpoch(arg: number): string {
+  return `
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[${arg}]
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+  redis.call('DEL', KEYS[2])
+end`;
+}
+
 /** The scripts, by purpose; each runs atomically in Redis. */
 const SCRIPTS = {
   /**
@@ -158,13 +177,7 @@ const SCRIPTS = {
    * limit, room name, channel, publish time (ms), the line's type T.
    * Returns [id, epoch].
    */
-  append: `
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[2]
-  redis.call('HSET', KEYS[1], 'epoch', epoch)
-  redis.call('DEL', KEYS[2])
-end
+  append: `${openEpoch(2)}
 local id = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local line = '{"type":"' .. ARGV[7] .. '","id":' .. id .. ',' .. ARGV[1]
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], id .. '-0', 'd', line)
@@ -236,13 +249,7 @@ return 'taken'`,
    * holds none: a room has an epoch from the moment a node opens it, so
    * every welcome can carry one. Returns [epoch, seq].
    */
-  epoch: `
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'epoch', epoch)
-  redis.call('DEL', KEYS[2])
-end
+  epoch: `${openEpoch(1)}
 return {epoch, redis.call('HGET', KEYS[1], 'seq') or '0'}`,
   /** KEYS: names. ARGV: name, owner. Frees the claim if still the owner's. */
   unclaim: `
@@ -520,7 +527,7 @@ export class RedisEngine implements RoomEngine {
     // so the stored and published text is the wire text.
     const tail = JSON.stringify({ ...fields, type: undefined, id: undefined })
       .slice(1);
-    const [id, epoch] = await this.#script("append", [
+    const [id] = await this.#script("append", [
       KEY.meta(room),
       KEY.lines(room),
       KEY.rooms,
@@ -533,7 +540,6 @@ export class RedisEngine implements RoomEngine {
       String(Date.now()),
       fields.type,
     ]) as [number, string];
-    void epoch;
     return { ...fields, id: Number(id) } as StoredMessage;
   }
 
@@ -710,6 +716,7 @@ export class RedisEngine implements RoomEngine {
     } catch {
       return;
     }
+    if (message.k === "l") message.json = publishedLine(text);
     heard.queue.push(message);
     if (!heard.busy) void this.#drain(heard);
   }
@@ -741,7 +748,7 @@ export class RedisEngine implements RoomEngine {
             if (!heard.open) return;
           }
           heard.queue.shift();
-          this.#deliverLine(heard, message.line);
+          this.#deliverLine(heard, message.line, message.json);
           this.#options.onDelivery?.((Date.now() - message.t) / 1000);
           continue;
         }
@@ -808,12 +815,13 @@ export class RedisEngine implements RoomEngine {
     heard.lastId = Number(seq);
   }
 
-  #deliverLine(heard: HeardRoom, line: StoredMessage): void {
+  /** Delivers a line heard, with its text when it has it (`json`). */
+  #deliverLine(heard: HeardRoom, line: StoredMessage, json?: string): void {
     if (line.id <= heard.lastId) return;
     heard.lastId = line.id;
     heard.window.push(line);
     if (heard.window.length > this.#limit) heard.window.shift();
-    this.#deliver(heard, { kind: "line", line });
+    this.#deliver(heard, { kind: "line", line, json });
   }
 
   #deliver(heard: HeardRoom, event: RoomEvent): void {
@@ -1085,6 +1093,20 @@ export class RedisEngine implements RoomEngine {
 }
 
 function noTakeover(): void {}
+
+/** What precedes a line's text in the message `append` publishes. */
+const LINE_KEY = ',"line":';
+
+/**
+ * The line in a line message, as the text it was published in: the
+ * `append` script publishes `{"k":"l","e":E,"t":T,"line":LINE}` where LINE
+ * is the line's wire text (its `JSON.stringify`). Neither the epoch (hex)
+ * nor the time holds `,"line":`, so LINE runs from the first one to the
+ * closing brace: sent to clients as it is, not serialized again.
+ */
+function publishedLine(text: string): string {
+  return text.slice(text.indexOf(LINE_KEY) + LINE_KEY.length, -1);
+}
 
 /** The event a channel message stands for (lines are handled apart). */
 function channelEvent(
