@@ -23,6 +23,11 @@
 import { type Flag, helpRows, readFlags, UsageError } from "../flags.ts";
 import { forEachLine } from "../tools/chat_lines.ts";
 import { connectAll, openChatClient } from "../tools/fleet.ts";
+import {
+  fetchText,
+  metricsUrl,
+  parsePrometheusText,
+} from "../tools/metrics_reader.ts";
 import { pinSelf, statusBytes } from "../tools/proc.ts";
 import {
   type ServerProcess,
@@ -278,20 +283,21 @@ export async function runCrowd(options: CrowdOptions): Promise<CrowdSummary> {
 
 /**
  * `hubchat_delivered_bytes_total` summed over the servers (their /metrics
- * beside /ws), or null when one has no such metric.
+ * beside /ws, each read within metrics_reader.ts's timeout), or null when
+ * one has no such metric or does not answer.
  */
 async function deliveredBytes(urls: string[]): Promise<number | null> {
   let total = 0;
   for (const url of urls) {
-    const metrics = new URL("/metrics", url.replace(/^ws/, "http"));
+    let samples;
     try {
-      const text = await (await fetch(metrics)).text();
-      const row = /^hubchat_delivered_bytes_total (\d+)/m.exec(text);
-      if (row === null) return null;
-      total += Number(row[1]);
+      samples = parsePrometheusText(await fetchText(metricsUrl(url)));
     } catch {
       return null;
     }
+    const row = samples.find((s) => s.name === "hubchat_delivered_bytes_total");
+    if (row === undefined) return null;
+    total += row.value;
   }
   return total;
 }
