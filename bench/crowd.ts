@@ -45,6 +45,13 @@ import { type RawClient, readBufferSize } from "../tools/ws_client.ts";
  */
 export const SETTLE_S = 3;
 
+/**
+ * Milliseconds between the last connection and the delivered-bytes
+ * reading: presence (a large room's count) settles within a second. The
+ * memory reading comes {@linkcode SETTLE_S} after this one.
+ */
+const PRESENCE_SETTLE_MS = 1500;
+
 /** Handshakes at once: a crowd arriving, not a queue. */
 export const CONNECT_CONCURRENCY = 500;
 
@@ -235,8 +242,7 @@ export async function runCrowd(options: CrowdOptions): Promise<CrowdSummary> {
       },
     });
     const connectMs = performance.now() - started;
-    // Presence settles within a second (a large room's count).
-    await sleep(1500);
+    await sleep(PRESENCE_SETTLE_MS);
     const bytesAfter = await deliveredBytes(urls);
     if (options.at !== undefined) {
       await sleep(options.at * 1000);
