@@ -28,6 +28,7 @@ import {
   metricsUrl,
   parsePrometheusText,
 } from "../tools/metrics_reader.ts";
+import { normalizeUrls } from "../tools/load_options.ts";
 import { pinSelf, statusBytes } from "../tools/proc.ts";
 import {
   type ServerProcess,
@@ -179,7 +180,8 @@ export interface CrowdOptions {
 export async function runCrowd(options: CrowdOptions): Promise<CrowdSummary> {
   const n = options.clients;
   let server: ServerProcess | null = null;
-  let urls = (options.url ?? "").split(",").filter((url) => url !== "");
+  // Without a server of its own, the given URLs as the load tool reads them.
+  let urls = options.server === undefined ? normalizeUrls(options.url) : [];
   if (options.server !== undefined) {
     server = await startServerProcess(options.server, {
       pin: options.pinServer ?? null,
