@@ -1,9 +1,9 @@
 /**
  * A crowd in one room: opens N idle clients into the lobby of a chat server
  * (hubchat or a comparison server), and measures what a crowd costs it: the
- * time to connect them all, the server's memory per connection three
- * seconds after the last one opened, and the time one line takes to reach
- * every one of them. With `--url` and `--at`, it instead opens its crowd
+ * time to connect them all, the bytes it delivered per join, the server's
+ * memory per connection four and a half seconds after the last one opened,
+ * and the time one line takes to reach every one of them. With `--url` and `--at`, it instead opens its crowd
  * against a running server at a given moment, all at once, for a load run
  * to measure what a burst of arrivals does to the chat already going on.
  *
@@ -40,9 +40,10 @@ import { encodeFrame, Opcode } from "../tools/ws_frame.ts";
 import { type RawClient, readBufferSize } from "../tools/ws_client.ts";
 
 /**
- * Seconds between the last connection and the memory reading: long enough
- * for the handshakes' garbage to be collected and the welcomes to be
- * written out, as a server settles when a crowd has arrived.
+ * Seconds between the delivered-bytes reading ({@linkcode PRESENCE_SETTLE_MS}
+ * after the last connection) and the memory reading: long enough for the
+ * handshakes' garbage to be collected and the welcomes to be written out,
+ * as a server settles when a crowd has arrived.
  */
 export const SETTLE_S = 3;
 
