@@ -1,9 +1,9 @@
 /**
  * A crowd in one room: opens N idle clients into the lobby of a chat server
  * (hubchat or a comparison server), and measures what a crowd costs it: the
- * time to connect them all, the server's memory per connection three
- * seconds after the last one opened, and the time one line takes to reach
- * every one of them. With `--url` and `--at`, it instead opens its crowd
+ * time to connect them all, the bytes it delivered per join, the server's
+ * memory per connection four and a half seconds after the last one opened,
+ * and the time one line takes to reach every one of them. With `--url` and `--at`, it instead opens its crowd
  * against a running server at a given moment, all at once, for a load run
  * to measure what a burst of arrivals does to the chat already going on.
  *
@@ -23,6 +23,12 @@
 import { type Flag, helpRows, readFlags, UsageError } from "../flags.ts";
 import { forEachLine } from "../tools/chat_lines.ts";
 import { connectAll, openChatClient } from "../tools/fleet.ts";
+import {
+  fetchText,
+  metricsUrl,
+  parsePrometheusText,
+} from "../tools/metrics_reader.ts";
+import { normalizeUrls } from "../tools/load_options.ts";
 import { pinSelf, statusBytes } from "../tools/proc.ts";
 import {
   type ServerProcess,
@@ -34,11 +40,19 @@ import { encodeFrame, Opcode } from "../tools/ws_frame.ts";
 import { type RawClient, readBufferSize } from "../tools/ws_client.ts";
 
 /**
- * Seconds between the last connection and the memory reading: long enough
- * for the handshakes' garbage to be collected and the welcomes to be
- * written out, as a server settles when a crowd has arrived.
+ * Seconds between the delivered-bytes reading ({@linkcode PRESENCE_SETTLE_MS}
+ * after the last connection) and the memory reading: long enough for the
+ * handshakes' garbage to be collected and the welcomes to be written out,
+ * as a server settles when a crowd has arrived.
  */
 export const SETTLE_S = 3;
+
+/**
+ * Milliseconds between the last connection and the delivered-bytes
+ * reading: presence (a large room's count) settles within a second. The
+ * memory reading comes {@linkcode SETTLE_S} after this one.
+ */
+const PRESENCE_SETTLE_MS = 1500;
 
 /** Handshakes at once: a crowd arriving, not a queue. */
 export const CONNECT_CONCURRENCY = 500;
@@ -167,7 +181,8 @@ export interface CrowdOptions {
 export async function runCrowd(options: CrowdOptions): Promise<CrowdSummary> {
   const n = options.clients;
   let server: ServerProcess | null = null;
-  let urls = (options.url ?? "").split(",").filter((url) => url !== "");
+  // Without a server of its own, the given URLs as the load tool reads them.
+  let urls = options.server === undefined ? normalizeUrls(options.url) : [];
   if (options.server !== undefined) {
     server = await startServerProcess(options.server, {
       pin: options.pinServer ?? null,
@@ -230,8 +245,7 @@ export async function runCrowd(options: CrowdOptions): Promise<CrowdSummary> {
       },
     });
     const connectMs = performance.now() - started;
-    // Presence settles within a second (a large room's count).
-    await sleep(1500);
+    await sleep(PRESENCE_SETTLE_MS);
     const bytesAfter = await deliveredBytes(urls);
     if (options.at !== undefined) {
       await sleep(options.at * 1000);
@@ -278,20 +292,21 @@ export async function runCrowd(options: CrowdOptions): Promise<CrowdSummary> {
 
 /**
  * `hubchat_delivered_bytes_total` summed over the servers (their /metrics
- * beside /ws), or null when one has no such metric.
+ * beside /ws, each read within metrics_reader.ts's timeout), or null when
+ * one has no such metric or does not answer.
  */
 async function deliveredBytes(urls: string[]): Promise<number | null> {
   let total = 0;
   for (const url of urls) {
-    const metrics = new URL("/metrics", url.replace(/^ws/, "http"));
+    let samples;
     try {
-      const text = await (await fetch(metrics)).text();
-      const row = /^hubchat_delivered_bytes_total (\d+)/m.exec(text);
-      if (row === null) return null;
-      total += Number(row[1]);
+      samples = parsePrometheusText(await fetchText(metricsUrl(url)));
     } catch {
       return null;
     }
+    const row = samples.find((s) => s.name === "hubchat_delivered_bytes_total");
+    if (row === undefined) return null;
+    total += row.value;
   }
   return total;
 }

@@ -55,7 +55,7 @@ const REDIS: HubchatSetting = { flag: "--redis", env: "HUBCHAT_REDIS_URL" };
 const REDIS_PLACEHOLDER = "{redis}";
 
 /** The history file's name inside the temporary directory. */
-export const DATA_FILE = "hubchat.kv";
+const DATA_FILE = "hubchat.kv";
 
 /** Prefix of the temporary directory, so a leftover one says whose it is. */
 export const DATA_DIR_PREFIX = "hubchat-test-data-";
