@@ -151,6 +151,34 @@ Deno.test("a member's last lines reach the other nodes before its leave, even a 
   });
 });
 
+Deno.test("a line sent right after a join goes to the room joined, not the one left", async () => {
+  await withCluster({ nodes: 2 }, async (cluster) => {
+    const ann = await cluster.member(0, "ann");
+    const carol = await cluster.member(0, "carol", "elsewhere");
+    const bob = await cluster.member(1, "bob");
+    await ann.waitFor(presenceOf("join", "bob"), "bob's join");
+    // The move claims bob's name in Redis first, which a paused Redis makes
+    // slow: the line sent meanwhile must wait for the move, not go to the
+    // room bob is leaving.
+    await cluster.redis.command(["CLIENT", "PAUSE", "300", "ALL"]);
+    bob.send({ type: "join", room: "elsewhere" });
+    bob.say("first in elsewhere");
+    const line = await carol.waitFor(
+      (m) => m.type === "message" && field(m, "username") === "bob",
+      "bob's line in elsewhere",
+    );
+    assert.equal(field(line.message, "text"), "first in elsewhere");
+    await ann.waitFor(presenceOf("leave", "bob"), "bob's leave");
+    assert.deepEqual(
+      ann.matching((m) =>
+        m.type === "message" && field(m, "username") === "bob"
+      ),
+      [],
+      "nothing of bob's reached the lobby",
+    );
+  });
+});
+
 Deno.test("names across nodes: taken on one node is refused on another; a session takes its name over across nodes", async () => {
   await withCluster({ nodes: 3 }, async (cluster) => {
     const ann = await cluster.member(0, "ann");

@@ -351,7 +351,8 @@ export class Connection {
         return;
       }
       case "join":
-        this.#inOrder(() => void this.#switchRoom(command.room));
+        // Commands after a join wait for the move: they belong to the new room.
+        this.#inOrder(() => this.#switchRoom(command.room));
         return;
       case "members":
         this.#room.members(this.client, command);
@@ -361,7 +362,7 @@ export class Connection {
 
   /**
    * Runs a command now, or after the commands still waiting (behind a
-   * `file` command's lookup), in the order they came.
+   * `file` command's lookup or a room move), in the order they came.
    */
   #inOrder(command: () => void | Promise<void>): void {
     if (this.#pending === null) {
