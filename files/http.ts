@@ -144,6 +144,13 @@ export class Files implements FileSharing {
   #buckets = new Map<string, TokenBucket>();
   #timer: ReturnType<typeof setInterval>;
   #sweeping: Promise<unknown> = Promise.resolve();
+  /**
+   * Records of shares still being written: a line's storing settles them
+   * after the request that posted it, so shutdown waits for them.
+   */
+  #recording = new Set<Promise<void>>();
+  /** Set by shutdown: no sweep starts after it. */
+  #closed = false;
 
   private constructor(
     store: FileStore,
@@ -461,7 +468,13 @@ export class Files implements FileSharing {
 
   /** Records the line that shared an upload, then sweeps. */
   async shared(id: string, lineId: number | null): Promise<void> {
-    await this.store.shared(id, lineId);
+    const recording = this.store.shared(id, lineId);
+    this.#recording.add(recording);
+    try {
+      await recording;
+    } finally {
+      this.#recording.delete(recording);
+    }
     if (lineId !== null) this.sweep();
   }
 
@@ -470,6 +483,7 @@ export class Files implements FileSharing {
    * nobody shared in time; one sweep at a time. Resolves when done.
    */
   sweep(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
     const run = this.#sweeping.then(() =>
       this.store.sweep(this.#options.lineKept)
     )
@@ -484,7 +498,9 @@ export class Files implements FileSharing {
 
   /** Stops sweeping, lets go of Redis, removes a temporary directory. */
   async shutdown(): Promise<void> {
+    this.#closed = true;
     clearInterval(this.#timer);
+    await Promise.allSettled(this.#recording);
     await this.#sweeping;
     await this.#sessions.close();
     if (this.#options.removeOnShutdown) {
