@@ -725,15 +725,24 @@ export function closingResponse(refusal: Refusal, bodyRead: boolean): Response {
     ...refusal.headers,
   };
   if (!bodyRead) headers["content-length"] = String(text.length);
+  // The failure comes a turn later: a body failing in the turn it is first
+  // read is logged by Deno as an uncaught error. A body cancelled first
+  // (the connection went) stops that turn's timer.
+  let failing: ReturnType<typeof setTimeout> | undefined;
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
       controller.enqueue(text);
     },
-    async pull(controller) {
-      // A turn later: a body failing in the turn it is first read is
-      // logged by Deno as an uncaught error.
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      controller.error(new Error("closing the connection after a refusal"));
+    pull(controller) {
+      const { promise, resolve } = Promise.withResolvers<void>();
+      failing = setTimeout(() => {
+        controller.error(new Error("closing the connection after a refusal"));
+        resolve();
+      }, 0);
+      return promise;
+    },
+    cancel() {
+      clearTimeout(failing);
     },
   });
   return new Response(body, { status: refusal.status, headers });
