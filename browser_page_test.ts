@@ -19,6 +19,7 @@ import {
   browserTest,
   chatLines,
   fill,
+  goOffline,
   headerText,
   LAYOUTS,
   logEntries,
@@ -250,8 +251,7 @@ browserTest(
     const erin = await join("erin", { viewport: PHONE });
     // Offline, the page keeps trying and failing to connect, while someone
     // else takes the name its connection held.
-    await erin.setOfflineMode(true);
-    await erin.evaluate(`state.ws.close()`);
+    await goOffline(erin);
     await waitUntil(
       () => !server.rooms.get("lobby")?.isTaken("erin"),
       "the server to let erin go",
@@ -735,8 +735,7 @@ for (const [width, viewport] of LAYOUTS) {
         }
 
         // Reconnecting: the indicator says so, in full, and still fits.
-        await page.setOfflineMode(true);
-        await page.evaluate(`state.ws.close()`);
+        await goOffline(page);
         await waitFor(
           page,
           `document.getElementById("status-text").textContent.startsWith("reconnecting in")`,

@@ -19,6 +19,7 @@ import {
   browserTest,
   chatLines,
   fill,
+  goOffline,
   joinAs,
   logEntries,
   openChat,
@@ -217,13 +218,17 @@ browserTest(
 
     // bob reconnects: his welcome names the store's epoch, kept for later.
     await bob.evaluate(`state.ws.close()`);
+    // The page is "online" until its socket's close event, and its epoch
+    // is from the first welcome: see the close before waiting for the new one.
+    await waitFor(bob, `state.conn !== "online"`, {
+      what: "bob's page to see its socket closed",
+    });
     await waitFor(bob, `state.epochs.has("lobby") && state.conn === "online"`, {
       what: "bob back, with the lobby's epoch",
     });
     const epoch = await bob.evaluate(`state.epochs.get("lobby")`) as string;
     // Then he goes away.
-    await bob.setOfflineMode(true);
-    await bob.evaluate(`state.ws.close()`);
+    await goOffline(bob);
 
     // Redis dies: the server says so, refuses lines, and refuses joins.
     await redis.kill("SIGKILL");

@@ -647,6 +647,31 @@ export async function waitOnline(page: Page, timeout?: number): Promise<void> {
 }
 
 /**
+ * Takes the page offline and drops its socket, as a lost network does
+ * (Chromium's offline mode leaves open sockets up). Between two attempts
+ * the page has no socket to drop, which is fine.
+ *
+ * @example
+ * ```ts
+ * import { startServer } from "../server.ts";
+ * import { goOffline, joinAs, TestBrowser, waitOnline } from "./browser.ts";
+ * const server = await startServer({ port: 0 });
+ * const browser = await TestBrowser.launch();
+ * const page = await browser.newPage();
+ * await joinAs(page, server.url, "ann");
+ * await goOffline(page);
+ * await page.setOfflineMode(false);
+ * await waitOnline(page, 20_000);
+ * await browser.close();
+ * await server.shutdown();
+ * ```
+ */
+export async function goOffline(page: Page): Promise<void> {
+  await page.setOfflineMode(true);
+  await page.evaluate(`state.ws?.close()`);
+}
+
+/**
  * Types a line into the composer and presses Enter, waiting for nothing:
  * for a line the server refuses at once, whose text the page may put back
  * before a test could see the composer empty.
