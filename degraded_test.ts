@@ -11,6 +11,7 @@ import type { HistoryFile } from "./store/history_file.ts";
 import { ChatClient } from "./testing/chat_client.ts";
 import { ChildServer } from "./testing/child_server.ts";
 import { withServer } from "./testing/server.ts";
+import { withTempDir } from "./testing/temp_dir.ts";
 import { waitUntil, within } from "./testing/wait.ts";
 import { sleep } from "./tools/wait.ts";
 
@@ -47,8 +48,7 @@ Deno.test("a failing store is logged once, counted, and /healthz says so until i
     truncate: (length) => file.truncate(length),
     sync: () => file.sync(),
   });
-  const dir = await Deno.makeTempDir({ prefix: "hubchat_degraded_" });
-  try {
+  await withTempDir(async (dir) => {
     await withServer({
       data: `${dir}/history.kv`,
       wrapHistoryFile,
@@ -110,9 +110,7 @@ Deno.test("a failing store is logged once, counted, and /healthz says so until i
         .map((record) => record.text),
       ["stored", "back"],
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 /**

@@ -21,6 +21,7 @@ import { ChildServer } from "./testing/child_server.ts";
 import { offerUpload } from "./testing/raw_upload.ts";
 import { RedisServer } from "./testing/redis_server.ts";
 import { withServer } from "./testing/server.ts";
+import { withTempDir } from "./testing/temp_dir.ts";
 import { waitUntil } from "./testing/wait.ts";
 import { sleep } from "./tools/wait.ts";
 
@@ -130,15 +131,6 @@ async function list(dir: string): Promise<string[]> {
   return names.sort();
 }
 
-async function withDir(body: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "hubchat-files-test-" });
-  try {
-    await body(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 // ------------------------------------------------------------------ tests
 
 Deno.test("the file command: an id, an optional caption and recipient", () => {
@@ -173,7 +165,7 @@ Deno.test("the file command: an id, an optional caption and recipient", () => {
 });
 
 Deno.test("a file goes up, its line to the room, and comes down byte for byte", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     await withServer(
       { files: dir, historyLimit: 10 },
       async (server, track) => {
@@ -265,7 +257,7 @@ Deno.test("a file goes up, its line to the room, and comes down byte for byte", 
 });
 
 Deno.test("the same content uploaded twice is stored once; each upload keeps its name", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     await withServer({ files: dir }, async (server, track) => {
       const ann = track(await ChatClient.join(server.port, "ann"));
       const bytes = randomBytes(50_000);
@@ -459,7 +451,7 @@ Deno.test("HTML and SVG uploads are served so that no script can run", async () 
 });
 
 Deno.test("a file name is only text: ../, NUL and controls are stored and shown safely", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     await withServer({ files: dir }, async (server, track) => {
       const ann = track(await ChatClient.join(server.port, "ann"));
       const nasty = '../../etc/pa\u0000ss\nwd\u202e\u0007 "q".txt';
@@ -532,7 +524,7 @@ Deno.test("file commands: unknown, someone else's and shared-twice uploads are r
 });
 
 Deno.test("storage is capped: the oldest files go first; a file leaves with its line", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     await withServer(
       { files: dir, filesMaxBytes: 100_000, historyLimit: 3 },
       async (server, track) => {
@@ -691,7 +683,7 @@ Deno.test("a 1 GiB upload is refused early, declared or streamed, and memory sta
 });
 
 Deno.test("a crash (SIGKILL) mid-upload leaves no partial file; a restart clears the part", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     let server = await ChildServer.start(["--files", dir]);
     try {
       const ann = await ChatClient.join(server.port, "ann");
@@ -749,7 +741,7 @@ Deno.test("a crash (SIGKILL) mid-upload leaves no partial file; a restart clears
 
 Deno.test("two nodes with --redis share one directory: upload on one, share and read on both", async () => {
   const redis = await RedisServer.start();
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const flags = ["--redis", redis.url, "--files", dir, "--rate", "0"];
     const one = await ChildServer.start(flags);
     const two = await ChildServer.start(flags);

@@ -25,6 +25,7 @@ import {
 import { ChatClient } from "./testing/chat_client.ts";
 import { CHILD_WAIT_MS, DenoChild } from "./testing/child_process.ts";
 import { ChildServer } from "./testing/child_server.ts";
+import { withTempDir } from "./testing/temp_dir.ts";
 import { within } from "./testing/wait.ts";
 
 /**
@@ -453,19 +454,6 @@ Deno.test({
   },
 });
 
-/** Runs `body` with a fresh temporary folder, removed after it. */
-async function withTempDir(
-  body: (dir: string) => Promise<void>,
-): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "hubchat-main-test-" });
-  try {
-    await body(dir);
-  } finally {
-    await makeWritable(dir);
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 /** Gives back write permission on `dir` and every folder in it. */
 async function makeWritable(dir: string): Promise<void> {
   await Deno.chmod(dir, 0o700);
@@ -564,33 +552,38 @@ Deno.test({
   async fn() {
     const wrapper = asOrdinaryUser(FILE_CAPS)!;
     await withTempDir(async (dir) => {
-      // A new file in a folder this user may not write.
-      await Deno.mkdir(`${dir}/locked`, { mode: 0o500 });
-      await Deno.chmod(`${dir}/locked`, 0o500);
-      await assertRefused(
-        ["--port", "0", "--data", `${dir}/locked/history.kv`],
-        `--data is "${dir}/locked/history.kv", which cannot be opened for reading and writing (permission denied); expected a file this user can create and write, ${OR_MEMORY}`,
-        { wrapper },
-      );
-      // A read-only file (an earlier version's KV file, say).
-      const kv = await Deno.openKv(`${dir}/readonly.kv`);
-      kv.close();
-      await Deno.chmod(`${dir}/readonly.kv`, 0o400);
-      await assertRefused(
-        ["--port", "0", "--data", `${dir}/readonly.kv`],
-        `--data is "${dir}/readonly.kv", which cannot be opened for reading and writing (permission denied); expected a file this user can create and write, ${OR_MEMORY}`,
-        { wrapper },
-      );
-      // A writable file in a read-only folder: compaction writes beside it.
-      await Deno.mkdir(`${dir}/shelf`);
-      await Deno.writeTextFile(`${dir}/shelf/history.kv`, "");
-      await Deno.chmod(`${dir}/shelf/history.kv`, 0o666);
-      await Deno.chmod(`${dir}/shelf`, 0o555);
-      await assertRefused(
-        ["--port", "0", "--data", `${dir}/shelf/history.kv`],
-        `--data is "${dir}/shelf/history.kv", beside which no file can be made (permission denied); expected a file in a folder this user can write (compaction writes a new file beside it), ${OR_MEMORY}`,
-        { wrapper },
-      );
+      try {
+        // A new file in a folder this user may not write.
+        await Deno.mkdir(`${dir}/locked`, { mode: 0o500 });
+        await Deno.chmod(`${dir}/locked`, 0o500);
+        await assertRefused(
+          ["--port", "0", "--data", `${dir}/locked/history.kv`],
+          `--data is "${dir}/locked/history.kv", which cannot be opened for reading and writing (permission denied); expected a file this user can create and write, ${OR_MEMORY}`,
+          { wrapper },
+        );
+        // A read-only file (an earlier version's KV file, say).
+        const kv = await Deno.openKv(`${dir}/readonly.kv`);
+        kv.close();
+        await Deno.chmod(`${dir}/readonly.kv`, 0o400);
+        await assertRefused(
+          ["--port", "0", "--data", `${dir}/readonly.kv`],
+          `--data is "${dir}/readonly.kv", which cannot be opened for reading and writing (permission denied); expected a file this user can create and write, ${OR_MEMORY}`,
+          { wrapper },
+        );
+        // A writable file in a read-only folder: compaction writes beside it.
+        await Deno.mkdir(`${dir}/shelf`);
+        await Deno.writeTextFile(`${dir}/shelf/history.kv`, "");
+        await Deno.chmod(`${dir}/shelf/history.kv`, 0o666);
+        await Deno.chmod(`${dir}/shelf`, 0o555);
+        await assertRefused(
+          ["--port", "0", "--data", `${dir}/shelf/history.kv`],
+          `--data is "${dir}/shelf/history.kv", beside which no file can be made (permission denied); expected a file in a folder this user can write (compaction writes a new file beside it), ${OR_MEMORY}`,
+          { wrapper },
+        );
+      } finally {
+        // The folders it locked, unlocked, so that it can be removed.
+        await makeWritable(dir);
+      }
     });
   },
 });

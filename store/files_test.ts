@@ -18,17 +18,15 @@ import {
   UNSHARED_MS,
 } from "./files.ts";
 import { parseRange } from "../files/http.ts";
+import { withTempDir } from "../testing/temp_dir.ts";
 
 async function withStore(
   body: (store: FileStore, dir: string) => Promise<void>,
   maxBytes?: number,
 ): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "hubchat-store-test-" });
-  try {
+  await withTempDir(async (dir) => {
     await body(await FileStore.open(dir, { maxBytes }), dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 }
 
 function stream(...chunks: Uint8Array[]): ReadableStream<Uint8Array> {

@@ -15,8 +15,8 @@ import {
   readRoom,
   storedIds,
   test,
-  withTempDir,
 } from "./history_test_util.ts";
+import { withTempDir } from "../testing/temp_dir.ts";
 
 /**
  * A file that fails on purpose while `failing()` says so, as a full disk

@@ -12,8 +12,8 @@ import {
   readRoom,
   storedIds,
   test,
-  withTempDir,
 } from "./history_test_util.ts";
+import { withTempDir } from "../testing/temp_dir.ts";
 
 test("ids increase by one per room, independently across rooms", async () => {
   const history = await History.open(":memory:");

@@ -36,30 +36,6 @@ export function test(name: string, body: () => Promise<void>): void {
 }
 
 /**
- * Runs `body` with a fresh temporary directory, removed afterwards.
- *
- * @example
- * ```ts
- * import { History } from "./history.ts";
- * import { withTempDir } from "./history_test_util.ts";
- * await withTempDir(async (dir) => {
- *   const history = await History.open(`${dir}/history.db`);
- *   await history.close();
- * }); // the directory and its history file are gone
- * ```
- */
-export async function withTempDir(
-  body: (dir: string) => Promise<void>,
-): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "hubchat_history_" });
-  try {
-    await body(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-/**
  * Who an {@linkcode entry} is for.
  *
  * @example
@@ -165,7 +141,8 @@ export interface StoredRoom {
  * @example
  * ```ts
  * import { History } from "./history.ts";
- * import { entry, readRoom, withTempDir } from "./history_test_util.ts";
+ * import { withTempDir } from "../testing/temp_dir.ts";
+ * import { entry, readRoom } from "./history_test_util.ts";
  * await withTempDir(async (dir) => {
  *   const history = await History.open(`${dir}/history.db`);
  *   await history.append("lobby", entry("ann", "hello"));
@@ -224,7 +201,8 @@ export async function readRoom(
  * @example
  * ```ts
  * import { History } from "./history.ts";
- * import { entry, storedIds, withTempDir } from "./history_test_util.ts";
+ * import { withTempDir } from "../testing/temp_dir.ts";
+ * import { entry, storedIds } from "./history_test_util.ts";
  * await withTempDir(async (dir) => {
  *   const history = await History.open(`${dir}/history.db`, { limit: 1 });
  *   await history.append("lobby", entry("ann", "1"));
