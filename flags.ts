@@ -51,6 +51,11 @@ export interface Flag {
    * "expected seconds from 0.1 to 86400"); by default "a number".
    */
   unit?: string;
+  /**
+   * For `text`: the only values accepted. The help lists them as the
+   * placeholder (`["text", "json"]` shows `text|json`).
+   */
+  choices?: readonly string[];
   /** The value's placeholder in the help, like `"N"` or `"URL"`. */
   value?: string;
   /** The default, as the help shows it. */
@@ -237,8 +242,9 @@ export function helpRows(
       flag.default === undefined ? "" : `default ${flag.default}`,
       flag.env === undefined ? "" : `env ${flag.env}`,
     ].filter((note) => note !== "");
+    const placeholder = flag.value ?? flag.choices?.join("|");
     const left = `  --${flag.name}${
-      flag.value === undefined ? "" : ` ${flag.value}`
+      placeholder === undefined ? "" : ` ${placeholder}`
     }`;
     return helpRow(
       left,
@@ -388,6 +394,11 @@ function readValue(
         `${source} is empty; expected ${flag.value ?? "a value"}`,
       );
     }
+    if (flag.choices !== undefined && !flag.choices.includes(text)) {
+      throw new UsageError(
+        `${source} is "${raw}"; expected ${oneOf(flag.choices)}`,
+      );
+    }
     return text;
   }
   if (!DECIMAL.test(text)) {
@@ -400,6 +411,12 @@ function readValue(
     throw new UsageError(`${source} is "${raw}"; expected ${expected(flag)}`);
   }
   return value;
+}
+
+/** The choices as messages say them: "text or json", "a, b or c". */
+function oneOf(choices: readonly string[]): string {
+  if (choices.length < 2) return choices.join("");
+  return `${choices.slice(0, -1).join(", ")} or ${choices.at(-1)}`;
 }
 
 function fitsRule(value: number, rule: Flag): boolean {

@@ -189,6 +189,42 @@ Deno.test("readFlags: text must not be empty; switches read words from the envir
   }
 });
 
+Deno.test("readFlags: a text flag with choices takes one of them; the help lists them", () => {
+  const format: Flag = {
+    name: "format",
+    kind: "text",
+    env: "FORMAT",
+    choices: ["text", "json", "csv"],
+    help: "output format",
+  };
+  const read = (args: string[], env: Record<string, string> = {}) =>
+    readFlags([format], args, { env });
+  assert.equal(read(["--format", "json"]).values.format, "json");
+  assert.equal(read([], { FORMAT: " csv " }).values.format, "csv");
+  for (
+    const [args, env, message] of [
+      [
+        ["--format", "xml"],
+        {},
+        '--format is "xml"; expected text, json or csv',
+      ],
+      [["--format=JSON"], {}, '--format is "JSON"; expected text, json or csv'],
+      [[], { FORMAT: "yaml" }, 'FORMAT is "yaml"; expected text, json or csv'],
+    ] as const
+  ) {
+    assert.throws(
+      () => read([...args], env),
+      (error: unknown) =>
+        error instanceof UsageError && error.message === message,
+      message,
+    );
+  }
+  assert.equal(
+    helpRows([format]),
+    "  --format text|json|csv      output format (env FORMAT)",
+  );
+});
+
 Deno.test("checkFlag applies a flag's rule to numbers from code", () => {
   const clients: Flag = { name: "clients", kind: "whole", min: 1, help: "" };
   assert.equal(checkFlag(clients, 5), 5);

@@ -250,19 +250,11 @@ export const SETTINGS: readonly Setting[] = [
     name: "fsync",
     env: "HUBCHAT_FSYNC",
     kind: "text",
-    value: "periodic|always",
+    choices: ["periodic", "always"],
     default: "periodic",
     help:
       "sync history to disk once a second (a power loss may cost that second), or before each line is sent",
     key: "fsync",
-    convert(value) {
-      if (value !== "periodic" && value !== "always") {
-        throw new UsageError(
-          `fsync is "${value}"; expected periodic or always`,
-        );
-      }
-      return value;
-    },
   },
   {
     name: "history",
@@ -352,19 +344,11 @@ export const SETTINGS: readonly Setting[] = [
     name: "log-format",
     env: "HUBCHAT_LOG_FORMAT",
     kind: "text",
-    value: "text|json",
+    choices: ["text", "json"],
     default: "text",
     help:
       "connect/disconnect/eviction/refusal lines on stderr, no message text",
     key: "logFormat",
-    convert(value) {
-      if (value !== "text" && value !== "json") {
-        throw new UsageError(
-          `log format is "${value}"; expected text or json`,
-        );
-      }
-      return value;
-    },
   },
 ];
 

@@ -862,6 +862,6 @@ Deno.test("parseInvocation: --fsync is periodic (the default) or always", () => 
     (error: unknown) =>
       error instanceof UsageError &&
       error.message ===
-        '--fsync: fsync is "sometimes"; expected periodic or always',
+        '--fsync is "sometimes"; expected periodic or always',
   );
 });
