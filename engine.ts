@@ -20,6 +20,7 @@ import type {
   ResumeResult,
   StoredMessage,
 } from "./store/history.ts";
+import type { Logger } from "./log.ts";
 import { storedLine } from "./protocol.ts";
 
 /** One member of a room: its name, and which connection holds it. */
@@ -233,6 +234,7 @@ interface Queued {
 
 /** One room of a {@linkcode LocalEngine}. */
 interface LocalRoom {
+  name: string;
   listener: RoomListener;
   /** Events in publishing order, each heard once it reaches the head. */
   queue: Queued[];
@@ -244,6 +246,11 @@ interface LocalRoom {
 export interface LocalEngineOptions {
   /** Where lines are stored; null keeps none (ephemeral chat). */
   history: History | null;
+  /**
+   * Where a room that throws while hearing an event is said (a bug: the
+   * event is stored and the others are still heard).
+   */
+  logger?: Logger;
 }
 
 /**
@@ -274,16 +281,19 @@ export class LocalEngine implements RoomEngine {
   /** Nobody else shares these rooms. */
   readonly shared = false;
   #history: History | null;
+  #logger: Logger | undefined;
   #rooms = new Map<string, LocalRoom>();
 
   /** Creates the engine over a history (or none). */
   constructor(options: LocalEngineOptions) {
     this.#history = options.history;
+    this.#logger = options.logger;
   }
 
   /** Hears the room; in one process, a room opens empty, at once. */
   open(room: string, listener: RoomListener): RoomSubscription {
     const state: LocalRoom = {
+      name: room,
       listener,
       queue: [],
       // Ephemeral rooms count from 0 each time they open: nothing refers
@@ -442,10 +452,19 @@ export class LocalEngine implements RoomEngine {
     }
   }
 
+  /** One room hears one event; a room that throws harms nobody else. */
   #hear(state: LocalRoom, event: RoomEvent): void {
     if (event.kind === "line" && event.line.id > state.lastId) {
       state.lastId = event.line.id;
     }
-    state.listener(event);
+    try {
+      state.listener(event);
+    } catch (error) {
+      this.#logger?.log("error", "room_listener_failed", {
+        room: state.name,
+        kind: event.kind,
+        cause: error instanceof Error ? error.message : String(error),
+      });
+    }
   }
 }

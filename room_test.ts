@@ -5,7 +5,11 @@
 
 import assert from "node:assert/strict";
 import { Client } from "./client.ts";
-import type { AppendDone, History, StoredMessage } from "./store/history.ts";
+import {
+  type AppendDone,
+  History,
+  type StoredMessage,
+} from "./store/history.ts";
 import type { ChatMessage, ServerMessage, WelcomeMessage } from "./protocol.ts";
 import { LocalEngine } from "./engine.ts";
 import { Room } from "./room.ts";
@@ -605,4 +609,44 @@ Deno.test("a room its last member left mid-store is idle once the line is out", 
   await saying;
   assert.deepEqual(idle, [room]);
   room.close(1001, "done");
+});
+
+Deno.test("a room that throws while hearing a stored line harms nobody: the append resolves, the next line is heard, the bug is logged", async () => {
+  const history = await History.open(":memory:");
+  const logged: Record<string, unknown>[] = [];
+  const engine = new LocalEngine({
+    history,
+    logger: {
+      log(level, event, fields = {}): void {
+        logged.push({ level, event, ...fields });
+      },
+    },
+  });
+  const heard: string[] = [];
+  engine.open("dev", (event) => {
+    if (event.kind !== "line") return;
+    heard.push(event.line.text ?? "");
+    if (event.line.text === "first") throw new Error("a bug in the room");
+  });
+  const entry = (text: string) => ({
+    username: "ann",
+    text,
+    timestamp: "2026-11-22T10:00:00.000Z",
+  });
+  // Without the engine's catch, the store throws the error again on its
+  // own and the process ends here.
+  const first = await engine.append("dev", entry("first"));
+  assert.equal(first.id, 1);
+  const second = await engine.append("dev", entry("second"));
+  assert.equal(second.id, 2);
+  assert.deepEqual(heard, ["first", "second"]);
+  assert.deepEqual(logged, [{
+    level: "error",
+    event: "room_listener_failed",
+    room: "dev",
+    kind: "line",
+    cause: "a bug in the room",
+  }]);
+  await engine.shutdown();
+  await history.close();
 });

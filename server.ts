@@ -636,7 +636,7 @@ async function openEngine(
   const history = options.historyLimit === 0
     ? null
     : await History.open(options.data ?? ":memory:", historyOptions);
-  return new LocalEngine({ history });
+  return new LocalEngine({ history, logger });
 }
 
 /** What the files of a server are tied to. */
