@@ -151,7 +151,7 @@ Deno.test("a member's last lines reach the other nodes before its leave, even a 
   });
 });
 
-Deno.test("a line sent right after a join goes to the room joined, not the one left", async () => {
+Deno.test("a line or a members request sent right after a join goes to the room joined, not the one left", async () => {
   await withCluster({ nodes: 2 }, async (cluster) => {
     const ann = await cluster.member(0, "ann");
     const carol = await cluster.member(0, "carol", "elsewhere");
@@ -163,6 +163,12 @@ Deno.test("a line sent right after a join goes to the room joined, not the one l
     await cluster.redis.command(["CLIENT", "PAUSE", "300", "ALL"]);
     bob.send({ type: "join", room: "elsewhere" });
     bob.say("first in elsewhere");
+    bob.send({ type: "members" });
+    const members = await bob.waitFor(
+      (m) => m.type === "members",
+      "the members of bob's room",
+    );
+    assert.equal(field(members.message, "room"), "elsewhere");
     const line = await carol.waitFor(
       (m) => m.type === "message" && field(m, "username") === "bob",
       "bob's line in elsewhere",
@@ -176,6 +182,41 @@ Deno.test("a line sent right after a join goes to the room joined, not the one l
       [],
       "nothing of bob's reached the lobby",
     );
+  });
+});
+
+Deno.test("with Redis away, a join is refused as unavailable, whether the room or the name cannot be had, and the member stays where it was", async () => {
+  await withCluster({ nodes: 1, appendonly: false }, async (cluster) => {
+    const ann = await cluster.member(0, "ann");
+    const bob = await cluster.member(0, "bob");
+    await cluster.member(0, "carol", "open");
+    await ann.waitFor(presenceOf("join", "bob"), "bob's join");
+    await cluster.redis.kill("SIGKILL");
+    await cluster.waitForHealth(503);
+    // A room that cannot be opened, and one open here whose name claim
+    // cannot be made: bob is told, each time, and stays.
+    for (const room of ["elsewhere", "open"]) {
+      const from = bob.log.length;
+      bob.send({ type: "join", room });
+      const refusal = await bob.waitFor(
+        (m) => m.type === "error",
+        `the refusal to join ${room}`,
+        { from },
+      );
+      assert.equal(field(refusal.message, "code"), "unavailable");
+      assert.equal(
+        field(refusal.message, "text"),
+        `the chat store is unreachable, so you stay in room "lobby"; try joining "${room}" again shortly`,
+      );
+    }
+    // Still in the lobby, with ann.
+    bob.send({ type: "members" });
+    const members = await bob.waitFor(
+      (m) => m.type === "members",
+      "the members of bob's room",
+    );
+    assert.equal(field(members.message, "room"), "lobby");
+    assert.deepEqual(field(members.message, "users"), ["ann", "bob"]);
   });
 });
 

@@ -548,3 +548,44 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "connections: a real socket that opens after it was given up is closed, and joins nobody",
+  ...SANITIZED,
+  fn: async () => {
+    const openDeadlineMs = 50;
+    const { shared, logged } = setup({ openDeadlineMs });
+    const connections = new Connections(shared);
+    const server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      async (request) => {
+        const { socket, response } = Deno.upgradeWebSocket(request);
+        connections.accept(socket, newcomer(shared.rooms).newcomer);
+        // The upgrade's answer leaves only after the deadline has passed.
+        await within(connections.closed(), "the deadline to give it up");
+        return response;
+      },
+    );
+    try {
+      const socket = new WebSocket(`ws://127.0.0.1:${server.addr.port}/ws`);
+      const received: string[] = [];
+      socket.onmessage = (event) => received.push(String(event.data));
+      const closed = new Promise<CloseEvent>((resolve) => {
+        socket.onclose = resolve;
+      });
+      const close = await within(closed, "the late socket to be closed");
+      assert.equal(close.code, 1001);
+      assert.equal(close.reason, "opened too late");
+      assert.deepEqual(received, [], "no welcome, nothing of the room");
+      assert.equal(connections.open, 0);
+      assert.equal(shared.rooms.get("lobby")?.isTaken("ann") ?? false, false);
+      assert.deepEqual(
+        logged.map(({ event, reason }) => ({ event, reason })),
+        [{ event: "disconnect", reason: "never opened" }],
+      );
+    } finally {
+      await server.shutdown();
+    }
+  },
+});
