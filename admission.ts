@@ -221,6 +221,9 @@ export class Admission {
     request: Request,
     context: UpgradeContext,
   ): Promise<Verdict<void>> {
+    // Refused by the pacer, the upgrade would not get as far as the checks.
+    const pace = this.#pacer?.refusalFor(context.ip) ?? null;
+    if (pace !== null) return refused(this.#paceRefusal(pace));
     const verdict = await this.#decide(request, context, { dryRun: true });
     if (!verdict.ok) return verdict;
     // In the same turn as the checks: nothing was held across an await.

@@ -151,6 +151,19 @@ export class UpgradePacer {
   }
 
   /**
+   * What {@linkcode UpgradePacer.take} would refuse at once for `key` now,
+   * taking nothing: null when it would go now or wait for a turn. A dry
+   * run asks this, so that it answers as the upgrade would.
+   */
+  refusalFor(key: string): "closed" | "full" | "full_key" | null {
+    if (this.#closed) return "closed";
+    if (this.#waiting.size === 0 && this.#started < this.perTurn) return null;
+    if (this.#waiting.size >= this.maxWaiting) return "full";
+    if (this.waitingFor(key) >= this.maxWaitingPerKey) return "full_key";
+    return null;
+  }
+
+  /**
    * Takes a turn for an upgrade from `key`: `"go"` at once while this turn
    * has room and nobody waits, else `"go"` on a later turn, in order of
    * arrival. Refuses at once (`"full"`, `"full_key"`) rather than wait
@@ -158,16 +171,16 @@ export class UpgradePacer {
    * `"gone"` and takes no turn.
    */
   take(key: string, signal?: AbortSignal): Pace | Promise<Pace> {
-    if (this.#closed) return "closed";
+    const refusal = this.refusalFor(key);
+    if (refusal === "closed") return refusal;
     if (signal?.aborted) return "gone";
+    if (refusal !== null) return refusal;
     if (this.#waiting.size === 0 && this.#started < this.perTurn) {
       this.#started++;
       this.#scheduleTurn();
       return "go";
     }
-    if (this.#waiting.size >= this.maxWaiting) return "full";
     const held = this.#perKey.get(key) ?? 0;
-    if (held >= this.maxWaitingPerKey) return "full_key";
     const { promise, resolve } = Promise.withResolvers<Pace>();
     const waiter: Waiter = {
       key,

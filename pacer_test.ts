@@ -286,6 +286,50 @@ Deno.test("over sockets: waiting upgrades are admitted a turn at a time in order
   assert.equal(turns.scheduled, 0, "shutdown left no turn scheduled");
 });
 
+Deno.test("over sockets: one address may have as many upgrades waiting as it may hold connections; a dry run is refused as the upgrade is", async () => {
+  const turns = new ManualTurns();
+  await withServer(
+    {
+      maxConnectionsPerIp: 3,
+      pacing: { perTurn: 1, schedule: turns.schedule },
+    },
+    async (server, track) => {
+      track(await ChatClient.join(server.port, "ann"));
+      const waiters: Promise<RawReply>[] = [];
+      for (const name of ["w1", "w2", "w3"]) {
+        const { upgrade } = await queue(
+          server,
+          name,
+          () => upgradeReplyAt(server.port, `/ws?username=${name}`),
+        );
+        waiters.push(upgrade);
+      }
+      const expected =
+        "too many connections from your address are waiting to be admitted (3); wait for them before opening more";
+      const over = await upgradeReplyAt(server.port, "/ws?username=w4");
+      assert.equal(over.status, 429);
+      assert.equal(over.body.trim(), expected);
+      // A dry run (no Upgrade header) gets the upgrade's answer, not 426.
+      const dry = await fetch(`${server.url}ws?username=w4`);
+      assert.equal(dry.status, 429);
+      assert.equal((await dry.text()).trim(), expected);
+      assert.equal(
+        rejected(server, "limit_per_ip"),
+        1,
+        "a dry run counts none",
+      );
+      assert.equal(waiting(server), 3);
+      // Their turns come; the per-address cap on connections (3) then
+      // refuses the last, which arrived while ann held a place.
+      for (let i = 0; i < 3; i++) turns.end();
+      const statuses = (await within(Promise.all(waiters), "the waiters"))
+        .map((reply) => reply.status);
+      assert.deepEqual(statuses, [101, 101, 429]);
+      assert.equal(waiting(server), 0);
+    },
+  );
+});
+
 Deno.test("over sockets: shutdown refuses the upgrades still waiting, with 503", async () => {
   const turns = new ManualTurns();
   await withServer(
