@@ -809,6 +809,23 @@ export class TokenBucket {
     return true;
   }
 
+  /**
+   * Takes up to `count` tokens, as many as there are at `nowMs`, and says
+   * how many it took (fractional): a reservation, whose unused part goes
+   * back with {@linkcode TokenBucket.giveBack}.
+   */
+  takeUpTo(nowMs: number, count: number): number {
+    this.#refill(nowMs);
+    const taken = Math.min(this.#tokens, count);
+    this.#tokens -= taken;
+    return taken;
+  }
+
+  /** Gives back `count` tokens taken and not used, up to `burst`. */
+  giveBack(count: number): void {
+    this.#tokens = Math.min(this.burst, this.#tokens + count);
+  }
+
   /** Tokens available at `nowMs` (fractional), without taking any. */
   available(nowMs: number): number {
     this.#refill(nowMs);

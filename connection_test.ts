@@ -36,6 +36,17 @@ Deno.test("token bucket: burst at once, then the rate", () => {
   assert.equal(bucket.take(60_100), true);
 });
 
+Deno.test("token bucket: a reservation takes what there is, and its unused part goes back, up to the burst", () => {
+  const bucket = new TokenBucket({ ratePerSecond: 10, burst: 20 });
+  assert.equal(bucket.takeUpTo(1000, 5), 5);
+  assert.equal(bucket.takeUpTo(1000, Infinity), 15);
+  assert.equal(bucket.takeUpTo(1000, 1), 0);
+  bucket.giveBack(12);
+  assert.equal(bucket.available(1000), 12);
+  bucket.giveBack(100);
+  assert.equal(bucket.available(1000), 20);
+});
+
 Deno.test("token bucket: bad options are refused", () => {
   assert.throws(
     () => new TokenBucket({ ratePerSecond: 0, burst: 1 }),

@@ -607,6 +607,50 @@ Deno.test("a user's uploads are limited in bytes per minute, with a clear 429", 
   );
 });
 
+Deno.test("uploads at once share one budget: the first holds it while its body comes, and gives back what it did not use", async () => {
+  await withTempDir(async (dir) => {
+    await withServer(
+      { uploadRate: 60_000, maxFileSize: 50_000, files: dir },
+      async (server, track) => {
+        const ann = track(await ChatClient.join(server.port, "ann"));
+        const session = sessionOf(ann);
+        // The first body comes in two parts (no length declared); the
+        // second part only when the test says so.
+        let sendRest = (): void => {};
+        const rest = new Promise<void>((resolve) => sendRest = resolve);
+        const first = upload(
+          server.url,
+          new ReadableStream<Uint8Array>({
+            async start(controller) {
+              controller.enqueue(randomBytes(10_000));
+              await rest;
+              controller.enqueue(randomBytes(10_000));
+              controller.close();
+            },
+          }),
+          { session },
+        );
+        await waitUntil(
+          async () => (await list(`${dir}/tmp`)).length === 1,
+          "the first upload to be received",
+        );
+        // It holds the whole budget meanwhile: the second is refused.
+        const second = await upload(server.url, randomBytes(30_000), {
+          session,
+        });
+        assert.equal(second.status, 429);
+        assert.equal((await second.json()).error, "upload_rate_limited");
+        sendRest();
+        const done = await first;
+        assert.equal(done.status, 201, await done.clone().text());
+        assert.equal(((await done.json()) as FileInfo).size, 20_000);
+        // What it did not use went back: 30,000 more fit now.
+        await uploaded(server.url, randomBytes(30_000), { session });
+      },
+    );
+  });
+});
+
 Deno.test("GET /files tells the limits; wrong methods get 405", async () => {
   await withServer({ maxFileSize: 1234, uploadRate: 0 }, async (server) => {
     const limits = await (await fetch(`${server.url}files`)).json();

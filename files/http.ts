@@ -218,12 +218,18 @@ export class Files implements FileSharing {
   async #upload(request: Request, query: URLSearchParams): Promise<Response> {
     const checked = await this.#admitUpload(request, query);
     if ("status" in checked) return refuse(request, checked);
-    const { room, username, name, declaredType, bucket } = checked;
-    const budget = bucket?.available(performance.now());
-    const received = await this.store.receive(request.body, {
-      maxBytes: this.#options.maxFileSize,
-      budget,
-    });
+    const { room, username, name, declaredType, bucket, reserved } = checked;
+    let used = 0;
+    let received;
+    try {
+      received = await this.store.receive(request.body, {
+        maxBytes: this.#options.maxFileSize,
+        budget: reserved,
+      });
+      if (received.ok) used = received.size;
+    } finally {
+      bucket?.giveBack(reserved - used);
+    }
     if (!received.ok) return this.#refuseReceived(received);
     if (received.size === 0) {
       await this.store.discard(received);
@@ -231,11 +237,6 @@ export class Files implements FileSharing {
         error: "empty_file",
         message: "the file is empty; expected its bytes as the body",
       });
-    }
-    if (bucket !== undefined) {
-      // Another upload of this user may have spent some of it meanwhile.
-      const now = performance.now();
-      bucket.take(now, Math.min(received.size, bucket.available(now)));
     }
     return await this.#store(received, { name, declaredType, room, username });
   }
@@ -288,6 +289,8 @@ export class Files implements FileSharing {
       name: string;
       declaredType: string;
       bucket: TokenBucket | undefined;
+      /** Budget taken from the bucket for this body (Infinity: no limit). */
+      reserved: number;
     }
   > {
     if (this.#options.isShuttingDown()) {
@@ -319,9 +322,14 @@ export class Files implements FileSharing {
     const max = this.#options.maxFileSize;
     const declared = declaredLength(request.headers);
     if (declared !== null && declared > max) return tooLarge(max);
+    // The budget is taken before a byte is read, so that uploads at once
+    // share it; what a body does not use is given back.
     const bucket = this.#bucket(username);
-    const now = performance.now();
-    if (bucket !== undefined && bucket.available(now) < (declared ?? 1)) {
+    const reserved =
+      bucket?.takeUpTo(performance.now(), declared ?? Infinity) ??
+        Infinity;
+    if (bucket !== undefined && reserved < (declared ?? 1)) {
+      bucket.giveBack(reserved);
       return this.#overRate(bucket, declared ?? 1);
     }
     return {
@@ -330,6 +338,7 @@ export class Files implements FileSharing {
       name,
       declaredType: mediaType(request.headers.get("content-type")),
       bucket,
+      reserved,
     };
   }
 
