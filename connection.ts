@@ -118,8 +118,11 @@ export interface FileSharing {
     id: string,
     who: { room: string; uploader: string; to?: string },
   ): Promise<{ ok: true; file: FileInfo } | { ok: false; text: string }>;
-  /** The id of the line that shared the upload, or null for none. */
-  shared(id: string, lineId: number | null): Promise<void>;
+  /**
+   * The id of the line that shared the upload, once it is known, or null
+   * for none. Shutdown waits for the line.
+   */
+  shared(id: string, lineId: Promise<number | null>): Promise<void>;
 }
 
 /** What every connection of one server shares. */
@@ -421,7 +424,7 @@ export class Connection {
       return;
     }
     if (client.ended || this.#room !== room) {
-      await files.shared(command.id, null).catch(() => {});
+      await files.shared(command.id, Promise.resolve(null)).catch(() => {});
       return;
     }
     const line = room.post(client, {
@@ -429,7 +432,7 @@ export class Connection {
       ...(command.to === undefined ? {} : { to: command.to }),
       file: verdict.file,
     });
-    line.then((stored) => files.shared(command.id, stored?.id ?? null))
+    files.shared(command.id, line.then((stored) => stored?.id ?? null))
       .catch(() => {});
   }
 

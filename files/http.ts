@@ -148,7 +148,7 @@ export class Files implements FileSharing {
    * Records of shares still being written: a line's storing settles them
    * after the request that posted it, so shutdown waits for them.
    */
-  #recording = new Set<Promise<void>>();
+  #recording = new Set<Promise<unknown>>();
   /** Set by shutdown: no sweep starts after it. */
   #closed = false;
 
@@ -475,16 +475,23 @@ export class Files implements FileSharing {
     return this.store.share(id, who);
   }
 
-  /** Records the line that shared an upload, then sweeps. */
-  async shared(id: string, lineId: number | null): Promise<void> {
-    const recording = this.store.shared(id, lineId);
+  /**
+   * Records the line that shared an upload once it is stored, then sweeps.
+   * Shutdown waits for it, the line's store included.
+   */
+  async shared(id: string, lineId: Promise<number | null>): Promise<void> {
+    const recording = lineId.then(async (stored) => {
+      await this.store.shared(id, stored);
+      return stored;
+    });
     this.#recording.add(recording);
+    let stored: number | null;
     try {
-      await recording;
+      stored = await recording;
     } finally {
       this.#recording.delete(recording);
     }
-    if (lineId !== null) this.sweep();
+    if (stored !== null) this.sweep();
   }
 
   /**
@@ -505,13 +512,12 @@ export class Files implements FileSharing {
     return run;
   }
 
-  /** Stops sweeping, lets go of Redis, removes a temporary directory. */
+  /** Stops sweeping, waits for shares being recorded, removes a temporary directory. */
   async shutdown(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#timer);
     await Promise.allSettled(this.#recording);
     await this.#sweeping;
-    await this.#sessions.close();
     if (this.#options.removeOnShutdown) {
       await Deno.remove(this.store.dir, { recursive: true }).catch(() => {});
     }

@@ -22,8 +22,6 @@ export interface SessionDirectory {
    * or one in another room).
    */
   member(session: string, room: string): Promise<string | null>;
-  /** Lets go of what it holds. */
-  close(): Promise<void>;
 }
 
 /** Where a live connection of this process is. */
@@ -53,11 +51,6 @@ export class LocalSessions implements SessionDirectory {
   member(session: string, room: string): Promise<string | null> {
     const found = this.#lookup(session);
     return Promise.resolve(found?.room === room ? found.username : null);
-  }
-
-  /** Nothing to let go of. */
-  close(): Promise<void> {
-    return Promise.resolve();
   }
 }
 
@@ -111,10 +104,5 @@ export class EngineSessions implements SessionDirectory {
         { cause: error },
       );
     }
-  }
-
-  /** The engine is the server's to close. */
-  close(): Promise<void> {
-    return Promise.resolve();
   }
 }
