@@ -710,7 +710,10 @@ async function start(
  * socket, the history file and its journal, Redis, the runtime's own, and
  * upgrades in flight.
  */
-export const DESCRIPTOR_MARGIN = 100;
+const DESCRIPTOR_MARGIN = 100;
+
+/** What to ask of a server with no cap on connections: a common hard limit. */
+const UNCAPPED_DESCRIPTORS = 65_536;
 
 /**
  * This process's soft limit on open files, from /proc (Linux); null where
@@ -745,12 +748,10 @@ export function descriptorWarning(
   limit: number | null,
   maxConnections: number,
 ): string | null {
-  if (limit === null) return null;
-  const needed = maxConnections === 0
-    ? null
+  const want = maxConnections === 0
+    ? UNCAPPED_DESCRIPTORS
     : maxConnections + DESCRIPTOR_MARGIN;
-  if (needed === null ? limit >= 65_536 : limit >= needed) return null;
-  const want = needed ?? 65_536;
+  if (limit === null || limit >= want) return null;
   return `the open-file limit is ${limit}, below the ${want} that ${
     maxConnections === 0
       ? "an uncapped server"
