@@ -681,20 +681,7 @@ export class Connections {
  * ```
  */
 export function newSessionToken(): string {
-  return hex(crypto.getRandomValues(new Uint8Array(16)));
-}
-
-/** Every byte's two hex digits, made once: a session is made per upgrade. */
-const HEX_BYTES = Array.from(
-  { length: 256 },
-  (_, byte) => byte.toString(16).padStart(2, "0"),
-);
-
-/** Bytes as lowercase hex. */
-function hex(bytes: Uint8Array): string {
-  let text = "";
-  for (const byte of bytes) text += HEX_BYTES[byte];
-  return text;
+  return crypto.getRandomValues(new Uint8Array(16)).toHex();
 }
 
 /**
@@ -712,7 +699,7 @@ export async function sessionHash(session: string): Promise<string> {
     "SHA-256",
     new TextEncoder().encode(session),
   );
-  return hex(new Uint8Array(digest));
+  return new Uint8Array(digest).toHex();
 }
 
 /**

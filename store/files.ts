@@ -220,7 +220,7 @@ export class FileStore {
     body: ReadableStream<Uint8Array> | null,
     options: ReceiveOptions,
   ): Promise<Received> {
-    const part = `${this.#tmp}/${randomHex(16)}.part`;
+    const part = `${this.#tmp}/${randomHex()}.part`;
     const file = await Deno.open(part, { write: true, createNew: true });
     const out = new BufferedWriter(file);
     const hash = createHash("sha256");
@@ -301,7 +301,7 @@ export class FileStore {
       const records = await this.records();
       await this.#makeRoom(records, received);
       const record: FileRecord = {
-        id: randomHex(16),
+        id: randomHex(),
         hash: received.hash,
         name: meta.name,
         size: received.size,
@@ -359,7 +359,7 @@ export class FileStore {
       }
       // Not stored yet: a copy of the part under a temporary name, renamed
       // into place, so the part stays for a retry.
-      const copy = `${this.#tmp}/${randomHex(16)}.part`;
+      const copy = `${this.#tmp}/${randomHex()}.part`;
       await Deno.link(received.part, copy);
       await Deno.rename(copy, blob);
     }
@@ -504,7 +504,7 @@ export class FileStore {
 
   /** Writes a record to a temporary name and renames it into place. */
   async #writeRecord(record: FileRecord): Promise<void> {
-    const temp = `${this.#tmp}/${randomHex(16)}.json.part`;
+    const temp = `${this.#tmp}/${randomHex()}.json.part`;
     await Deno.writeTextFile(temp, JSON.stringify(record));
     await Deno.rename(temp, `${this.#uploads}/${record.id}.json`);
   }
@@ -682,14 +682,6 @@ function contentBytes(
   return bytes;
 }
 
-/** `bytes` random bytes, as hex. */
-function randomHex(bytes: number): string {
-  return Array.from(
-    crypto.getRandomValues(new Uint8Array(bytes)),
-    (byte) => byte.toString(16).padStart(2, "0"),
-  ).join("");
-}
-
 /**
  * Bytes gathered before a write to disk: a network chunk is 64 KiB or
  * less, and a write per chunk cost about a sixth of the upload rate
@@ -764,4 +756,9 @@ async function readWithin(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** 128 random bits, as 32 hex digits: an id, or a temporary file's name. */
+function randomHex(): string {
+  return crypto.getRandomValues(new Uint8Array(16)).toHex();
 }
