@@ -556,7 +556,18 @@ export class Room {
     const epoch = this.#engine.epoch(this.name);
     if (epoch !== "") message.epoch = epoch;
     const lines = this.#engine.recent(this.name);
+    // One frame for everyone but the two ends of a direct line kept here.
+    const parties = new Set<string>();
+    for (const line of lines) {
+      if (line.to !== undefined) parties.add(line.username).add(line.to);
+    }
+    message.history = lines.filter((line) => line.to === undefined);
+    const forAll = JSON.stringify(message);
     for (const client of this.hub.clients()) {
+      if (!parties.has(client.username)) {
+        client.deliver(forAll);
+        continue;
+      }
       message.history = lines.filter((line) =>
         visibleTo(line, client.username)
       );

@@ -10,8 +10,18 @@ import {
   History,
   type StoredMessage,
 } from "./store/history.ts";
-import type { ChatMessage, ServerMessage, WelcomeMessage } from "./protocol.ts";
-import { LocalEngine } from "./engine.ts";
+import {
+  type ChatMessage,
+  type ServerMessage,
+  splitFrame,
+  type WelcomeMessage,
+} from "./protocol.ts";
+import {
+  LocalEngine,
+  type RoomEvent,
+  type RoomListener,
+  type RoomSubscription,
+} from "./engine.ts";
 import { Room } from "./room.ts";
 import { startServer } from "./server.ts";
 import { ChatClient } from "./testing/chat_client.ts";
@@ -649,4 +659,65 @@ Deno.test("a room that throws while hearing a stored line harms nobody: the appe
   }]);
   await engine.shutdown();
   await history.close();
+});
+
+Deno.test("a reset tells each member the kept lines they may see: a direct line only to its two ends", async () => {
+  const kept: StoredMessage[] = [
+    {
+      type: "message",
+      id: 1,
+      room: "dev",
+      username: "ann",
+      text: "for all",
+      timestamp: "2026-11-22T10:00:00.000Z",
+    },
+    {
+      type: "message",
+      id: 2,
+      room: "dev",
+      username: "ann",
+      to: "bob",
+      text: "for bob",
+      timestamp: "2026-11-22T10:00:01.000Z",
+    },
+  ];
+  /** An engine whose store was reset, keeping `kept`; the test says when. */
+  class ResetEngine extends LocalEngine {
+    hear: (event: RoomEvent) => void = () => {};
+    override open(room: string, listener: RoomListener): RoomSubscription {
+      this.hear = listener;
+      return super.open(room, listener);
+    }
+    override recent(): StoredMessage[] {
+      return kept;
+    }
+  }
+  const engine = new ResetEngine({ history: null });
+  const room = new Room("dev", { engine });
+  const heard = new Map<string, unknown[]>();
+  for (const username of ["ann", "bob", "cy"]) {
+    const socket = {
+      bufferedAmount: 0,
+      send(frame: string): void {
+        for (const line of splitFrame(frame)) {
+          const message = JSON.parse(line);
+          if (message.type === "reset") {
+            heard.set(username, message.history.map((m: ChatMessage) => m.id));
+          }
+        }
+      },
+      close(): void {},
+    };
+    const client = new Client(socket, { username, flusher: room.hub.flusher });
+    assert.ok(room.reserve(client));
+    room.join(client, { session: username });
+  }
+  engine.hear({ kind: "reset" });
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.deepEqual(Object.fromEntries(heard), {
+    ann: [1, 2],
+    bob: [1, 2],
+    cy: [1],
+  });
+  room.close(1001, "done");
 });
