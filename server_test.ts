@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { createLogger } from "./log.ts";
+import type { HistoryFile } from "./store/history_file.ts";
 import type { ErrorCode, ServerMessage } from "./protocol.ts";
 import { ChatClient, GUEST_NAME, ISO_UTC_MS } from "./testing/chat_client.ts";
 import {
@@ -16,6 +17,7 @@ import {
   RawWebSocket,
 } from "./testing/raw_websocket.ts";
 import { type Closer, withServer } from "./testing/server.ts";
+import { withTempDir } from "./testing/temp_dir.ts";
 import { waitUntil, within } from "./testing/wait.ts";
 import { Opcode } from "./tools/ws_frame.ts";
 
@@ -1151,4 +1153,57 @@ Deno.test("a client that stops reading is evicted; the others get every message"
       assert.equal(evictions[0].cause, "slow_consumer");
     },
   );
+});
+
+Deno.test("--fsync always: a line goes out only once its sync is done; periodic: before its sync", async () => {
+  for (const fsync of ["always", "periodic"] as const) {
+    await withTempDir(async (dir) => {
+      // Syncs wait while `held` is set: a disk that is slow to flush.
+      let held: Promise<void> | null = null;
+      let syncsStarted = 0;
+      let syncsDone = 0;
+      const wrapHistoryFile = (file: HistoryFile): HistoryFile => ({
+        write: (bytes) => file.write(bytes),
+        truncate: (length) => file.truncate(length),
+        async sync(): Promise<void> {
+          syncsStarted++;
+          if (held !== null) await held;
+          await file.sync();
+          syncsDone++;
+        },
+      });
+      await withServer({
+        data: `${dir}/history.db`,
+        fsync,
+        wrapHistoryFile,
+      }, async (server, track) => {
+        const ann = track(await ChatClient.join(server.port, "ann"));
+        // The first line reserves a block of ids, durably, in either mode.
+        ann.say("first");
+        await ann.expectMessage("ann", "first");
+        const release = Promise.withResolvers<void>();
+        held = release.promise;
+        const doneBefore = syncsDone;
+        const startedBefore = syncsStarted;
+        ann.say("kept");
+        if (fsync === "periodic") {
+          await ann.expectMessage("ann", "kept");
+          assert.equal(syncsDone, doneBefore, "sent before any sync");
+        } else {
+          await waitUntil(
+            () => syncsStarted > startedBefore,
+            "the line's sync to start",
+          );
+          // A reply sent after the line was written comes first.
+          ann.send({ type: "members" });
+          assert.equal((await ann.next("the members reply")).type, "members");
+          assert.equal(ann.pending, 0, "nothing of the line yet");
+          release.resolve();
+          await ann.expectMessage("ann", "kept");
+          assert.ok(syncsDone > doneBefore, "sent after its sync");
+        }
+        release.resolve();
+      });
+    }, { prefix: `hubchat-fsync-${fsync}-` });
+  }
 });
