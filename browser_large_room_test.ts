@@ -36,6 +36,7 @@ import {
   waitForLine,
 } from "./testing/browser.ts";
 import { ChatClient } from "./testing/chat_client.ts";
+import { nextMatching } from "./testing/scene.ts";
 
 const js = JSON.stringify;
 
@@ -71,26 +72,6 @@ async function crowd(
     );
   }
   return bots;
-}
-
-/** Reads a bot's messages until a chat line; returns it. */
-async function nextLine(bot: ChatClient): Promise<ChatMessage> {
-  for (;;) {
-    const message = await bot.next("a chat line");
-    if (message.type === "message") return message;
-  }
-}
-
-/**
- * Reads a bot's messages until the room's count is `online`: the server
- * sends it when it sorts its member list again, so a page asked for from
- * then on is up to date.
- */
-async function heardCount(bot: ChatClient, online: number): Promise<void> {
-  for (;;) {
-    const message = await bot.next(`the count of ${online}`);
-    if (message.type === "online" && message.online === online) return;
-  }
 }
 
 /** Records, in the page, every frame it sends over its WebSockets. */
@@ -168,7 +149,13 @@ browserTest(
   "a large room shows its count at once and as it changes, and no joins or leaves",
   async (context) => {
     const bots = await crowd(context, ["ann", "bob", "cy", "dee", "eve"]);
-    await heardCount(bots.get("ann")!, 5);
+    // The server sends the count when it sorts its member list again: a
+    // page asked for from then on is up to date.
+    await nextMatching(
+      () => bots.get("ann")!.next("the count of 5"),
+      (m) => m.type === "online" && m.online === 5,
+      "the count of 5",
+    );
     const erin = await joinRecording(context, "erin");
     // The welcome's count, shown with the welcome: 5 bots and erin.
     assert.equal(await onlineCount(erin), "6");
@@ -311,7 +298,11 @@ browserTest(
     );
     await say(erin, "psst, m140");
     await waitForLine(erin, "erin", "psst, m140");
-    const dm = await nextLine(bots.get("m140")!);
+    const dm = await nextMatching(
+      () => bots.get("m140")!.next("a chat line"),
+      (m) => m.type === "message",
+      "a chat line",
+    ) as ChatMessage;
     assert.deepEqual([dm.username, dm.to, dm.text], [
       "erin",
       "m140",

@@ -12,7 +12,6 @@
  */
 
 import assert from "node:assert/strict";
-import type { ServerMessage } from "./protocol.ts";
 import { startServer } from "./server.ts";
 import {
   assertReadable,
@@ -34,6 +33,7 @@ import {
 } from "./testing/browser.ts";
 import { ChatClient } from "./testing/chat_client.ts";
 import { RedisServer } from "./testing/redis_server.ts";
+import { nextMatching } from "./testing/scene.ts";
 import { waitUntil } from "./testing/wait.ts";
 
 const js = JSON.stringify;
@@ -94,18 +94,6 @@ async function composerText(page: Page): Promise<string> {
   return await page.evaluate(
     `document.getElementById("message-input").value`,
   ) as string;
-}
-
-/** Reads a client's messages until one of `type`. */
-async function nextOfType(
-  client: ChatClient,
-  type: string,
-  ms?: number,
-): Promise<ServerMessage> {
-  for (;;) {
-    const message = await client.next(`a ${type} message`, ms);
-    if (message.type === type) return message;
-  }
 }
 
 // ------------------------------------------------------------------ tests
@@ -262,7 +250,11 @@ browserTest(
 
     // Redis is back, empty: a new life of the store.
     await redis.restart();
-    const reset = await nextOfType(cy, "reset", 20_000);
+    const reset = await nextMatching(
+      () => cy.next("a reset", 20_000),
+      (m) => m.type === "reset",
+      "a reset",
+    );
     assert.deepEqual((reset as { history: unknown[] }).history, []);
 
     // ann, connected, is told: her log starts over; her line is still

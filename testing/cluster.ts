@@ -26,6 +26,10 @@ import { type RawReply, upgradeReplyAt } from "./raw_websocket.ts";
 import { RedisServer } from "./redis_server.ts";
 import { sleep } from "../tools/wait.ts";
 import { WAIT_MS, waitUntil, within } from "./wait.ts";
+import { field } from "./scene.ts";
+
+/** A message's field by name (testing/scene.ts), for tests of a cluster. */
+export { field };
 
 /**
  * Flags every node gets before the test's own: no rate limit and no cap
@@ -345,11 +349,6 @@ export function presenceOf(
   username: string,
 ): (message: ServerMessage) => boolean {
   return (m) => m.type === type && field(m, "username") === username;
-}
-
-/** A message's field by name, whatever its type. */
-export function field(message: ServerMessage, name: string): unknown {
-  return (message as unknown as Record<string, unknown>)[name];
 }
 
 /**
