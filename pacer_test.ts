@@ -13,6 +13,7 @@ import {
   type RawReply,
   RawWebSocket,
   upgradeReplyAt,
+  upgradeRequest,
 } from "./testing/raw_websocket.ts";
 import { withServer } from "./testing/server.ts";
 import { ManualTurns } from "./testing/turns.ts";
@@ -239,12 +240,9 @@ Deno.test("over sockets: waiting upgrades are admitted a turn at a time in order
       );
       const quitter = track(await RawConnection.connect(server.port));
       await queue(server, "quitter", async () => {
-        await quitter.write(new TextEncoder().encode(
-          "GET /ws?username=quitter HTTP/1.1\r\nHost: x\r\n" +
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
-            `Sec-WebSocket-Key: ${btoa("0123456789abcdef")}\r\n` +
-            "Sec-WebSocket-Version: 13\r\n\r\n",
-        ));
+        await quitter.write(
+          upgradeRequest("/ws?username=quitter", { port: server.port }),
+        );
       });
       const w2 = await queue(
         server,

@@ -15,6 +15,7 @@ import {
   type RawReply,
   rawUpgradeReply,
   RawWebSocket,
+  upgradeRequest,
 } from "./testing/raw_websocket.ts";
 import { type Closer, withServer } from "./testing/server.ts";
 import { withTempDir } from "./testing/temp_dir.ts";
@@ -460,12 +461,9 @@ Deno.test("joins and leaves pair up when clients vanish mid-handshake", async ()
       quitters.push((async () => {
         const connection = await RawConnection.connect(server.port);
         try {
-          const key = btoa("0123456789abcdef");
-          await connection.write(encoder.encode(
-            `GET /ws?username=${name} HTTP/1.1\r\nHost: x\r\n` +
-              "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
-              `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
-          ));
+          await connection.write(
+            upgradeRequest(`/ws?username=${name}`, { port: server.port }),
+          );
           // Vanish at different moments: right after the request, or once
           // the first bytes of the answer (and maybe the welcome) arrived.
           if (i % 2 === 1) await connection.fill("a reply", Date.now() + 5000);

@@ -266,24 +266,41 @@ export class RawConnection {
   }
 }
 
-/** Builds the opening handshake's request text. */
-function handshakeRequest(
-  port: number,
+/** What {@linkcode upgradeRequest} puts in besides the path. */
+export interface UpgradeRequestOptions {
+  /** The server's port on 127.0.0.1, for the Host header. */
+  port: number;
+  /** The `Sec-WebSocket-Key`; a fresh random one by default. */
+  key?: string;
+  /** More header lines, like `"Origin: http://evil.example"`. */
+  headers?: string[];
+}
+
+/**
+ * The opening handshake's request, as bytes to write to a raw socket.
+ *
+ * @example
+ * ```ts
+ * import { upgradeRequest } from "./raw_websocket.ts";
+ * const bytes = upgradeRequest("/ws?username=ann", { port: 8080 });
+ * new TextDecoder().decode(bytes).startsWith("GET /ws?username=ann"); // true
+ * ```
+ */
+export function upgradeRequest(
   path: string,
-  key: string,
-  extraHeaders: string[] = [],
-): string {
-  return [
+  options: UpgradeRequestOptions,
+): Uint8Array {
+  return encoder.encode([
     `GET ${path} HTTP/1.1`,
-    `Host: 127.0.0.1:${port}`,
+    `Host: 127.0.0.1:${options.port}`,
     "Upgrade: websocket",
     "Connection: Upgrade",
-    `Sec-WebSocket-Key: ${key}`,
+    `Sec-WebSocket-Key: ${options.key ?? newKey()}`,
     "Sec-WebSocket-Version: 13",
-    ...extraHeaders,
+    ...options.headers ?? [],
     "",
     "",
-  ].join("\r\n");
+  ].join("\r\n"));
 }
 
 /** A fresh random `Sec-WebSocket-Key`. */
@@ -340,7 +357,7 @@ export async function upgradeReplyAt(
   const connection = await RawConnection.connect(port);
   try {
     await connection.write(
-      encoder.encode(handshakeRequest(port, path, newKey(), extraHeaders)),
+      upgradeRequest(path, { port, headers: extraHeaders }),
     );
     return await connection.readResponse();
   } finally {
@@ -388,9 +405,11 @@ export class RawWebSocket {
     try {
       const key = newKey();
       await connection.write(
-        encoder.encode(
-          handshakeRequest(port, chatPath(username), key, extraHeaders),
-        ),
+        upgradeRequest(chatPath(username), {
+          port,
+          key,
+          headers: extraHeaders,
+        }),
       );
       const reply = await connection.readResponse();
       assert.equal(
