@@ -33,6 +33,7 @@ import {
   parseClientMessage,
   utf8Length,
 } from "./protocol.ts";
+import { EngineUnavailable } from "./engine.ts";
 import type { Room, Rooms } from "./room.ts";
 
 /**
@@ -347,7 +348,7 @@ export class Connection {
         const now = performance.now();
         if (now - this.#lastTypingAt < TYPING_INTERVAL_MS) return;
         this.#lastTypingAt = now;
-        this.#room.typing(this.client);
+        this.#inOrder(() => this.#room.typing(this.client));
         return;
       }
       case "join":
@@ -355,7 +356,7 @@ export class Connection {
         this.#inOrder(() => this.#switchRoom(command.room));
         return;
       case "members":
-        this.#room.members(this.client, command);
+        this.#inOrder(() => this.#room.members(this.client, command));
         return;
     }
   }
@@ -374,7 +375,14 @@ export class Connection {
   }
 
   #wait(running: Promise<void>): void {
-    const pending: Promise<void> = running.catch(() => {}).finally(() => {
+    // Commands answer their own failures; one that throws is a bug, said
+    // in the log, and the commands after it still run.
+    const pending: Promise<void> = running.catch((error) => {
+      this.#shared.logger?.log("error", "command_failed", {
+        user: this.client.username,
+        cause: error instanceof Error ? error.message : String(error),
+      });
+    }).finally(() => {
       if (this.#pending === pending) this.#pending = null;
     });
     this.#pending = pending;
@@ -436,7 +444,14 @@ export class Connection {
     const rooms = this.#shared.rooms;
     // A room open here already is ready: the move happens in this turn.
     const open = rooms.open(name);
-    const to = open === null || open.isReady ? open : await rooms.ready(name);
+    let to: Room | null;
+    try {
+      to = open === null || open.isReady ? open : await rooms.ready(name);
+    } catch (error) {
+      if (!(error instanceof EngineUnavailable)) throw error;
+      this.#refuseMoveUnavailable(name);
+      return;
+    }
     if (to === null) {
       this.#refuse(
         "room_limit",
@@ -451,11 +466,20 @@ export class Connection {
     }
     // One process claims nothing across nodes: the move stays in this turn.
     const shared = rooms.engine.shared;
-    if (!to.reserve(client) || (shared && !(await this.#claimIn(to)))) {
-      this.#refuse(
-        "username_taken",
-        `username "${client.username}" is already online in room "${name}"`,
-      );
+    const claim = !to.reserve(client)
+      ? "taken"
+      : shared
+      ? await this.#claimIn(to)
+      : "claimed";
+    if (claim !== "claimed") {
+      if (claim === "taken") {
+        this.#refuse(
+          "username_taken",
+          `username "${client.username}" is already online in room "${name}"`,
+        );
+      } else {
+        this.#refuseMoveUnavailable(name);
+      }
       to.leave(client);
       rooms.release(to);
       return;
@@ -472,10 +496,10 @@ export class Connection {
   }
 
   /**
-   * Claims the peer's name in a room across nodes (always granted in one
-   * process); false when another node's member holds it.
+   * Claims the peer's name in a room across nodes: "taken" when another
+   * node's member holds it, "unavailable" when the store did not answer.
    */
-  async #claimIn(room: Room): Promise<boolean> {
+  async #claimIn(room: Room): Promise<"claimed" | "taken" | "unavailable"> {
     const engine = this.#shared.rooms.engine;
     try {
       const result = await engine.claim(room.name, {
@@ -486,10 +510,17 @@ export class Connection {
         sessionHash: await sessionHash(this.session),
         presented: null,
       });
-      return result.claimed;
+      return result.claimed ? "claimed" : "taken";
     } catch {
-      return false;
+      return "unavailable";
     }
+  }
+
+  #refuseMoveUnavailable(name: string): void {
+    this.#refuse(
+      "unavailable",
+      `the chat store is unreachable, so you stay in room "${this.#room.name}"; try joining "${name}" again shortly`,
+    );
   }
 
   #refuse(code: ErrorCode, text: string): void {
@@ -606,7 +637,7 @@ export class Connections {
       try {
         socket.close();
       } catch {
-        // Not ours to close yet: giving it up is what matters.
+        // A throw in a timer would end the process; giving up is what matters.
       }
       socketGone(1006, "never opened");
     }, this.#shared.openDeadlineMs ?? OPEN_DEADLINE_MS);
@@ -615,6 +646,12 @@ export class Connections {
     });
     socket.addEventListener("open", () => {
       clearTimeout(deadline);
+      // Closing a socket still opening does not stop it opening: one given
+      // up at its deadline is nobody's now, and is closed again here.
+      if (client.ended) {
+        socket.close(CloseCode.goingAway, "opened too late");
+        return;
+      }
       connection.open();
     });
     socket.addEventListener("message", (event) => {
