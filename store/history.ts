@@ -39,7 +39,9 @@
  * meta record per room to `PATH.compact` in the background (in pieces,
  * commits going on between them), makes it durable, then, between two
  * commits, appends what was committed meanwhile, syncs again and renames
- * it over the file. A crash at any point leaves either file whole.
+ * it over the file. A crash at any point leaves either file whole. Once
+ * renamed, the new file is written through even if its folder cannot be
+ * synced; that is told, and the folder is synced with the next sync.
  *
  * A write that fails (a full disk) is cut back off the file, so the file
  * only ever holds whole commits; a line half written when the power went
@@ -85,12 +87,14 @@ import {
   currentBootId,
   describe,
   DiskFile,
+  type FolderSync,
   headerLine,
   type HistoryFile,
   HistoryOpenError,
   lockFile,
   NO_FILE,
   startsWithHeader,
+  syncFolder,
 } from "./history_file.ts";
 import { adoptKvRooms, type Loaded, loadHistoryFile } from "./history_load.ts";
 import { type RoomState, RoomTable, trimRoom } from "./history_rooms.ts";
@@ -201,6 +205,11 @@ export interface HistoryOptions {
    * purpose); applied again to the new file after each compaction.
    */
   wrapFile?: (file: HistoryFile) => HistoryFile;
+  /**
+   * Wraps how a compaction's rename over the file is made durable (tests
+   * make it fail on purpose).
+   */
+  wrapFolderSync?: (sync: FolderSync) => FolderSync;
 }
 
 /** An append waiting for its commit. */
@@ -267,6 +276,7 @@ export class History {
   #compactor: Compactor | undefined;
   #file: HistoryFile = NO_FILE;
   #wrap: ((file: HistoryFile) => HistoryFile) | undefined;
+  readonly #folderSync: FolderSync;
   #rooms = new RoomTable();
   /** Appends not yet handed to a commit, in the order they were made. */
   #queue: PendingAppend[] = [];
@@ -295,6 +305,12 @@ export class History {
   #onCommit?: (error: Error | null) => void;
   /** This boot's id, written at each open (see "Ids after a power loss"). */
   #bootId: string | undefined;
+  /**
+   * A compaction's rename is not durable yet (its folder sync failed): the
+   * next sync of the file syncs the folder too, and only one that does
+   * counts reservations written since as synced.
+   */
+  #folderUnsynced = false;
   /** Reservations written and not yet synced, with where they were written. */
   #pending: { state: RoomState; upTo: number; at: number }[] = [];
 
@@ -303,6 +319,7 @@ export class History {
     this.fsync = checkFsync(options.fsync);
     this.#onCommit = options.onCommit;
     this.#wrap = options.wrapFile;
+    this.#folderSync = options.wrapFolderSync?.(syncFolder) ?? syncFolder;
   }
 
   /**
@@ -364,7 +381,7 @@ export class History {
     this.#bootId = currentBootId();
     // What a new file starts with, whether a compaction writes it or not.
     const head = headerLine(this.limit) + bootLine(this.#bootId);
-    this.#compactor = new Compactor(path, head);
+    this.#compactor = new Compactor(path, head, this.#folderSync);
     this.#use(file);
     try {
       await this.#compactor.probe();
@@ -668,7 +685,7 @@ export class History {
         // Ids skip past the reservations at the next start: harmless.
       }
     }
-    if (this.#dirty) await this.#syncNow();
+    if (this.#dirty || this.#folderUnsynced) await this.#syncNow();
     this.#disk?.file.close();
     this.#compactor?.retired?.close();
   }
@@ -742,7 +759,7 @@ export class History {
         if (written === undefined) continue;
         const covered = this.#pending.length;
         try {
-          await this.#file.sync();
+          await this.#syncFile();
         } catch (error) {
           this.#fail(chunk, error, written);
           continue;
@@ -902,7 +919,7 @@ export class History {
   async #syncNow(): Promise<void> {
     this.#dirty = false;
     const covered = this.#pending.length;
-    const syncing = this.#file.sync().then(
+    const syncing = this.#syncFile().then(
       () => this.#promote(covered),
       (error) => {
         this.#dirty = true;
@@ -920,6 +937,19 @@ export class History {
     // Written while it ran (or a failed sync): synced within the interval.
     if (this.#dirty && this.#closing === undefined) {
       this.#syncTimer ??= setTimeout(this.#onSyncTimer, FSYNC_INTERVAL_MS);
+    }
+  }
+
+  /** Syncs the file, and its folder while `#folderUnsynced`. */
+  async #syncFile(): Promise<void> {
+    const folder = this.#folderUnsynced;
+    this.#folderUnsynced = false;
+    try {
+      await this.#file.sync();
+      if (folder) await this.#compactor!.syncFolder();
+    } catch (error) {
+      if (folder) this.#folderUnsynced = true;
+      throw error;
     }
   }
 
@@ -993,19 +1023,31 @@ export class History {
    * commit runs meanwhile.
    */
   async #finishCompaction(): Promise<void> {
-    const { file, length, kept } = await this.#compactor!.finish(
+    const { file, length, kept, folderError } = await this.#compactor!.finish(
       this.#disk!.file,
     );
-    // The new file holds every reservation, synced.
-    this.#promote(this.#pending.length);
     this.#use(file);
     this.#length = length;
     // Next time the file is twice what is kept now (what was written
     // meanwhile is mostly trimmed soon).
     this.#compacted = kept;
-    this.#dirty = false;
     this.#torn = false;
     this.#compactions++;
+    if (folderError === undefined) {
+      // The new file holds every reservation, synced, under its name.
+      this.#promote(this.#pending.length);
+      this.#folderUnsynced = false;
+      this.#dirty = false;
+      return;
+    }
+    // Until the folder is synced, a power loss may bring back the old
+    // file: reservations not synced in it stay unsynced. They are all in
+    // the new file, before anything a failed write could cut off.
+    for (const reservation of this.#pending) reservation.at = 0;
+    this.#folderUnsynced = true;
+    this.#dirty = true;
+    this.#syncTimer ??= setTimeout(this.#onSyncTimer, FSYNC_INTERVAL_MS);
+    this.#onCommit?.(folderError);
   }
 }
 

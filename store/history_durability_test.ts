@@ -309,6 +309,65 @@ test("a file over its bound is compacted; a reopen sees the same; the lock holds
   });
 });
 
+test("a compaction whose folder sync fails keeps the new file: lines after it survive a reopen", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/history.db`;
+    const told: (Error | null)[] = [];
+    let folderSyncs = 0;
+    let folderFailed = false;
+    const history = await History.open(path, {
+      limit: 50,
+      onCommit: (error) => told.push(error),
+      wrapFolderSync: (sync) => (folder) => {
+        folderSyncs++;
+        if (folderSyncs > 1) return sync(folder);
+        // Renamed already: opening the folder fails, as with EMFILE.
+        folderFailed = true;
+        return Promise.reject(new Error("Too many open files (os error 24)"));
+      },
+    });
+    let latest = 0;
+    try {
+      const text = "x".repeat(1000);
+      for (let turn = 0; !folderFailed && turn < 1000; turn++) {
+        const all: Promise<StoredMessage>[] = [];
+        for (let i = 0; i < 200; i++) {
+          all.push(history.append("lobby", entry("ann", text)));
+        }
+        await Promise.all(all);
+      }
+      assert.ok(folderFailed, "a compaction renamed its file over the path");
+      assert.ok(
+        told.some((error) => /Too many open files/.test(error?.message ?? "")),
+        "the failed folder sync is told",
+      );
+      // The file at the path is the one written through, and locked.
+      await assert.rejects(
+        History.open(path),
+        (error: unknown) =>
+          error instanceof HistoryOpenError && error.step === "locked",
+      );
+      for (let i = 1; i <= 3; i++) {
+        latest = (await history.append("lobby", entry("ann", `after ${i}`)))
+          .id;
+      }
+    } finally {
+      await history.close();
+    }
+    assert.ok(folderSyncs >= 2, "the folder sync is tried again");
+    const reopened = await History.open(path, { limit: 50 });
+    try {
+      assert.equal(reopened.latestId("lobby"), latest);
+      assert.deepEqual(
+        reopened.recent("lobby").slice(-3).map((line) => line.text),
+        ["after 1", "after 2", "after 3"],
+      );
+    } finally {
+      await reopened.close();
+    }
+  });
+});
+
 /** Stores lines "1", "2" and "3" in room lobby at `path`, and closes. */
 async function storeThree(path: string): Promise<void> {
   const history = await History.open(path);

@@ -349,6 +349,24 @@ export const NO_FILE: HistoryFile = {
 };
 
 /**
+ * Makes a rename in the folder of `path` durable: {@linkcode syncFolder}, or
+ * what a test wraps it in (`HistoryOptions.wrapFolderSync`, history.ts) to
+ * make it fail on purpose.
+ *
+ * @example
+ * ```ts
+ * import { type FolderSync, syncFolder } from "./history_file.ts";
+ * // A folder sync that counts its calls, as a test wraps one.
+ * let calls = 0;
+ * const counting: FolderSync = (path) => {
+ *   calls++;
+ *   return syncFolder(path);
+ * };
+ * ```
+ */
+export type FolderSync = (path: string) => Promise<void>;
+
+/**
  * Makes a rename in the folder of `path` durable.
  *
  * @example
