@@ -45,7 +45,8 @@
  *
  * A write that fails (a full disk) is cut back off the file, so the file
  * only ever holds whole commits; a line half written when the power went
- * (the file's tail) is dropped when loading.
+ * (the file's tail, after its last newline, even one that stops inside a
+ * character) is dropped when loading.
  *
  * ## Ids after a power loss
  *

@@ -466,6 +466,52 @@ test("a torn last line is dropped; damage before whole records is refused", asyn
   });
 });
 
+test("a torn last line that ends inside a character is dropped; the file opens", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/history.db`;
+    for (const character of ["é", "☕", "😀"]) {
+      const size = new TextEncoder().encode(character).length;
+      for (let cut = 1; cut < size; cut++) {
+        await Deno.remove(path).catch(() => {});
+        const history = await History.open(path);
+        try {
+          await history.append("lobby", entry("ann", "1"));
+          await history.append("lobby", entry("ann", "2"));
+          // The process dies while this line is written.
+          await history.append("lobby", entry("ann", `café ${character}!`));
+        } finally {
+          await history.close();
+        }
+        const bytes = await Deno.readFile(path);
+        const text = new TextDecoder().decode(bytes);
+        const at = new TextEncoder().encode(
+          text.slice(0, text.indexOf(`${character}!`)),
+        ).length;
+        await Deno.writeFile(path, bytes.subarray(0, at + cut));
+        const reopened = await History.open(path);
+        let next: StoredMessage;
+        try {
+          assert.deepEqual(
+            reopened.recent("lobby").map((line) => line.text),
+            ["1", "2"],
+            `${character} cut after ${cut} of its ${size} bytes`,
+          );
+          next = await reopened.append("lobby", entry("ann", "after"));
+        } finally {
+          await reopened.close();
+        }
+        assert.ok(next.id > 2, `id ${next.id} after the torn line`);
+        const again = await History.open(path);
+        try {
+          assert.deepEqual(ids(again.recent("lobby")), [1, 2, next.id]);
+        } finally {
+          await again.close();
+        }
+      }
+    }
+  });
+});
+
 test("a file that is no history is refused, and left as it was", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/notes.txt`;
