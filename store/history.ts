@@ -27,6 +27,9 @@
  * | `{"hubchat":"history","version":1,"limit":N}`               | the first line: what the file is, and the limit its lines were trimmed under          |
  * | `{"type":"message","id":…,"room":…}` or `{"type":"file",…}` | a stored line, exactly as sent to clients (protocol.ts's `StoredLine`)                |
  * | `{"type":"meta","room":R,"lastId":N,"trimmedId":N}`         | written by a compaction: room R's newest id and the newest id trimmed away (0: none) |
+ * | `{"type":"reserve","room":R,"upTo":N}`                      | room R's ids up to N are reserved (see "Ids after a power loss")                      |
+ * | `{"type":"boot","id":B}` or `{"type":"boot"}`               | written and synced by each open: this boot's id B, or none where it is unknown        |
+ * | `{"type":"closed"}`                                         | written by a clean close                                                              |
  *
  * Within a room, ids ascend from one line to the next. A room's kept lines
  * are its last `limit` lines (after its meta record, if any); those before
@@ -57,8 +60,9 @@
  * `{"type":"reserve","room":R,"upTo":N}` record written ahead of need and
  * synced with the periodic sync; a line whose id is past the synced
  * reservations (a room's first, or a burst) waits for that sync. Each open
- * writes `{"type":"boot","id":B}` (Linux's boot id) and a clean close
- * `{"type":"closed"}`. Loading a file that was closed cleanly, or last
+ * writes `{"type":"boot","id":B}` (Linux's boot id; `{"type":"boot"}` where
+ * there is none) and syncs it before any line is shown, and a clean close
+ * writes `{"type":"closed"}`. Loading a file that was closed cleanly, or last
  * written in this boot (the process died, the kernel kept what it wrote),
  * continues each room's ids after its newest line; any other file (a power
  * loss, a kernel crash) continues them after its newest reservation, so
@@ -436,10 +440,13 @@ export class History {
         this.#length = loaded.length;
         await this.#compact();
       } else {
-        // Past a torn tail (a power loss mid-write), cut off, or at the end.
-        disk.truncate(loaded.length);
+        // Past a torn tail (a power loss mid-write), cut off, or at the end;
+        // synced before any line is shown, so that after a power loss the
+        // file no longer passes for closed cleanly.
+        this.#file.truncate(loaded.length);
         const boot = encoder.encode(bootLine(this.#bootId));
-        disk.write(boot);
+        this.#file.write(boot);
+        await this.#file.sync();
         this.#length = this.#compacted = loaded.length + boot.length;
       }
     } catch (error) {

@@ -6,9 +6,18 @@ import {
   MAX_COMMIT_BYTES,
   type StoredMessage,
 } from "./history.ts";
-import { type HistoryFile, HistoryOpenError } from "./history_file.ts";
+import {
+  bootLine,
+  headerLine,
+  type HistoryFile,
+  HistoryOpenError,
+} from "./history_file.ts";
+import { loadHistoryFile } from "./history_load.ts";
+import { RoomTable } from "./history_rooms.ts";
 import { type ChildExit, DenoChild } from "../testing/child_process.ts";
 import {
+  afterPowerLoss,
+  durableFile,
   entry,
   ids,
   range,
@@ -433,6 +442,67 @@ test("after a power loss, ids go on past the synced reservation, never given aga
       await again.close();
     }
   });
+});
+
+test("a reopen syncs its boot record before any line: a power loss after a clean close gives no shown id again", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/history.db`;
+    await storeThree(path);
+    // Synced by the close: what a power loss leaves if nothing is synced
+    // after it.
+    const closed = await Deno.readFile(path);
+    const durable = durableFile(path);
+    const history = await History.open(path, { wrapFile: durable.wrap });
+    let shown: StoredMessage;
+    let survived: Uint8Array;
+    try {
+      shown = await history.append("lobby", entry("ann", "4"));
+      // The power goes as line 4 is shown.
+      survived = durable.synced ?? closed;
+    } finally {
+      await history.close();
+    }
+    assert.equal(shown.id, 4);
+    await afterPowerLoss(path, survived);
+    const reopened = await History.open(path);
+    try {
+      const next = await reopened.append("lobby", entry("ann", "new"));
+      assert.notEqual(next.id, shown.id, "a shown id is given again");
+      assert.equal(next.id, 2 + ID_RESERVATION);
+    } finally {
+      await reopened.close();
+    }
+  });
+});
+
+Deno.test("where the boot is unknown, an open's record still tells a later load the file was reopened", () => {
+  const line = JSON.stringify({
+    type: "message",
+    id: 1,
+    room: "lobby",
+    ...entry("ann", "1"),
+  });
+  const closed = headerLine(100) + bootLine("an earlier boot") +
+    `{"type":"reserve","room":"lobby","upTo":${1 + ID_RESERVATION}}\n` +
+    line + '\n{"type":"closed"}\n';
+  const nextId = (text: string, bootId: string | undefined) => {
+    const rooms = new RoomTable();
+    loadHistoryFile(new TextEncoder().encode(text), rooms, {
+      limit: 100,
+      bootId,
+    });
+    return rooms.get("lobby")?.nextId;
+  };
+  // Closed cleanly, and nothing after: ids go on exactly.
+  assert.equal(nextId(closed, undefined), 2);
+  // Reopened since, in a boot of no id: lines after it may be lost.
+  for (const bootId of [undefined, "an earlier boot"]) {
+    assert.equal(
+      nextId(closed + bootLine(undefined), bootId),
+      2 + ID_RESERVATION,
+      `loaded in boot ${bootId}`,
+    );
+  }
 });
 
 test("a torn last line is dropped; damage before whole records is refused", async () => {

@@ -66,7 +66,7 @@ interface Replay {
   limit: number;
   /** The last record read was `closed`. */
   closedCleanly: boolean;
-  /** The boot id of the last `boot` record read. */
+  /** The boot id of the last `boot` record read (undefined: unknown). */
   lastBoot: string | undefined;
 }
 
@@ -181,7 +181,8 @@ function loadRecord(record: Record<string, unknown>, replay: Replay): boolean {
   replay.closedCleanly = record.type === "closed";
   if (record.type === "closed") return true;
   if (record.type === "boot") {
-    if (typeof record.id !== "string") return false;
+    // No id: opened where the boot was unknown.
+    if (record.id !== undefined && typeof record.id !== "string") return false;
     replay.lastBoot = record.id;
     return true;
   }
