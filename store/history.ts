@@ -316,8 +316,13 @@ export class History {
    * counts reservations written since as synced.
    */
   #folderUnsynced = false;
-  /** Reservations written and not yet synced, with where they were written. */
-  #pending: { state: RoomState; upTo: number; at: number }[] = [];
+  /**
+   * Reservations written and not yet synced, in the order written: each
+   * with where it was written, and its number among all written.
+   */
+  #pending: { state: RoomState; upTo: number; at: number; seq: number }[] = [];
+  /** Reservations written so far: the newest one's `seq`. */
+  #reservations = 0;
 
   private constructor(options: HistoryOptions) {
     this.limit = checkLimit(options.limit);
@@ -765,7 +770,7 @@ export class History {
       if (this.fsync === "always" || mustWait(chunk)) {
         const written = this.#write(chunk);
         if (written === undefined) continue;
-        const covered = this.#pending.length;
+        const covered = this.#reservations;
         try {
           await this.#syncFile();
         } catch (error) {
@@ -821,7 +826,12 @@ export class History {
       // Reserved ahead: half a reservation before a room runs out.
       if (message.id + ID_RESERVATION / 2 > state.reserving) {
         state.reserving = message.id + ID_RESERVATION;
-        this.#pending.push({ state, upTo: state.reserving, at: before });
+        this.#pending.push({
+          state,
+          upTo: state.reserving,
+          at: before,
+          seq: ++this.#reservations,
+        });
         text += `{"type":"reserve","room":${
           JSON.stringify(state.name)
         },"upTo":${state.reserving}}\n`;
@@ -926,7 +936,7 @@ export class History {
   /** Syncs what was written; a failure is told as a failed commit. */
   async #syncNow(): Promise<void> {
     this.#dirty = false;
-    const covered = this.#pending.length;
+    const covered = this.#reservations;
     const syncing = this.#syncFile().then(
       () => this.#promote(covered),
       (error) => {
@@ -962,11 +972,15 @@ export class History {
   }
 
   /**
-   * The first `count` reservations written are synced: their ids cannot
-   * be given again after a power loss.
+   * The reservations written up to the `covered`th are synced: their ids
+   * cannot be given again after a power loss. A sync covers those written
+   * before it began, whatever other syncs or compactions did meanwhile.
    */
-  #promote(count: number): void {
-    for (const { state, upTo } of this.#pending.splice(0, count)) {
+  #promote(covered: number): void {
+    const pending = this.#pending;
+    let count = 0;
+    while (count < pending.length && pending[count].seq <= covered) count++;
+    for (const { state, upTo } of pending.splice(0, count)) {
       if (upTo > state.reserved) state.reserved = upTo;
     }
   }
@@ -1043,7 +1057,7 @@ export class History {
     this.#compactions++;
     if (folderError === undefined) {
       // The new file holds every reservation, synced, under its name.
-      this.#promote(this.#pending.length);
+      this.#promote(this.#reservations);
       this.#folderUnsynced = false;
       this.#dirty = false;
       return;

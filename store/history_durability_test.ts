@@ -475,6 +475,75 @@ test("a reopen syncs its boot record before any line: a power loss after a clean
   });
 });
 
+test("a sync counts as synced only the reservations written before it began", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/history.db`;
+    // Syncs finish when the test says, in the order it says.
+    const gates = new Map<number, PromiseWithResolvers<void>>();
+    let arrival = Promise.withResolvers<void>();
+    let holding = true;
+    const durable = durableFile(path, (sync) => {
+      if (!holding) return Promise.resolve();
+      const gate = Promise.withResolvers<void>();
+      gates.set(sync, gate);
+      arrival.resolve();
+      arrival = Promise.withResolvers<void>();
+      return gate.promise;
+    });
+    const held = async (sync: number) => {
+      while (!gates.has(sync)) await arrival.promise;
+      return gates.get(sync)!;
+    };
+    const history = await History.open(path, { wrapFile: durable.wrap });
+    let shown: StoredMessage;
+    let survived: Uint8Array;
+    try {
+      // Sync 1: room a's first line waits for its reservation.
+      const first = history.append("a", entry("ann", "1"));
+      (await held(1)).resolve();
+      await first;
+      // Sync 2, held: line 5002 of room a reserves ids ahead of need.
+      const burst: Promise<StoredMessage>[] = [];
+      for (let i = 2; i <= 5002; i++) {
+        burst.push(history.append("a", entry("ann", `${i}`)));
+      }
+      await Promise.all(burst);
+      const second = await held(2);
+      // Sync 3: room b's first line, while sync 2 runs.
+      const b = history.append("b", entry("ann", "1"));
+      (await held(3)).resolve();
+      await b;
+      // Sync 4, held: room c's first line and its reservation.
+      const c = history.append("c", entry("ann", "1"));
+      const fourth = await held(4);
+      // Sync 2 ends: it began before room c's reservation was written.
+      second.resolve();
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      fourth.reject(new Error("Input/output error (os error 5)"));
+      await assert.rejects(c, /was not stored: Input\/output error/);
+      holding = false;
+      shown = await history.append("c", entry("ann", "2"));
+      // The power goes as it is shown.
+      survived = durable.synced!;
+    } finally {
+      holding = false;
+      for (const gate of gates.values()) gate.resolve();
+      await history.close();
+    }
+    await afterPowerLoss(path, survived);
+    const reopened = await History.open(path);
+    try {
+      const next = await reopened.append("c", entry("ann", "new"));
+      assert.ok(
+        next.id > shown.id,
+        `room c's next id is ${next.id}; expected one above ${shown.id}, shown before the loss`,
+      );
+    } finally {
+      await reopened.close();
+    }
+  });
+});
+
 Deno.test("where the boot is unknown, an open's record still tells a later load the file was reopened", () => {
   const line = JSON.stringify({
     type: "message",
