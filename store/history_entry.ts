@@ -6,6 +6,7 @@
  * @module
  */
 
+import { isFileInfo } from "./file_info.ts";
 import type { HistoryEntry } from "./history.ts";
 
 /**
@@ -54,7 +55,7 @@ export function invalidEntry(
   if (typeof entry !== "object" || entry === null) {
     return new TypeError("history: entry must be an object");
   }
-  const { username, text, timestamp, to } = entry;
+  const { username, text, timestamp, to, file } = entry;
   if (typeof username !== "string" || username.length === 0) {
     return new TypeError("history: entry.username must be a non-empty string");
   }
@@ -67,6 +68,14 @@ export function invalidEntry(
   if (to !== undefined && (typeof to !== "string" || to.length === 0)) {
     return new TypeError(
       "history: entry.to must be a non-empty string, or absent for a public message",
+    );
+  }
+  // What loading takes for a file line: one it would refuse blocks a start.
+  if (file !== undefined && !isFileInfo(file)) {
+    return new TypeError(
+      `history: entry.file must be a file's description (id, name, type and url strings, size an integer), or absent for a chat line; got ${
+        Deno.inspect(file, { breakLength: Infinity })
+      }`,
     );
   }
   return undefined;
