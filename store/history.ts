@@ -79,14 +79,9 @@
  * @module
  */
 
-import {
-  type FileInfo,
-  type StoredLine,
-  storedLine,
-  utf8Length,
-} from "../protocol.ts";
+import { type FileInfo, type StoredLine, utf8Length } from "../protocol.ts";
 import { type CompactedRoom, Compactor } from "./compaction.ts";
-import { entryBytes, invalidEntry } from "./history_entry.ts";
+import { entryBytes, invalidEntry, storedMessage } from "./history_entry.ts";
 import {
   bootLine,
   currentBootId,
@@ -236,14 +231,6 @@ export type AppendDone = (
 ) => void;
 
 const encoder = new TextEncoder();
-
-function toMessage(
-  room: string,
-  id: number,
-  entry: HistoryEntry,
-): StoredMessage {
-  return Object.freeze(storedLine({ ...entry, id, room }));
-}
 
 /**
  * The chat history of every room, backed by one append-only file.
@@ -547,7 +534,7 @@ export class History {
     }
     // A new room starts at id 1; its state is made only for a line that
     // will be stored, so a refused one leaves nothing behind.
-    const message = toMessage(room, existing?.nextId ?? 1, entry);
+    const message = storedMessage(room, existing?.nextId ?? 1, entry);
     const record = JSON.stringify(message);
     const state = existing ?? this.#room(room);
     state.nextId++;

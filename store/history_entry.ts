@@ -1,13 +1,40 @@
 /**
  * An entry's checks, for store/history.ts: whether an append can be
  * stored, found out before it is given an id, so that a refused one uses
- * none.
+ * none; and the stored line an entry makes, wherever one is made.
  *
  * @module
  */
 
+import { storedLine } from "../protocol.ts";
 import { isFileInfo } from "./file_info.ts";
-import type { HistoryEntry } from "./history.ts";
+import type { HistoryEntry, StoredMessage } from "./history.ts";
+
+/**
+ * The line `entry` is stored as, with id `id` in `room`: a `message` line,
+ * or with a file a `file` line (protocol.ts's `storedLine`), frozen as
+ * every stored line is. Appending, loading and carrying over an earlier
+ * version's history all make their lines here.
+ *
+ * @example
+ * ```ts
+ * import { storedMessage } from "./history_entry.ts";
+ * const line = storedMessage("lobby", 1, {
+ *   username: "ann",
+ *   text: "hi",
+ *   timestamp: "2026-11-22T10:00:00.000Z",
+ * });
+ * line.type; // "message"
+ * Object.isFrozen(line); // true
+ * ```
+ */
+export function storedMessage(
+  room: string,
+  id: number,
+  entry: HistoryEntry,
+): StoredMessage {
+  return Object.freeze(storedLine({ ...entry, id, room }));
+}
 
 /**
  * An upper bound on the size of an entry as two bytes per UTF-16 unit of

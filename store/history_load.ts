@@ -7,9 +7,10 @@
  * @module
  */
 
-import { type FileInfo, storedLine, utf8Length } from "../protocol.ts";
+import { type FileInfo, utf8Length } from "../protocol.ts";
 import { isFileInfo } from "./file_info.ts";
 import type { HistoryEntry, StoredMessage } from "./history.ts";
+import { storedMessage } from "./history_entry.ts";
 import { anyRecordAfter, type Header, parseRecord } from "./history_file.ts";
 import { type RoomTable, trimRoom } from "./history_rooms.ts";
 import type { KvRoom } from "./kv_migration.ts";
@@ -242,7 +243,7 @@ function lineFromRecord(
   };
   if (to !== undefined) entry.to = to as string;
   if (type === "file") entry.file = file as FileInfo;
-  return Object.freeze(storedLine({ ...entry, id: id as number, room }));
+  return storedMessage(room, id as number, entry);
 }
 
 /**
