@@ -6,12 +6,7 @@ import {
   MAX_COMMIT_BYTES,
   type StoredMessage,
 } from "./history.ts";
-import {
-  bootLine,
-  headerLine,
-  type HistoryFile,
-  HistoryOpenError,
-} from "./history_file.ts";
+import { bootLine, headerLine, HistoryOpenError } from "./history_file.ts";
 import { loadHistoryFile } from "./history_load.ts";
 import { RoomTable } from "./history_rooms.ts";
 import { type ChildExit, DenoChild } from "../testing/child_process.ts";
@@ -19,6 +14,7 @@ import {
   afterPowerLoss,
   durableFile,
   entry,
+  failingFile,
   ids,
   range,
   readRoom,
@@ -26,24 +22,6 @@ import {
   test,
 } from "./history_test_util.ts";
 import { withTempDir } from "../testing/temp_dir.ts";
-
-/**
- * A file that fails on purpose while `failing()` says so, as a full disk
- * does: a failed write first writes half of what it was given.
- */
-function failingFile(
-  failing: () => boolean,
-): (file: HistoryFile) => HistoryFile {
-  return (file) => ({
-    write(bytes: Uint8Array): void {
-      if (!failing()) return file.write(bytes);
-      file.write(bytes.subarray(0, bytes.length >> 1));
-      throw new Error("No space left on device (os error 28)");
-    },
-    truncate: (length) => file.truncate(length),
-    sync: () => file.sync(),
-  });
-}
 
 test("a write that fails half way is cut off; the file stays as stored", async () => {
   await withTempDir(async (dir) => {

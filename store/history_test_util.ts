@@ -1,7 +1,8 @@
 /**
  * What store/history_test.ts and store/history_durability_test.ts share:
  * bounded tests, entries, a room's lines read straight from a history
- * file, and what a power loss would leave of one.
+ * file, what a power loss would leave of one, and a history file that
+ * fails as a full disk does (degraded_test.ts's too).
  *
  * @module
  */
@@ -330,4 +331,41 @@ export async function afterPowerLoss(
     '"type":"boot","id":"an earlier boot"',
   );
   await Deno.writeTextFile(path, text);
+}
+
+/**
+ * Wraps a history's file (`HistoryOptions.wrapFile`, history.ts) to fail
+ * on purpose while `failing()` says so, as a full disk does: a failed
+ * write first writes half of what it was given, then throws ENOSPC.
+ *
+ * @example
+ * ```ts
+ * import { History } from "./history.ts";
+ * import { withTempDir } from "../testing/temp_dir.ts";
+ * import { entry, failingFile } from "./history_test_util.ts";
+ * await withTempDir(async (dir) => {
+ *   let full = false;
+ *   const history = await History.open(`${dir}/history.db`, {
+ *     wrapFile: failingFile(() => full),
+ *   });
+ *   full = true;
+ *   await history.append("lobby", entry("ann", "lost")).catch(() => {}); // refused
+ *   full = false;
+ *   await history.append("lobby", entry("ann", "kept")); // stored, id 2
+ *   await history.close();
+ * });
+ * ```
+ */
+export function failingFile(
+  failing: () => boolean,
+): (file: HistoryFile) => HistoryFile {
+  return (file) => ({
+    write(bytes: Uint8Array): void {
+      if (!failing()) return file.write(bytes);
+      file.write(bytes.subarray(0, bytes.length >> 1));
+      throw new Error("No space left on device (os error 28)");
+    },
+    truncate: (length) => file.truncate(length),
+    sync: () => file.sync(),
+  });
 }
