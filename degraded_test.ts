@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { createLogger } from "./log.ts";
 import type { ErrorMessage } from "./protocol.ts";
-import type { HistoryFile } from "./store/history_file.ts";
+import { failingFile } from "./store/history_test_util.ts";
 import { ChatClient } from "./testing/chat_client.ts";
 import { ChildServer } from "./testing/child_server.ts";
 import { withServer } from "./testing/server.ts";
@@ -37,17 +37,8 @@ Deno.test("a failing store is logged once, counted, and /healthz says so until i
     write: (line) => lines.push(line),
   });
   let failing = false;
-  // The history file, failing as a full disk does: half the write, then
-  // ENOSPC.
-  const wrapHistoryFile = (file: HistoryFile): HistoryFile => ({
-    write(bytes: Uint8Array): void {
-      if (!failing) return file.write(bytes);
-      file.write(bytes.subarray(0, bytes.length >> 1));
-      throw new Error("No space left on device (os error 28)");
-    },
-    truncate: (length) => file.truncate(length),
-    sync: () => file.sync(),
-  });
+  // The history file, failing as a full disk does.
+  const wrapHistoryFile = failingFile(() => failing);
   await withTempDir(async (dir) => {
     await withServer({
       data: `${dir}/history.kv`,

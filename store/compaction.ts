@@ -8,7 +8,12 @@
  */
 
 import type { StoredMessage } from "./history.ts";
-import { DiskFile, syncFolder } from "./history_file.ts";
+import {
+  describe,
+  DiskFile,
+  type FolderSync,
+  syncFolder,
+} from "./history_file.ts";
 
 const encoder = new TextEncoder();
 
@@ -58,6 +63,13 @@ export interface Compacted {
   length: number;
   /** The snapshot's size: what the file keeps. */
   kept: number;
+  /**
+   * Why the folder could not be synced after the rename, when it could not:
+   * the new file is the file all the same, but until
+   * {@linkcode Compactor.syncFolder} succeeds a power loss may bring back
+   * the one it replaced.
+   */
+  folderError?: Error;
 }
 
 /** A compaction's new file, written and synced, not yet in place. */
@@ -122,11 +134,17 @@ export class Compactor {
   #tail: { start: number; bytes: Uint8Array }[] | undefined;
   /** The file the last compaction replaced, still locked (see `finish`). */
   #retired: Deno.FsFile | undefined;
+  /** Makes a rename over `#path` durable. */
+  readonly #syncFolder: FolderSync;
 
-  /** Compacts the file at `path`; each new file starts with `head`. */
-  constructor(path: string, head: string) {
+  /**
+   * Compacts the file at `path`; each new file starts with `head`, and
+   * `folderSync` makes its rename durable.
+   */
+  constructor(path: string, head: string, folderSync: FolderSync = syncFolder) {
     this.#path = path;
     this.#head = head;
+    this.#syncFolder = folderSync;
   }
 
   /** A compaction writing its new file, while one does: awaited to close. */
@@ -268,7 +286,8 @@ export class Compactor {
    * stays open and locked until the next compaction, so that a second
    * hubchat that opened it just before the rename still finds it locked
    * (it then sees the path name another file, and tries again). The
-   * history runs no commit meanwhile.
+   * history runs no commit meanwhile. Once renamed, the new file is
+   * returned whatever follows: a failed folder sync is its `folderError`.
    */
   async finish(current: Deno.FsFile): Promise<Compacted> {
     const { file, length } = this.#snapshot!;
@@ -290,14 +309,38 @@ export class Compactor {
         );
       }
       await Deno.rename(`${path}.compact`, path);
-      await syncFolder(path);
     } catch (error) {
       file.close();
       await Deno.remove(`${path}.compact`).catch(() => {});
       throw error;
     }
+    // The path names the new file now: it is the one written through.
     this.#retired?.close();
     this.#retired = current;
-    return { file, length: total, kept: length };
+    let folderError: Error | undefined;
+    try {
+      await this.syncFolder();
+    } catch (error) {
+      folderError = error as Error;
+    }
+    return { file, length: total, kept: length, folderError };
+  }
+
+  /**
+   * Makes the last rename over the file durable; throws an Error saying so
+   * when the folder cannot be synced.
+   */
+  async syncFolder(): Promise<void> {
+    const path = this.#path;
+    try {
+      await this.#syncFolder(path);
+    } catch (error) {
+      throw new Error(
+        `history: a compaction renamed a new file over "${path}", but its folder could not be synced: ${
+          describe(error)
+        }; expected the sync to succeed, since until it does a power loss may bring back the file it replaced (it is tried again with each sync)`,
+        { cause: error },
+      );
+    }
   }
 }

@@ -1,7 +1,8 @@
 /**
  * Reading a shared file's description back from a stored line, where it
  * was written as JSON: by history.ts (its log) and kv_migration.ts (an
- * earlier version's KV blocks).
+ * earlier version's KV blocks); history_entry.ts refuses to store one that
+ * would not read back.
  *
  * @module
  */

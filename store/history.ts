@@ -27,6 +27,9 @@
  * | `{"hubchat":"history","version":1,"limit":N}`               | the first line: what the file is, and the limit its lines were trimmed under          |
  * | `{"type":"message","id":…,"room":…}` or `{"type":"file",…}` | a stored line, exactly as sent to clients (protocol.ts's `StoredLine`)                |
  * | `{"type":"meta","room":R,"lastId":N,"trimmedId":N}`         | written by a compaction: room R's newest id and the newest id trimmed away (0: none) |
+ * | `{"type":"reserve","room":R,"upTo":N}`                      | room R's ids up to N are reserved (see "Ids after a power loss")                      |
+ * | `{"type":"boot","id":B}` or `{"type":"boot"}`               | written and synced by each open: this boot's id B, or none where it is unknown        |
+ * | `{"type":"closed"}`                                         | written by a clean close                                                              |
  *
  * Within a room, ids ascend from one line to the next. A room's kept lines
  * are its last `limit` lines (after its meta record, if any); those before
@@ -39,11 +42,14 @@
  * meta record per room to `PATH.compact` in the background (in pieces,
  * commits going on between them), makes it durable, then, between two
  * commits, appends what was committed meanwhile, syncs again and renames
- * it over the file. A crash at any point leaves either file whole.
+ * it over the file. A crash at any point leaves either file whole. Once
+ * renamed, the new file is written through even if its folder cannot be
+ * synced; that is told, and the folder is synced with the next sync.
  *
  * A write that fails (a full disk) is cut back off the file, so the file
  * only ever holds whole commits; a line half written when the power went
- * (the file's tail) is dropped when loading.
+ * (the file's tail, after its last newline, even one that stops inside a
+ * character) is dropped when loading.
  *
  * ## Ids after a power loss
  *
@@ -54,8 +60,9 @@
  * `{"type":"reserve","room":R,"upTo":N}` record written ahead of need and
  * synced with the periodic sync; a line whose id is past the synced
  * reservations (a room's first, or a burst) waits for that sync. Each open
- * writes `{"type":"boot","id":B}` (Linux's boot id) and a clean close
- * `{"type":"closed"}`. Loading a file that was closed cleanly, or last
+ * writes `{"type":"boot","id":B}` (Linux's boot id; `{"type":"boot"}` where
+ * there is none) and syncs it before any line is shown, and a clean close
+ * writes `{"type":"closed"}`. Loading a file that was closed cleanly, or last
  * written in this boot (the process died, the kernel kept what it wrote),
  * continues each room's ids after its newest line; any other file (a power
  * loss, a kernel crash) continues them after its newest reservation, so
@@ -72,25 +79,22 @@
  * @module
  */
 
-import {
-  type FileInfo,
-  type StoredLine,
-  storedLine,
-  utf8Length,
-} from "../protocol.ts";
+import { type FileInfo, type StoredLine, utf8Length } from "../protocol.ts";
 import { type CompactedRoom, Compactor } from "./compaction.ts";
-import { entryBytes, invalidEntry } from "./history_entry.ts";
+import { entryBytes, invalidEntry, storedMessage } from "./history_entry.ts";
 import {
   bootLine,
   currentBootId,
   describe,
   DiskFile,
+  type FolderSync,
   headerLine,
   type HistoryFile,
   HistoryOpenError,
   lockFile,
   NO_FILE,
   startsWithHeader,
+  syncFolder,
 } from "./history_file.ts";
 import { adoptKvRooms, type Loaded, loadHistoryFile } from "./history_load.ts";
 import { type RoomState, RoomTable, trimRoom } from "./history_rooms.ts";
@@ -201,6 +205,11 @@ export interface HistoryOptions {
    * purpose); applied again to the new file after each compaction.
    */
   wrapFile?: (file: HistoryFile) => HistoryFile;
+  /**
+   * Wraps how a compaction's rename over the file is made durable (tests
+   * make it fail on purpose).
+   */
+  wrapFolderSync?: (sync: FolderSync) => FolderSync;
 }
 
 /** An append waiting for its commit. */
@@ -222,14 +231,6 @@ export type AppendDone = (
 ) => void;
 
 const encoder = new TextEncoder();
-
-function toMessage(
-  room: string,
-  id: number,
-  entry: HistoryEntry,
-): StoredMessage {
-  return Object.freeze(storedLine({ ...entry, id, room }));
-}
 
 /**
  * The chat history of every room, backed by one append-only file.
@@ -267,6 +268,7 @@ export class History {
   #compactor: Compactor | undefined;
   #file: HistoryFile = NO_FILE;
   #wrap: ((file: HistoryFile) => HistoryFile) | undefined;
+  readonly #folderSync: FolderSync;
   #rooms = new RoomTable();
   /** Appends not yet handed to a commit, in the order they were made. */
   #queue: PendingAppend[] = [];
@@ -295,14 +297,26 @@ export class History {
   #onCommit?: (error: Error | null) => void;
   /** This boot's id, written at each open (see "Ids after a power loss"). */
   #bootId: string | undefined;
-  /** Reservations written and not yet synced, with where they were written. */
-  #pending: { state: RoomState; upTo: number; at: number }[] = [];
+  /**
+   * A compaction's rename is not durable yet (its folder sync failed): the
+   * next sync of the file syncs the folder too, and only one that does
+   * counts reservations written since as synced.
+   */
+  #folderUnsynced = false;
+  /**
+   * Reservations written and not yet synced, in the order written: each
+   * with where it was written, and its number among all written.
+   */
+  #pending: { state: RoomState; upTo: number; at: number; seq: number }[] = [];
+  /** Reservations written so far: the newest one's `seq`. */
+  #reservations = 0;
 
   private constructor(options: HistoryOptions) {
     this.limit = checkLimit(options.limit);
     this.fsync = checkFsync(options.fsync);
     this.#onCommit = options.onCommit;
     this.#wrap = options.wrapFile;
+    this.#folderSync = options.wrapFolderSync?.(syncFolder) ?? syncFolder;
   }
 
   /**
@@ -364,7 +378,7 @@ export class History {
     this.#bootId = currentBootId();
     // What a new file starts with, whether a compaction writes it or not.
     const head = headerLine(this.limit) + bootLine(this.#bootId);
-    this.#compactor = new Compactor(path, head);
+    this.#compactor = new Compactor(path, head, this.#folderSync);
     this.#use(file);
     try {
       await this.#compactor.probe();
@@ -418,10 +432,13 @@ export class History {
         this.#length = loaded.length;
         await this.#compact();
       } else {
-        // Past a torn tail (a power loss mid-write), cut off, or at the end.
-        disk.truncate(loaded.length);
+        // Past a torn tail (a power loss mid-write), cut off, or at the end;
+        // synced before any line is shown, so that after a power loss the
+        // file no longer passes for closed cleanly.
+        this.#file.truncate(loaded.length);
         const boot = encoder.encode(bootLine(this.#bootId));
-        disk.write(boot);
+        this.#file.write(boot);
+        await this.#file.sync();
         this.#length = this.#compacted = loaded.length + boot.length;
       }
     } catch (error) {
@@ -517,7 +534,7 @@ export class History {
     }
     // A new room starts at id 1; its state is made only for a line that
     // will be stored, so a refused one leaves nothing behind.
-    const message = toMessage(room, existing?.nextId ?? 1, entry);
+    const message = storedMessage(room, existing?.nextId ?? 1, entry);
     const record = JSON.stringify(message);
     const state = existing ?? this.#room(room);
     state.nextId++;
@@ -668,7 +685,7 @@ export class History {
         // Ids skip past the reservations at the next start: harmless.
       }
     }
-    if (this.#dirty) await this.#syncNow();
+    if (this.#dirty || this.#folderUnsynced) await this.#syncNow();
     this.#disk?.file.close();
     this.#compactor?.retired?.close();
   }
@@ -740,9 +757,9 @@ export class History {
       if (this.fsync === "always" || mustWait(chunk)) {
         const written = this.#write(chunk);
         if (written === undefined) continue;
-        const covered = this.#pending.length;
+        const covered = this.#reservations;
         try {
-          await this.#file.sync();
+          await this.#syncFile();
         } catch (error) {
           this.#fail(chunk, error, written);
           continue;
@@ -796,7 +813,12 @@ export class History {
       // Reserved ahead: half a reservation before a room runs out.
       if (message.id + ID_RESERVATION / 2 > state.reserving) {
         state.reserving = message.id + ID_RESERVATION;
-        this.#pending.push({ state, upTo: state.reserving, at: before });
+        this.#pending.push({
+          state,
+          upTo: state.reserving,
+          at: before,
+          seq: ++this.#reservations,
+        });
         text += `{"type":"reserve","room":${
           JSON.stringify(state.name)
         },"upTo":${state.reserving}}\n`;
@@ -901,8 +923,8 @@ export class History {
   /** Syncs what was written; a failure is told as a failed commit. */
   async #syncNow(): Promise<void> {
     this.#dirty = false;
-    const covered = this.#pending.length;
-    const syncing = this.#file.sync().then(
+    const covered = this.#reservations;
+    const syncing = this.#syncFile().then(
       () => this.#promote(covered),
       (error) => {
         this.#dirty = true;
@@ -923,12 +945,29 @@ export class History {
     }
   }
 
+  /** Syncs the file, and its folder while `#folderUnsynced`. */
+  async #syncFile(): Promise<void> {
+    const folder = this.#folderUnsynced;
+    this.#folderUnsynced = false;
+    try {
+      await this.#file.sync();
+      if (folder) await this.#compactor!.syncFolder();
+    } catch (error) {
+      if (folder) this.#folderUnsynced = true;
+      throw error;
+    }
+  }
+
   /**
-   * The first `count` reservations written are synced: their ids cannot
-   * be given again after a power loss.
+   * The reservations written up to the `covered`th are synced: their ids
+   * cannot be given again after a power loss. A sync covers those written
+   * before it began, whatever other syncs or compactions did meanwhile.
    */
-  #promote(count: number): void {
-    for (const { state, upTo } of this.#pending.splice(0, count)) {
+  #promote(covered: number): void {
+    const pending = this.#pending;
+    let count = 0;
+    while (count < pending.length && pending[count].seq <= covered) count++;
+    for (const { state, upTo } of pending.splice(0, count)) {
       if (upTo > state.reserved) state.reserved = upTo;
     }
   }
@@ -993,19 +1032,31 @@ export class History {
    * commit runs meanwhile.
    */
   async #finishCompaction(): Promise<void> {
-    const { file, length, kept } = await this.#compactor!.finish(
+    const { file, length, kept, folderError } = await this.#compactor!.finish(
       this.#disk!.file,
     );
-    // The new file holds every reservation, synced.
-    this.#promote(this.#pending.length);
     this.#use(file);
     this.#length = length;
     // Next time the file is twice what is kept now (what was written
     // meanwhile is mostly trimmed soon).
     this.#compacted = kept;
-    this.#dirty = false;
     this.#torn = false;
     this.#compactions++;
+    if (folderError === undefined) {
+      // The new file holds every reservation, synced, under its name.
+      this.#promote(this.#reservations);
+      this.#folderUnsynced = false;
+      this.#dirty = false;
+      return;
+    }
+    // Until the folder is synced, a power loss may bring back the old
+    // file: reservations not synced in it stay unsynced. They are all in
+    // the new file, before anything a failed write could cut off.
+    for (const reservation of this.#pending) reservation.at = 0;
+    this.#folderUnsynced = true;
+    this.#dirty = true;
+    this.#syncTimer ??= setTimeout(this.#onSyncTimer, FSYNC_INTERVAL_MS);
+    this.#onCommit?.(folderError);
   }
 }
 

@@ -6,10 +6,15 @@ import {
   MAX_COMMIT_BYTES,
   type StoredMessage,
 } from "./history.ts";
-import { type HistoryFile, HistoryOpenError } from "./history_file.ts";
+import { bootLine, headerLine, HistoryOpenError } from "./history_file.ts";
+import { loadHistoryFile } from "./history_load.ts";
+import { RoomTable } from "./history_rooms.ts";
 import { type ChildExit, DenoChild } from "../testing/child_process.ts";
 import {
+  afterPowerLoss,
+  durableFile,
   entry,
+  failingFile,
   ids,
   range,
   readRoom,
@@ -17,24 +22,6 @@ import {
   test,
 } from "./history_test_util.ts";
 import { withTempDir } from "../testing/temp_dir.ts";
-
-/**
- * A file that fails on purpose while `failing()` says so, as a full disk
- * does: a failed write first writes half of what it was given.
- */
-function failingFile(
-  failing: () => boolean,
-): (file: HistoryFile) => HistoryFile {
-  return (file) => ({
-    write(bytes: Uint8Array): void {
-      if (!failing()) return file.write(bytes);
-      file.write(bytes.subarray(0, bytes.length >> 1));
-      throw new Error("No space left on device (os error 28)");
-    },
-    truncate: (length) => file.truncate(length),
-    sync: () => file.sync(),
-  });
-}
 
 test("a write that fails half way is cut off; the file stays as stored", async () => {
   await withTempDir(async (dir) => {
@@ -309,6 +296,65 @@ test("a file over its bound is compacted; a reopen sees the same; the lock holds
   });
 });
 
+test("a compaction whose folder sync fails keeps the new file: lines after it survive a reopen", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/history.db`;
+    const told: (Error | null)[] = [];
+    let folderSyncs = 0;
+    let folderFailed = false;
+    const history = await History.open(path, {
+      limit: 50,
+      onCommit: (error) => told.push(error),
+      wrapFolderSync: (sync) => (folder) => {
+        folderSyncs++;
+        if (folderSyncs > 1) return sync(folder);
+        // Renamed already: opening the folder fails, as with EMFILE.
+        folderFailed = true;
+        return Promise.reject(new Error("Too many open files (os error 24)"));
+      },
+    });
+    let latest = 0;
+    try {
+      const text = "x".repeat(1000);
+      for (let turn = 0; !folderFailed && turn < 1000; turn++) {
+        const all: Promise<StoredMessage>[] = [];
+        for (let i = 0; i < 200; i++) {
+          all.push(history.append("lobby", entry("ann", text)));
+        }
+        await Promise.all(all);
+      }
+      assert.ok(folderFailed, "a compaction renamed its file over the path");
+      assert.ok(
+        told.some((error) => /Too many open files/.test(error?.message ?? "")),
+        "the failed folder sync is told",
+      );
+      // The file at the path is the one written through, and locked.
+      await assert.rejects(
+        History.open(path),
+        (error: unknown) =>
+          error instanceof HistoryOpenError && error.step === "locked",
+      );
+      for (let i = 1; i <= 3; i++) {
+        latest = (await history.append("lobby", entry("ann", `after ${i}`)))
+          .id;
+      }
+    } finally {
+      await history.close();
+    }
+    assert.ok(folderSyncs >= 2, "the folder sync is tried again");
+    const reopened = await History.open(path, { limit: 50 });
+    try {
+      assert.equal(reopened.latestId("lobby"), latest);
+      assert.deepEqual(
+        reopened.recent("lobby").slice(-3).map((line) => line.text),
+        ["after 1", "after 2", "after 3"],
+      );
+    } finally {
+      await reopened.close();
+    }
+  });
+});
+
 /** Stores lines "1", "2" and "3" in room lobby at `path`, and closes. */
 async function storeThree(path: string): Promise<void> {
   const history = await History.open(path);
@@ -376,6 +422,136 @@ test("after a power loss, ids go on past the synced reservation, never given aga
   });
 });
 
+test("a reopen syncs its boot record before any line: a power loss after a clean close gives no shown id again", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/history.db`;
+    await storeThree(path);
+    // Synced by the close: what a power loss leaves if nothing is synced
+    // after it.
+    const closed = await Deno.readFile(path);
+    const durable = durableFile(path);
+    const history = await History.open(path, { wrapFile: durable.wrap });
+    let shown: StoredMessage;
+    let survived: Uint8Array;
+    try {
+      shown = await history.append("lobby", entry("ann", "4"));
+      // The power goes as line 4 is shown.
+      survived = durable.synced ?? closed;
+    } finally {
+      await history.close();
+    }
+    assert.equal(shown.id, 4);
+    await afterPowerLoss(path, survived);
+    const reopened = await History.open(path);
+    try {
+      const next = await reopened.append("lobby", entry("ann", "new"));
+      assert.notEqual(next.id, shown.id, "a shown id is given again");
+      assert.equal(next.id, 2 + ID_RESERVATION);
+    } finally {
+      await reopened.close();
+    }
+  });
+});
+
+test("a sync counts as synced only the reservations written before it began", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/history.db`;
+    // Syncs finish when the test says, in the order it says.
+    const gates = new Map<number, PromiseWithResolvers<void>>();
+    let arrival = Promise.withResolvers<void>();
+    let holding = true;
+    const durable = durableFile(path, (sync) => {
+      if (!holding) return Promise.resolve();
+      const gate = Promise.withResolvers<void>();
+      gates.set(sync, gate);
+      arrival.resolve();
+      arrival = Promise.withResolvers<void>();
+      return gate.promise;
+    });
+    const held = async (sync: number) => {
+      while (!gates.has(sync)) await arrival.promise;
+      return gates.get(sync)!;
+    };
+    const history = await History.open(path, { wrapFile: durable.wrap });
+    let shown: StoredMessage;
+    let survived: Uint8Array;
+    try {
+      // Sync 1: room a's first line waits for its reservation.
+      const first = history.append("a", entry("ann", "1"));
+      (await held(1)).resolve();
+      await first;
+      // Sync 2, held: line 5002 of room a reserves ids ahead of need.
+      const burst: Promise<StoredMessage>[] = [];
+      for (let i = 2; i <= 5002; i++) {
+        burst.push(history.append("a", entry("ann", `${i}`)));
+      }
+      await Promise.all(burst);
+      const second = await held(2);
+      // Sync 3: room b's first line, while sync 2 runs.
+      const b = history.append("b", entry("ann", "1"));
+      (await held(3)).resolve();
+      await b;
+      // Sync 4, held: room c's first line and its reservation.
+      const c = history.append("c", entry("ann", "1"));
+      const fourth = await held(4);
+      // Sync 2 ends: it began before room c's reservation was written.
+      second.resolve();
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      fourth.reject(new Error("Input/output error (os error 5)"));
+      await assert.rejects(c, /was not stored: Input\/output error/);
+      holding = false;
+      shown = await history.append("c", entry("ann", "2"));
+      // The power goes as it is shown.
+      survived = durable.synced!;
+    } finally {
+      holding = false;
+      for (const gate of gates.values()) gate.resolve();
+      await history.close();
+    }
+    await afterPowerLoss(path, survived);
+    const reopened = await History.open(path);
+    try {
+      const next = await reopened.append("c", entry("ann", "new"));
+      assert.ok(
+        next.id > shown.id,
+        `room c's next id is ${next.id}; expected one above ${shown.id}, shown before the loss`,
+      );
+    } finally {
+      await reopened.close();
+    }
+  });
+});
+
+Deno.test("where the boot is unknown, an open's record still tells a later load the file was reopened", () => {
+  const line = JSON.stringify({
+    type: "message",
+    id: 1,
+    room: "lobby",
+    ...entry("ann", "1"),
+  });
+  const closed = headerLine(100) + bootLine("an earlier boot") +
+    `{"type":"reserve","room":"lobby","upTo":${1 + ID_RESERVATION}}\n` +
+    line + '\n{"type":"closed"}\n';
+  const nextId = (text: string, bootId: string | undefined) => {
+    const rooms = new RoomTable();
+    loadHistoryFile(new TextEncoder().encode(text), rooms, {
+      limit: 100,
+      bootId,
+    });
+    return rooms.get("lobby")?.nextId;
+  };
+  // Closed cleanly, and nothing after: ids go on exactly.
+  assert.equal(nextId(closed, undefined), 2);
+  // Reopened since, in a boot of no id: lines after it may be lost.
+  for (const bootId of [undefined, "an earlier boot"]) {
+    assert.equal(
+      nextId(closed + bootLine(undefined), bootId),
+      2 + ID_RESERVATION,
+      `loaded in boot ${bootId}`,
+    );
+  }
+});
+
 test("a torn last line is dropped; damage before whole records is refused", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/history.db`;
@@ -404,6 +580,52 @@ test("a torn last line is dropped; damage before whole records is refused", asyn
         error instanceof HistoryOpenError && error.step === "load" &&
         /line 3 is not a history record/.test(error.message),
     );
+  });
+});
+
+test("a torn last line that ends inside a character is dropped; the file opens", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/history.db`;
+    for (const character of ["é", "☕", "😀"]) {
+      const size = new TextEncoder().encode(character).length;
+      for (let cut = 1; cut < size; cut++) {
+        await Deno.remove(path).catch(() => {});
+        const history = await History.open(path);
+        try {
+          await history.append("lobby", entry("ann", "1"));
+          await history.append("lobby", entry("ann", "2"));
+          // The process dies while this line is written.
+          await history.append("lobby", entry("ann", `café ${character}!`));
+        } finally {
+          await history.close();
+        }
+        const bytes = await Deno.readFile(path);
+        const text = new TextDecoder().decode(bytes);
+        const at = new TextEncoder().encode(
+          text.slice(0, text.indexOf(`${character}!`)),
+        ).length;
+        await Deno.writeFile(path, bytes.subarray(0, at + cut));
+        const reopened = await History.open(path);
+        let next: StoredMessage;
+        try {
+          assert.deepEqual(
+            reopened.recent("lobby").map((line) => line.text),
+            ["1", "2"],
+            `${character} cut after ${cut} of its ${size} bytes`,
+          );
+          next = await reopened.append("lobby", entry("ann", "after"));
+        } finally {
+          await reopened.close();
+        }
+        assert.ok(next.id > 2, `id ${next.id} after the torn line`);
+        const again = await History.open(path);
+        try {
+          assert.deepEqual(ids(again.recent("lobby")), [1, 2, next.id]);
+        } finally {
+          await again.close();
+        }
+      }
+    }
   });
 });
 

@@ -1,12 +1,40 @@
 /**
  * An entry's checks, for store/history.ts: whether an append can be
  * stored, found out before it is given an id, so that a refused one uses
- * none.
+ * none; and the stored line an entry makes, wherever one is made.
  *
  * @module
  */
 
-import type { HistoryEntry } from "./history.ts";
+import { storedLine } from "../protocol.ts";
+import { isFileInfo } from "./file_info.ts";
+import type { HistoryEntry, StoredMessage } from "./history.ts";
+
+/**
+ * The line `entry` is stored as, with id `id` in `room`: a `message` line,
+ * or with a file a `file` line (protocol.ts's `storedLine`), frozen as
+ * every stored line is. Appending, loading and carrying over an earlier
+ * version's history all make their lines here.
+ *
+ * @example
+ * ```ts
+ * import { storedMessage } from "./history_entry.ts";
+ * const line = storedMessage("lobby", 1, {
+ *   username: "ann",
+ *   text: "hi",
+ *   timestamp: "2026-11-22T10:00:00.000Z",
+ * });
+ * line.type; // "message"
+ * Object.isFrozen(line); // true
+ * ```
+ */
+export function storedMessage(
+  room: string,
+  id: number,
+  entry: HistoryEntry,
+): StoredMessage {
+  return Object.freeze(storedLine({ ...entry, id, room }));
+}
 
 /**
  * An upper bound on the size of an entry as two bytes per UTF-16 unit of
@@ -54,7 +82,7 @@ export function invalidEntry(
   if (typeof entry !== "object" || entry === null) {
     return new TypeError("history: entry must be an object");
   }
-  const { username, text, timestamp, to } = entry;
+  const { username, text, timestamp, to, file } = entry;
   if (typeof username !== "string" || username.length === 0) {
     return new TypeError("history: entry.username must be a non-empty string");
   }
@@ -67,6 +95,14 @@ export function invalidEntry(
   if (to !== undefined && (typeof to !== "string" || to.length === 0)) {
     return new TypeError(
       "history: entry.to must be a non-empty string, or absent for a public message",
+    );
+  }
+  // What loading takes for a file line: one it would refuse blocks a start.
+  if (file !== undefined && !isFileInfo(file)) {
+    return new TypeError(
+      `history: entry.file must be a file's description (id, name, type and url strings, size an integer), or absent for a chat line; got ${
+        Deno.inspect(file, { breakLength: Infinity })
+      }`,
     );
   }
   return undefined;

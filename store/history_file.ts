@@ -89,20 +89,20 @@ export function headerLine(limit: number): string {
 }
 
 /**
- * The record of the boot `bootId`, with its newline; "" where there is no
- * boot id (see "Ids after a power loss" in history.ts).
+ * The record an open writes in the boot `bootId`, with its newline; one
+ * without an id where there is no boot id (see "Ids after a power loss" in
+ * history.ts). Either way, a file with one after its last `closed` was not
+ * closed cleanly.
  *
  * @example
  * ```ts
  * import { bootLine } from "./history_file.ts";
  * bootLine("0f6a"); // '{"type":"boot","id":"0f6a"}\n'
- * bootLine(undefined); // ""
+ * bootLine(undefined); // '{"type":"boot"}\n'
  * ```
  */
 export function bootLine(bootId: string | undefined): string {
-  return bootId === undefined
-    ? ""
-    : JSON.stringify({ type: "boot", id: bootId }) + "\n";
+  return JSON.stringify({ type: "boot", id: bootId }) + "\n";
 }
 
 /** The parent directory of a file path, or undefined when there is none. */
@@ -347,6 +347,24 @@ export const NO_FILE: HistoryFile = {
   truncate(): void {},
   sync: () => Promise.resolve(),
 };
+
+/**
+ * Makes a rename in the folder of `path` durable: {@linkcode syncFolder}, or
+ * what a test wraps it in (`HistoryOptions.wrapFolderSync`, history.ts) to
+ * make it fail on purpose.
+ *
+ * @example
+ * ```ts
+ * import { type FolderSync, syncFolder } from "./history_file.ts";
+ * // A folder sync that counts its calls, as a test wraps one.
+ * let calls = 0;
+ * const counting: FolderSync = (path) => {
+ *   calls++;
+ *   return syncFolder(path);
+ * };
+ * ```
+ */
+export type FolderSync = (path: string) => Promise<void>;
 
 /**
  * Makes a rename in the folder of `path` durable.

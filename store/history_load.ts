@@ -7,14 +7,14 @@
  * @module
  */
 
-import { type FileInfo, storedLine } from "../protocol.ts";
+import { type FileInfo, utf8Length } from "../protocol.ts";
 import { isFileInfo } from "./file_info.ts";
 import type { HistoryEntry, StoredMessage } from "./history.ts";
+import { storedMessage } from "./history_entry.ts";
 import { anyRecordAfter, type Header, parseRecord } from "./history_file.ts";
 import { type RoomTable, trimRoom } from "./history_rooms.ts";
 import type { KvRoom } from "./kv_migration.ts";
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /**
@@ -67,7 +67,7 @@ interface Replay {
   limit: number;
   /** The last record read was `closed`. */
   closedCleanly: boolean;
-  /** The boot id of the last `boot` record read. */
+  /** The boot id of the last `boot` record read (undefined: unknown). */
   lastBoot: string | undefined;
 }
 
@@ -103,22 +103,17 @@ export function loadHistoryFile(
   options: LoadOptions,
 ): Loaded {
   if (bytes.length === 0) return { limit: options.limit, length: 0 };
-  const text = decoder.decode(bytes);
+  // A newline byte is never part of a longer character: what follows the
+  // last one is the torn tail, whatever character it stops in.
+  const whole = bytes.lastIndexOf(0x0a) + 1;
+  if (whole === 0) {
+    // No whole line: a header that never reached the disk whole is
+    // written again.
+    return { limit: headerLimit(new TextDecoder().decode(bytes)), length: 0 };
+  }
+  const text = decoder.decode(bytes.subarray(0, whole));
   const newline = text.indexOf("\n");
-  let header: Partial<Header>;
-  try {
-    header = JSON.parse(newline === -1 ? text : text.slice(0, newline));
-  } catch {
-    header = {};
-  }
-  if (
-    header.hubchat !== "history" || header.version !== 1 ||
-    !Number.isSafeInteger(header.limit) || header.limit! < 1
-  ) {
-    throw new Error("its first line is not a hubchat history header");
-  }
-  if (newline === -1) return { limit: header.limit!, length: 0 };
-  const limit = header.limit!;
+  const limit = headerLimit(text.slice(0, newline));
   const replay: Replay = {
     rooms,
     limit,
@@ -130,12 +125,10 @@ export function loadHistoryFile(
   let lineNumber = 1;
   while (offset < text.length) {
     lineNumber++;
-    const end = text.indexOf("\n", offset);
-    const record = end === -1
-      ? undefined
-      : parseRecord(text.slice(offset, end));
+    const end = text.indexOf("\n", offset); // `text` ends with one
+    const record = parseRecord(text.slice(offset, end));
     if (record === undefined || !loadRecord(record, replay)) {
-      if (end === -1 || !anyRecordAfter(text, end + 1)) break; // torn tail
+      if (!anyRecordAfter(text, end + 1)) break; // torn tail
       throw new Error(
         `line ${lineNumber} is not a history record, and records follow it`,
       );
@@ -158,9 +151,26 @@ export function loadHistoryFile(
   }
   // `length` counts characters; the file's bytes are what matter.
   const byteLength = length === text.length
-    ? bytes.length
-    : encoder.encode(text.slice(0, length)).length;
+    ? whole
+    : utf8Length(text.slice(0, length));
   return { limit, length: byteLength };
+}
+
+/** The limit a file's first line gives; throws when it is no header. */
+function headerLimit(line: string): number {
+  let header: Partial<Header>;
+  try {
+    header = JSON.parse(line) ?? {};
+  } catch {
+    header = {};
+  }
+  if (
+    header.hubchat !== "history" || header.version !== 1 ||
+    !Number.isSafeInteger(header.limit) || header.limit! < 1
+  ) {
+    throw new Error("its first line is not a hubchat history header");
+  }
+  return header.limit!;
 }
 
 /**
@@ -172,7 +182,8 @@ function loadRecord(record: Record<string, unknown>, replay: Replay): boolean {
   replay.closedCleanly = record.type === "closed";
   if (record.type === "closed") return true;
   if (record.type === "boot") {
-    if (typeof record.id !== "string") return false;
+    // No id: opened where the boot was unknown.
+    if (record.id !== undefined && typeof record.id !== "string") return false;
     replay.lastBoot = record.id;
     return true;
   }
@@ -232,7 +243,7 @@ function lineFromRecord(
   };
   if (to !== undefined) entry.to = to as string;
   if (type === "file") entry.file = file as FileInfo;
-  return Object.freeze(storedLine({ ...entry, id: id as number, room }));
+  return storedMessage(room, id as number, entry);
 }
 
 /**

@@ -685,3 +685,45 @@ test("invalid input is refused without using an id", async () => {
     await history.close();
   }
 });
+
+test("a file line the loader would refuse is refused when appended; the store opens after", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/history.db`;
+    const file = {
+      id: "f00d",
+      name: "cat.png",
+      size: 1234,
+      type: "image/png",
+      url: "/files/f00d",
+    };
+    const history = await History.open(path);
+    try {
+      for (const bad of [{ ...file, size: 1.5 }, { ...file, url: 7 }, null]) {
+        await assert.rejects(
+          history.append("lobby", {
+            ...entry("ann", ""),
+            file: bad as unknown as typeof file,
+          }),
+          (error: unknown) =>
+            error instanceof TypeError &&
+            /entry\.file must be a file's description/.test(error.message),
+        );
+      }
+      const stored = await history.append("lobby", {
+        ...entry("ann", ""),
+        file,
+      });
+      assert.equal(stored.id, 1, "the refused lines used no id");
+    } finally {
+      await history.close();
+    }
+    const reopened = await History.open(path);
+    try {
+      assert.deepEqual(reopened.recent("lobby").map((line) => line.type), [
+        "file",
+      ]);
+    } finally {
+      await reopened.close();
+    }
+  });
+});

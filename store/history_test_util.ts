@@ -1,7 +1,8 @@
 /**
  * What store/history_test.ts and store/history_durability_test.ts share:
- * bounded tests, entries, and a room's lines read straight from a history
- * file.
+ * bounded tests, entries, a room's lines read straight from a history
+ * file, what a power loss would leave of one, and a history file that
+ * fails as a full disk does (degraded_test.ts's too).
  *
  * @module
  */
@@ -13,6 +14,7 @@ import {
   MAX_COMMIT_BYTES,
   type StoredMessage,
 } from "./history.ts";
+import type { HistoryFile } from "./history_file.ts";
 import { within } from "../testing/wait.ts";
 
 /** Longest any one test may take; a hang fails instead of stalling CI. */
@@ -223,4 +225,147 @@ export async function storedIds(path: string, room: string): Promise<number[]> {
     `${stored.fileBytes} bytes in the file`,
   );
   return stored.live;
+}
+
+/**
+ * What a power loss would leave of a history file: see
+ * {@linkcode durableFile}.
+ *
+ * @example
+ * ```ts
+ * import type { DurableFile } from "./history_test_util.ts";
+ * function survivors(durable: DurableFile, before: Uint8Array): Uint8Array {
+ *   return durable.synced ?? before; // nothing synced: what was before
+ * }
+ * ```
+ */
+export interface DurableFile {
+  /** Wraps the history's file: `HistoryOptions.wrapFile` (history.ts). */
+  wrap: (file: HistoryFile) => HistoryFile;
+  /**
+   * The file's bytes as the latest sync that succeeded found them when it
+   * began: what survives a power loss now. Undefined before any.
+   */
+  readonly synced: Uint8Array | undefined;
+  /** Syncs begun so far. */
+  readonly syncs: number;
+}
+
+/**
+ * Notes what each sync of the history file at `path` makes durable (its
+ * bytes when the sync begins). `hold`, if given, is awaited once each sync
+ * is done, with the sync's number (from 1): a test orders syncs with it,
+ * and its rejection fails that sync.
+ *
+ * @example
+ * ```ts
+ * import { History } from "./history.ts";
+ * import { withTempDir } from "../testing/temp_dir.ts";
+ * import { durableFile, entry } from "./history_test_util.ts";
+ * await withTempDir(async (dir) => {
+ *   const durable = durableFile(`${dir}/history.db`);
+ *   const history = await History.open(`${dir}/history.db`, {
+ *     wrapFile: durable.wrap,
+ *   });
+ *   await history.append("lobby", entry("ann", "hello"));
+ *   durable.synced; // the file with line 1's reservation: its first line waits for it
+ *   await history.close();
+ * });
+ * ```
+ */
+export function durableFile(
+  path: string,
+  hold?: (sync: number) => Promise<void>,
+): DurableFile {
+  let synced: Uint8Array | undefined;
+  let syncs = 0;
+  let latest = 0;
+  return {
+    wrap: (file) => ({
+      write: (bytes) => file.write(bytes),
+      truncate: (length) => file.truncate(length),
+      async sync(): Promise<void> {
+        const sync = ++syncs;
+        const bytes = Deno.readFileSync(path);
+        await file.sync();
+        await hold?.(sync);
+        // A sync that began later covers more.
+        if (sync > latest) {
+          latest = sync;
+          synced = bytes;
+        }
+      },
+    }),
+    get synced() {
+      return synced;
+    },
+    get syncs() {
+      return syncs;
+    },
+  };
+}
+
+/**
+ * Puts `bytes` at `path` as a power loss leaves them, for the next boot:
+ * every boot record names an earlier boot, so loading takes nothing past
+ * `bytes` as surviving.
+ *
+ * @example
+ * ```ts
+ * import { afterPowerLoss } from "./history_test_util.ts";
+ * import { withTempDir } from "../testing/temp_dir.ts";
+ * await withTempDir(async (dir) => {
+ *   await afterPowerLoss(
+ *     `${dir}/history.db`,
+ *     new TextEncoder().encode('{"type":"boot","id":"0f6a"}\n'),
+ *   ); // the file holds '{"type":"boot","id":"an earlier boot"}\n'
+ * });
+ * ```
+ */
+export async function afterPowerLoss(
+  path: string,
+  bytes: Uint8Array,
+): Promise<void> {
+  const text = new TextDecoder().decode(bytes).replaceAll(
+    /"type":"boot","id":"[^"]*"/g,
+    '"type":"boot","id":"an earlier boot"',
+  );
+  await Deno.writeTextFile(path, text);
+}
+
+/**
+ * Wraps a history's file (`HistoryOptions.wrapFile`, history.ts) to fail
+ * on purpose while `failing()` says so, as a full disk does: a failed
+ * write first writes half of what it was given, then throws ENOSPC.
+ *
+ * @example
+ * ```ts
+ * import { History } from "./history.ts";
+ * import { withTempDir } from "../testing/temp_dir.ts";
+ * import { entry, failingFile } from "./history_test_util.ts";
+ * await withTempDir(async (dir) => {
+ *   let full = false;
+ *   const history = await History.open(`${dir}/history.db`, {
+ *     wrapFile: failingFile(() => full),
+ *   });
+ *   full = true;
+ *   await history.append("lobby", entry("ann", "lost")).catch(() => {}); // refused
+ *   full = false;
+ *   await history.append("lobby", entry("ann", "kept")); // stored, id 2
+ *   await history.close();
+ * });
+ * ```
+ */
+export function failingFile(
+  failing: () => boolean,
+): (file: HistoryFile) => HistoryFile {
+  return (file) => ({
+    write(bytes: Uint8Array): void {
+      if (!failing()) return file.write(bytes);
+      file.write(bytes.subarray(0, bytes.length >> 1));
+      throw new Error("No space left on device (os error 28)");
+    },
+    truncate: (length) => file.truncate(length),
+    sync: () => file.sync(),
+  });
 }

@@ -19,9 +19,10 @@
  * @module
  */
 
-import { type FileInfo, storedLine } from "../protocol.ts";
+import type { FileInfo } from "../protocol.ts";
 import { isFileInfo } from "./file_info.ts";
-import type { StoredMessage } from "./history.ts";
+import type { HistoryEntry, StoredMessage } from "./history.ts";
+import { storedMessage } from "./history_entry.ts";
 
 /** One room of an earlier version's KV history. */
 export interface KvRoom {
@@ -81,15 +82,10 @@ function parseBlock(
         ((to !== null && typeof to !== "string") || !isFileInfo(file))) ||
       (messages.length === 0 ? id !== firstId : id <= previous)
     ) return undefined;
-    messages.push(Object.freeze(storedLine({
-      id,
-      room,
-      username,
-      text,
-      timestamp,
-      ...(typeof to === "string" ? { to } : {}),
-      ...(fields.length === 6 ? { file: file as FileInfo } : {}),
-    })));
+    const entry: HistoryEntry = { username, text, timestamp };
+    if (typeof to === "string") entry.to = to;
+    if (fields.length === 6) entry.file = file as FileInfo;
+    messages.push(storedMessage(room, id, entry));
     previous = id;
   }
   return messages;
