@@ -10,17 +10,11 @@ import type { ErrorMessage } from "./protocol.ts";
 import { failingFile } from "./store/history_test_util.ts";
 import { ChatClient } from "./testing/chat_client.ts";
 import { ChildServer } from "./testing/child_server.ts";
+import { metric } from "./testing/scene.ts";
 import { withServer } from "./testing/server.ts";
 import { withTempDir } from "./testing/temp_dir.ts";
 import { waitUntil, within } from "./testing/wait.ts";
 import { sleep } from "./tools/wait.ts";
-
-/** One sample's value from a /metrics page (0 when absent). */
-async function sample(base: string, name: string): Promise<number> {
-  const text = await (await fetch(`${base}metrics`)).text();
-  const line = text.split("\n").find((row) => row.startsWith(`${name} `));
-  return line === undefined ? 0 : Number(line.split(" ")[1]);
-}
 
 /** /healthz's status and body. */
 async function healthz(
@@ -53,7 +47,7 @@ Deno.test("a failing store is logged once, counted, and /healthz says so until i
         status: 200,
         body: { status: "ok", clients: 1 },
       });
-      assert.equal(await sample(base, "hubchat_storage_failing"), 0);
+      assert.equal(await metric(server.port, "hubchat_storage_failing"), 0);
 
       // The disk fills: every line is refused, nothing is sent.
       failing = true;
@@ -67,8 +61,11 @@ Deno.test("a failing store is logged once, counted, and /healthz says so until i
         status: 503,
         body: { status: "degraded", clients: 1, storage: "failing" },
       });
-      assert.equal(await sample(base, "hubchat_storage_failing"), 1);
-      assert.equal(await sample(base, "hubchat_storage_failures_total"), 3);
+      assert.equal(await metric(server.port, "hubchat_storage_failing"), 1);
+      assert.equal(
+        await metric(server.port, "hubchat_storage_failures_total"),
+        3,
+      );
       const failingLines = lines.map((line) => JSON.parse(line)).filter((
         event,
       ) => event.event === "storage_failing");
@@ -84,8 +81,11 @@ Deno.test("a failing store is logged once, counted, and /healthz says so until i
         status: 200,
         body: { status: "ok", clients: 1 },
       });
-      assert.equal(await sample(base, "hubchat_storage_failing"), 0);
-      assert.equal(await sample(base, "hubchat_storage_failures_total"), 3);
+      assert.equal(await metric(server.port, "hubchat_storage_failing"), 0);
+      assert.equal(
+        await metric(server.port, "hubchat_storage_failures_total"),
+        3,
+      );
       const events = lines.map((line) => JSON.parse(line).event);
       assert.deepEqual(
         events.filter((event) => event.startsWith("storage_")),
@@ -178,8 +178,8 @@ Deno.test("descriptors run out: the server lives on, says so, and serves again o
     );
     const health = await fetch(`${server.url}healthz`);
     assert.deepEqual(await health.json(), { status: "ok", clients: 2 });
-    assert.ok(await sample(server.url, "hubchat_accept_failures_total") >= 1);
-    assert.equal(await sample(server.url, "hubchat_accept_failing"), 0);
+    assert.ok(await metric(server.port, "hubchat_accept_failures_total") >= 1);
+    assert.equal(await metric(server.port, "hubchat_accept_failing"), 0);
     // It warned at start that the limit was below what the caps need.
     assert.match(server.process.stderr, /"descriptor_limit"/);
   } finally {
