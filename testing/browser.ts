@@ -902,7 +902,7 @@ export async function openPeoplePanel(page: Page): Promise<void> {
  * The folder screenshots are written to, from `HUBCHAT_SCREENSHOTS` (keep it
  * outside the repository); unset, {@linkcode snapshot} takes none.
  */
-export const SCREENSHOTS: string | undefined = Deno.env.get(
+const SCREENSHOTS: string | undefined = Deno.env.get(
   "HUBCHAT_SCREENSHOTS",
 );
 

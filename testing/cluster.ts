@@ -106,11 +106,6 @@ export class Recorder {
     return this.welcome?.username ?? "";
   }
 
-  /** Every message it got, in order. */
-  messages(): ServerMessage[] {
-    return this.log.map((entry) => entry.message);
-  }
-
   /** The messages it got that match. */
   matching(match: (message: ServerMessage) => boolean): Received[] {
     return this.log.filter((entry) => match(entry.message));
