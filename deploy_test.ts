@@ -26,7 +26,8 @@ import {
   type Logger,
   type LogLevel,
 } from "./log.ts";
-import type { ServerMessage } from "./protocol.ts";
+import type { WelcomeMessage } from "./protocol.ts";
+import { DEFAULT_MAX_FILE_SIZE } from "./store/files.ts";
 import { DEFAULT_IDLE_TIMEOUT_SECONDS, type ServerOptions } from "./server.ts";
 import {
   CADDY,
@@ -36,6 +37,7 @@ import {
   type ProgramSpec,
 } from "./testing/programs.ts";
 import { RawWebSocket, upgradeReplyAt } from "./testing/raw_websocket.ts";
+import { nextMatching } from "./testing/scene.ts";
 import { type Closer, withServer } from "./testing/server.ts";
 import { within } from "./testing/wait.ts";
 import { Opcode } from "./tools/ws_frame.ts";
@@ -421,21 +423,6 @@ class KeptLog implements Logger {
   }
 }
 
-/**
- * Reads `raw`'s messages (answering pings) until one matches `wanted`;
- * presence and the like are passed over.
- */
-async function nextMatching(
-  raw: RawWebSocket,
-  what: string,
-  wanted: (message: ServerMessage) => boolean,
-): Promise<ServerMessage> {
-  for (;;) {
-    const message = await raw.next(what);
-    if (wanted(message)) return message;
-  }
-}
-
 /** Sends a chat line to the room. */
 async function say(raw: RawWebSocket, text: string): Promise<void> {
   await raw.sendText(JSON.stringify({ type: "message", text }));
@@ -451,9 +438,9 @@ async function expectLine(
   text: string,
 ): Promise<void> {
   const line = await nextMatching(
-    raw,
-    `a line from ${from}`,
+    () => raw.next(`a line from ${from}`),
     (m) => m.type === "message" && m.username === from,
+    `a line from ${from}`,
   );
   assert.equal((line as { text: string }).text, text);
 }
@@ -505,12 +492,37 @@ async function checkThroughProxy(
       `X-Forwarded-For: ${SPOOFED_ADDRESS}`,
     ]),
   );
-  await nextMatching(ann, "ann's welcome", (m) => m.type === "welcome");
+  const welcome = await nextMatching(
+    () => ann.next("ann's welcome"),
+    (m) => m.type === "welcome",
+    "ann's welcome",
+  ) as WelcomeMessage;
   const bob = track(await RawWebSocket.connect(proxy, "bob", [origin]));
-  await nextMatching(bob, "bob's welcome", (m) => m.type === "welcome");
-  await nextMatching(ann, "bob's join", (m) => m.type === "join");
+  await nextMatching(
+    () => bob.next("bob's welcome"),
+    (m) => m.type === "welcome",
+    "bob's welcome",
+  );
+  await nextMatching(
+    () => ann.next("bob's join"),
+    (m) => m.type === "join",
+    "bob's join",
+  );
   await say(ann, "hi, bob");
   await expectLine(bob, "ann", "hi, bob");
+
+  // A file as large as hubchat takes by default gets through (nginx takes
+  // 1 MiB unless told more).
+  const upload = await fetch(`http://127.0.0.1:${proxy}/files?room=lobby`, {
+    method: "POST",
+    body: new Uint8Array(DEFAULT_MAX_FILE_SIZE),
+    headers: {
+      authorization: `Bearer ${welcome.session}`,
+      origin: `http://127.0.0.1:${proxy}`,
+      "x-filename": "big.bin",
+    },
+  });
+  assert.equal(upload.status, 201, await upload.text());
 
   // hubchat counts clients by the address the proxy saw, not the proxy's
   // own nor the one ann claimed.
@@ -547,7 +559,11 @@ Deno.test("the direct control: with trustProxy, hubchat takes X-Forwarded-For as
         `X-Forwarded-For: ${SPOOFED_ADDRESS}`,
       ]),
     );
-    await nextMatching(eve, "eve's welcome", (m) => m.type === "welcome");
+    await nextMatching(
+      () => eve.next("eve's welcome"),
+      (m) => m.type === "welcome",
+      "eve's welcome",
+    );
     assert.equal(log.addressOf("eve"), SPOOFED_ADDRESS, log.toString());
   });
 });
