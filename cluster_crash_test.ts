@@ -21,6 +21,7 @@ import {
   withCluster,
 } from "./testing/cluster.ts";
 import { sleep } from "./tools/wait.ts";
+import { waitUntil } from "./testing/wait.ts";
 
 /** The bound README.md promises: a dead node's members are gone within 10 s. */
 const LEAVES_WITHIN_MS = 10_000;
@@ -294,6 +295,109 @@ Deno.test("Redis restarted empty: clients are told (reset), ids start again, and
     const taken = await cluster.upgradeReply(1, { username: "ann" });
     assert.equal(taken.status, 409);
   });
+});
+
+/** One connection in Redis's `CLIENT LIST`, the fields the tests read. */
+interface RedisConnection {
+  id: string;
+  /** The port it comes from. */
+  port: number;
+  /** `b`: blocked (as by CLIENT PAUSE); `P`: subscribed. */
+  flags: string;
+  /** The last command it sent. */
+  cmd: string;
+  /** Bytes of commands read but not run yet. */
+  qbuf: number;
+}
+
+/** Node i's connections to Redis (it must be `proxied`). */
+async function connectionsOf(
+  cluster: Cluster,
+  node: number,
+): Promise<RedisConnection[]> {
+  const ports = new Set(cluster.proxy(node).upstreamPorts());
+  const list = String(await cluster.redis.command(["CLIENT", "LIST"]));
+  const connections: RedisConnection[] = [];
+  for (const line of list.split("\n")) {
+    const fields = new Map(
+      line.trim().split(" ").map((pair) => {
+        const at = pair.indexOf("=");
+        return [pair.slice(0, at), pair.slice(at + 1)] as const;
+      }),
+    );
+    const port = Number(fields.get("addr")?.split(":").at(-1));
+    if (!ports.has(port)) continue;
+    connections.push({
+      id: fields.get("id") ?? "",
+      port,
+      flags: fields.get("flags") ?? "",
+      cmd: fields.get("cmd") ?? "",
+      qbuf: Number(fields.get("qbuf") ?? 0),
+    });
+  }
+  return connections;
+}
+
+Deno.test("a node whose connections come back one after the other while Redis lost its data catches up once: its clients are told one reset", async () => {
+  await withCluster(
+    { nodes: 2, appendonly: false, proxied: [1] },
+    async (cluster) => {
+      const ann = await cluster.member(0, "ann");
+      const bob = await cluster.member(1, "bob");
+      ann.say("old");
+      await bob.waitFor(lineOf("ann", "old"), "the first line");
+
+      // Node 1 is away while Redis restarts empty; node 0 finds out first.
+      cluster.proxy(1).hold();
+      await cluster.redis.kill("SIGKILL");
+      await cluster.redis.restart();
+      await ann.waitFor((m) => m.type === "reset", "a reset", { ms: 10_000 });
+
+      // Writes wait: node 1's catch-up stops at its first write (its
+      // heartbeat), with its commands connection back.
+      await cluster.redis.command(["CLIENT", "PAUSE", "20000", "WRITE"]);
+      try {
+        cluster.proxy(1).release();
+        await waitUntil(
+          async () => {
+            const connections = await connectionsOf(cluster, 1);
+            return connections.some((c) => c.flags.includes("P")) &&
+              connections.some((c) => c.flags.includes("b") && c.cmd === "set");
+          },
+          "node 1 subscribed, and its heartbeat waiting",
+          10_000,
+        );
+        // Its subscription drops and comes back meanwhile: another ready,
+        // whose catch-up writes behind the first one's.
+        const subscriber = (await connectionsOf(cluster, 1))
+          .find((c) => c.flags.includes("P"))!;
+        await cluster.redis.command(["CLIENT", "KILL", "ID", subscriber.id]);
+        await waitUntil(
+          async () =>
+            (await connectionsOf(cluster, 1)).some((c) =>
+              c.flags.includes("b") && c.cmd === "set" && c.qbuf > 0
+            ),
+          "a second heartbeat behind the first",
+          10_000,
+        );
+      } finally {
+        await cluster.redis.command(["CLIENT", "UNPAUSE"]);
+      }
+
+      await bob.waitFor((m) => m.type === "reset", "a reset", { ms: 10_000 });
+      ann.say("after");
+      await bob.waitFor(lineOf("ann", "after"), "the line after the reset");
+      assert.equal(
+        bob.matching((m) => m.type === "reset").length,
+        1,
+        "bob's resets",
+      );
+      assert.deepEqual(
+        linesSeen([bob]).map((l) => [l.id, field(l, "text")]),
+        [[1, "old"], [1, "after"]],
+      );
+    },
+  );
 });
 
 /**

@@ -367,6 +367,10 @@ export class RedisEngine implements RoomEngine {
   /** When the connection last came up (performance.now()), or null. */
   #upSince: number | null = null;
   #stopped = false;
+  /** The catch-up running (`#reconcile`), or null. */
+  #reconciling: Promise<void> | null = null;
+  /** True when a connection came back while the running catch-up ran. */
+  #reconcileAgain = false;
   #takeover: (room: string, owner: string) => void = noTakeover;
 
   private constructor(
@@ -982,11 +986,37 @@ export class RedisEngine implements RoomEngine {
   }
 
   /**
-   * After a reconnect: say this node is alive, restore its members (a
-   * node away longer than its heartbeat was reaped), and fill every room
-   * from the stream, which a lost message would otherwise leave behind.
+   * After a reconnect (of either connection): `#catchUp`, one run at a
+   * time. A call while one runs is not lost: that run may have read a room
+   * before this connection came back, so one more runs once it is done
+   * (every call meanwhile shares that one). Resolves when no run is left.
    */
-  async #reconcile(): Promise<void> {
+  #reconcile(): Promise<void> {
+    if (this.#reconciling !== null) {
+      this.#reconcileAgain = true;
+      return this.#reconciling;
+    }
+    const run = async (): Promise<void> => {
+      try {
+        do {
+          this.#reconcileAgain = false;
+          await this.#catchUp();
+        } while (this.#reconcileAgain && !this.#stopped);
+      } finally {
+        this.#reconciling = null;
+      }
+    };
+    this.#reconciling = run();
+    return this.#reconciling;
+  }
+
+  /**
+   * Says this node is alive, restores its members (a node away longer
+   * than its heartbeat was reaped), and fills every room from the stream,
+   * which a lost message would otherwise leave behind. Only through
+   * `#reconcile`: two at once would both reset or fill a room.
+   */
+  async #catchUp(): Promise<void> {
     try {
       await this.#heartbeat();
       // Who left while Redis was away, as every node is to hear it (a
@@ -1015,27 +1045,26 @@ export class RedisEngine implements RoomEngine {
         }
       }
       for (const heard of this.#rooms.values()) {
+        // Skipped while busy: being opened, or a drain is fetching for it.
+        // Otherwise the room stays busy from this read of its meta to the
+        // fill or reset it calls for, so no drain delivers in between.
         if (heard.busy || heard.epoch === null) continue;
-        const meta = await this.#command([
-          "HMGET",
-          KEY.meta(heard.name),
-          "epoch",
-          "seq",
-        ]) as (string | null)[];
-        if (meta[0] !== heard.epoch) {
-          heard.busy = true;
-          try {
+        heard.busy = true;
+        try {
+          const meta = await this.#command([
+            "HMGET",
+            KEY.meta(heard.name),
+            "epoch",
+            "seq",
+          ]) as (string | null)[];
+          if (!heard.open) continue;
+          if (meta[0] !== heard.epoch) {
             await this.#reset(heard);
-          } finally {
-            heard.busy = false;
-          }
-        } else if (Number(meta[1] ?? 0) > heard.lastId) {
-          heard.busy = true;
-          try {
+          } else if (Number(meta[1] ?? 0) > heard.lastId) {
             await this.#fill(heard, Number(meta[1]));
-          } finally {
-            heard.busy = false;
           }
+        } finally {
+          heard.busy = false;
         }
         void this.#drain(heard);
       }
