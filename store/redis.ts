@@ -175,7 +175,7 @@ const SCRIPTS = {
    * KEYS: meta, lines, rooms set. ARGV: the line after its id (JSON
    * without the leading `{"type":T,"id":N,`), a new epoch if none, history
    * limit, room name, channel, publish time (ms), the line's type T.
-   * Returns [id, epoch].
+   * Returns the line's id.
    */
   append: `${openEpoch(2)}
 local id = redis.call('HINCRBY', KEYS[1], 'seq', 1)
@@ -184,7 +184,7 @@ redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], id .. '-0', 'd', line)
 redis.call('SADD', KEYS[3], ARGV[4])
 redis.call('PUBLISH', ARGV[5],
   '{"k":"l","e":"' .. epoch .. '","t":' .. ARGV[6] .. ',"line":' .. line .. '}')
-return {id, epoch}`,
+return id`,
   /**
    * KEYS: members, names, this node's rooms, rooms. ARGV: room, channel, payload,
    * joined count, then name/owner pairs (joined, then left). A leave
@@ -531,7 +531,7 @@ export class RedisEngine implements RoomEngine {
     // so the stored and published text is the wire text.
     const tail = JSON.stringify({ ...fields, type: undefined, id: undefined })
       .slice(1);
-    const [id] = await this.#script("append", [
+    const id = await this.#script("append", [
       KEY.meta(room),
       KEY.lines(room),
       KEY.rooms,
@@ -543,7 +543,7 @@ export class RedisEngine implements RoomEngine {
       KEY.channel(room),
       String(Date.now()),
       fields.type,
-    ]) as [number, string];
+    ]);
     return { ...fields, id: Number(id) } as StoredMessage;
   }
 
