@@ -6,21 +6,22 @@
  *
  * How a room is kept in Redis (`R` is the room's name, `N` a node's id):
  *
- * | key                       | what                                                   |
- * | ------------------------- | ------------------------------------------------------ |
- * | `hubchat:room:R:meta`     | hash: `epoch` (the store's life), `seq` (last line id)  |
- * | `hubchat:room:R:lines`    | stream: line `id` at entry `id-0`, trimmed to history  |
- * | `hubchat:room:R:members`  | hash: name → owner, for everyone online on any node    |
- * | `hubchat:room:R:names`    | hash: name → "owner sessionhash", the claims           |
- * | `hubchat:room:R` (channel) | every event of the room, in one order                 |
- * | `hubchat:rooms`           | set: rooms that have lines                             |
- * | `hubchat:node:N`          | a node's heartbeat, expiring unless renewed            |
- * | `hubchat:node:N:rooms`    | set: rooms where node N has members                    |
- * | `hubchat:nodes`           | set: nodes that have said they are alive               |
- * | `hubchat:node:N` (channel) | what other nodes ask of node N (a takeover)           |
+ * | key                        | what                                                      |
+ * | -------------------------- | --------------------------------------------------------- |
+ * | `hubchat:room:R:meta`      | hash: `epoch` (the store's life), `seq` (last line id)    |
+ * | `hubchat:room:R:lines`     | stream: line `id` at `id-0`; the last max(history, 1,000) |
+ * | `hubchat:room:R:members`   | hash: name → owner, for everyone online on any node       |
+ * | `hubchat:room:R:names`     | hash: name → "owner sessionhash", the claims              |
+ * | `hubchat:room:R` (channel) | every event of the room, in one order                     |
+ * | `hubchat:rooms`            | set: rooms with lines or members                          |
+ * | `hubchat:node:N`           | a node's heartbeat, expiring unless renewed               |
+ * | `hubchat:node:N:rooms`     | set: rooms where node N has members                       |
+ * | `hubchat:nodes`            | set: nodes that have said they are alive                  |
+ * | `hubchat:node:N` (channel) | what other nodes ask of node N (a takeover)               |
  *
  * A line is stored and published in one atomic script: it takes the next
- * id, appends to the stream (trimmed to the history limit) and publishes,
+ * id, appends to the stream (trimmed to the history limit, but never below
+ * {@linkcode MIN_STREAM_LINES}, what a gap is filled from) and publishes,
  * so ids increase strictly across nodes, and no node sees a line Redis has
  * not stored. A node hears a room's channel in order; when it sees a gap in
  * ids (a message lost, a reconnect), it fills it from the stream before it
