@@ -360,7 +360,10 @@ export class RedisEngine implements RoomEngine {
   #claims = new Map<string, { room: string; name: string; held: string }>();
   /** Departures Redis never took (it was away): published once it is back. */
   #unpublished: { room: string; left: MemberRef[] }[] = [];
-  /** Those departures, published again at the next heartbeats. */
+  /**
+   * Those departures, published again at the next heartbeats; each has
+   * `remaining` > 0 (the times it is still to be published).
+   */
   #echoes: { room: string; left: MemberRef[]; remaining: number }[] = [];
   /** SHA1 of each script, as its one load answers (or answered). */
   #shas = new Map<ScriptName, Promise<string>>();
@@ -1024,7 +1027,9 @@ export class RedisEngine implements RoomEngine {
       // departure heard twice changes nothing: its owner is gone).
       for (const { room, left } of this.#unpublished.splice(0)) {
         this.publish(room, { kind: "presence", joined: [], left });
-        this.#echoes.push({ room, left, remaining: LEAVE_ECHOES });
+        if (LEAVE_ECHOES > 0) {
+          this.#echoes.push({ room, left, remaining: LEAVE_ECHOES });
+        }
       }
       // Names this node's members hold, which Redis restarted empty lost.
       await Promise.all(
