@@ -22,6 +22,7 @@ import {
 } from "./testing/cluster.ts";
 import { sleep } from "./tools/wait.ts";
 import { waitUntil } from "./testing/wait.ts";
+import { HEARTBEAT_MS, LEAVE_ECHOES, NODE_TTL_MS } from "./store/redis.ts";
 
 /** The bound README.md promises: a dead node's members are gone within 10 s. */
 const LEAVES_WITHIN_MS = 10_000;
@@ -246,6 +247,71 @@ Deno.test("Redis killed under load and restarted with its data: nodes recover by
     assertNoneLostSilently(senders);
     // Its name is free again, on any node.
     await cluster.member(1, "gone");
+  });
+});
+
+Deno.test("a leave made while Redis was away reaches a node whose subscription came back only after the leave was first published", async () => {
+  // Node 1 reaches Redis through a proxy the test holds: its subscription
+  // comes back when the test says, after node 0 published the leave.
+  await withCluster({ nodes: 2, proxied: [1] }, async (cluster) => {
+    const [stay, gone] = await members(cluster, 0, ["stay", "gone"]);
+    const late = await cluster.member(1, "late");
+    for (const client of [stay, gone]) {
+      await client.waitFor(presenceOf("join", "late"), "late's join");
+    }
+
+    await cluster.redis.kill("SIGKILL");
+    await cluster.waitForHealth(503);
+    // gone leaves while Redis is away: node 0 keeps the leave to publish.
+    await gone.close();
+    await waitUntil(
+      async () => (await cluster.health(0)).body.clients === 1,
+      "node 0 to have let gone go",
+    );
+    cluster.proxy(1).hold();
+    await cluster.redis.restart();
+    // The presence script removes gone from the members hash and publishes
+    // the leave in one step: once it is gone from the hash, the leave was
+    // published, while node 1 could not hear it.
+    await waitUntil(
+      async () =>
+        Number(
+          await cluster.redis.command([
+            "HEXISTS",
+            "hubchat:room:lobby:members",
+            "gone",
+          ]),
+        ) === 0,
+      "node 0 to publish gone's leave",
+      10_000,
+    );
+    cluster.proxy(1).release();
+    await cluster.waitForHealth(200);
+
+    // Node 1 hears it all the same, within a heartbeat's lifetime, and
+    // node 0's own members too (its subscription may have been late as
+    // well).
+    for (const client of [late, stay]) {
+      await client.waitFor(presenceOf("leave", "gone"), "gone's leave", {
+        ms: NODE_TTL_MS + HEARTBEAT_MS,
+      });
+    }
+    // Past the last time it is published again: still once each.
+    await sleep(LEAVE_ECHOES * HEARTBEAT_MS);
+    for (const client of [late, stay]) {
+      assert.equal(
+        client.matching(presenceOf("leave", "gone")).length,
+        1,
+        `${client.label}: gone's leave`,
+      );
+      assert.deepEqual(
+        client.matching((m) => m.type === "leave").map((r) =>
+          field(r.message, "username")
+        ),
+        ["gone"],
+        `${client.label}: nobody else left`,
+      );
+    }
   });
 });
 
