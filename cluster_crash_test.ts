@@ -21,6 +21,8 @@ import {
   withCluster,
 } from "./testing/cluster.ts";
 import { sleep } from "./tools/wait.ts";
+import { waitUntil } from "./testing/wait.ts";
+import { HEARTBEAT_MS, LEAVE_ECHOES, NODE_TTL_MS } from "./store/redis.ts";
 
 /** The bound README.md promises: a dead node's members are gone within 10 s. */
 const LEAVES_WITHIN_MS = 10_000;
@@ -248,6 +250,71 @@ Deno.test("Redis killed under load and restarted with its data: nodes recover by
   });
 });
 
+Deno.test("a leave made while Redis was away reaches a node whose subscription came back only after the leave was first published", async () => {
+  // Node 1 reaches Redis through a proxy the test holds: its subscription
+  // comes back when the test says, after node 0 published the leave.
+  await withCluster({ nodes: 2, proxied: [1] }, async (cluster) => {
+    const [stay, gone] = await members(cluster, 0, ["stay", "gone"]);
+    const late = await cluster.member(1, "late");
+    for (const client of [stay, gone]) {
+      await client.waitFor(presenceOf("join", "late"), "late's join");
+    }
+
+    await cluster.redis.kill("SIGKILL");
+    await cluster.waitForHealth(503);
+    // gone leaves while Redis is away: node 0 keeps the leave to publish.
+    await gone.close();
+    await waitUntil(
+      async () => (await cluster.health(0)).body.clients === 1,
+      "node 0 to have let gone go",
+    );
+    cluster.proxy(1).hold();
+    await cluster.redis.restart();
+    // The presence script removes gone from the members hash and publishes
+    // the leave in one step: once it is gone from the hash, the leave was
+    // published, while node 1 could not hear it.
+    await waitUntil(
+      async () =>
+        Number(
+          await cluster.redis.command([
+            "HEXISTS",
+            "hubchat:room:lobby:members",
+            "gone",
+          ]),
+        ) === 0,
+      "node 0 to publish gone's leave",
+      10_000,
+    );
+    cluster.proxy(1).release();
+    await cluster.waitForHealth(200);
+
+    // Node 1 hears it all the same, within a heartbeat's lifetime, and
+    // node 0's own members too (its subscription may have been late as
+    // well).
+    for (const client of [late, stay]) {
+      await client.waitFor(presenceOf("leave", "gone"), "gone's leave", {
+        ms: NODE_TTL_MS + HEARTBEAT_MS,
+      });
+    }
+    // Past the last time it is published again: still once each.
+    await sleep(LEAVE_ECHOES * HEARTBEAT_MS);
+    for (const client of [late, stay]) {
+      assert.equal(
+        client.matching(presenceOf("leave", "gone")).length,
+        1,
+        `${client.label}: gone's leave`,
+      );
+      assert.deepEqual(
+        client.matching((m) => m.type === "leave").map((r) =>
+          field(r.message, "username")
+        ),
+        ["gone"],
+        `${client.label}: nobody else left`,
+      );
+    }
+  });
+});
+
 Deno.test("Redis restarted empty: clients are told (reset), ids start again, and an old since gets gap: true", async () => {
   await withCluster({ nodes: 2, appendonly: false }, async (cluster) => {
     const ann = await cluster.member(0, "ann");
@@ -294,6 +361,109 @@ Deno.test("Redis restarted empty: clients are told (reset), ids start again, and
     const taken = await cluster.upgradeReply(1, { username: "ann" });
     assert.equal(taken.status, 409);
   });
+});
+
+/** One connection in Redis's `CLIENT LIST`, the fields the tests read. */
+interface RedisConnection {
+  id: string;
+  /** The port it comes from. */
+  port: number;
+  /** `b`: blocked (as by CLIENT PAUSE); `P`: subscribed. */
+  flags: string;
+  /** The last command it sent. */
+  cmd: string;
+  /** Bytes of commands read but not run yet. */
+  qbuf: number;
+}
+
+/** Node i's connections to Redis (it must be `proxied`). */
+async function connectionsOf(
+  cluster: Cluster,
+  node: number,
+): Promise<RedisConnection[]> {
+  const ports = new Set(cluster.proxy(node).upstreamPorts());
+  const list = String(await cluster.redis.command(["CLIENT", "LIST"]));
+  const connections: RedisConnection[] = [];
+  for (const line of list.split("\n")) {
+    const fields = new Map(
+      line.trim().split(" ").map((pair) => {
+        const at = pair.indexOf("=");
+        return [pair.slice(0, at), pair.slice(at + 1)] as const;
+      }),
+    );
+    const port = Number(fields.get("addr")?.split(":").at(-1));
+    if (!ports.has(port)) continue;
+    connections.push({
+      id: fields.get("id") ?? "",
+      port,
+      flags: fields.get("flags") ?? "",
+      cmd: fields.get("cmd") ?? "",
+      qbuf: Number(fields.get("qbuf") ?? 0),
+    });
+  }
+  return connections;
+}
+
+Deno.test("a node whose connections come back one after the other while Redis lost its data catches up once: its clients are told one reset", async () => {
+  await withCluster(
+    { nodes: 2, appendonly: false, proxied: [1] },
+    async (cluster) => {
+      const ann = await cluster.member(0, "ann");
+      const bob = await cluster.member(1, "bob");
+      ann.say("old");
+      await bob.waitFor(lineOf("ann", "old"), "the first line");
+
+      // Node 1 is away while Redis restarts empty; node 0 finds out first.
+      cluster.proxy(1).hold();
+      await cluster.redis.kill("SIGKILL");
+      await cluster.redis.restart();
+      await ann.waitFor((m) => m.type === "reset", "a reset", { ms: 10_000 });
+
+      // Writes wait: node 1's catch-up stops at its first write (its
+      // heartbeat), with its commands connection back.
+      await cluster.redis.command(["CLIENT", "PAUSE", "20000", "WRITE"]);
+      try {
+        cluster.proxy(1).release();
+        await waitUntil(
+          async () => {
+            const connections = await connectionsOf(cluster, 1);
+            return connections.some((c) => c.flags.includes("P")) &&
+              connections.some((c) => c.flags.includes("b") && c.cmd === "set");
+          },
+          "node 1 subscribed, and its heartbeat waiting",
+          10_000,
+        );
+        // Its subscription drops and comes back meanwhile: another ready,
+        // whose catch-up writes behind the first one's.
+        const subscriber = (await connectionsOf(cluster, 1))
+          .find((c) => c.flags.includes("P"))!;
+        await cluster.redis.command(["CLIENT", "KILL", "ID", subscriber.id]);
+        await waitUntil(
+          async () =>
+            (await connectionsOf(cluster, 1)).some((c) =>
+              c.flags.includes("b") && c.cmd === "set" && c.qbuf > 0
+            ),
+          "a second heartbeat behind the first",
+          10_000,
+        );
+      } finally {
+        await cluster.redis.command(["CLIENT", "UNPAUSE"]);
+      }
+
+      await bob.waitFor((m) => m.type === "reset", "a reset", { ms: 10_000 });
+      ann.say("after");
+      await bob.waitFor(lineOf("ann", "after"), "the line after the reset");
+      assert.equal(
+        bob.matching((m) => m.type === "reset").length,
+        1,
+        "bob's resets",
+      );
+      assert.deepEqual(
+        linesSeen([bob]).map((l) => [l.id, field(l, "text")]),
+        [[1, "old"], [1, "after"]],
+      );
+    },
+  );
 });
 
 /**

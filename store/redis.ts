@@ -6,21 +6,22 @@
  *
  * How a room is kept in Redis (`R` is the room's name, `N` a node's id):
  *
- * | key                       | what                                                   |
- * | ------------------------- | ------------------------------------------------------ |
- * | `hubchat:room:R:meta`     | hash: `epoch` (the store's life), `seq` (last line id)  |
- * | `hubchat:room:R:lines`    | stream: line `id` at entry `id-0`, trimmed to history  |
- * | `hubchat:room:R:members`  | hash: name → owner, for everyone online on any node    |
- * | `hubchat:room:R:names`    | hash: name → "owner sessionhash", the claims           |
- * | `hubchat:room:R` (channel) | every event of the room, in one order                 |
- * | `hubchat:rooms`           | set: rooms that have lines                             |
- * | `hubchat:node:N`          | a node's heartbeat, expiring unless renewed            |
- * | `hubchat:node:N:rooms`    | set: rooms where node N has members                    |
- * | `hubchat:nodes`           | set: nodes that have said they are alive               |
- * | `hubchat:node:N` (channel) | what other nodes ask of node N (a takeover)           |
+ * | key                        | what                                                      |
+ * | -------------------------- | --------------------------------------------------------- |
+ * | `hubchat:room:R:meta`      | hash: `epoch` (the store's life), `seq` (last line id)    |
+ * | `hubchat:room:R:lines`     | stream: line `id` at `id-0`; the last max(history, 1,000) |
+ * | `hubchat:room:R:members`   | hash: name → owner, for everyone online on any node       |
+ * | `hubchat:room:R:names`     | hash: name → "owner sessionhash", the claims              |
+ * | `hubchat:room:R` (channel) | every event of the room, in one order                     |
+ * | `hubchat:rooms`            | set: rooms with lines or members                          |
+ * | `hubchat:node:N`           | a node's heartbeat, expiring unless renewed               |
+ * | `hubchat:node:N:rooms`     | set: rooms where node N has members                       |
+ * | `hubchat:nodes`            | set: nodes that have said they are alive                  |
+ * | `hubchat:node:N` (channel) | what other nodes ask of node N (a takeover)               |
  *
  * A line is stored and published in one atomic script: it takes the next
- * id, appends to the stream (trimmed to the history limit) and publishes,
+ * id, appends to the stream (trimmed to the history limit, but never below
+ * {@linkcode MIN_STREAM_LINES}, what a gap is filled from) and publishes,
  * so ids increase strictly across nodes, and no node sees a line Redis has
  * not stored. A node hears a room's channel in order; when it sees a gap in
  * ids (a message lost, a reconnect), it fills it from the stream before it
@@ -175,7 +176,7 @@ const SCRIPTS = {
    * KEYS: meta, lines, rooms set. ARGV: the line after its id (JSON
    * without the leading `{"type":T,"id":N,`), a new epoch if none, history
    * limit, room name, channel, publish time (ms), the line's type T.
-   * Returns [id, epoch].
+   * Returns the line's id.
    */
   append: `${openEpoch(2)}
 local id = redis.call('HINCRBY', KEYS[1], 'seq', 1)
@@ -184,7 +185,7 @@ redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], id .. '-0', 'd', line)
 redis.call('SADD', KEYS[3], ARGV[4])
 redis.call('PUBLISH', ARGV[5],
   '{"k":"l","e":"' .. epoch .. '","t":' .. ARGV[6] .. ',"line":' .. line .. '}')
-return {id, epoch}`,
+return id`,
   /**
    * KEYS: members, names, this node's rooms, rooms. ARGV: room, channel, payload,
    * joined count, then name/owner pairs (joined, then left). A leave
@@ -359,7 +360,10 @@ export class RedisEngine implements RoomEngine {
   #claims = new Map<string, { room: string; name: string; held: string }>();
   /** Departures Redis never took (it was away): published once it is back. */
   #unpublished: { room: string; left: MemberRef[] }[] = [];
-  /** Those departures, published again at the next heartbeats. */
+  /**
+   * Those departures, published again at the next heartbeats; each has
+   * `remaining` > 0 (the times it is still to be published).
+   */
   #echoes: { room: string; left: MemberRef[]; remaining: number }[] = [];
   /** SHA1 of each script, as its one load answers (or answered). */
   #shas = new Map<ScriptName, Promise<string>>();
@@ -367,6 +371,10 @@ export class RedisEngine implements RoomEngine {
   /** When the connection last came up (performance.now()), or null. */
   #upSince: number | null = null;
   #stopped = false;
+  /** The catch-up running (`#reconcile`), or null. */
+  #reconciling: Promise<void> | null = null;
+  /** True when a connection came back while the running catch-up ran. */
+  #reconcileAgain = false;
   #takeover: (room: string, owner: string) => void = noTakeover;
 
   private constructor(
@@ -527,7 +535,7 @@ export class RedisEngine implements RoomEngine {
     // so the stored and published text is the wire text.
     const tail = JSON.stringify({ ...fields, type: undefined, id: undefined })
       .slice(1);
-    const [id] = await this.#script("append", [
+    const id = await this.#script("append", [
       KEY.meta(room),
       KEY.lines(room),
       KEY.rooms,
@@ -539,7 +547,7 @@ export class RedisEngine implements RoomEngine {
       KEY.channel(room),
       String(Date.now()),
       fields.type,
-    ]) as [number, string];
+    ]);
     return { ...fields, id: Number(id) } as StoredMessage;
   }
 
@@ -982,18 +990,46 @@ export class RedisEngine implements RoomEngine {
   }
 
   /**
-   * After a reconnect: say this node is alive, restore its members (a
-   * node away longer than its heartbeat was reaped), and fill every room
-   * from the stream, which a lost message would otherwise leave behind.
+   * After a reconnect (of either connection): `#catchUp`, one run at a
+   * time. A call while one runs is not lost: that run may have read a room
+   * before this connection came back, so one more runs once it is done
+   * (every call meanwhile shares that one). Resolves when no run is left.
    */
-  async #reconcile(): Promise<void> {
+  #reconcile(): Promise<void> {
+    if (this.#reconciling !== null) {
+      this.#reconcileAgain = true;
+      return this.#reconciling;
+    }
+    const run = async (): Promise<void> => {
+      try {
+        do {
+          this.#reconcileAgain = false;
+          await this.#catchUp();
+        } while (this.#reconcileAgain && !this.#stopped);
+      } finally {
+        this.#reconciling = null;
+      }
+    };
+    this.#reconciling = run();
+    return this.#reconciling;
+  }
+
+  /**
+   * Says this node is alive, restores its members (a node away longer
+   * than its heartbeat was reaped), and fills every room from the stream,
+   * which a lost message would otherwise leave behind. Only through
+   * `#reconcile`: two at once would both reset or fill a room.
+   */
+  async #catchUp(): Promise<void> {
     try {
       await this.#heartbeat();
       // Who left while Redis was away, as every node is to hear it (a
       // departure heard twice changes nothing: its owner is gone).
       for (const { room, left } of this.#unpublished.splice(0)) {
         this.publish(room, { kind: "presence", joined: [], left });
-        this.#echoes.push({ room, left, remaining: LEAVE_ECHOES });
+        if (LEAVE_ECHOES > 0) {
+          this.#echoes.push({ room, left, remaining: LEAVE_ECHOES });
+        }
       }
       // Names this node's members hold, which Redis restarted empty lost.
       await Promise.all(
@@ -1015,27 +1051,26 @@ export class RedisEngine implements RoomEngine {
         }
       }
       for (const heard of this.#rooms.values()) {
+        // Skipped while busy: being opened, or a drain is fetching for it.
+        // Otherwise the room stays busy from this read of its meta to the
+        // fill or reset it calls for, so no drain delivers in between.
         if (heard.busy || heard.epoch === null) continue;
-        const meta = await this.#command([
-          "HMGET",
-          KEY.meta(heard.name),
-          "epoch",
-          "seq",
-        ]) as (string | null)[];
-        if (meta[0] !== heard.epoch) {
-          heard.busy = true;
-          try {
+        heard.busy = true;
+        try {
+          const meta = await this.#command([
+            "HMGET",
+            KEY.meta(heard.name),
+            "epoch",
+            "seq",
+          ]) as (string | null)[];
+          if (!heard.open) continue;
+          if (meta[0] !== heard.epoch) {
             await this.#reset(heard);
-          } finally {
-            heard.busy = false;
-          }
-        } else if (Number(meta[1] ?? 0) > heard.lastId) {
-          heard.busy = true;
-          try {
+          } else if (Number(meta[1] ?? 0) > heard.lastId) {
             await this.#fill(heard, Number(meta[1]));
-          } finally {
-            heard.busy = false;
           }
+        } finally {
+          heard.busy = false;
         }
         void this.#drain(heard);
       }

@@ -5,7 +5,9 @@
  * (testing/child_server.ts), clients opened on node i that record every
  * message they get with the moment it arrived ({@linkcode Recorder}), and
  * the checks the cluster tests share: the chat lines a client saw across
- * its reconnects, in id order, each once ({@linkcode assertLines}).
+ * its reconnects, in id order, each once ({@linkcode assertLines}). A node
+ * may reach Redis through a proxy of the test's (testing/tcp_proxy.ts), so
+ * that its connections alone can be kept down ({@linkcode Cluster.proxy}).
  *
  * Everything is bounded in time and stopped by {@linkcode Cluster.close}
  * (clients, then nodes, then Redis), so tests pass Deno's sanitizers.
@@ -24,6 +26,7 @@ import { ChatClient, type CloseInfo, parseFrame } from "./chat_client.ts";
 import { ChildServer } from "./child_server.ts";
 import { type RawReply, upgradeReplyAt } from "./raw_websocket.ts";
 import { RedisServer } from "./redis_server.ts";
+import { TcpProxy } from "./tcp_proxy.ts";
 import { sleep } from "../tools/wait.ts";
 import { WAIT_MS, waitUntil, within } from "./wait.ts";
 import { field } from "./scene.ts";
@@ -45,6 +48,11 @@ export interface ClusterOptions {
   flags?: string[];
   /** Redis keeps an append-only file synced on every write. Default true. */
   appendonly?: boolean;
+  /**
+   * Nodes, by index, that reach Redis through a {@linkcode TcpProxy} of
+   * their own ({@linkcode Cluster.proxy}). Default none.
+   */
+  proxied?: number[];
 }
 
 /** One message a {@linkcode Recorder} got, and when (performance.now()). */
@@ -163,10 +171,17 @@ export class Cluster {
   /** The nodes, by index; a restarted node replaces its entry. */
   readonly nodes: ChildServer[];
   #clients = new Set<Recorder>();
+  /** The proxies of the nodes started `proxied`, by node index. */
+  #proxies: Map<number, TcpProxy>;
 
-  private constructor(redis: RedisServer, nodes: ChildServer[]) {
+  private constructor(
+    redis: RedisServer,
+    nodes: ChildServer[],
+    proxies: Map<number, TcpProxy>,
+  ) {
     this.redis = redis;
     this.nodes = nodes;
+    this.#proxies = proxies;
   }
 
   /**
@@ -177,18 +192,45 @@ export class Cluster {
     const redis = await RedisServer.start({
       appendonly: options.appendonly ?? true,
     });
-    const flags = ["--redis", redis.url, ...NODE_FLAGS, ...options.flags ?? []];
+    const proxies = new Map<number, TcpProxy>();
     const nodes: ChildServer[] = [];
     try {
       for (let i = 0; i < (options.nodes ?? 2); i++) {
-        nodes.push(await ChildServer.start(flags));
+        let url = redis.url;
+        if (options.proxied?.includes(i)) {
+          const proxy = TcpProxy.start(redis.port);
+          proxies.set(i, proxy);
+          url = proxy.url;
+        }
+        nodes.push(
+          await ChildServer.start([
+            "--redis",
+            url,
+            ...NODE_FLAGS,
+            ...options.flags ?? [],
+          ]),
+        );
       }
     } catch (error) {
       await Promise.allSettled(nodes.map((node) => node.close()));
+      await Promise.allSettled([...proxies.values()].map((p) => p.close()));
       await redis.stop();
       throw error;
     }
-    return new Cluster(redis, nodes);
+    return new Cluster(redis, nodes, proxies);
+  }
+
+  /**
+   * The proxy between node i and Redis: `hold()` keeps that node's
+   * connections to Redis down, `release()` lets them come back. Throws
+   * for a node not started `proxied`.
+   */
+  proxy(node: number): TcpProxy {
+    const proxy = this.#proxies.get(node);
+    if (proxy === undefined) {
+      throw new Error(`node ${node} reaches Redis directly (see proxied)`);
+    }
+    return proxy;
   }
 
   /** Node i's port. */
@@ -293,10 +335,14 @@ export class Cluster {
     this.nodes[node] = await this.nodes[node].restart("SIGKILL");
   }
 
-  /** Closes every client, stops every node, then Redis; never throws. */
+  /**
+   * Closes every client, stops every node, closes the proxies, then stops
+   * Redis; never throws.
+   */
   async close(): Promise<void> {
     await Promise.allSettled([...this.#clients].map((c) => c.close()));
     await Promise.allSettled(this.nodes.map((node) => node.stop()));
+    await Promise.allSettled([...this.#proxies.values()].map((p) => p.close()));
     await this.redis.stop();
   }
 }
