@@ -58,16 +58,7 @@ async function crowd(
   for (let start = 0; start < names.length; start += ARRIVING) {
     await Promise.all(
       names.slice(start, start + ARRIVING).map(async (name) => {
-        const bot = track(
-          await ChatClient.open(
-            `ws://127.0.0.1:${server.port}/ws?username=${name}`,
-            name,
-          ),
-        );
-        const welcome = await bot.next(`${name}'s welcome`);
-        assert.equal(welcome.type, "welcome", `${name}: first message`);
-        bot.username = name;
-        bots.set(name, bot);
+        bots.set(name, track(await ChatClient.arrive(server.port, name)));
       }),
     );
   }

@@ -10,26 +10,12 @@ import type {
   MembersMessage,
   OnlineMessage,
   ServerMessage,
-  WelcomeMessage,
 } from "./protocol.ts";
 import { ChatClient } from "./testing/chat_client.ts";
 import { ChildServer } from "./testing/child_server.ts";
 import { runLoad } from "./tools/load.ts";
 import { withServer } from "./testing/server.ts";
 import { within } from "./testing/wait.ts";
-
-/** Opens a client into a room that may be large: its welcome, nothing else. */
-async function arrive(port: number, username: string): Promise<ChatClient> {
-  const client = await ChatClient.open(
-    `ws://127.0.0.1:${port}/ws?username=${encodeURIComponent(username)}`,
-    username,
-  );
-  const welcome = await client.next(`${username}'s welcome`);
-  assert.equal(welcome.type, "welcome");
-  client.welcome = welcome as WelcomeMessage;
-  client.username = username;
-  return client;
-}
 
 /** The next message, which must be of `type`. */
 async function expectType<T extends ServerMessage>(
@@ -69,7 +55,7 @@ Deno.test("a room past the threshold sends its count, pages its members, and cha
     const [ann, bob] = small;
 
     // The fifth member makes the room large: no join, the count instead.
-    const eve = track(await arrive(port, "eve"));
+    const eve = track(await ChatClient.arrive(port, "eve"));
     assert.equal(eve.welcome!.large, true);
     assert.equal(eve.welcome!.online, 5);
     assert.deepEqual(eve.welcome!.users, ["ann", "bob", "cy", "dee", "eve"]);
@@ -81,8 +67,8 @@ Deno.test("a room past the threshold sends its count, pages its members, and cha
     }
 
     // Two arrivals within the interval: one count, of both.
-    const fay = track(await arrive(port, "fay"));
-    const gil = track(await arrive(port, "gil"));
+    const fay = track(await ChatClient.arrive(port, "fay"));
+    const gil = track(await ChatClient.arrive(port, "gil"));
     assert.equal(gil.welcome!.online, 7);
     const everyone = [...small, eve, fay, gil];
     for (const member of everyone) {
@@ -147,7 +133,7 @@ Deno.test("a large room's count goes out at most once a second, and only when it
     const ann = track(await ChatClient.join(port, "ann"));
     const bob = track(await ChatClient.join(port, "bob"));
     await ann.expectPresence("join", "bob", 2);
-    track(await arrive(port, "cy"));
+    track(await ChatClient.arrive(port, "cy"));
     for (const member of [ann, bob]) {
       const turned = await expectType<OnlineMessage>(member, "online");
       assert.deepEqual([turned.online, turned.large], [3, true]);
@@ -155,7 +141,7 @@ Deno.test("a large room's count goes out at most once a second, and only when it
 
     // An arrival and its departure within one interval leave the count
     // where the members last heard it: no count at all.
-    const dee = await arrive(port, "dee");
+    const dee = await ChatClient.arrive(port, "dee");
     await dee.close();
     await assert.rejects(
       ann.next("no count: it did not change", 2500),
@@ -167,7 +153,7 @@ Deno.test("a large room's count goes out at most once a second, and only when it
     // counts that reach ann are a second apart or more, each a new count.
     const names = ["eve", "fay", "gil", "hal", "ivy", "jon"];
     for (const name of names) {
-      track(await arrive(port, name));
+      track(await ChatClient.arrive(port, name));
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
     const counts: OnlineMessage[] = [];
@@ -195,7 +181,9 @@ Deno.test("a thousand members: bounded welcomes, one count, every line once", as
       for (let i = 0; i < clients; i += 50) {
         const batch: Promise<ChatClient>[] = [];
         for (let j = i; j < Math.min(clients, i + 50); j++) {
-          batch.push(arrive(port, `user${String(j).padStart(4, "0")}`));
+          batch.push(
+            ChatClient.arrive(port, `user${String(j).padStart(4, "0")}`),
+          );
         }
         for (const client of await Promise.all(batch)) {
           joined.push(track(client));

@@ -158,6 +158,28 @@ export class ChatClient {
   }
 
   /**
+   * Connects under `username` to a room that may be large, which announces
+   * no join (the client's own included): checks only that the first
+   * message is the welcome, kept in `welcome`, and returns the client.
+   */
+  static async arrive(port: number, username: string): Promise<ChatClient> {
+    const client = await ChatClient.open(
+      `ws://127.0.0.1:${port}/ws?username=${encodeURIComponent(username)}`,
+      username,
+    );
+    try {
+      const welcome = await client.next(`${username}'s welcome`);
+      assert.equal(welcome.type, "welcome", `${username}: first message`);
+      client.welcome = welcome as WelcomeMessage;
+      client.username = username;
+    } catch (error) {
+      await client.close();
+      throw error;
+    }
+    return client;
+  }
+
+  /**
    * Connects with any query (`username`, `room`, `since`, `session`...),
    * checks that the first two messages are our welcome and our own join,
    * and returns the client, its welcome kept in `welcome`.
