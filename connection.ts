@@ -469,11 +469,8 @@ export class Connection {
     }
     // One process claims nothing across nodes: the move stays in this turn.
     const shared = rooms.engine.shared;
-    const claim = !to.reserve(client)
-      ? "taken"
-      : shared
-      ? await this.#claimIn(to)
-      : "claimed";
+    let claim = to.reserve(client) ? "claimed" : "taken";
+    if (claim === "claimed" && shared) claim = await this.#claimIn(to);
     if (claim !== "claimed") {
       if (claim === "taken") {
         this.#refuse(
