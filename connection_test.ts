@@ -522,6 +522,26 @@ Deno.test({
   },
 });
 
+/**
+ * A server on 127.0.0.1 whose upgrades, each a newcomer "ann" in the
+ * lobby, go to `connections`; `beforeAnswer` holds each answer back.
+ */
+function serveUpgrades(
+  connections: Connections,
+  rooms: Rooms,
+  beforeAnswer?: () => Promise<void>,
+): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (request) => {
+      const { socket, response } = Deno.upgradeWebSocket(request);
+      connections.accept(socket, newcomer(rooms).newcomer);
+      await beforeAnswer?.();
+      return response;
+    },
+  );
+}
+
 Deno.test({
   name: "connections: a real socket that opens outlives its deadline",
   ...SANITIZED,
@@ -529,14 +549,7 @@ Deno.test({
     const openDeadlineMs = 50;
     const { shared, logged } = setup({ openDeadlineMs });
     const connections = new Connections(shared);
-    const server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen() {} },
-      (request) => {
-        const { socket, response } = Deno.upgradeWebSocket(request);
-        connections.accept(socket, newcomer(shared.rooms).newcomer);
-        return response;
-      },
-    );
+    const server = serveUpgrades(connections, shared.rooms);
     try {
       const ann = await ChatClient.join(server.addr.port, "ann");
       // Timers run in order of their due time: had the deadline not been
@@ -568,15 +581,11 @@ Deno.test({
     const openDeadlineMs = 50;
     const { shared, logged } = setup({ openDeadlineMs });
     const connections = new Connections(shared);
-    const server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen() {} },
-      async (request) => {
-        const { socket, response } = Deno.upgradeWebSocket(request);
-        connections.accept(socket, newcomer(shared.rooms).newcomer);
-        // The upgrade's answer leaves only after the deadline has passed.
-        await within(connections.closed(), "the deadline to give it up");
-        return response;
-      },
+    // The upgrade's answer leaves only after the deadline has passed.
+    const server = serveUpgrades(
+      connections,
+      shared.rooms,
+      () => within(connections.closed(), "the deadline to give it up"),
     );
     try {
       const socket = new WebSocket(`ws://127.0.0.1:${server.addr.port}/ws`);

@@ -226,6 +226,23 @@ async function queue<T>(
   return { upgrade };
 }
 
+/** Queues an upgrade for each name, in order; returns their replies. */
+async function queueUpgrades(
+  server: ChatServer,
+  names: string[],
+): Promise<Promise<RawReply>[]> {
+  const waiters: Promise<RawReply>[] = [];
+  for (const name of names) {
+    const { upgrade } = await queue(
+      server,
+      name,
+      () => upgradeReplyAt(server.port, `/ws?username=${name}`),
+    );
+    waiters.push(upgrade);
+  }
+  return waiters;
+}
+
 Deno.test("over sockets: waiting upgrades are admitted a turn at a time in order; one that left is never upgraded", async () => {
   const turns = new ManualTurns();
   await withServer(
@@ -293,15 +310,7 @@ Deno.test("over sockets: one address may have as many upgrades waiting as it may
     },
     async (server, track) => {
       track(await ChatClient.join(server.port, "ann"));
-      const waiters: Promise<RawReply>[] = [];
-      for (const name of ["w1", "w2", "w3"]) {
-        const { upgrade } = await queue(
-          server,
-          name,
-          () => upgradeReplyAt(server.port, `/ws?username=${name}`),
-        );
-        waiters.push(upgrade);
-      }
+      const waiters = await queueUpgrades(server, ["w1", "w2", "w3"]);
       const expected =
         "too many connections from your address are waiting to be admitted (3); wait for them before opening more";
       const over = await upgradeReplyAt(server.port, "/ws?username=w4");
@@ -334,15 +343,7 @@ Deno.test("over sockets: shutdown refuses the upgrades still waiting, with 503",
     { pacing: { perTurn: 1, schedule: turns.schedule } },
     async (server, track) => {
       track(await ChatClient.join(server.port, "ann"));
-      const waiters: Promise<RawReply>[] = [];
-      for (const name of ["w1", "w2", "w3"]) {
-        const { upgrade } = await queue(
-          server,
-          name,
-          () => upgradeReplyAt(server.port, `/ws?username=${name}`),
-        );
-        waiters.push(upgrade);
-      }
+      const waiters = await queueUpgrades(server, ["w1", "w2", "w3"]);
       await within(server.shutdown(), "shutdown", 10_000);
       for (const reply of await Promise.all(waiters)) {
         assert.equal(reply.status, 503);
